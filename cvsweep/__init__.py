@@ -1,0 +1,1 @@
+"""cvsweep: declarative hyperparameter sweeps for Keras image classifiers."""

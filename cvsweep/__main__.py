@@ -1,0 +1,3 @@
+from cvsweep.app import main
+
+main()

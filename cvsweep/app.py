@@ -1,0 +1,26 @@
+"""The command line: ``python -m cvsweep`` (one run) and ``python -m cvsweep -m`` (a sweep)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from cvsweep.schema import register_configs
+
+register_configs()
+# hydra-optuna-sweeper 1.3 calls Optuna APIs deprecated since Optuna 3 (still working in 5);
+# the warnings say nothing a cvsweep user can act on.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")
+
+# conf/ sits beside the package in the checkout; an absolute path works however cvsweep starts.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    from cvsweep.trial import run_trial
+
+    return run_trial(cfg)

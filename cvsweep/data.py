@@ -1,0 +1,188 @@
+"""Datasets: load a source, check it, and split it into train / validation / test.
+
+Sources: scikit-learn's bundled 8x8 digits (offline, the default), the Keras downloaders
+(mnist, fashion_mnist, cifar10, cifar100; cached in ~/.keras) and any local .npz in Keras
+layout. Everything here is NumPy and scikit-learn: TensorFlow is only imported to download.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cvsweep.schema import DatasetName
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# The test split of sources that have none is always drawn with this seed, so every trial
+# (whatever its training seed) is scored on the same test images.
+TEST_SPLIT_SEED = 0
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used; the message names the file or key and the problem."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Raw arrays of a dataset, as loaded (pixel values not yet scaled)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    sha256: str  # of the four arrays: tells whether two machines trained on the same data
+
+
+@dataclass(frozen=True)
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source_sha256: str
+
+    def describe(self) -> dict:
+        return {
+            "train": int(len(self.y_train)),
+            "val": int(len(self.y_val)),
+            "test": int(len(self.y_test)),
+            "image_shape": list(self.x_train.shape[1:]),
+            "source_sha256": self.source_sha256,
+        }
+
+
+def load_source(dataset) -> Source:
+    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names."""
+    name = DatasetName(dataset.name) if isinstance(dataset.name, str) else dataset.name
+    if dataset.path is not None:
+        return _load_npz(str(Path(dataset.path).expanduser().resolve()), dataset.num_classes)
+    if name == DatasetName.digits:
+        return _load_digits(dataset.test_fraction, dataset.num_classes)
+    if name == DatasetName.npz:
+        raise DataError("dataset.path: dataset 'npz' needs the path of a local .npz file")
+    return _load_keras(name.value, dataset.num_classes)
+
+
+def split(source: Source, dataset, sampling, seed: int, validation_split: float) -> Splits:
+    """Carve a stratified, seeded validation set from the training set, then (proxy sampling)
+    keep a stratified, seeded fraction of what remains for training. Pixels are scaled to
+    float32 and images get a channel axis."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_val, y_train, y_val = _stratified(
+        train_test_split, "training.validation_split", source.x_train, source.y_train,
+        test_size=validation_split, seed=seed,
+    )
+    if sampling.fraction < 1.0:
+        x_train, _, y_train, _ = _stratified(
+            train_test_split, "sampling.fraction", x_train, y_train,
+            train_size=sampling.fraction, seed=seed,
+        )
+    scale = np.float32(dataset.pixel_scale)
+    prepare = lambda x: _with_channels(x).astype(np.float32) / scale  # noqa: E731
+    return Splits(
+        prepare(x_train), y_train.astype(np.int32),
+        prepare(x_val), y_val.astype(np.int32),
+        prepare(source.x_test), source.y_test.astype(np.int32),
+        source.sha256,
+    )
+
+
+def _stratified(train_test_split, key, x, y, *, seed, **sizes):
+    try:
+        return train_test_split(x, y, stratify=y, random_state=seed, shuffle=True, **sizes)
+    except ValueError as err:
+        raise DataError(f"{key}: cannot make a stratified split of {len(y)} samples: {err}") from err
+
+
+def _with_channels(x: np.ndarray) -> np.ndarray:
+    return x[..., np.newaxis] if x.ndim == 3 else x
+
+
+@functools.lru_cache(maxsize=4)
+def _load_npz(path: str, num_classes: int) -> Source:
+    if not Path(path).is_file():
+        raise DataError(f"dataset.path={path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            if missing:
+                raise DataError(
+                    f"dataset.path={path}: missing arrays {missing}; a Keras-layout .npz has "
+                    f"{list(NPZ_KEYS)} (found {sorted(archive.files)})"
+                )
+            arrays = {key: archive[key] for key in NPZ_KEYS}
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(f"dataset.path={path}: not a readable .npz file ({err})") from err
+    return _checked(arrays, num_classes, where=f"dataset.path={path}")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_digits(test_fraction: float, num_classes: int) -> Source:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(
+        digits.images, digits.target, test_size=test_fraction, stratify=digits.target,
+        random_state=TEST_SPLIT_SEED,
+    )
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return _checked(arrays, num_classes, where="dataset=digits")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_keras(name: str, num_classes: int) -> Source:
+    import keras  # downloads into ~/.keras/datasets on first use
+
+    (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return _checked(arrays, num_classes, where=f"dataset={name}")
+
+
+def _checked(arrays: dict, num_classes: int, where: str) -> Source:
+    """Shapes, counts and label range; labels come back as flat int64 vectors."""
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], np.asarray(arrays[f"y_{part}"])
+        if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3, 4)):
+            raise DataError(
+                f"{where}: x_{part} has shape {x.shape}; expected images [N, H, W] or [N, H, W, C] "
+                "with C in 1, 3, 4"
+            )
+        if not np.issubdtype(x.dtype, np.number):
+            raise DataError(f"{where}: x_{part} has dtype {x.dtype}; expected numbers")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(
+                f"{where}: y_{part} has shape {y.shape}; expected one integer label per image "
+                f"({len(x)} images)"
+            )
+        if len(y) == 0:
+            raise DataError(f"{where}: x_{part} is empty")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes:
+            raise DataError(
+                f"{where}: y_{part} labels must be integers in [0, {num_classes - 1}] "
+                f"(dataset.num_classes={num_classes}); found {y.dtype} in "
+                f"[{y.min()}, {y.max()}]"
+            )
+        arrays[f"y_{part}"] = y.astype(np.int64)
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataError(
+            f"{where}: x_train images are {arrays['x_train'].shape[1:]} but x_test images are "
+            f"{arrays['x_test'].shape[1:]}"
+        )
+    digest = hashlib.sha256()
+    for key in NPZ_KEYS:
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return Source(**arrays, sha256=digest.hexdigest())

@@ -1,0 +1,21 @@
+"""Config fingerprints: the sha256 of a run config's canonical JSON.
+
+Canonical means sorted keys, no whitespace, UTF-8, and no NaN or infinity, so the same
+settings give the same fingerprint whatever their key order, YAML or JSON spelling, or
+the machine that computes it. Client and worker both call ``fingerprint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+
+def canonical_json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def fingerprint(run_config: Mapping[str, Any]) -> str:
+    """sha256 (hex) of a validated, plain run config (see ``schema.run_config_of``)."""
+    return hashlib.sha256(canonical_json(run_config).encode("utf-8")).hexdigest()

@@ -1,0 +1,77 @@
+"""The CNN builder: conv blocks, a head, dense layers with dropout, a softmax output.
+
+``conv_output_size`` is plain arithmetic, so a config can be checked against an image size
+before TensorFlow is imported; ``build_model`` makes the Keras model.
+"""
+
+from __future__ import annotations
+
+import math
+
+from cvsweep.schema import Head, Padding, Pooling
+
+
+class ModelError(ValueError):
+    """A model config that cannot be built for the data's image size."""
+
+
+def conv_filters(model, layer: int) -> int:
+    return max(1, round(model.filters * model.filter_growth**layer))
+
+
+def conv_output_size(model, image_size: int) -> int:
+    """Side length of the last feature map; raises ModelError if a layer would shrink it to 0."""
+    size = image_size
+    for layer in range(model.conv_layers):
+        if model.padding == Padding.valid:
+            size -= model.kernel_size - 1
+        if size >= 1 and model.pooling != Pooling.none:
+            size = size // 2 if model.padding == Padding.valid else math.ceil(size / 2)
+        if size < 1:
+            raise ModelError(
+                f"model.conv_layers={model.conv_layers}: a {image_size}x{image_size} image is used "
+                f"up after {layer + 1} conv layer(s) (kernel_size={model.kernel_size}, "
+                f"padding={model.padding.name}, pooling={model.pooling.name}); use fewer conv "
+                "layers, padding=same or a smaller kernel"
+            )
+    return size
+
+
+def build_model(model, input_shape: tuple[int, ...], num_classes: int):
+    import keras
+    from keras import layers
+
+    conv_output_size(model, min(input_shape[0], input_shape[1]))
+    init = model.kernel_initializer.name
+    pool = {Pooling.max: layers.MaxPooling2D, Pooling.avg: layers.AveragePooling2D}.get(model.pooling)
+    pool_padding = "valid" if model.padding == Padding.valid else "same"
+
+    net = [keras.Input(shape=input_shape)]
+    for layer in range(model.conv_layers):
+        net.append(
+            layers.Conv2D(
+                conv_filters(model, layer), model.kernel_size, padding=model.padding.name,
+                kernel_initializer=init, use_bias=not model.batch_norm,
+            )
+        )
+        if model.batch_norm:
+            net.append(layers.BatchNormalization())
+        net.append(layers.Activation(model.activation.name))
+        if pool is not None:
+            net.append(pool(pool_size=2, padding=pool_padding))
+    net.append(
+        {
+            Head.flatten: layers.Flatten,
+            Head.global_avg: layers.GlobalAveragePooling2D,
+            Head.global_max: layers.GlobalMaxPooling2D,
+        }[model.head]()
+    )
+    for _ in range(model.dense_layers):
+        if model.dropout > 0:
+            net.append(layers.Dropout(model.dropout))
+        net.append(layers.Dense(model.dense_units, kernel_initializer=init))
+        net.append(layers.Activation(model.activation.name))
+    if model.dropout > 0:
+        net.append(layers.Dropout(model.dropout))
+    net.append(layers.Dense(num_classes, activation="softmax", kernel_initializer=init))
+    return keras.Sequential(net, name="cvsweep_cnn")

@@ -1,0 +1,292 @@
+"""The config schema: the one definition of every setting cvsweep knows.
+
+Hydra validates the YAML under ``conf/`` against these dataclasses when it composes a config
+(types, unknown keys, enum choices). ``check_values`` adds what types cannot say: the ranges
+declared in each field's metadata and a few rules between fields. The worker validates the
+JSON it receives with the same code, and the fingerprint covers exactly ``RunConfig``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
+from typing import Any, Mapping, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+# Bump when a change to RunConfig changes what an existing config means.
+SCHEMA_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """Config values that are not allowed. Each problem names the key, the value and what is
+    allowed; ``problems`` keeps them apart for callers that report them one by one."""
+
+    def __init__(self, *problems: str):
+        self.problems = list(problems)
+        super().__init__(
+            problems[0] if len(problems) == 1 else "invalid config:\n  " + "\n  ".join(problems)
+        )
+
+
+def omegaconf_problem(err: Exception) -> str:
+    """One line from an OmegaConf error: the full key, then OmegaConf's own message."""
+    message = getattr(err, "msg", None) or str(err).splitlines()[0]
+    key = getattr(err, "full_key", None)
+    return f"{key}: {message}" if key else message
+
+
+def bounds(low=None, high=None, *, low_open=False, high_open=False) -> dict:
+    """Field metadata: the allowed numeric range (open or closed at each end)."""
+    return {"bounds": (low, high, low_open, high_open)}
+
+
+# Enum members are named exactly as they are written in YAML and on the command line.
+class DatasetName(Enum):
+    digits = "digits"
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+    cifar100 = "cifar100"
+    npz = "npz"
+
+
+class Activation(Enum):
+    relu = "relu"
+    leaky_relu = "leaky_relu"
+    elu = "elu"
+    selu = "selu"
+    gelu = "gelu"
+    swish = "swish"
+    tanh = "tanh"
+
+
+class Initializer(Enum):
+    glorot_uniform = "glorot_uniform"
+    glorot_normal = "glorot_normal"
+    he_uniform = "he_uniform"
+    he_normal = "he_normal"
+    lecun_uniform = "lecun_uniform"
+    lecun_normal = "lecun_normal"
+
+
+class Padding(Enum):
+    same = "same"
+    valid = "valid"
+
+
+class Pooling(Enum):
+    max = "max"
+    avg = "avg"
+    none = "none"
+
+
+class Head(Enum):
+    flatten = "flatten"
+    global_avg = "global_avg"
+    global_max = "global_max"
+
+
+class SamplingStrategy(Enum):
+    full = "full"
+    proxy = "proxy"
+
+
+class Optimizer(Enum):
+    adam = "adam"
+    nadam = "nadam"
+    rmsprop = "rmsprop"
+    sgd = "sgd"
+
+
+class Objective(Enum):
+    val_accuracy = "val_accuracy"
+    val_loss = "val_loss"
+
+
+# Which way each objective improves; the sweeper's direction must agree.
+OBJECTIVE_DIRECTION = {Objective.val_accuracy: "maximize", Objective.val_loss: "minimize"}
+
+
+@dataclass
+class DatasetConfig:
+    name: DatasetName = MISSING
+    # A local .npz in Keras layout (x_train, y_train, x_test, y_test); None: the built-in source.
+    path: Optional[str] = None
+    num_classes: int = field(default=10, metadata=bounds(2))
+    # Raw pixel values are divided by this (255 for 8-bit images, 16 for sklearn's digits).
+    pixel_scale: float = field(default=255.0, metadata=bounds(0, low_open=True))
+    # Held-out test share, only for sources without a test split of their own (digits).
+    test_fraction: Optional[float] = field(
+        default=None, metadata=bounds(0, 1, low_open=True, high_open=True)
+    )
+
+
+@dataclass
+class ModelConfig:
+    """A plain CNN: conv blocks, then a head, then dense layers with dropout."""
+
+    conv_layers: int = field(default=2, metadata=bounds(1, 8))
+    filters: int = field(default=32, metadata=bounds(1, 1024))
+    # Conv layer i has round(filters * filter_growth**i) filters.
+    filter_growth: float = field(default=2.0, metadata=bounds(0.25, 4.0))
+    kernel_size: int = field(default=3, metadata=bounds(1, 11))
+    padding: Padding = Padding.same
+    activation: Activation = Activation.relu
+    kernel_initializer: Initializer = Initializer.glorot_uniform
+    batch_norm: bool = False
+    # Pooling (2x2) after each conv layer.
+    pooling: Pooling = Pooling.max
+    head: Head = Head.flatten
+    dense_layers: int = field(default=1, metadata=bounds(0, 8))
+    dense_units: int = field(default=64, metadata=bounds(1, 8192))
+    # Applied after the head and after each dense layer.
+    dropout: float = field(default=0.25, metadata=bounds(0, 1, high_open=True))
+
+
+@dataclass
+class SamplingConfig:
+    strategy: SamplingStrategy = SamplingStrategy.full
+    # Share of the training split kept (stratified, seeded); 1.0 unless strategy is proxy.
+    fraction: float = field(default=1.0, metadata=bounds(0, 1, low_open=True))
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = field(default=20, metadata=bounds(1, 10_000))
+    batch_size: int = field(default=32, metadata=bounds(1, 65_536))
+    optimizer: Optimizer = Optimizer.adam
+    learning_rate: float = field(default=1e-3, metadata=bounds(0, 10, low_open=True))
+    # Stop after this many epochs without val_loss improvement and keep the best weights; 0: off.
+    early_stopping_patience: int = field(default=3, metadata=bounds(0))
+    # Share of the training set held out (stratified, seeded) as the validation set.
+    validation_split: float = field(
+        default=0.1, metadata=bounds(0, 1, low_open=True, high_open=True)
+    )
+    # Wall-clock limit for fitting; a trial over it fails. None: no limit.
+    time_budget_s: Optional[float] = field(default=None, metadata=bounds(0, low_open=True))
+    seed: int = field(default=0, metadata=bounds(0, 2**31 - 1))
+    # TensorFlow op determinism: bit-identical reruns, somewhat slower on GPUs.
+    deterministic: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Everything that shapes a training run, and nothing else: what ``train`` receives,
+    what travels to a remote worker and what the fingerprint covers."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+@dataclass
+class LocalExecutorConfig:
+    name: str = "local"
+
+
+@dataclass
+class Config(RunConfig):
+    """The whole application config: the run, plus where and how trials execute."""
+
+    # Each executor option brings its own schema (see conf/executor/*.yaml).
+    executor: Any = MISSING
+    objective: Objective = Objective.val_accuracy
+    # Runs, sweeps and the default study storage live below this folder.
+    output_root: str = "outputs"
+
+
+RUN_KEYS = tuple(f.name for f in fields(RunConfig))
+
+
+def register_configs() -> None:
+    """Register the schemas in Hydra's ConfigStore (conf/ YAML files extend them)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="cvsweep_schema", node=Config)
+    store.store(group="schema/executor", name="local", node=LocalExecutorConfig)
+
+
+def run_config_of(cfg: DictConfig) -> dict:
+    """The RunConfig part of a composed config, resolved, as plain JSON-able data."""
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return {key: plain[key] for key in RUN_KEYS}
+
+
+def load_run_config(data: Mapping[str, Any]) -> DictConfig:
+    """Validate plain data (e.g. JSON from a client) as a RunConfig: types, keys, values."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config must be a mapping with keys {list(RUN_KEYS)}, not {type(data).__name__}")
+    missing = [key for key in RUN_KEYS if key not in data]
+    if missing:
+        raise ConfigError(f"config is missing {missing}; a run config has exactly {list(RUN_KEYS)}")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(dict(data)))
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except Exception as err:  # OmegaConf's messages name the key and the allowed values
+        raise ConfigError(omegaconf_problem(err)) from err
+    check_values(cfg)
+    return cfg
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Range checks from field metadata plus cross-field rules; raises one ConfigError
+    listing every problem found."""
+    problems = list(_range_problems(cfg, RunConfig, prefix=""))
+    problems += _rule_problems(cfg)
+    if problems:
+        raise ConfigError(*problems)
+
+
+def _range_problems(node: Any, schema: type, prefix: str):
+    for f in fields(schema):
+        key = f"{prefix}{f.name}"
+        value = node[f.name]
+        sub_schema = f.default_factory if f.default_factory is not MISSING else None  # type: ignore[misc]
+        if is_dataclass(sub_schema):
+            yield from _range_problems(value, sub_schema, prefix=f"{key}.")
+            continue
+        if "bounds" not in f.metadata or value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            yield f"{key}={value}: must be a finite number"
+            continue
+        low, high, low_open, high_open = f.metadata["bounds"]
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            yield f"{key}={value}: allowed is {_describe_bounds(low, high, low_open, high_open)}"
+
+
+def _describe_bounds(low, high, low_open, high_open) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high}"
+    return f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def _rule_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    dataset, sampling = cfg.dataset, cfg.sampling
+    if sampling.strategy == SamplingStrategy.full and sampling.fraction != 1.0:
+        problems.append(
+            f"sampling.fraction={sampling.fraction}: strategy 'full' uses the whole training set "
+            "(1.0); choose sampling=proxy to train on a fraction"
+        )
+    if sampling.strategy == SamplingStrategy.proxy and sampling.fraction == 1.0:
+        problems.append("sampling.fraction=1.0: strategy 'proxy' needs a fraction in (0, 1)")
+    if dataset.name == DatasetName.npz and not dataset.path:
+        problems.append("dataset.path=None: dataset 'npz' needs the path of a local .npz file")
+    has_own_test_split = dataset.name != DatasetName.digits or dataset.path is not None
+    if has_own_test_split and dataset.test_fraction is not None:
+        problems.append(
+            f"dataset.test_fraction={dataset.test_fraction}: this source has its own test split; "
+            "set dataset.test_fraction=null"
+        )
+    if not has_own_test_split and dataset.test_fraction is None:
+        problems.append("dataset.test_fraction=None: digits has no test split; set a value in (0, 1)")
+    return problems

@@ -1,0 +1,159 @@
+"""The one training function. Every executor, local or remote, calls exactly ``train``.
+
+``train(config)`` takes a run config as plain data (the JSON a worker receives or
+``schema.run_config_of`` of a composed config), validates it against the schema, loads and
+splits the data, builds the model, trains with every seed fixed, and returns a JSON-safe
+result. The objective metrics come from the validation split; the test set is only
+evaluated and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, Optional
+
+from cvsweep import provenance
+from cvsweep.data import DataError, load_source, split
+from cvsweep.fingerprint import fingerprint
+from cvsweep.model import ModelError, build_model
+from cvsweep.schema import SCHEMA_VERSION, load_run_config, run_config_of
+
+log = logging.getLogger("cvsweep.train")
+
+COMPLETED, FAILED = "completed", "failed"
+
+
+def train(config: Mapping[str, Any], progress: Optional[Callable[[dict], None]] = None) -> dict:
+    """Train and evaluate one run. Raises ConfigError for an invalid config; a run that
+    cannot finish (bad data, impossible model, divergence, time budget) comes back with
+    status ``failed`` and the reason."""
+    cfg = load_run_config(config)
+    result = new_result(run_config_of(cfg))
+    try:
+        source = load_source(cfg.dataset)
+        splits = split(source, cfg.dataset, cfg.sampling, cfg.training.seed, cfg.training.validation_split)
+        result["data"] = splits.describe()
+        tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
+        result["executed_on"]["device"] = provenance.device()
+        model = build_model(cfg.model, splits.x_train.shape[1:], cfg.dataset.num_classes)
+    except (DataError, ModelError) as err:
+        return _failed(result, str(err))
+    _fit_and_evaluate(tf, model, cfg.training, splits, result, progress)
+    return result
+
+
+def new_result(run_config: dict) -> dict:
+    """A result before training: what will run, where, on which versions."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "fingerprint": fingerprint(run_config),
+        "config": run_config,
+        "status": COMPLETED,
+        "reason": None,
+        "metrics": {},
+        "data": {},
+        "executed_on": provenance.host(),
+        "versions": provenance.versions(),
+    }
+
+
+def _tensorflow(seed: int, deterministic: bool):
+    """Import TensorFlow quietly, then fix every seed and the op determinism switch."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
+    if deterministic:
+        tf_config.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()  # the switch is process-wide: undo an earlier trial's
+    return tf
+
+
+def _fit_and_evaluate(tf, model, training, splits, result: dict, progress) -> None:
+    import keras
+
+    from cvsweep.keras_callbacks import EpochReport, TimeBudget, finite_or_none
+
+    optimizer = keras.optimizers.get(
+        {"class_name": training.optimizer.name, "config": {"learning_rate": training.learning_rate}}
+    )
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    budget = TimeBudget(training.time_budget_s) if training.time_budget_s else None
+    callbacks = [keras.callbacks.TerminateOnNaN(), EpochReport(training.epochs, progress)]
+    if training.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    if budget is not None:
+        callbacks.append(budget)
+
+    train_data = _batched(tf, splits.x_train, splits.y_train, training.batch_size, shuffle_seed=training.seed)
+    val_data = _batched(tf, splits.x_val, splits.y_val, training.batch_size)
+    started = time.perf_counter()
+    history = model.fit(
+        train_data, validation_data=val_data, epochs=training.epochs, callbacks=callbacks, shuffle=False, verbose=0
+    )  # shuffling is the pipeline's, seeded
+    train_seconds = time.perf_counter() - started
+
+    history = {key: [finite_or_none(v) for v in values] for key, values in history.history.items()}
+    metrics = result["metrics"]
+    metrics.update(
+        epochs_run=len(history.get("loss", [])),
+        train_seconds=round(train_seconds, 3),
+        params=int(model.count_params()),
+        history=history,
+    )
+    if any(value is None for value in history.get("loss", [])):
+        epoch = history["loss"].index(None) + 1
+        _failed(result, f"diverged: training loss became NaN or infinite in epoch {epoch}")
+        return
+    if budget is not None and budget.exceeded:
+        _failed(
+            result,
+            f"time budget exceeded: training.time_budget_s={training.time_budget_s} reached after "
+            f"{train_seconds:.1f}s in epoch {metrics['epochs_run']} of {training.epochs}",
+        )
+        return
+    for part, data in (("val", val_data), ("test", _batched(tf, splits.x_test, splits.y_test, training.batch_size))):
+        scores = model.evaluate(data, verbose=0, return_dict=True)
+        metrics[f"{part}_loss"] = finite_or_none(scores["loss"])
+        metrics[f"{part}_accuracy"] = finite_or_none(scores["accuracy"])
+    if metrics["val_loss"] is None:
+        _failed(result, "diverged: validation loss is NaN or infinite")
+    else:
+        log.info(
+            "val_accuracy=%.4f val_loss=%.4f test_accuracy=%.4f (%d epochs, %.1fs)",
+            metrics["val_accuracy"], metrics["val_loss"], metrics["test_accuracy"],
+            metrics["epochs_run"], train_seconds,
+        )
+
+
+def _batched(tf, x, y, batch_size: int, shuffle_seed: Optional[int] = None):
+    """An in-memory tf.data pipeline; reshuffled every epoch from a fixed seed when training."""
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _failed(result: dict, reason: str) -> dict:
+    log.warning("run failed: %s", reason)
+    result["status"] = FAILED
+    result["reason"] = reason
+    return result
+
+
+def objective_value(result: dict, objective: str) -> float:
+    value = result["metrics"].get(objective)
+    if value is None or not math.isfinite(value):
+        raise ValueError(f"result has no finite {objective}")
+    return float(value)

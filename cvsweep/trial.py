@@ -1,0 +1,38 @@
+"""One trial: hand the run config to the executor, keep its result in the trial folder, and
+give the sweeper a number, or an exception it records as a failed trial (never NaN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from cvsweep.executors import create_executor
+from cvsweep.jsonio import write_json_atomic
+from cvsweep.schema import ConfigError, run_config_of
+from cvsweep.train import FAILED, new_result, objective_value
+
+
+class TrialFailed(RuntimeError):
+    """The trial ran but produced no objective; its result.json says why."""
+
+
+def run_trial(cfg: DictConfig) -> float:
+    hydra = HydraConfig.get()
+    run_config = run_config_of(cfg)
+    try:
+        result = create_executor(cfg.executor).run(run_config)
+    except ConfigError as err:  # a combination of swept values that preflight cannot see
+        result = new_result(run_config)
+        result.update(status=FAILED, reason=str(err))
+    result["trial"] = {
+        "job": hydra.job.get("num"),
+        "overrides": list(hydra.overrides.task),
+        "choices": {k: v for k, v in hydra.runtime.choices.items() if not k.startswith("hydra/")},
+        "objective": cfg.objective.name,
+    }
+    path = write_json_atomic(Path(hydra.runtime.output_dir) / "result.json", result)
+    if result["status"] != "completed":
+        raise TrialFailed(f"{result['reason']} (see {path})")
+    return objective_value(result, cfg.objective.name)
