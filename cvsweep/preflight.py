@@ -22,13 +22,12 @@ _DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10
 
 
 def check_run(cfg: DictConfig) -> None:
-    check_values(cfg)
-    _check_data_and_model(cfg)
+    _check_values_and_data(cfg)
     _check_output_root(cfg.output_root)
 
 
 def check_sweep(cfg: DictConfig) -> None:
-    check_run(cfg)
+    _check_output_root(cfg.output_root)
     _check_direction(cfg)
     _check_search_space(cfg)
     _prepare_storage(cfg.hydra.sweeper.storage)
@@ -74,43 +73,61 @@ def search_space(cfg: DictConfig) -> dict[str, str]:
     space = {str(key): str(value) for key, value in (cfg.hydra.sweeper.params or {}).items()}
     for override in OverridesParser.create().parse_overrides(list(cfg.hydra.overrides.task)):
         if override.is_sweep_override():
-            space[override.get_key_element()] = override.get_value_element_as_str()
+            space[override.get_key_element()] = override.input_line.split("=", 1)[1]
     return space
 
 
 def _check_search_space(cfg: DictConfig) -> None:
+    """Check the config each swept key's values lead to: first with every swept key at its
+    first value, then each value of each key on its own."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
+    reachable = {
+        key: (expression, _reachable_values(parser.parse_override(f"{key}={expression}")))
+        for key, expression in search_space(cfg).items()
+    }
     base = OmegaConf.masked_copy(cfg, [key for key in cfg.keys() if key != "hydra"])
     problems = []
-    for key, expression in search_space(cfg).items():
-        override = parser.parse_override(f"{key}={expression}")
-        for value in _reachable_values(override):
+    for key, (expression, values) in reachable.items():
+        try:
+            OmegaConf.update(base, key, values[0], merge=True)
+        except Exception as err:  # unknown key or wrong type, from OmegaConf
+            problems.append(f"{key}={expression}: {omegaconf_problem(err)}")
+    if problems:
+        raise ConfigError(*(f"search space: {problem}" for problem in problems))
+    _check_values_and_data(base)
+    for key, (expression, values) in reachable.items():
+        for value in values[1:]:
             trial_cfg = base.copy()
             try:
                 OmegaConf.update(trial_cfg, key, value, merge=True)
-                check_values(trial_cfg)
-                _check_data_and_model(trial_cfg)
+                _check_values_and_data(trial_cfg)
             except ConfigError as err:
                 problems += [f"{key}={expression} reaches {key}={value}: {p}" for p in err.problems]
                 break
-            except Exception as err:  # unknown key or wrong type, from OmegaConf
+            except Exception as err:  # wrong type, from OmegaConf
                 problems.append(f"{key}={expression}: {omegaconf_problem(err)}")
                 break
     if problems:
         raise ConfigError(*(f"search space: {problem}" for problem in problems))
 
 
+def _check_values_and_data(cfg: DictConfig) -> None:
+    check_values(cfg)
+    _check_data_and_model(cfg)
+
+
 def _reachable_values(override) -> list:
-    """Each choice, or the two ends of a range or interval."""
+    """Each choice, or the two ends of an interval or range. The Optuna sweeper includes a
+    range's stop (range(1, 4) can give 4), so the stop is checked too."""
     if not override.is_sweep_override():
         return [override.value()]
     if override.is_interval_sweep():
-        interval = override.value()
-        return [interval.start, interval.end]
-    values = list(override.sweep_iterator())
-    return values if len(values) <= 2 or override.is_choice_sweep() else [values[0], values[-1]]
+        return [override.value().start, override.value().end]
+    if override.is_range_sweep() and not override.value().shuffle:
+        return [override.value().start, override.value().stop]
+    return list(override.sweep_iterator())
 
 
 def _prepare_storage(storage) -> None:

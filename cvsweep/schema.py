@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 def omegaconf_problem(err: Exception) -> str:
     """One line from an OmegaConf error: the full key, then OmegaConf's own message."""
-    message = getattr(err, "msg", None) or str(err).splitlines()[0]
+    message = (getattr(err, "msg", None) or str(err) or type(err).__name__).splitlines()[0]
     key = getattr(err, "full_key", None)
     return f"{key}: {message}" if key else message
 
@@ -212,8 +212,7 @@ def register_configs() -> None:
 
 def run_config_of(cfg: DictConfig) -> dict:
     """The RunConfig part of a composed config, resolved, as plain JSON-able data."""
-    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return {key: plain[key] for key in RUN_KEYS}
+    return {key: OmegaConf.to_container(cfg[key], resolve=True, enum_to_str=True) for key in RUN_KEYS}
 
 
 def load_run_config(data: Mapping[str, Any]) -> DictConfig:

@@ -1,0 +1,112 @@
+"""``python -m cvsweep`` for real, in a subprocess: single runs and Optuna sweeps that train
+on digits and leave complete snapshots."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from conftest import TINY_OVERRIDES, read_json, run_cli
+from cvsweep.fingerprint import fingerprint
+from cvsweep.schema import load_run_config, run_config_of
+
+RESULT_KEYS = {"schema_version", "fingerprint", "config", "status", "reason", "metrics", "data", "executed_on", "versions", "trial"}
+
+
+def _only(paths):
+    paths = list(paths)
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+def _check_result(result: dict) -> None:
+    assert RESULT_KEYS <= set(result)
+    # The snapshot's config is complete and valid on its own, and its fingerprint is its hash.
+    assert result["fingerprint"] == fingerprint(run_config_of(load_run_config(result["config"])))
+    assert result["executed_on"]["executor"] == "local"
+    if result["status"] == "completed":
+        assert 0.0 <= result["metrics"]["val_accuracy"] <= 1.0
+        assert result["metrics"]["history"]["loss"]
+
+
+def test_single_run_leaves_hydra_files_and_result(tmp_path):
+    proc = run_cli(*TINY_OVERRIDES, f"output_root={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = _only((tmp_path / "runs").iterdir())
+    assert {"config.yaml", "hydra.yaml", "overrides.yaml"} <= {p.name for p in (run_dir / ".hydra").iterdir()}
+    result = read_json(run_dir / "result.json")
+    _check_result(result)
+    assert result["status"] == "completed"
+    assert result["config"]["training"]["epochs"] == 2
+    assert result["trial"]["choices"]["model"] == "cnn"
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Three trials of the default search space (model=cnn), made tiny."""
+    root = tmp_path_factory.mktemp("sweep")
+    proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", f"output_root={root}")
+    assert proc.returncode == 0, proc.stderr
+    return root, proc
+
+
+def test_sweep_writes_a_result_per_trial(sweep):
+    root, _ = sweep
+    sweep_dir = _only((root / "sweeps").iterdir())
+    results = [read_json(sweep_dir / str(job) / "result.json") for job in range(3)]
+    for result in results:
+        _check_result(result)
+        assert result["status"] == "completed"
+    # The search space was sampled: the trials differ, and their fingerprints say so.
+    assert len({r["fingerprint"] for r in results}) == 3
+    # Overrides from the command line held in every trial.
+    assert all(r["config"]["model"]["filters"] == 8 for r in results)
+
+
+def test_sweep_summary_table_and_study(sweep):
+    root, proc = sweep
+    sweep_dir = _only((root / "sweeps").iterdir())
+    summary = read_json(sweep_dir / "summary.json")
+    assert (summary["n_trials"], summary["n_completed"], summary["n_failed"]) == (3, 3, 0)
+    objectives = {t["job"]: t["objective"] for t in summary["trials"]}
+    assert summary["best"]["objective"] == max(objectives.values())
+    best_result = read_json(sweep_dir / summary["best"]["job"] / "result.json")
+    assert summary["best"]["config"] == best_result["config"]
+    assert summary["best"]["objective"] == best_result["metrics"]["val_accuracy"]  # validation, not test
+    assert set(summary["trials"][0]["params"]) >= {"training.learning_rate", "model.activation"}
+    # The table on the terminal.
+    assert "Sweep " in proc.stdout and "3 completed, 0 failed" in proc.stdout and "Best: job" in proc.stdout
+    # The Optuna study lives on in SQLite, with the same objective values.
+    study = optuna.load_study(study_name=summary["study"]["name"], storage=f"sqlite:///{root}/optuna.db")
+    assert sorted(t.value for t in study.trials) == sorted(objectives.values())
+    assert summary["study"]["name"] == "digits-cnn-cnn"
+
+
+def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    # Seeded sampler: of these four trials, the second draws the 1 ms budget and fails.
+    proc = run_cli(
+        "-m", "search=base", "training.time_budget_s=choice(0.001, 600)", "hydra.sweeper.n_trials=4",
+        *TINY_OVERRIDES, f"output_root={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = _only((tmp_path / "sweeps").iterdir())
+    summary = read_json(sweep_dir / "summary.json")
+    assert summary["n_trials"] == 4 and summary["n_failed"] >= 1 and summary["n_completed"] >= 1
+    for trial in summary["trials"]:
+        result = read_json(sweep_dir / trial["job"] / "result.json")
+        _check_result(result)
+        if result["status"] == "failed":
+            assert result["config"]["training"]["time_budget_s"] == 0.001
+            assert result["reason"].startswith("time budget exceeded")
+    study = optuna.load_study(study_name="digits-cnn-base", storage=f"sqlite:///{tmp_path}/optuna.db")
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == summary["n_failed"]
+
+
+def test_a_sweep_where_every_trial_fails_still_ends_with_its_summary(tmp_path):
+    proc = run_cli("-m", "search=base", "training.time_budget_s=0.001", "hydra.sweeper.n_trials=2",
+                   *TINY_OVERRIDES, f"output_root={tmp_path}")
+    assert proc.returncode == 1  # nothing completed: a script must be able to tell
+    summary = read_json(_only((tmp_path / "sweeps").iterdir()) / "summary.json")
+    assert (summary["n_completed"], summary["n_failed"], summary["best"]) == (0, 2, None)
+    assert "No trial completed." in proc.stdout

@@ -1,0 +1,154 @@
+"""The config tree: every option composes and passes the value checks; bad input fails
+before any work with a message that names the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import CONF_DIR, SHARED_MNIST, TINY_RUN, compose, run_cli
+from cvsweep.preflight import check_run, check_sweep
+from cvsweep.schema import RUN_KEYS, ConfigError, load_run_config
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
+# Options that need more than their own file to be usable.
+EXTRA = {
+    ("dataset", "npz"): ["dataset.path=x.npz"],
+    # The Keras example's valid-padded convs need MNIST-sized images, not 8x8 digits.
+    ("model", "keras_mnist_convnet"): ["dataset=mnist", f"dataset.path={SHARED_MNIST}"],
+}
+
+
+def test_every_group_is_listed():
+    assert GROUPS == ["dataset", "executor", "model", "sampling", "search", "training"]
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_passes_value_checks(group, option, tmp_path):
+    cfg = compose(f"{group}={option}", f"output_root={tmp_path}", *EXTRA.get((group, option), []))
+    assert cfg.hydra.runtime.choices[group] == option
+    app_keys = [key for key in cfg if key != "hydra"]
+    OmegaConf.to_container(OmegaConf.masked_copy(cfg, app_keys), resolve=True, throw_on_missing=True)
+    OmegaConf.to_container(cfg.hydra.sweeper, resolve=True, throw_on_missing=True)
+    load_run_config({key: OmegaConf.to_container(cfg[key], resolve=True) for key in RUN_KEYS})
+    if group == "dataset" and option not in ("digits",):
+        return  # downloads or needs a real file: the data itself is tested in test_data.py
+    check_run(cfg)
+    check_sweep(cfg)
+
+
+def test_keras_mnist_convnet_preset_matches_the_keras_example():
+    cfg = compose("model=keras_mnist_convnet")
+    m, t = cfg.model, cfg.training
+    assert (m.conv_layers, m.filters, m.filter_growth, m.kernel_size) == (2, 32, 2.0, 3)
+    assert (m.padding.name, m.pooling.name, m.head.name, m.dense_layers, m.dropout) == ("valid", "max", "flatten", 0, 0.5)
+    assert (t.batch_size, t.epochs, t.optimizer.name, t.validation_split) == (128, 15, "adam", 0.1)
+    assert cfg.hydra.runtime.choices.search == "keras_mnist_convnet"  # the preset brings its search
+    assert compose("model=keras_mnist_convnet", "search=cnn").hydra.runtime.choices.search == "cnn"
+
+
+def test_search_is_seeded_tpe_with_log_learning_rate():
+    sweeper = compose().hydra.sweeper
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 0
+    assert sweeper.direction == "maximize"
+    assert sweeper.params["training.learning_rate"].startswith("tag(log")
+    assert sweeper.storage.startswith("sqlite:///")
+    assert sweeper.max_failure_rate == 1.0
+
+
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("training.epochs", 0, "training.epochs=0: allowed is [1, 10000]"),
+        ("sampling.fraction", 1.5, "sampling.fraction=1.5: allowed is (0, 1]"),
+        ("model.dropout", 1.0, "model.dropout=1.0: allowed is [0, 1)"),
+        ("training.learning_rate", float("nan"), "training.learning_rate=nan: must be a finite number"),
+        ("dataset.num_classes", 1, "dataset.num_classes=1: allowed is >= 2"),
+    ],
+)
+def test_out_of_range_values_name_key_value_and_range(key, value, expected):
+    data = OmegaConf.create(TINY_RUN)
+    OmegaConf.update(data, key, value)
+    with pytest.raises(ConfigError) as err:
+        load_run_config(OmegaConf.to_container(data))
+    assert expected in str(err.value)
+
+
+def test_rules_between_fields():
+    data = OmegaConf.create(TINY_RUN)
+    data.sampling.fraction = 0.5
+    with pytest.raises(ConfigError, match="strategy 'full' uses the whole training set"):
+        load_run_config(OmegaConf.to_container(data))
+    data.sampling.strategy = "proxy"
+    load_run_config(OmegaConf.to_container(data))
+    data.dataset.name = "npz"
+    with pytest.raises(ConfigError, match="dataset 'npz' needs the path"):
+        load_run_config(OmegaConf.to_container(data))
+
+
+def test_unknown_keys_and_wrong_types_are_refused():
+    with pytest.raises(ConfigError, match="model.dropuot"):
+        load_run_config({**TINY_RUN, "model": {"dropuot": 0.3}})
+    with pytest.raises(ConfigError, match=r"model.activation: Invalid value 'sigmoidx', expected one of \[relu"):
+        load_run_config({**TINY_RUN, "model": {"activation": "sigmoidx"}})
+    with pytest.raises(ConfigError, match="training.epochs"):
+        load_run_config({**TINY_RUN, "training": {"epochs": "many"}})
+    with pytest.raises(ConfigError, match="missing"):
+        load_run_config({"model": {}})
+
+
+def _no_output(tmp_path):
+    return not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_cli_bad_value_fails_before_any_folder(tmp_path):
+    proc = run_cli("training.epochs=0", f"output_root={tmp_path}")
+    assert proc.returncode == 2
+    assert "training.epochs=0: allowed is [1, 10000]" in proc.stderr
+    assert _no_output(tmp_path)
+
+
+def test_cli_unknown_key_and_bad_choice_fail_at_composition(tmp_path):
+    proc = run_cli("model.dropuot=0.3", f"output_root={tmp_path}")
+    assert proc.returncode != 0 and "Key 'dropuot' not in 'ModelConfig'" in proc.stderr
+    proc = run_cli("model.activation=sigmoidx", f"output_root={tmp_path}")
+    assert proc.returncode != 0 and "Invalid value 'sigmoidx', expected one of [relu, leaky_relu" in proc.stderr
+    assert _no_output(tmp_path)
+
+
+def test_cli_search_space_reaching_bad_values_fails_before_the_sweep(tmp_path):
+    proc = run_cli(
+        "-m", "model.dropout=interval(0, 1.2)", "model.activation=choice(relu, foo)",
+        "model.padding=valid", "model.kernel_size=5", "model.conv_layers=range(1, 3)", f"output_root={tmp_path}",
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "model.dropout=interval(0, 1.2) reaches model.dropout=1.2: model.dropout=1.2: allowed is [0, 1)" in proc.stderr
+    assert "model.activation=choice(relu, foo): model.activation: Invalid value 'foo'" in proc.stderr
+    assert "reaches model.conv_layers=3: model.conv_layers=3: a 8x8 image is used up" in proc.stderr
+    assert _no_output(tmp_path) and not (tmp_path / "optuna.db").exists()
+
+
+def test_cli_direction_must_match_objective(tmp_path):
+    proc = run_cli("-m", "objective=val_loss", f"output_root={tmp_path}")
+    assert proc.returncode == 2
+    assert "objective=val_loss is to minimize; set hydra.sweeper.direction=minimize" in proc.stderr
+
+
+@pytest.mark.parametrize("flag", [["--help"], ["--cfg", "job"], ["--info"]])
+def test_cli_help_and_info_do_not_import_tensorflow(flag):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['cvsweep', *{flag!r}]\n"
+        "try:\n    runpy.run_module('cvsweep', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("TF_NOT_LOADED")

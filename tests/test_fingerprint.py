@@ -1,0 +1,95 @@
+"""The fingerprint: stable under key order and spelling, different for any setting that can
+change a run, blind to what cannot (output paths, executor)."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import fields, is_dataclass
+from enum import Enum
+
+import yaml
+from omegaconf import OmegaConf
+
+from conftest import TINY_RUN, compose
+from cvsweep.fingerprint import canonical_json, fingerprint
+from cvsweep.schema import RunConfig, load_run_config, run_config_of
+
+
+def fp(data) -> str:
+    return fingerprint(run_config_of(load_run_config(data)))
+
+
+def _shuffled(value, rng):
+    if isinstance(value, dict):
+        items = list(value.items())
+        rng.shuffle(items)
+        return {k: _shuffled(v, rng) for k, v in items}
+    return value
+
+
+def test_stable_under_key_order_and_formatting():
+    reference = fp(TINY_RUN)
+    rng = random.Random(0)
+    for _ in range(5):
+        assert fp(_shuffled(TINY_RUN, rng)) == reference
+    # The same settings written as YAML with other spellings: 1e-3 for 0.001, 2.0e0 for 2 epochs' peers.
+    spelled = yaml.safe_load(
+        """
+        training: {seed: 3, batch_size: 64, epochs: 2, learning_rate: 1.0e-3}
+        sampling: {fraction: 1, strategy: full}
+        model: {dropout: 1.0e-1, dense_layers: 0, filters: 8, conv_layers: 1}
+        dataset: {test_fraction: 2.0e-1, pixel_scale: 16, num_classes: 10, path: null, name: digits}
+        """
+    )
+    assert fp(spelled) == reference
+    assert fp(json.loads(json.dumps(TINY_RUN, indent=4))) == reference
+
+
+def test_canonical_json_is_compact_sorted_and_strict():
+    assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'
+
+
+def _leaves(schema, prefix=""):
+    for f in fields(schema):
+        sub = f.default_factory if callable(f.default_factory) else None
+        if is_dataclass(sub):
+            yield from _leaves(sub, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}"
+
+
+def _other_value(key, value, node_type):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, Enum):
+        return next(member for member in type(value) if member != value)
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 0.5
+    if value is None:
+        return {"dataset.path": "/data/other.npz", "training.time_budget_s": 60.0}[key]
+    raise AssertionError(f"no perturbation for {key}={value!r}")
+
+
+def test_every_setting_in_the_schema_changes_the_fingerprint():
+    base = load_run_config(TINY_RUN)
+    reference = fingerprint(run_config_of(base))
+    keys = list(_leaves(RunConfig))  # derived from the schema, not a hand-kept list
+    plain = run_config_of(base)
+    assert sorted(keys) == sorted(f"{group}.{key}" for group, values in plain.items() for key in values)
+    for key in keys:
+        changed = base.copy()
+        value = OmegaConf.select(changed, key)
+        OmegaConf.update(changed, key, _other_value(key, value, None))
+        assert fingerprint(run_config_of(changed)) != reference, key
+
+
+def test_output_paths_and_executor_do_not_change_it(tmp_path):
+    def fp_of(*overrides):
+        return fingerprint(run_config_of(compose(*overrides)))
+
+    reference = fp_of(f"output_root={tmp_path}")
+    assert fp_of(f"output_root={tmp_path / 'elsewhere'}", "hydra.sweeper.n_trials=3", "objective=val_loss") == reference
+    assert fp_of("training.seed=1") != reference
