@@ -26,6 +26,8 @@ def test_every_group_is_listed():
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_passes_value_checks(group, option, tmp_path):
+    if (group, option) == ("model", "keras_mnist_convnet") and not SHARED_MNIST.exists():
+        pytest.skip("needs ../shared/data/mnist.npz")
     cfg = compose(f"{group}={option}", f"output_root={tmp_path}", *EXTRA.get((group, option), []))
     assert cfg.hydra.runtime.choices[group] == option
     app_keys = [key for key in cfg if key != "hydra"]
