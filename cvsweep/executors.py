@@ -3,6 +3,7 @@ and returns the result of ``train`` on it, with ``executed_on.executor`` set."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol
 
 
@@ -24,8 +25,10 @@ class LocalExecutor:
         return result
 
 
-EXECUTORS = {"local": LocalExecutor}
+# Imported on use: the runpod client's libraries load only for remote trials.
+EXECUTORS = {"local": "cvsweep.executors:LocalExecutor", "runpod": "cvsweep.runpod_executor:RunpodExecutor"}
 
 
 def create_executor(cfg) -> Executor:
-    return EXECUTORS[cfg.name](cfg)
+    module, name = EXECUTORS[cfg.name].split(":")
+    return getattr(importlib.import_module(module), name)(cfg)

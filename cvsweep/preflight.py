@@ -23,10 +23,12 @@ _DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10
 
 def check_run(cfg: DictConfig) -> None:
     _check_values_and_data(cfg)
+    _check_executor(cfg)
     _check_output_root(cfg.output_root)
 
 
 def check_sweep(cfg: DictConfig) -> None:
+    _check_executor(cfg)
     _check_output_root(cfg.output_root)
     _check_direction(cfg)
     _check_search_space(cfg)
@@ -42,6 +44,15 @@ def _check_data_and_model(cfg: DictConfig) -> None:
         conv_output_size(cfg.model, min(height, width))
     except (DataError, ModelError) as err:
         raise ConfigError(str(err)) from err
+
+
+def _check_executor(cfg: DictConfig) -> None:
+    if cfg.executor.name == "runpod":
+        from cvsweep.runpod_executor import missing_settings
+
+        problems = missing_settings(cfg.executor)
+        if problems:
+            raise ConfigError(*problems)
 
 
 def _check_output_root(output_root: str) -> None:

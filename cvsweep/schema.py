@@ -100,6 +100,11 @@ class Optimizer(Enum):
     sgd = "sgd"
 
 
+class Fallback(Enum):
+    none = "none"
+    local = "local"
+
+
 class Objective(Enum):
     val_accuracy = "val_accuracy"
     val_loss = "val_loss"
@@ -188,6 +193,33 @@ class LocalExecutorConfig:
 
 
 @dataclass
+class RunpodExecutorConfig:
+    """A RunPod serverless endpoint running remote/handler.py. The API key is read from
+    RUNPOD_API_KEY at run time only: it is never part of a config."""
+
+    name: str = "runpod"
+    endpoint_id: Optional[str] = None
+    base_url: str = "https://api.runpod.ai/v2"
+    # Sent as the job's RunPod policy: executionTimeout and ttl (time allowed in the queue).
+    execution_timeout_s: float = field(default=3600.0, metadata=bounds(0, low_open=True))
+    ttl_s: float = field(default=86400.0, metadata=bounds(0, low_open=True))
+    poll_interval_s: float = field(default=2.0, metadata=bounds(0, low_open=True))
+    request_timeout_s: float = field(default=30.0, metadata=bounds(0, low_open=True))
+    # Transient faults (HTTP 408, 429, 5xx, dropped connections) are retried this many times,
+    # waiting backoff_s, then twice as long each time, at most backoff_max_s.
+    retries: int = field(default=5, metadata=bounds(0, 100))
+    backoff_s: float = field(default=1.0, metadata=bounds(0))
+    backoff_max_s: float = field(default=30.0, metadata=bounds(0))
+    # Remote jobs in flight at once (the sweeper's batch size, see conf/search/base.yaml).
+    max_in_flight: int = field(default=4, metadata=bounds(1, 1000))
+    # What a trial does when its remote job fails: fail (none) or train here (local).
+    fallback: Fallback = Fallback.none
+
+
+EXECUTOR_SCHEMAS = {"local": LocalExecutorConfig, "runpod": RunpodExecutorConfig}
+
+
+@dataclass
 class Config(RunConfig):
     """The whole application config: the run, plus where and how trials execute."""
 
@@ -207,7 +239,8 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(name="cvsweep_schema", node=Config)
-    store.store(group="schema/executor", name="local", node=LocalExecutorConfig)
+    for name, schema in EXECUTOR_SCHEMAS.items():
+        store.store(group="schema/executor", name=name, node=schema)
 
 
 def run_config_of(cfg: DictConfig) -> dict:
@@ -219,6 +252,9 @@ def load_run_config(data: Mapping[str, Any]) -> DictConfig:
     """Validate plain data (e.g. JSON from a client) as a RunConfig: types, keys, values."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config must be a mapping with keys {list(RUN_KEYS)}, not {type(data).__name__}")
+    problems = list(_hostile_content(data, prefix=""))
+    if problems:
+        raise ConfigError(*problems)
     missing = [key for key in RUN_KEYS if key not in data]
     if missing:
         raise ConfigError(f"config is missing {missing}; a run config has exactly {list(RUN_KEYS)}")
@@ -231,10 +267,31 @@ def load_run_config(data: Mapping[str, Any]) -> DictConfig:
     return cfg
 
 
+def _hostile_content(data: Any, prefix: str):
+    """Plain data must stay data: no instantiation targets, no OmegaConf interpolations
+    (``${oc.env:...}`` would read the worker's environment)."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                yield f"{prefix}{key!r}: keys must be strings"
+            elif key.startswith("_"):
+                yield f"{prefix}{key}: keys starting with '_' (like _target_) are not allowed"
+            else:
+                yield from _hostile_content(value, f"{prefix}{key}.")
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            yield from _hostile_content(value, f"{prefix}{index}.")
+    elif isinstance(data, str) and "${" in data:
+        yield f"{prefix.rstrip('.')}: interpolations ('${{...}}') are not allowed in a run config"
+
+
 def check_values(cfg: DictConfig) -> None:
-    """Range checks from field metadata plus cross-field rules; raises one ConfigError
-    listing every problem found."""
+    """Range checks from field metadata plus cross-field rules, for the run config and (in a
+    full application config) the executor; raises one ConfigError listing every problem."""
     problems = list(_range_problems(cfg, RunConfig, prefix=""))
+    executor = cfg.get("executor") if isinstance(cfg, DictConfig) else None
+    if executor is not None and executor.get("name") in EXECUTOR_SCHEMAS:
+        problems += _range_problems(executor, EXECUTOR_SCHEMAS[executor.name], prefix="executor.")
     problems += _rule_problems(cfg)
     if problems:
         raise ConfigError(*problems)

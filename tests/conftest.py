@@ -54,3 +54,71 @@ def compose(*overrides: str):
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+SENTINEL_API_KEY = "sk-cvsweep-sentinel-3f9a1c"
+
+
+class EmulatorProcess:
+    """``python remote/emulator.py`` on a free port of 127.0.0.1, with real worker processes."""
+
+    def __init__(self, workers: int, log_dir: Path):
+        env = {**os.environ, "RUNPOD_API_KEY": SENTINEL_API_KEY, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "remote" / "emulator.py"), "--port", "0", "--workers", str(workers),
+             "--log-dir", str(log_dir)],
+            env=env, stdout=subprocess.PIPE, text=True,
+        )
+        line = self.process.stdout.readline()  # blocks until the workers are up
+        assert line.startswith("emulator ready: "), line
+        self.base_url = line.split()[2]
+        self.log_dir = log_dir
+
+    def admin(self, path: str, body=None):
+        import requests
+
+        root = self.base_url.rsplit("/v2", 1)[0]
+        if body is None:
+            return requests.get(f"{root}/admin/{path}", timeout=10).json()
+        return requests.post(f"{root}/admin/{path}", json=body, timeout=10).json()
+
+    def reset_faults(self) -> None:
+        from dataclasses import fields
+
+        sys.path.insert(0, str(REPO / "remote"))
+        from emulator import Faults
+
+        self.admin("faults", {f.name: f.default for f in fields(Faults)})
+
+    def wait_for_workers(self, timeout: float = 180) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = self.admin("state")["workers"].values()
+            if all(w["alive"] and w["ready"] for w in workers):
+                return
+            time.sleep(0.5)
+        raise TimeoutError("emulator workers not ready")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    emu = EmulatorProcess(workers=2, log_dir=tmp_path_factory.mktemp("emulator-logs"))
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def runpod_env(emulator, monkeypatch):
+    """The client's environment for the emulator, with clean faults and every worker up."""
+    emulator.wait_for_workers()
+    emulator.reset_faults()
+    monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "local-endpoint")
+    monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", emulator.base_url)
+    return emulator

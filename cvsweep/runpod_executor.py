@@ -1,0 +1,199 @@
+"""executor=runpod: one trial is one job on a RunPod serverless endpoint running
+remote/handler.py, sent and watched through the runpod SDK's client.
+
+The job's input is the entire run config with its fingerprint (cvsweep.payload); the worker
+runs the same ``train`` and echoes the fingerprint, which must match. Transient faults
+(HTTP 408, 429, 5xx, dropped connections) are retried with backoff; a job that ends FAILED,
+TIMED_OUT or CANCELLED, an unreachable endpoint or a malformed answer fails the trial with
+the reason, or with ``fallback: local`` trains here instead, recorded as such. The API key
+comes from RUNPOD_API_KEY and appears in no result, log line or error message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Callable
+
+from cvsweep.fingerprint import fingerprint
+from cvsweep.payload import make_input
+from cvsweep.schema import Fallback
+
+log = logging.getLogger("cvsweep.runpod")
+
+API_KEY_VARIABLE = "RUNPOD_API_KEY"
+ENDPOINT_VARIABLE = "RUNPOD_ENDPOINT_ID"
+FINAL_STATES = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
+TRANSIENT_HTTP = (408, 429, 500, 502, 503, 504)
+RESULT_KEYS = ("fingerprint", "config", "status", "metrics", "executed_on", "versions")
+
+
+class RemoteError(RuntimeError):
+    """The remote job gave no usable result."""
+
+
+def missing_settings(cfg) -> list[str]:
+    """What executor=runpod lacks before it can send anything (checked before a sweep)."""
+    problems = []
+    if not os.environ.get(API_KEY_VARIABLE):
+        problems.append(f"executor=runpod needs the environment variable {API_KEY_VARIABLE} (your RunPod API key)")
+    if not cfg.endpoint_id:
+        problems.append(
+            f"executor.endpoint_id is not set: set the environment variable {ENDPOINT_VARIABLE} "
+            "or executor.endpoint_id=<id>"
+        )
+    if not str(cfg.base_url).startswith(("http://", "https://")):
+        problems.append(f"executor.base_url={cfg.base_url}: must start with http:// or https://")
+    return problems
+
+
+class RunpodExecutor:
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+
+    def run(self, run_config: dict) -> dict:
+        sent_fingerprint = fingerprint(run_config)
+        try:
+            return self._run_remote(run_config, sent_fingerprint)
+        except FingerprintMismatch as err:
+            log.error("%s", err)
+            return _failed_result(run_config, f"remote: {_scrub(str(err))}")
+        except RemoteError as err:
+            reason = _scrub(str(err))
+            log.error("remote trial failed: %s", reason)
+            if self.cfg.fallback == Fallback.local:
+                return self._fall_back(run_config, reason)
+            return _failed_result(run_config, f"remote: {reason}")
+
+    def _run_remote(self, run_config: dict, sent_fingerprint: str) -> dict:
+        endpoint = self._endpoint()
+        submitted_at, started = time.time(), time.monotonic()
+        body = {
+            "input": make_input(run_config),
+            "policy": {"executionTimeout": int(self.cfg.execution_timeout_s * 1000), "ttl": int(self.cfg.ttl_s * 1000)},
+        }
+        timeout = self.cfg.request_timeout_s
+        job_id = self._call("submit", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/run", body, timeout))["id"]
+        log.info("remote job %s submitted (%d bytes)", job_id, len(json.dumps(body)))
+        status = self._wait(endpoint, job_id)
+        round_trip = time.monotonic() - started
+        state = status.get("status")
+        if state != "COMPLETED":
+            raise RemoteError(f"job {job_id} ended {state}: {_error_text(status.get('error'))}")
+        result = status.get("output")
+        if not isinstance(result, dict) or not all(key in result for key in RESULT_KEYS):
+            raise RemoteError(f"job {job_id} returned a malformed result (not a cvsweep result): {str(result)[:200]}")
+        if result["fingerprint"] != sent_fingerprint:
+            # Loud and never papered over by a fallback: the worker trained something else.
+            raise FingerprintMismatch(
+                f"job {job_id}: fingerprint mismatch: sent {sent_fingerprint}, the worker echoed "
+                f"{result['fingerprint']}: the worker did not train this config"
+            )
+        result["executed_on"]["executor"] = "runpod"
+        result["remote"] = {
+            "endpoint_id": self.cfg.endpoint_id,
+            "job_id": job_id,
+            "worker_id": status.get("workerId") or result["executed_on"].get("worker_id"),
+            "queue_ms": status.get("delayTime"),
+            "execution_ms": status.get("executionTime"),
+            "round_trip_s": round(round_trip, 3),
+            "submitted_at": round(submitted_at, 3),
+            "finished_at": round(submitted_at + round_trip, 3),
+            "input_bytes": len(json.dumps(body["input"])),
+        }
+        from cvsweep import provenance
+
+        result["client_versions"] = provenance.versions()
+        return result
+
+    def _endpoint(self):
+        import runpod
+        from requests.adapters import HTTPAdapter
+
+        if not os.environ.get(API_KEY_VARIABLE):
+            raise RemoteError(f"the environment variable {API_KEY_VARIABLE} is not set")
+        runpod.endpoint_url_base = str(self.cfg.base_url).rstrip("/")
+        endpoint = runpod.Endpoint(self.cfg.endpoint_id, api_key=os.environ[API_KEY_VARIABLE])
+        # One retry policy, ours (configurable, for https too): no hidden urllib3 retries below it.
+        for prefix in ("http://", "https://"):
+            endpoint.rp_client.rp_session.mount(prefix, HTTPAdapter(max_retries=0))
+        return endpoint
+
+    def _wait(self, endpoint, job_id: str) -> dict:
+        """Poll until the job reaches a final state; cancel it if it outlives its policy."""
+        give_up = time.monotonic() + self.cfg.ttl_s + self.cfg.execution_timeout_s + 60
+        path = f"{self.cfg.endpoint_id}/status/{job_id}"
+        while True:
+            status = self._call("status", lambda: endpoint.rp_client.get(path, timeout=self.cfg.request_timeout_s))
+            if status.get("status") in FINAL_STATES:
+                return status
+            if time.monotonic() > give_up:
+                self._call("cancel", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/cancel/{job_id}", None))
+                raise RemoteError(f"job {job_id} reached no final state in time; cancelled")
+            time.sleep(self.cfg.poll_interval_s)
+
+    def _call(self, what: str, request: Callable[[], Any]) -> Any:
+        """One SDK request, retried with exponential backoff on transient faults."""
+        import requests
+
+        for attempt in range(self.cfg.retries + 1):
+            try:
+                return request()
+            except requests.HTTPError as err:
+                code = err.response.status_code if err.response is not None else None
+                if code not in TRANSIENT_HTTP or attempt == self.cfg.retries:
+                    raise RemoteError(f"{what} request failed: HTTP {code}") from None
+                fault = f"HTTP {code}"
+            except (requests.ConnectionError, requests.Timeout) as err:
+                if attempt == self.cfg.retries:
+                    raise RemoteError(f"{what} request failed: {type(err).__name__}: {_scrub(str(err))[:300]}") from None
+                fault = type(err).__name__
+            except RuntimeError as err:  # the SDK's 401 ("Unauthorized request...")
+                raise RemoteError(f"{what} request refused: {_scrub(str(err))} (check {API_KEY_VARIABLE})") from None
+            wait = min(self.cfg.backoff_s * 2**attempt, self.cfg.backoff_max_s)
+            log.warning("%s request: %s; retry %d/%d in %.1fs", what, fault, attempt + 1, self.cfg.retries, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _fall_back(self, run_config: dict, reason: str) -> dict:
+        from cvsweep.executors import LocalExecutor
+
+        log.warning("fallback: training this trial here after the remote error")
+        result = LocalExecutor(None).run(run_config)
+        result["fallback"] = {"used": True, "remote_error": reason}
+        return result
+
+
+class FingerprintMismatch(RemoteError):
+    pass
+
+
+def _failed_result(run_config: dict, reason: str) -> dict:
+    from cvsweep.train import FAILED, new_result
+
+    result = new_result(run_config)
+    result.update(status=FAILED, reason=reason)
+    result["executed_on"]["executor"] = "runpod"
+    return result
+
+
+def _error_text(error: Any) -> str:
+    """A worker's error: cvsweep's structured one ({"code", "problems"}) or the SDK's text."""
+    if isinstance(error, str):
+        try:
+            error = json.loads(error)
+        except ValueError:
+            return error
+    if isinstance(error, dict) and "code" in error:
+        return f"{error['code']}: " + "; ".join(map(str, error.get("problems", [])))
+    if isinstance(error, dict) and "error_message" in error:
+        return f"{error.get('error_type', 'error')}: {error['error_message']}"
+    return str(error) if error is not None else "no error text"
+
+
+def _scrub(text: str) -> str:
+    """The API key never leaves this process in a message."""
+    key = os.environ.get(API_KEY_VARIABLE)
+    return text.replace(key, "***") if key else text

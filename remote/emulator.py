@@ -1,0 +1,453 @@
+"""A local RunPod serverless emulator: the cloud's control plane on 127.0.0.1, real workers.
+
+    python remote/emulator.py --port 8765 --workers 2
+
+It serves the part of RunPod's serverless API that the ``runpod`` SDK client calls
+(``POST /v2/{endpoint}/run``, ``/runsync``, ``GET /v2/{endpoint}/status/{job}``,
+``POST /v2/{endpoint}/cancel/{job}``, ``GET /v2/{endpoint}/health``, ``POST .../purge-queue``)
+and the job queue that the SDK's worker loop polls (``RUNPOD_WEBHOOK_GET_JOB``,
+``RUNPOD_WEBHOOK_POST_OUTPUT`` and the per-job stop channel), and it runs N real worker
+processes of ``remote/handler.py``. So the real client and the real worker loop talk over
+HTTP as in production, but for the cloud. Rehearse a remote sweep with:
+
+    RUNPOD_API_KEY=anything RUNPOD_ENDPOINT_ID=local \\
+    python -m cvsweep -m executor=runpod executor.base_url=http://127.0.0.1:8765/v2
+
+Faults, for tests and rehearsals: ``POST /admin/faults`` with a JSON object of the fields of
+``Faults`` (or ``--faults '{...}'`` at start); ``GET /admin/state`` shows jobs and workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+HANDLER = Path(__file__).resolve().with_name("handler.py")
+FINAL_STATES = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
+LONG_POLL_S = 2.0  # how long a worker's job-take or job-stop request is held open
+
+
+@dataclass
+class Faults:
+    """Each count is used up as its fault fires."""
+
+    fail_jobs: int = 0  # the next N jobs end FAILED without running
+    time_out_jobs: int = 0  # the next N jobs end TIMED_OUT without running
+    cancel_jobs: int = 0  # the next N jobs end CANCELLED without running
+    http_status: int = 503  # the status that http_errors answers with (429, 503, ...)
+    http_errors: int = 0  # the next N client API requests get http_status
+    drop_connections: int = 0  # the next N client API requests: connection closed, no answer
+    kill_workers: int = 0  # the next N jobs: their worker is killed (SIGKILL) mid-job
+    kill_after_s: float = 1.0
+    malformed_results: int = 0  # the next N results are replaced by malformed output
+    wrong_fingerprints: int = 0  # the next N results echo another fingerprint
+    queue_delay_s: float = 0.0  # every job waits this long before a worker may take it
+
+    def take(self, name: str) -> bool:
+        if getattr(self, name) > 0:
+            setattr(self, name, getattr(self, name) - 1)
+            return True
+        return False
+
+
+@dataclass
+class Job:
+    id: str
+    input: object
+    execution_timeout_s: Optional[float]
+    ttl_s: Optional[float]
+    submitted: float = field(default_factory=time.monotonic)
+    status: str = "IN_QUEUE"
+    started: Optional[float] = None
+    finished: Optional[float] = None
+    worker_id: Optional[str] = None
+    output: object = None
+    error: object = None
+    progress: object = None
+    kill_at: Optional[float] = None
+
+    def to_status(self) -> dict:
+        now = time.monotonic()
+        body = {"id": self.id, "status": self.status}
+        if self.started is not None:
+            body["delayTime"] = round((self.started - self.submitted) * 1000)
+            body["executionTime"] = round(((self.finished or now) - self.started) * 1000)
+        if self.worker_id:
+            body["workerId"] = self.worker_id
+        if self.status == "COMPLETED":
+            body["output"] = self.output
+        elif self.status == "IN_PROGRESS" and self.progress is not None:
+            body["output"] = self.progress
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+class Emulator:
+    def __init__(self, workers: int, api_key: Optional[str], faults: Faults, log_dir: Path):
+        self.n_workers = workers
+        self.api_key = api_key
+        self.faults = faults
+        self.log_dir = log_dir
+        self.lock = threading.Condition()
+        self.jobs: dict[str, Job] = {}
+        self.queue: deque[str] = deque()
+        self.stop_signals: dict[str, list[str]] = {}
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.polled: set[str] = set()  # workers that have asked for a job: they are up
+        self.port = 0
+        self.closing = False
+
+    # -- client API ------------------------------------------------------------------------
+    def submit(self, body: dict) -> Job:
+        policy = body.get("policy") or {}
+        to_s = lambda ms: ms / 1000 if isinstance(ms, (int, float)) else None  # noqa: E731
+        job = Job(uuid.uuid4().hex, body.get("input"), to_s(policy.get("executionTimeout")), to_s(policy.get("ttl")))
+        with self.lock:
+            self.jobs[job.id] = job
+            self.queue.append(job.id)
+            self.lock.notify_all()
+        return job
+
+    def wait_final(self, job: Job, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        with self.lock:
+            while job.status not in FINAL_STATES and time.monotonic() < deadline:
+                self.lock.wait(timeout=0.2)
+
+    def cancel(self, job_id: str) -> Optional[Job]:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is not None and job.status not in FINAL_STATES:
+                self._end(job, "CANCELLED")
+            return job
+
+    def purge(self) -> int:
+        with self.lock:
+            purged = [self.jobs[job_id] for job_id in self.queue]
+            for job in purged:
+                self._end(job, "CANCELLED")
+            return len(purged)
+
+    def health(self) -> dict:
+        with self.lock:
+            count = lambda s: sum(j.status == s for j in self.jobs.values())  # noqa: E731
+            running = {j.worker_id for j in self.jobs.values() if j.status == "IN_PROGRESS"}
+            alive = [w for w, p in self.processes.items() if p.poll() is None and w in self.polled]
+            return {
+                "jobs": {"completed": count("COMPLETED"), "failed": count("FAILED") + count("TIMED_OUT"),
+                         "inProgress": count("IN_PROGRESS"), "inQueue": count("IN_QUEUE"), "retried": 0},
+                "workers": {"idle": len([w for w in alive if w not in running]), "running": len(running)},
+            }
+
+    # -- worker API ------------------------------------------------------------------------
+    def take(self, worker_id: str) -> Optional[Job]:
+        deadline = time.monotonic() + LONG_POLL_S
+        with self.lock:
+            self.polled.add(worker_id)
+            while not self.closing:
+                job = self._next_ready_job()
+                if job is not None:
+                    if self._fault_instead_of_running(job):
+                        continue
+                    job.status, job.started, job.worker_id = "IN_PROGRESS", time.monotonic(), worker_id
+                    if self.faults.take("kill_workers"):
+                        job.kill_at = job.started + self.faults.kill_after_s
+                    return job
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.lock.wait(timeout=min(remaining, 0.2))
+            return None
+
+    def _next_ready_job(self) -> Optional[Job]:
+        now = time.monotonic()
+        for job_id in list(self.queue):
+            job = self.jobs[job_id]
+            if now - job.submitted >= self.faults.queue_delay_s:
+                self.queue.remove(job_id)
+                return job
+        return None
+
+    def _fault_instead_of_running(self, job: Job) -> bool:
+        for fault, state, error in (
+            ("fail_jobs", "FAILED", "injected failure: the job failed before it ran"),
+            ("time_out_jobs", "TIMED_OUT", None),
+            ("cancel_jobs", "CANCELLED", None),
+        ):
+            if self.faults.take(fault):
+                job.started = time.monotonic()
+                self._end(job, state, error=error)
+                return True
+        return False
+
+    def finish(self, worker_id: str, job_id: str, payload: dict) -> None:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is None or job.status in FINAL_STATES or job.worker_id != worker_id:
+                return  # a late answer to a job that already ended (timed out, cancelled)
+            if payload.get("status") == "IN_PROGRESS":
+                job.progress = payload.get("output")
+                return
+            if payload.get("error") is not None:
+                self._end(job, "FAILED", error=payload["error"])
+                return
+            output = payload.get("output")
+            if self.faults.take("malformed_results"):
+                output = {"unexpected": "this is not a cvsweep result"}
+            elif self.faults.take("wrong_fingerprints") and isinstance(output, dict):
+                output = {**output, "fingerprint": "0" * 64}
+            job.output = output
+            self._end(job, "COMPLETED")
+
+    def stops_for(self, worker_id: str) -> list[str]:
+        deadline = time.monotonic() + LONG_POLL_S
+        with self.lock:
+            while not self.stop_signals.get(worker_id) and time.monotonic() < deadline and not self.closing:
+                self.lock.wait(timeout=0.2)
+            return self.stop_signals.pop(worker_id, [])
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _end(self, job: Job, status: str, error: object = None) -> None:
+        """Move a job to a final state (the lock is held)."""
+        if job.id in self.queue:
+            self.queue.remove(job.id)
+        job.status, job.finished = status, time.monotonic()
+        if error is not None:
+            job.error = error
+        if job.worker_id and status in ("CANCELLED", "TIMED_OUT"):
+            self.stop_signals.setdefault(job.worker_id, []).append(job.id)
+        self.lock.notify_all()
+
+    def watch(self) -> None:
+        """Execution timeouts, queue TTLs, worker kills, and workers that died."""
+        while not self.closing:
+            now = time.monotonic()
+            with self.lock:
+                for job in list(self.jobs.values()):
+                    if job.status == "IN_QUEUE" and job.ttl_s and now - job.submitted > job.ttl_s:
+                        self._end(job, "TIMED_OUT", error=f"waited in the queue longer than its ttl ({job.ttl_s:g}s)")
+                    elif job.status == "IN_PROGRESS":
+                        if job.execution_timeout_s and now - job.started > job.execution_timeout_s:
+                            self._end(job, "TIMED_OUT", error=f"ran longer than its executionTimeout ({job.execution_timeout_s:g}s)")
+                        elif job.kill_at and now >= job.kill_at:
+                            job.kill_at = None
+                            self.processes[job.worker_id].kill()
+                for worker_id, process in list(self.processes.items()):
+                    if process.poll() is None:
+                        continue
+                    for job in self.jobs.values():
+                        if job.worker_id == worker_id and job.status == "IN_PROGRESS":
+                            self._end(job, "FAILED", error=f"worker {worker_id} died while running the job "
+                                                           f"(exit status {process.returncode})")
+                    self.polled.discard(worker_id)
+                    if not self.closing:
+                        self.processes[worker_id] = self._spawn(worker_id)  # RunPod replaces lost workers too
+            time.sleep(0.1)
+
+    # -- workers -----------------------------------------------------------------------------
+    def start_workers(self) -> None:
+        for index in range(self.n_workers):
+            worker_id = f"worker-{index}"
+            self.processes[worker_id] = self._spawn(worker_id)
+
+    def _spawn(self, worker_id: str) -> subprocess.Popen:
+        base = f"http://127.0.0.1:{self.port}/worker"
+        env = {key: value for key, value in os.environ.items() if key not in ("RUNPOD_API_KEY", "RUNPOD_AI_API_KEY")}
+        env.update(
+            RUNPOD_POD_ID=worker_id,
+            RUNPOD_WEBHOOK_GET_JOB=f"{base}/job-take/$ID?emulator=1",
+            RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/$RUNPOD_POD_ID/$ID?emulator=1",
+            RUNPOD_WEBHOOK_POST_STREAM=f"{base}/job-stream/$RUNPOD_POD_ID/$ID?emulator=1",
+            # No GPU, no internet here: skip the SDK's start-up hardware and network checks.
+            RUNPOD_SKIP_GPU_CHECK="true",
+            RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
+            PYTHONUNBUFFERED="1",
+        )
+        log = open(self.log_dir / f"{worker_id}.log", "ab")
+        return subprocess.Popen([sys.executable, str(HANDLER)], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_until_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.polled) >= self.n_workers:
+                    return True
+            time.sleep(0.2)
+        return False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closing = True
+            self.lock.notify_all()
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def state(self) -> dict:
+        with self.lock:
+            return {
+                "faults": asdict(self.faults),
+                "jobs": {job_id: job.to_status() for job_id, job in self.jobs.items()},
+                "workers": {w: {"pid": p.pid, "alive": p.poll() is None, "ready": w in self.polled}
+                            for w, p in self.processes.items()},
+            }
+
+
+def make_handler(emulator: Emulator):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # quiet: the state is at /admin/state
+            pass
+
+        def do_GET(self) -> None:
+            self._route("GET")
+
+        def do_POST(self) -> None:
+            self._route("POST")
+
+        def _route(self, method: str) -> None:
+            parts = [p for p in urlparse(self.path).path.split("/") if p]
+            body = self._body()
+            if parts[:1] == ["v2"]:
+                return self._client_api(method, parts[1:], body)
+            if parts[:1] == ["worker"]:
+                return self._worker_api(method, parts[1:], body)
+            if parts[:1] == ["admin"]:
+                return self._admin(method, parts[1:], body)
+            self._send(404, {"error": "not found"})
+
+        def _client_api(self, method: str, parts: list[str], body) -> None:
+            with emulator.lock:
+                drop = emulator.faults.take("drop_connections")
+                error_status = emulator.faults.http_status if emulator.faults.take("http_errors") else None
+            if drop:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if error_status:
+                return self._send(error_status, {"error": f"injected HTTP {error_status}"})
+            auth = self.headers.get("Authorization", "")
+            if emulator.api_key is not None and auth != f"Bearer {emulator.api_key}":
+                return self._send(401, {"error": "unauthorized"})
+            route = (method, parts[1] if len(parts) > 1 else "")
+            if route in (("POST", "run"), ("POST", "runsync")):
+                if not isinstance(body, dict) or "input" not in body:
+                    return self._send(400, {"error": "the body must be an object with an 'input'"})
+                job = emulator.submit(body)
+                if route[1] == "runsync":
+                    emulator.wait_final(job, seconds=60)
+                return self._send(200, job.to_status())
+            if route == ("GET", "status") and len(parts) == 3:
+                job = emulator.jobs.get(parts[2])
+                return self._send(200, job.to_status()) if job else self._send(404, {"error": "no such job"})
+            if route == ("POST", "cancel") and len(parts) == 3:
+                job = emulator.cancel(parts[2])
+                return self._send(200, job.to_status()) if job else self._send(404, {"error": "no such job"})
+            if route == ("GET", "health"):
+                return self._send(200, emulator.health())
+            if route == ("POST", "purge-queue"):
+                return self._send(200, {"removed": emulator.purge(), "status": "completed"})
+            self._send(404, {"error": f"no route {method} /v2/{'/'.join(parts)}"})
+
+        def _worker_api(self, method: str, parts: list[str], body) -> None:
+            if method == "GET" and parts[:1] == ["job-take"] and len(parts) == 2:
+                job = emulator.take(parts[1])
+                return self._send(200, {"id": job.id, "input": job.input}) if job else self._send(204, None)
+            if method == "GET" and parts[:1] == ["job-stop"] and len(parts) == 2:
+                stops = emulator.stops_for(parts[1])
+                return self._send(200, {"jobsToStop": stops}) if stops else self._send(204, None)
+            if method == "POST" and parts[:1] in (["job-done"], ["job-stream"]) and len(parts) == 3:
+                emulator.finish(parts[1], parts[2], body if isinstance(body, dict) else {"error": "unreadable result"})
+                return self._send(200, {})
+            self._send(404, {"error": "not found"})
+
+        def _admin(self, method: str, parts: list[str], body) -> None:
+            if method == "POST" and parts == ["faults"] and isinstance(body, dict):
+                known = {f.name for f in fields(Faults)}
+                unknown = sorted(set(body) - known)
+                if unknown:
+                    return self._send(400, {"error": f"unknown faults {unknown}; known: {sorted(known)}"})
+                with emulator.lock:
+                    for key, value in body.items():
+                        setattr(emulator.faults, key, value)
+                return self._send(200, asdict(emulator.faults))
+            if method == "GET" and parts == ["state"]:
+                return self._send(200, emulator.state())
+            self._send(404, {"error": "not found"})
+
+        def _body(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                return json.loads(raw) if raw else None
+            except ValueError:
+                return None
+
+        def _send(self, status: int, body) -> None:
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            if body is not None:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--faults", default="{}", help="JSON object of Faults fields to start with")
+    parser.add_argument("--log-dir", default=None, help="worker logs (default: a new temporary folder)")
+    parser.add_argument("--ready-timeout", type=float, default=180.0)
+    args = parser.parse_args(argv)
+
+    # Clients must present the key this process was given in RUNPOD_API_KEY (any key if unset).
+    api_key = os.environ.get("RUNPOD_API_KEY")
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="cvsweep-emulator-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    emulator = Emulator(args.workers, api_key, Faults(**json.loads(args.faults)), log_dir)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(emulator))
+    server.daemon_threads = True
+    emulator.port = server.server_address[1]
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    emulator.start_workers()
+    threading.Thread(target=emulator.watch, daemon=True).start()
+    if emulator.wait_until_ready(args.ready_timeout):
+        print(f"emulator ready: http://127.0.0.1:{emulator.port}/v2 with {args.workers} workers "
+              f"(logs in {log_dir})", flush=True)
+    else:
+        print(f"emulator: workers not ready after {args.ready_timeout:g}s (logs in {log_dir})", flush=True)
+    stop.wait()
+    emulator.close()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""executor=runpod against the local RunPod emulator: the real runpod client, real HTTP on
+127.0.0.1, real worker processes running remote/handler.py."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
+from cvsweep.executors import LocalExecutor
+from cvsweep.runpod_executor import RunpodExecutor
+from cvsweep.schema import RunpodExecutorConfig, load_run_config, run_config_of
+
+PROXY_RUN = copy.deepcopy(TINY_RUN)
+PROXY_RUN["sampling"] = {"strategy": "proxy", "fraction": 0.5}
+PROXY_RUN["model"].update(activation="swish", batch_norm=True, dense_layers=1, dense_units=16)
+PROXY_RUN["training"].update(seed=11, optimizer="rmsprop", learning_rate=0.003)
+
+
+def _run_config(data=TINY_RUN) -> dict:
+    return run_config_of(load_run_config(copy.deepcopy(data)))
+
+
+def _executor(base_url: str, **changes) -> RunpodExecutor:
+    cfg = OmegaConf.structured(RunpodExecutorConfig)
+    cfg.merge_with({"endpoint_id": "local-endpoint", "base_url": base_url, "poll_interval_s": 0.1,
+                    "retries": 3, "backoff_s": 0.1, "backoff_max_s": 0.5, **changes})
+    return RunpodExecutor(cfg)
+
+
+@pytest.mark.parametrize("data", [TINY_RUN, PROXY_RUN], ids=["full", "proxy"])
+def test_parity_local_and_remote_are_bit_identical(data, runpod_env):
+    run_config = _run_config(data)
+    local = LocalExecutor(None).run(copy.deepcopy(run_config))
+    remote = _executor(runpod_env.base_url).run(copy.deepcopy(run_config))
+    assert local["status"] == remote["status"] == "completed", remote.get("reason")
+    assert local["fingerprint"] == remote["fingerprint"]
+    assert local["config"] == remote["config"] and local["data"] == remote["data"]
+    assert remote["metrics"]["history"] == local["metrics"]["history"]  # every epoch, exactly
+    for key in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "epochs_run", "params"):
+        assert remote["metrics"][key] == local["metrics"][key], key
+    assert remote["executed_on"]["executor"] == "runpod" and remote["remote"]["worker_id"].startswith("worker-")
+    assert remote["versions"] == local["versions"]
+    assert remote["remote"]["execution_ms"] > 0 and remote["remote"]["round_trip_s"] > 0
+
+
+def test_failed_job_fails_the_trial_with_the_workers_error(runpod_env):
+    runpod_env.admin("faults", {"fail_jobs": 1})
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("remote: job ") and "ended FAILED: injected failure" in result["reason"]
+
+
+@pytest.mark.parametrize("fault,state", [("time_out_jobs", "TIMED_OUT"), ("cancel_jobs", "CANCELLED")])
+def test_timed_out_and_cancelled_jobs_fail_the_trial(fault, state, runpod_env):
+    runpod_env.admin("faults", {fault: 1})
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "failed" and f"ended {state}" in result["reason"]
+
+
+def test_execution_timeout_policy_is_sent_and_enforced(runpod_env):
+    slow = _run_config(TINY_RUN | {"training": {**TINY_RUN["training"], "epochs": 200}})
+    result = _executor(runpod_env.base_url, execution_timeout_s=1.0).run(slow)
+    assert result["status"] == "failed" and "ended TIMED_OUT: ran longer than its executionTimeout (1s)" in result["reason"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_http_errors_for_a_while_are_retried(status, runpod_env):
+    runpod_env.admin("faults", {"http_status": status, "http_errors": 3})
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "completed", result["reason"]
+    assert runpod_env.admin("state")["faults"]["http_errors"] == 0  # all three were met
+
+
+def test_dropped_connections_are_retried(runpod_env):
+    runpod_env.admin("faults", {"drop_connections": 2})
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "completed", result["reason"]
+
+
+def test_transient_faults_beyond_the_retries_fail_the_trial(runpod_env):
+    runpod_env.admin("faults", {"http_status": 503, "http_errors": 10})
+    result = _executor(runpod_env.base_url, retries=2).run(_run_config())
+    assert result["status"] == "failed" and result["reason"] == "remote: submit request failed: HTTP 503"
+
+
+def test_unreachable_endpoint_fails_or_falls_back_to_local(monkeypatch):
+    monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)
+    unreachable = "http://127.0.0.1:9/v2"  # the discard port: nothing listens there
+    result = _executor(unreachable, retries=1).run(_run_config())
+    assert result["status"] == "failed" and "ConnectionError" in result["reason"]
+    fallback = _executor(unreachable, retries=1, fallback="local").run(_run_config())
+    assert fallback["status"] == "completed"
+    assert fallback["fallback"]["used"] is True and "ConnectionError" in fallback["fallback"]["remote_error"]
+    assert fallback["executed_on"]["executor"] == "local"
+
+
+def test_malformed_result_fails_the_trial(runpod_env):
+    runpod_env.admin("faults", {"malformed_results": 1})
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "failed" and "returned a malformed result" in result["reason"]
+
+
+def test_fingerprint_mismatch_fails_loudly_even_with_fallback(runpod_env):
+    runpod_env.admin("faults", {"wrong_fingerprints": 1})
+    result = _executor(runpod_env.base_url, fallback="local").run(_run_config())
+    assert result["status"] == "failed" and "fingerprint mismatch" in result["reason"]
+    assert "fallback" not in result
+
+
+def test_worker_killed_mid_job_fails_the_trial_and_is_replaced(runpod_env):
+    runpod_env.admin("faults", {"kill_workers": 1, "kill_after_s": 0.5})
+    slow = _run_config(TINY_RUN | {"training": {**TINY_RUN["training"], "epochs": 200}})
+    result = _executor(runpod_env.base_url).run(slow)
+    assert result["status"] == "failed" and "died while running the job" in result["reason"]
+    runpod_env.wait_for_workers()  # the emulator, like RunPod, replaces the lost worker
+
+
+def test_wrong_api_key_is_refused_without_echoing_it(runpod_env, monkeypatch):
+    monkeypatch.setenv("RUNPOD_API_KEY", "sk-wrong-key-0000")
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "failed" and "check RUNPOD_API_KEY" in result["reason"]
+    assert "sk-wrong-key-0000" not in str(result)
+
+
+def test_missing_key_or_endpoint_is_named_before_any_trial(tmp_path, monkeypatch):
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
+    proc = run_cli("-m", "executor=runpod", f"output_root={tmp_path}")
+    assert proc.returncode == 2
+    assert "needs the environment variable RUNPOD_API_KEY" in proc.stderr
+    assert "set the environment variable RUNPOD_ENDPOINT_ID" in proc.stderr
+    assert not (tmp_path / "sweeps").exists()
+
+
+def _files_under(root: Path):
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key(runpod_env, tmp_path):
+    # Two trials in flight at once; one of the four fails (its worker's job FAILED).
+    runpod_env.admin("faults", {"fail_jobs": 1})
+    proc = run_cli(
+        "-m", "executor=runpod", "executor.max_in_flight=2", "executor.poll_interval_s=0.2",
+        "hydra.sweeper.n_trials=4", *TINY_OVERRIDES, f"output_root={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    summary = read_json(sweep_dir / "summary.json")
+    assert (summary["n_trials"], summary["n_failed"]) == (4, 1)
+    results = [read_json(sweep_dir / t["job"] / "result.json") for t in summary["trials"]]
+    done = [r for r in results if r["status"] == "completed"]
+    assert all(r["executed_on"]["executor"] == "runpod" and r["remote"]["job_id"] for r in done)
+    # Jobs of one batch overlapped in time: the launcher really kept two in flight.
+    first, second = results[0].get("remote"), results[1].get("remote")
+    if first and second:
+        assert first["submitted_at"] < second["finished_at"] and second["submitted_at"] < first["finished_at"]
+    # The API key is in no file the sweep wrote, nor in anything it printed.
+    for path in _files_under(tmp_path):
+        assert SENTINEL_API_KEY.encode() not in path.read_bytes(), path
+    assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
