@@ -25,7 +25,9 @@ def test_every_group_is_listed():
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_composes_and_passes_value_checks(group, option, tmp_path):
+def test_every_option_composes_and_passes_value_checks(group, option, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNPOD_API_KEY", "test-key")  # executor=runpod checks that both are set
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "test-endpoint")
     if (group, option) == ("model", "keras_mnist_convnet") and not SHARED_MNIST.exists():
         pytest.skip("needs ../shared/data/mnist.npz")
     cfg = compose(f"{group}={option}", f"output_root={tmp_path}", *EXTRA.get((group, option), []))

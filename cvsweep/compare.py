@@ -1,0 +1,87 @@
+"""Compare two trial results and explain any difference, most telling cause first:
+
+    python -m cvsweep.compare outputs/sweeps/A/0/result.json outputs/sweeps/B/3/result.json
+
+1. config: any differing setting means a different run (the fingerprints differ too);
+2. data: another source file;
+3. versions: another library version can change low-order bits, or more;
+4. device: CPU vs GPU, or another GPU (TF32, other kernels) changes low-order bits.
+Then the metrics: identical, or where the per-epoch history first diverges. Exit status 0
+when the metrics are bit-identical, 1 when they differ.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from cvsweep.jsonio import read_json
+
+
+def _flat(data: Any, prefix: str = "") -> dict:
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def _diff(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    fa, fb = _flat(a or {}), _flat(b or {})
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)]
+
+
+def explain(a: dict, b: dict) -> tuple[list[str], bool]:
+    """Lines that explain how b differs from a, and whether their metrics are identical."""
+    lines = []
+    sections = [
+        ("config", a.get("config"), b.get("config"), "a different run: compare these settings first"),
+        ("data", a.get("data"), b.get("data"), "different data or splits"),
+        ("versions", a.get("versions"), b.get("versions"), "other library versions can change results"),
+        ("device", a.get("executed_on", {}).get("device"), b.get("executed_on", {}).get("device"),
+         "another device: CPU vs GPU (and TF32 on recent GPUs) changes low-order bits"),
+    ]
+    for name, left, right, meaning in sections:
+        differences = _diff(left, right)
+        if differences:
+            lines.append(f"{name} differs ({meaning}):")
+            lines += [f"  {key}: {x!r} -> {y!r}" for key, x, y in differences]
+        else:
+            lines.append(f"{name}: same")
+    ma, mb = a.get("metrics", {}), b.get("metrics", {})
+    history_a, history_b = ma.get("history", {}), mb.get("history", {})
+    scalar_keys = [k for k in sorted(ma.keys() | mb.keys()) if k not in ("history", "train_seconds")]
+    identical = history_a == history_b and all(ma.get(k) == mb.get(k) for k in scalar_keys)
+    if identical:
+        lines.append("metrics: bit-identical (every epoch of the history and every final metric)")
+        return lines, True
+    lines.append("metrics differ:")
+    for key in scalar_keys:
+        if ma.get(key) != mb.get(key):
+            lines.append(f"  {key}: {ma.get(key)!r} -> {mb.get(key)!r}")
+    for key in sorted(history_a.keys() | history_b.keys()):
+        xs, ys = history_a.get(key, []), history_b.get(key, [])
+        first = next((i for i, (x, y) in enumerate(zip(xs, ys)) if x != y), None)
+        if first is not None:
+            lines.append(f"  history.{key} first differs in epoch {first + 1}: {xs[first]!r} -> {ys[first]!r}")
+        elif len(xs) != len(ys):
+            lines.append(f"  history.{key}: {len(xs)} epochs -> {len(ys)} epochs")
+    return lines, False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m cvsweep.compare A/result.json B/result.json", file=sys.stderr)
+        return 2
+    a, b = (read_json(path) for path in args)
+    same_fp = a.get("fingerprint") == b.get("fingerprint")
+    print(f"fingerprint: {'same' if same_fp else 'differs'} ({a.get('fingerprint', '?')[:12]} vs {b.get('fingerprint', '?')[:12]})")
+    lines, identical = explain(a, b)
+    print("\n".join(lines))
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
