@@ -17,6 +17,9 @@ from typing import Any
 
 from cvsweep.jsonio import read_json
 
+# Timings vary from run to run on any machine: reported, never compared.
+TIMINGS = ("train_seconds", "latency_ms")
+
 
 def _flat(data: Any, prefix: str = "") -> dict:
     if isinstance(data, dict):
@@ -51,12 +54,15 @@ def explain(a: dict, b: dict) -> tuple[list[str], bool]:
             lines.append(f"{name}: same")
     ma, mb = a.get("metrics", {}), b.get("metrics", {})
     history_a, history_b = ma.get("history", {}), mb.get("history", {})
-    scalar_keys = [k for k in sorted(ma.keys() | mb.keys()) if k not in ("history", "train_seconds")]
-    identical = history_a == history_b and all(ma.get(k) == mb.get(k) for k in scalar_keys)
+    scalar_keys = [k for k in sorted(ma.keys() | mb.keys()) if k != "history" and k not in TIMINGS]
+    identical = (history_a == history_b and all(ma.get(k) == mb.get(k) for k in scalar_keys)
+                 and a.get("health") == b.get("health"))
     if identical:
         lines.append("metrics: bit-identical (every epoch of the history and every final metric)")
         return lines, True
     lines.append("metrics differ:")
+    for key, x, y in _diff(a.get("health"), b.get("health")):
+        lines.append(f"  health.{key}: {x!r} -> {y!r}")
     for key in scalar_keys:
         if ma.get(key) != mb.get(key):
             lines.append(f"  {key}: {ma.get(key)!r} -> {mb.get(key)!r}")

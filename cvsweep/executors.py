@@ -8,7 +8,7 @@ from typing import Protocol
 
 
 class Executor(Protocol):
-    def run(self, run_config: dict) -> dict: ...
+    def run(self, run_config: dict, tensorboard_dir: str | None = None) -> dict: ...
 
 
 class LocalExecutor:
@@ -17,10 +17,10 @@ class LocalExecutor:
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
-    def run(self, run_config: dict) -> dict:
+    def run(self, run_config: dict, tensorboard_dir: str | None = None) -> dict:
         from cvsweep.train import train  # TensorFlow loads only when a trial trains
 
-        result = train(run_config)
+        result = train(run_config, tensorboard_dir=tensorboard_dir)
         result["executed_on"]["executor"] = "local"
         return result
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cvsweep.data import DataError, load_source
 from cvsweep.model import ModelError, conv_output_size
-from cvsweep.schema import OBJECTIVE_DIRECTION, ConfigError, DatasetName, check_values, omegaconf_problem
+from cvsweep.schema import ConfigError, DatasetName, check_values, omegaconf_problem
 
 # Sources that need a download: checked when a trial loads them, not here.
 _DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10, DatasetName.cifar100}
@@ -47,6 +47,8 @@ def _check_data_and_model(cfg: DictConfig) -> None:
 
 
 def _check_executor(cfg: DictConfig) -> None:
+    if cfg.tensorboard and cfg.executor.name != "local":
+        raise ConfigError(f"tensorboard=true: TensorBoard logs are written by executor=local only, not {cfg.executor.name}")
     if cfg.executor.name == "runpod":
         from cvsweep.runpod_executor import missing_settings
 
@@ -66,13 +68,17 @@ def _check_output_root(output_root: str) -> None:
 
 
 def _check_direction(cfg: DictConfig) -> None:
-    expected = OBJECTIVE_DIRECTION[cfg.objective]
+    from cvsweep.objectives import directions_of, objectives_of
+
+    expected = directions_of(cfg)
     direction = cfg.hydra.sweeper.direction
-    direction = getattr(direction, "name", direction)
-    if direction != expected:
+    given = [getattr(d, "name", d) for d in direction] if OmegaConf.is_list(direction) else [getattr(direction, "name", direction)]
+    if given != expected:
+        names = ", ".join(o.name for o in objectives_of(cfg))
+        wanted = expected[0] if len(expected) == 1 else f"[{','.join(expected)}]"
         raise ConfigError(
-            f"hydra.sweeper.direction={direction}: objective={cfg.objective.name} is to "
-            f"{expected}; set hydra.sweeper.direction={expected}"
+            f"hydra.sweeper.direction={direction if not OmegaConf.is_list(direction) else list(direction)}: "
+            f"the objectives ({names}) are to {' and '.join(expected)}; set hydra.sweeper.direction={wanted}"
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -108,10 +108,27 @@ class Fallback(Enum):
 class Objective(Enum):
     val_accuracy = "val_accuracy"
     val_loss = "val_loss"
+    # (1 - health_weight) * val_accuracy + health_weight * overall_health
+    health = "health"
+    params = "params"
+    # Inference time per image (ms), measured on a batch of validation images.
+    latency_ms = "latency_ms"
+
+
+class Plots(Enum):
+    all = "all"  # per-trial plots, and per-sweep plots and report
+    summary = "summary"  # per-sweep plots and report only
+    none = "none"
 
 
 # Which way each objective improves; the sweeper's direction must agree.
-OBJECTIVE_DIRECTION = {Objective.val_accuracy: "maximize", Objective.val_loss: "minimize"}
+OBJECTIVE_DIRECTION = {
+    Objective.val_accuracy: "maximize",
+    Objective.val_loss: "minimize",
+    Objective.health: "maximize",
+    Objective.params: "minimize",
+    Objective.latency_ms: "minimize",
+}
 
 
 @dataclass
@@ -177,6 +194,38 @@ class TrainingConfig:
 
 
 @dataclass
+class HealthWeights:
+    neuron_utilisation: float = field(default=1.0, metadata=bounds(0))
+    gradient_health: float = field(default=1.0, metadata=bounds(0))
+    training_stability: float = field(default=1.0, metadata=bounds(0))
+    convergence_quality: float = field(default=1.0, metadata=bounds(0))
+    accuracy_consistency: float = field(default=1.0, metadata=bounds(0))
+    overfitting: float = field(default=1.0, metadata=bounds(0))
+    parameter_efficiency: float = field(default=0.5, metadata=bounds(0))
+
+
+@dataclass
+class HealthConfig:
+    """How diagnostics are sampled and health is scored (formulas: cvsweep/health.py)."""
+
+    # Validation images (fixed, seeded) whose activations measure neuron utilisation.
+    sample_size: int = field(default=256, metadata=bounds(1, 100_000))
+    # Training batches (fixed, seeded) whose per-layer gradient norms are taken at each epoch end.
+    gradient_batches: int = field(default=2, metadata=bounds(1, 100))
+    grad_vanishing_below: float = field(default=1e-5, metadata=bounds(0))
+    grad_exploding_above: float = field(default=1e2, metadata=bounds(0, low_open=True))
+    # Largest healthy change per epoch: RMS of a layer's bias change; relative kernel change.
+    max_bias_change_per_epoch: float = field(default=0.1, metadata=bounds(0, low_open=True))
+    max_weight_change_per_epoch: float = field(default=0.5, metadata=bounds(0, low_open=True))
+    consistency_epochs: int = field(default=3, metadata=bounds(1, 1000))
+    overfit_gap_tolerance: float = field(default=0.2, metadata=bounds(0, low_open=True))
+    # Activation maps kept for plotting: this many validation images, this many channels.
+    activation_images: int = field(default=2, metadata=bounds(0, 16))
+    activation_channels: int = field(default=8, metadata=bounds(1, 64))
+    weights: HealthWeights = field(default_factory=HealthWeights)
+
+
+@dataclass
 class RunConfig:
     """Everything that shapes a training run, and nothing else: what ``train`` receives,
     what travels to a remote worker and what the fingerprint covers."""
@@ -185,6 +234,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
 
 @dataclass
@@ -226,6 +276,13 @@ class Config(RunConfig):
     # Each executor option brings its own schema (see conf/executor/*.yaml).
     executor: Any = MISSING
     objective: Objective = Objective.val_accuracy
+    # More objectives make the sweep multi-objective (hydra.sweeper.direction becomes a list).
+    secondary_objectives: List[Objective] = field(default_factory=list)
+    # The share of overall_health in objective=health.
+    health_weight: float = field(default=0.3, metadata=bounds(0, 1))
+    plots: Plots = Plots.all
+    # Keras TensorBoard logs in each trial folder (executor=local only).
+    tensorboard: bool = False
     # Runs, sweeps and the default study storage live below this folder.
     output_root: str = "outputs"
 
@@ -289,16 +346,20 @@ def check_values(cfg: DictConfig) -> None:
     """Range checks from field metadata plus cross-field rules, for the run config and (in a
     full application config) the executor; raises one ConfigError listing every problem."""
     problems = list(_range_problems(cfg, RunConfig, prefix=""))
-    executor = cfg.get("executor") if isinstance(cfg, DictConfig) else None
-    if executor is not None and executor.get("name") in EXECUTOR_SCHEMAS:
-        problems += _range_problems(executor, EXECUTOR_SCHEMAS[executor.name], prefix="executor.")
+    if isinstance(cfg, DictConfig) and "executor" in cfg:  # a full application config
+        executor = cfg.executor
+        if executor.get("name") in EXECUTOR_SCHEMAS:
+            problems += _range_problems(executor, EXECUTOR_SCHEMAS[executor.name], prefix="executor.")
+        problems += _range_problems(cfg, Config, prefix="", skip=RUN_KEYS)
     problems += _rule_problems(cfg)
     if problems:
         raise ConfigError(*problems)
 
 
-def _range_problems(node: Any, schema: type, prefix: str):
+def _range_problems(node: Any, schema: type, prefix: str, skip: tuple = ()):
     for f in fields(schema):
+        if f.name in skip:
+            continue
         key = f"{prefix}{f.name}"
         value = node[f.name]
         sub_schema = f.default_factory if f.default_factory is not MISSING else None  # type: ignore[misc]

@@ -1,8 +1,10 @@
-"""The end of a sweep: gather every trial's result.json into summary.json and a table."""
+"""The end of a sweep: gather every trial's result.json into summary.json, draw the study's
+plots, print parameter importances and a table, and write report.html."""
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -10,36 +12,67 @@ from rich.console import Console
 from rich.table import Table
 
 from cvsweep.jsonio import read_json, write_json_atomic
+from cvsweep.objectives import directions_of, objectives_of
 from cvsweep.preflight import search_space
-from cvsweep.schema import OBJECTIVE_DIRECTION
+from cvsweep.report import fmt
 
 log = logging.getLogger("cvsweep.summary")
 
 
 def summarize_sweep(cfg: DictConfig, console: Console | None = None) -> dict:
     sweep_dir = Path(cfg.hydra.sweep.dir)
-    objective = cfg.objective.name
-    direction = OBJECTIVE_DIRECTION[cfg.objective]
+    names = [o.name for o in objectives_of(cfg)]
+    directions = directions_of(cfg)
     params = list(search_space(cfg))
-    trials = [_trial_row(folder, objective, params) for folder in _trial_folders(sweep_dir)]
+    trials = [_trial_row(folder, params) for folder in _trial_folders(sweep_dir)]
     completed = [t for t in trials if t["status"] == "completed"]
-    pick = max if direction == "maximize" else min
-    best = pick(completed, key=lambda t: t["objective"]) if completed else None
+    front = pareto_front(completed, directions)
+    best = _best(completed, directions[0]) if len(names) == 1 else (front[0] if front else None)
+    study = _load_study(cfg)
     summary = {
         "sweep_dir": str(sweep_dir),
-        "objective": objective,
-        "direction": direction,
-        "study": _study_info(cfg),
+        "objectives": names,
+        "directions": directions,
+        "study": _study_info(cfg, study),
         "n_trials": len(trials),
         "n_completed": len(completed),
         "n_failed": len(trials) - len(completed),
         "best": best and {**best, "config": read_json(sweep_dir / best["job"] / "result.json")["config"]},
+        "pareto_front": front if len(names) > 1 else None,
+        "importances": _importances(study, len(names)),
         "trials": trials,
     }
+    sweep_plots = []
+    if cfg.plots.name != "none" and study is not None:
+        from cvsweep.plots import plot_study
+
+        sweep_plots = plot_study(study, sweep_dir, len(names), names)
+    summary["plots"] = [p.name for p in sweep_plots]
     write_json_atomic(sweep_dir / "summary.json", summary)
+    from cvsweep.report import write_report
+
+    write_report(summary, sweep_dir, sweep_plots)
     # Piped or logged output gets a wide table instead of rich's 80-column default.
     _print(summary, params, console or Console(width=None if Console().is_terminal else 200))
     return summary
+
+
+def pareto_front(trials: list[dict], directions: list[str]) -> list[dict]:
+    """The completed trials no other trial beats on every objective."""
+    signs = [1 if d == "maximize" else -1 for d in directions]
+    scored = [(t, [s * v for s, v in zip(signs, t["objective_values"])]) for t in trials]
+
+    def dominated(a):
+        return any(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a)) for _, b in scored)
+
+    return [t for t, values in scored if not dominated(values)]
+
+
+def _best(completed: list[dict], direction: str):
+    if not completed:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(completed, key=lambda t: t["objective_values"][0])
 
 
 def _trial_folders(sweep_dir: Path) -> list[Path]:
@@ -48,87 +81,123 @@ def _trial_folders(sweep_dir: Path) -> list[Path]:
     return sorted(folders, key=lambda p: int(p.name))
 
 
-def _trial_row(folder: Path, objective: str, params: list[str]) -> dict:
+def _trial_row(folder: Path, params: list[str]) -> dict:
     path = folder / "result.json"
     if not path.exists():
         return {"job": folder.name, "status": "failed", "reason": "no result.json: the trial ended before writing it",
-                "objective": None, "fingerprint": None, "params": {}}
+                "objective": None, "objective_values": None, "fingerprint": None, "params": {}}
     result = read_json(path)
     metrics = result.get("metrics", {})
     config = OmegaConf.create(result["config"])
+    values = result.get("trial", {}).get("objective_values") if result["status"] == "completed" else None
+    where = result.get("executed_on", {})
     return {
         "job": folder.name,
         "status": result["status"],
         "reason": result.get("reason"),
-        "objective": metrics.get(objective) if result["status"] == "completed" else None,
+        "objective": values[0] if values else None,
+        "objective_values": values,
         "test_accuracy": metrics.get("test_accuracy"),
+        "overall_health": (result.get("health") or {}).get("overall_health"),
         "epochs_run": metrics.get("epochs_run"),
         "train_seconds": metrics.get("train_seconds"),
         "fingerprint": result["fingerprint"],
-        "executor": result.get("executed_on", {}).get("executor"),
+        "executor": where.get("executor"),
+        "where": f"{where.get('executor')}:{where.get('worker_id') or where.get('hostname')}",
+        "fallback": bool(result.get("fallback")),
         "params": {key: OmegaConf.select(config, key) for key in params},
     }
 
 
-def _study_info(cfg: DictConfig) -> dict:
-    """Where the Optuna study lives (password hidden) and how many trials it now holds."""
+def _load_study(cfg: DictConfig):
     import optuna
-    from sqlalchemy.engine import make_url
 
     storage, name = cfg.hydra.sweeper.storage, cfg.hydra.sweeper.study_name
-    info = {"name": name, "storage": None, "n_trials_in_study": None}
     if not storage:
-        return info
-    info["storage"] = make_url(storage).render_as_string(hide_password=True)
+        return None
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
-        info["n_trials_in_study"] = len(study.trials)
-    except Exception as err:  # the summary still stands without the study's count
+        return optuna.load_study(study_name=name, storage=storage)
+    except Exception as err:  # the summary still stands without the study
         log.warning("could not read study %s: %s", name, err)
-    return info
+        return None
+
+
+def _study_info(cfg: DictConfig, study) -> dict:
+    """Where the Optuna study lives (password hidden) and how many trials it now holds."""
+    from sqlalchemy.engine import make_url
+
+    storage = cfg.hydra.sweeper.storage
+    return {
+        "name": cfg.hydra.sweeper.study_name,
+        "storage": make_url(storage).render_as_string(hide_password=True) if storage else None,
+        "n_trials_in_study": len(study.trials) if study is not None else None,
+    }
+
+
+def _importances(study, n_objectives: int) -> dict | None:
+    """Optuna's parameter importances (fANOVA) for the primary objective, over the whole study."""
+    import optuna
+
+    if study is None:
+        return None
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return None
+    target = (lambda t: t.values[0]) if n_objectives > 1 else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(study, target=target)
+    except Exception as err:  # e.g. every completed trial has the same parameters
+        log.warning("no parameter importances: %s", err)
+        return None
+    return {name: round(float(value), 6) for name, value in importances.items()}
 
 
 def _print(summary: dict, params: list[str], console: Console) -> None:
-    table = Table(title=f"Sweep {summary['sweep_dir']}: {summary['objective']} ({summary['direction']})")
-    for column in ("job", "status", summary["objective"], "test_acc", "epochs", "secs"):
+    names = summary["objectives"]
+    title = ", ".join(f"{n} ({d})" for n, d in zip(names, summary["directions"]))
+    table = Table(title=f"Sweep {summary['sweep_dir']}: {title}")
+    for column in ("job", "status", *names, "test_acc", "health", "epochs", "secs", "where"):
         table.add_column(column)
     for key in params:  # the last part of each swept key names its column
         table.add_column(key.rsplit(".", 1)[-1], overflow="fold")
     best_job = summary["best"] and summary["best"]["job"]
     for trial in summary["trials"]:
-        objective = "-" if trial["objective"] is None else f"{trial['objective']:.4f}"
+        values = trial["objective_values"] or [None] * len(names)
+        shown = [fmt(v) for v in values]
         if trial["status"] != "completed":
-            objective = f"failed: {trial['reason']}"
+            shown = [f"failed: {trial['reason']}"] + ["-"] * (len(names) - 1)
         table.add_row(
             trial["job"] + (" *" if trial["job"] == best_job else ""),
             trial["status"],
-            objective,
-            _fmt(trial.get("test_accuracy")),
-            _fmt(trial.get("epochs_run")),
-            _fmt(trial.get("train_seconds")),
-            *(_fmt(trial["params"].get(key)) for key in params),
+            *shown,
+            fmt(trial.get("test_accuracy")),
+            fmt(trial.get("overall_health")),
+            fmt(trial.get("epochs_run")),
+            fmt(trial.get("train_seconds")),
+            trial.get("where") or "-",
+            *(fmt(trial["params"].get(key)) for key in params),
             style="bold" if trial["job"] == best_job else None,
         )
     console.print(table)
+    if summary["importances"]:
+        console.print("Parameter importances (" + names[0] + "): " + ", ".join(
+            f"{key} {value:.3f}" for key, value in summary["importances"].items()))
     study = summary["study"]
     console.print(
         f"{summary['n_completed']} completed, {summary['n_failed']} failed. "
         f"Study '{study['name']}' in {study['storage']} holds {study['n_trials_in_study']} trials."
     )
+    if summary["pareto_front"]:
+        console.print("Pareto front: jobs " + ", ".join(t["job"] for t in summary["pareto_front"]))
+    console.print(f"Report: {Path(summary['sweep_dir']) / 'report.html'}")
     if summary["best"] is None:
         console.print("No trial completed.")
         return
     best = summary["best"]
     console.print(
-        f"Best: job {best['job']}, {summary['objective']}={best['objective']:.4f}, "
-        f"test_accuracy={_fmt(best['test_accuracy'])}, fingerprint {best['fingerprint'][:12]}"
+        f"Best: job {best['job']}, " + ", ".join(f"{n}={fmt(v)}" for n, v in zip(names, best["objective_values"]))
+        + f", test_accuracy={fmt(best['test_accuracy'])}, fingerprint {best['fingerprint'][:12]}"
     )
     console.print(OmegaConf.to_yaml(OmegaConf.create(best["config"])).rstrip(), markup=False)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

@@ -26,10 +26,15 @@ log = logging.getLogger("cvsweep.train")
 COMPLETED, FAILED = "completed", "failed"
 
 
-def train(config: Mapping[str, Any], progress: Optional[Callable[[dict], None]] = None) -> dict:
+def train(
+    config: Mapping[str, Any],
+    progress: Optional[Callable[[dict], None]] = None,
+    tensorboard_dir: Optional[str] = None,
+) -> dict:
     """Train and evaluate one run. Raises ConfigError for an invalid config; a run that
     cannot finish (bad data, impossible model, divergence, time budget) comes back with
-    status ``failed`` and the reason."""
+    status ``failed`` and the reason. A completed run also carries its diagnostics and
+    health scores."""
     cfg = load_run_config(config)
     result = new_result(run_config_of(cfg))
     try:
@@ -41,7 +46,7 @@ def train(config: Mapping[str, Any], progress: Optional[Callable[[dict], None]] 
         model = build_model(cfg.model, splits.x_train.shape[1:], cfg.dataset.num_classes)
     except (DataError, ModelError) as err:
         return _failed(result, str(err))
-    _fit_and_evaluate(tf, model, cfg.training, splits, result, progress)
+    _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
     return result
 
 
@@ -67,6 +72,7 @@ def _tensorflow(seed: int, deterministic: bool):
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
+    tf.get_logger().setLevel("ERROR")  # per-trial models retrace predict functions: expected
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
     if deterministic:
@@ -76,11 +82,13 @@ def _tensorflow(seed: int, deterministic: bool):
     return tf
 
 
-def _fit_and_evaluate(tf, model, training, splits, result: dict, progress) -> None:
+def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboard_dir) -> None:
     import keras
 
+    from cvsweep import diagnostics, health
     from cvsweep.keras_callbacks import EpochReport, TimeBudget, finite_or_none
 
+    training = cfg.training
     optimizer = keras.optimizers.get(
         {"class_name": training.optimizer.name, "config": {"learning_rate": training.learning_rate}}
     )
@@ -95,6 +103,12 @@ def _fit_and_evaluate(tf, model, training, splits, result: dict, progress) -> No
         )
     if budget is not None:
         callbacks.append(budget)
+    recorder = diagnostics.TrainingRecorder(
+        *diagnostics.gradient_batch(splits, cfg.health, training.batch_size, training.seed)
+    )
+    callbacks.append(recorder)
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard_dir))
 
     train_data = _batched(tf, splits.x_train, splits.y_train, training.batch_size, shuffle_seed=training.seed)
     val_data = _batched(tf, splits.x_val, splits.y_val, training.batch_size)
@@ -129,12 +143,17 @@ def _fit_and_evaluate(tf, model, training, splits, result: dict, progress) -> No
         metrics[f"{part}_accuracy"] = finite_or_none(scores["accuracy"])
     if metrics["val_loss"] is None:
         _failed(result, "diverged: validation loss is NaN or infinite")
-    else:
-        log.info(
-            "val_accuracy=%.4f val_loss=%.4f test_accuracy=%.4f (%d epochs, %.1fs)",
-            metrics["val_accuracy"], metrics["val_loss"], metrics["test_accuracy"],
-            metrics["epochs_run"], train_seconds,
-        )
+        return
+    metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)
+    result["diagnostics"] = diagnostics.collect(
+        model, splits, recorder, cfg.health, cfg.dataset.num_classes, training.seed
+    )
+    result["health"] = health.scores(result["diagnostics"], metrics, cfg.health)
+    log.info(
+        "val_accuracy=%.4f val_loss=%.4f test_accuracy=%.4f overall_health=%.3f (%d epochs, %.1fs)",
+        metrics["val_accuracy"], metrics["val_loss"], metrics["test_accuracy"],
+        result["health"]["overall_health"], metrics["epochs_run"], train_seconds,
+    )
 
 
 def _batched(tf, x, y, batch_size: int, shuffle_seed: Optional[int] = None):
@@ -150,10 +169,3 @@ def _failed(result: dict, reason: str) -> dict:
     result["status"] = FAILED
     result["reason"] = reason
     return result
-
-
-def objective_value(result: dict, objective: str) -> float:
-    value = result["metrics"].get(objective)
-    if value is None or not math.isfinite(value):
-        raise ValueError(f"result has no finite {objective}")
-    return float(value)

@@ -11,18 +11,21 @@ from omegaconf import DictConfig
 from cvsweep.executors import create_executor
 from cvsweep.jsonio import write_json_atomic
 from cvsweep.schema import ConfigError, run_config_of
-from cvsweep.train import FAILED, new_result, objective_value
+from cvsweep import objectives
+from cvsweep.train import FAILED, new_result
 
 
 class TrialFailed(RuntimeError):
     """The trial ran but produced no objective; its result.json says why."""
 
 
-def run_trial(cfg: DictConfig) -> float:
+def run_trial(cfg: DictConfig) -> float | list[float]:
     hydra = HydraConfig.get()
     run_config = run_config_of(cfg)
+    trial_dir = Path(hydra.runtime.output_dir)
+    options = {"tensorboard_dir": str(trial_dir / "tensorboard")} if cfg.tensorboard else {}
     try:
-        result = create_executor(cfg.executor).run(run_config)
+        result = create_executor(cfg.executor).run(run_config, **options)
     except ConfigError as err:  # a combination of swept values that preflight cannot see
         result = new_result(run_config)
         result.update(status=FAILED, reason=str(err))
@@ -30,9 +33,16 @@ def run_trial(cfg: DictConfig) -> float:
         "job": hydra.job.get("num"),
         "overrides": list(hydra.overrides.task),
         "choices": {k: v for k, v in hydra.runtime.choices.items() if not k.startswith("hydra/")},
-        "objective": cfg.objective.name,
+        "objectives": [o.name for o in objectives.objectives_of(cfg)],
     }
-    path = write_json_atomic(Path(hydra.runtime.output_dir) / "result.json", result)
+    if result["status"] == "completed":
+        result["trial"]["objective_values"] = objectives.values(result, cfg)
+    path = write_json_atomic(trial_dir / "result.json", result)
+    if cfg.plots.name == "all":
+        from cvsweep.plots import plot_trial
+
+        plot_trial(result, trial_dir)
     if result["status"] != "completed":
         raise TrialFailed(f"{result['reason']} (see {path})")
-    return objective_value(result, cfg.objective.name)
+    values = result["trial"]["objective_values"]
+    return values[0] if len(values) == 1 else values

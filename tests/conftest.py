@@ -22,6 +22,7 @@ TINY_RUN = {
     "model": {"conv_layers": 1, "filters": 8, "dense_layers": 0, "dropout": 0.1},
     "sampling": {"strategy": "full", "fraction": 1.0},
     "training": {"epochs": 2, "batch_size": 64, "seed": 3},
+    "health": {},
 }
 # The same, as command-line overrides, for the end-to-end tests.
 TINY_OVERRIDES = ["model.conv_layers=1", "model.filters=8", "model.dense_layers=0", "training.epochs=2", "training.batch_size=64"]

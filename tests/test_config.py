@@ -21,7 +21,7 @@ EXTRA = {
 
 
 def test_every_group_is_listed():
-    assert GROUPS == ["dataset", "executor", "model", "sampling", "search", "training"]
+    assert GROUPS == ["dataset", "executor", "health", "model", "sampling", "search", "training"]
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -136,7 +136,7 @@ def test_cli_search_space_reaching_bad_values_fails_before_the_sweep(tmp_path):
 def test_cli_direction_must_match_objective(tmp_path):
     proc = run_cli("-m", "objective=val_loss", f"output_root={tmp_path}")
     assert proc.returncode == 2
-    assert "objective=val_loss is to minimize; set hydra.sweeper.direction=minimize" in proc.stderr
+    assert "the objectives (val_loss) are to minimize; set hydra.sweeper.direction=minimize" in proc.stderr
 
 
 @pytest.mark.parametrize("flag", [["--help"], ["--cfg", "job"], ["--info"]])

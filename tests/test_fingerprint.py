@@ -40,6 +40,7 @@ def test_stable_under_key_order_and_formatting():
         sampling: {fraction: 1, strategy: full}
         model: {dropout: 1.0e-1, dense_layers: 0, filters: 8, conv_layers: 1}
         dataset: {test_fraction: 2.0e-1, pixel_scale: 16, num_classes: 10, path: null, name: digits}
+        health: {}
         """
     )
     assert fp(spelled) == reference
@@ -77,8 +78,11 @@ def test_every_setting_in_the_schema_changes_the_fingerprint():
     base = load_run_config(TINY_RUN)
     reference = fingerprint(run_config_of(base))
     keys = list(_leaves(RunConfig))  # derived from the schema, not a hand-kept list
-    plain = run_config_of(base)
-    assert sorted(keys) == sorted(f"{group}.{key}" for group, values in plain.items() for key in values)
+    def flat(data, prefix=""):
+        for key, value in data.items():
+            yield from flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+
+    assert sorted(keys) == sorted(flat(run_config_of(base)))
     for key in keys:
         changed = base.copy()
         value = OmegaConf.select(changed, key)

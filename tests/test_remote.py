@@ -44,6 +44,8 @@ def test_parity_local_and_remote_are_bit_identical(data, runpod_env):
         assert remote["metrics"][key] == local["metrics"][key], key
     assert remote["executed_on"]["executor"] == "runpod" and remote["remote"]["worker_id"].startswith("worker-")
     assert remote["versions"] == local["versions"]
+    # Diagnostics and health travel as data and match too (latency is a timing, not a result).
+    assert remote["health"] == local["health"] and remote["diagnostics"] == local["diagnostics"]
     assert remote["remote"]["execution_ms"] > 0 and remote["remote"]["round_trip_s"] > 0
 
 

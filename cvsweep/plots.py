@@ -1,0 +1,181 @@
+"""Plots, drawn here from recorded data (result.json, the Optuna study), never on a worker:
+a remote trial's folder looks exactly like a local one's. Headless (matplotlib's Agg)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+log = logging.getLogger("cvsweep.plots")
+logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes are not for users
+
+TRIAL_PLOTS = ("history.png", "confusion.png", "gradients.png", "weights.png", "activations.png")
+
+
+def plot_trial(result: dict, folder: Path) -> list[Path]:
+    """The trial's plots that its data allows (a failed run may have a history only)."""
+    folder = Path(folder)
+    drawn = []
+    history = result.get("metrics", {}).get("history")
+    diagnostics = result.get("diagnostics")
+    makers = [("history.png", _history, history)]
+    if diagnostics:
+        makers += [
+            ("confusion.png", _confusion, diagnostics),
+            ("gradients.png", _gradients, (diagnostics, result["config"]["health"])),
+            ("weights.png", _weights, diagnostics),
+            ("activations.png", _activations, diagnostics),
+        ]
+    for name, draw, data in makers:
+        if not data:
+            continue
+        figure = draw(data)
+        if figure is None:
+            continue
+        drawn.append(_save(figure, folder / name))
+    return drawn
+
+
+def _figure(*args, **kwargs):
+    return plt.subplots(*args, layout="constrained", **kwargs)
+
+
+def _save(figure, path: Path) -> Path:
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _history(history: dict):
+    figure, axes = _figure(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + metric)
+            if values:
+                epochs = range(1, len(values) + 1)
+                ax.plot(epochs, [np.nan if v is None else v for v in values], style, marker="o", ms=3,
+                        label="validation" if prefix else "train")
+        ax.set(title=metric, xlabel="epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return figure
+
+
+def _confusion(diagnostics: dict):
+    matrix = np.array(diagnostics["confusion_matrix"])
+    per_class = diagnostics["per_class"]
+    classes = np.arange(len(matrix))
+    figure, (left, right) = _figure(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
+    image = left.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=left, fraction=0.046)
+    left.set(title="confusion matrix (validation)", xlabel="predicted", ylabel="true")
+    if len(classes) <= 20:
+        left.set(xticks=classes, yticks=classes)
+        for (i, j), count in np.ndenumerate(matrix):
+            left.text(j, i, count, ha="center", va="center", fontsize=7,
+                      color="white" if count > matrix.max() / 2 else "black")
+    width = 0.4
+    right.bar(classes - width / 2, per_class["precision"], width, label="precision")
+    right.bar(classes + width / 2, per_class["recall"], width, label="recall")
+    right.set(title="per class", xlabel="class", ylim=(0, 1.05))
+    right.legend(loc="lower right")
+    return figure
+
+
+def _gradients(data):
+    diagnostics, health = data
+    norms = diagnostics["gradient_norms"]
+    figure, ax = _figure(figsize=(8, 4.2))
+    for layer, values in norms.items():
+        ax.plot(range(1, len(values) + 1), [np.nan if v is None else max(v, 1e-12) for v in values], marker="o", ms=3, label=layer)
+    ax.set_yscale("log")
+    low, high = health["grad_vanishing_below"], health["grad_exploding_above"]
+    ax.axhspan(1e-12, low, color="tab:blue", alpha=0.08, label=f"vanishing (< {low:g})")
+    ax.axhspan(high, max(high * 100, 1e3), color="tab:red", alpha=0.08, label=f"exploding (> {high:g})")
+    ax.set(title="gradient flow: per-layer gradient norm at each epoch end", xlabel="epoch", ylabel="L2 norm")
+    ax.legend(fontsize=7, ncol=2)
+    return figure
+
+
+def _weights(diagnostics: dict):
+    histograms = diagnostics["weight_histograms"]
+    changes = diagnostics["relative_change"]
+    layers = list(histograms)
+    if not layers:
+        return None
+    figure, axes = _figure(2, len(layers), figsize=(3.2 * len(layers), 5.6), squeeze=False)
+    for column, layer in enumerate(layers):
+        top, bottom = axes[0][column], axes[1][column]
+        for part, color in (("kernel", "tab:blue"), ("bias", "tab:orange")):
+            hist = histograms[layer].get(part)
+            if hist:
+                edges = np.array(hist["edges"])
+                top.stairs(hist["counts"], edges, fill=True, alpha=0.5, color=color, label=part)
+            series = changes.get(layer, {}).get(part)
+            if series:
+                bottom.plot(range(1, len(series) + 1), [np.nan if not v else v for v in series],
+                            marker="o", ms=3, color=color, label=part)
+        top.set_title(f"{layer}: final distribution", fontsize=9)
+        top.legend(fontsize=7)
+        bottom.set_yscale("log")
+        bottom.set_title("change per epoch (kernel: relative, bias: RMS)", fontsize=8)
+        bottom.set_xlabel("epoch")
+        bottom.legend(fontsize=7)
+    return figure
+
+
+def _activations(diagnostics: dict):
+    maps = diagnostics["activations"]["maps"]
+    if not maps:
+        return None
+    columns = 1 + len(maps[0]["channels"])
+    figure, axes = _figure(len(maps), columns, figsize=(1.3 * columns, 1.4 * len(maps)), squeeze=False)
+    for row, item in enumerate(maps):
+        images = [item["image"], *item["channels"]]
+        for column, image in enumerate(images):
+            ax = axes[row][column]
+            ax.imshow(np.array(image, dtype=np.uint8), cmap="gray" if column == 0 else "viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title("input" if column == 0 else f"ch {column - 1}", fontsize=8)
+    figure.suptitle("first conv layer: activation maps", fontsize=10)
+    return figure
+
+
+def plot_study(study, folder: Path, n_objectives: int, objective_names: list[str]) -> list[Path]:
+    """Optuna's own matplotlib plots of the whole study, each skipped with a warning when the
+    study cannot support it yet (too few completed trials, one parameter...)."""
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    target = (lambda t: t.values[0]) if n_objectives > 1 else None
+    name = objective_names[0]
+    makers = {
+        "optimization_history.png": lambda: optuna_plots.plot_optimization_history(study, target=target, target_name=name),
+        "param_importances.png": lambda: optuna_plots.plot_param_importances(study, target=target, target_name=name),
+        "parallel_coordinate.png": lambda: optuna_plots.plot_parallel_coordinate(study, target=target, target_name=name),
+        "slice.png": lambda: optuna_plots.plot_slice(study, target=target, target_name=name),
+    }
+    if n_objectives > 1:
+        makers["pareto_front.png"] = lambda: optuna_plots.plot_pareto_front(study, target_names=objective_names)
+    drawn = []
+    for filename, make in makers.items():
+        try:
+            axes = make()
+        except Exception as err:  # Optuna refuses plots its data cannot support yet
+            log.warning("no %s: %s", filename, err)
+            continue
+        axes = np.ravel(axes)[0] if isinstance(axes, np.ndarray) else axes
+        figure = axes.get_figure()
+        figure.set_size_inches(max(figure.get_size_inches()[0], 9), max(figure.get_size_inches()[1], 5))
+        drawn.append(_save(figure, Path(folder) / filename))
+    return drawn

@@ -1,0 +1,88 @@
+"""Health scores on crafted cases: real networks, real training, the formulas of cvsweep/health.py."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from conftest import TINY_RUN
+from cvsweep import health
+from cvsweep.train import train
+
+
+def test_formulas_on_known_numbers():
+    assert health.neuron_utilisation([np.zeros((5, 4)), np.arange(10.0).reshape(5, 2)]) == pytest.approx(2 / 6)
+    norms = {"a": [1e-9, 0.1, 1e3], "b": [None, 1.0, math.inf]}
+    assert health.gradient_health(norms, 1e-5, 1e2) == pytest.approx(2 / 6)
+    assert health.overfitting([0.99], [0.89], tolerance=0.2) == pytest.approx(0.5)
+    assert health.overfitting([0.80], [0.85], tolerance=0.2) == 1.0
+    assert health.parameter_efficiency(0.9, 1_000) == pytest.approx(0.9)
+    assert health.parameter_efficiency(0.9, 10_000_000) == 0.0
+    assert health.convergence_quality([2.0, 1.0], [1.0, 0.5, 1.0]) == pytest.approx(0.5 * 0.5)
+    assert health.accuracy_consistency([0.9, 0.9, 0.9], 3) == 1.0
+    assert health.training_stability([1.0, float("nan")], {}, 0.1, 0.5) == 0.0
+    steady = health.training_stability([1.0, 0.8, 0.6, 0.4], {"l": {"kernel": [0.1] * 3, "bias": [0.01] * 3}}, 0.1, 0.5)
+    jumpy = health.training_stability([1.0, 5.0, 0.5, 4.0], {"l": {"kernel": [9.0] * 3, "bias": [1.0] * 3}}, 0.1, 0.5)
+    assert steady > 0.9 and jumpy < 0.1
+
+
+def test_dead_relus_score_low_on_utilisation():
+    """The same real CNN, before and after pushing every bias far below zero."""
+    import keras
+
+    from cvsweep import diagnostics
+    from cvsweep.model import build_model
+    from cvsweep.schema import load_run_config
+
+    cfg = load_run_config(copy.deepcopy(TINY_RUN))
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg.model, (8, 8, 1), 10)
+    images = np.random.default_rng(0).random((64, 8, 8, 1)).astype("float32")
+    alive = diagnostics._activation_summary(model, images, cfg.health)["utilisation"]
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.bias is not None:
+            layer.bias.assign(np.full(layer.bias.shape, -100.0, dtype="float32"))
+    dead = diagnostics._activation_summary(model, images, cfg.health)["utilisation"]
+    assert alive > 0.9 and dead == 0.0
+
+
+@pytest.fixture(scope="module")
+def healthy_and_huge_lr():
+    healthy = copy.deepcopy(TINY_RUN)
+    healthy["model"].update(conv_layers=2, filters=16, dense_layers=1)
+    healthy["training"].update(epochs=12)
+    huge = copy.deepcopy(TINY_RUN)
+    huge["training"].update(epochs=6, optimizer="sgd", learning_rate=10.0)
+    return train(healthy), train(huge)
+
+
+def test_a_healthy_small_cnn_on_digits_scores_high(healthy_and_huge_lr):
+    scores = healthy_and_huge_lr[0]["health"]
+    assert set(scores) == {*health.SCORES, "overall_health"}
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+    assert scores["overall_health"] > 0.85
+    assert scores["gradient_health"] > 0.9 and scores["training_stability"] > 0.85
+
+
+def test_a_huge_learning_rate_scores_low_on_stability_and_gradients(healthy_and_huge_lr):
+    healthy, huge = (r["health"] for r in healthy_and_huge_lr)
+    assert huge["training_stability"] < 0.7 and huge["training_stability"] < healthy["training_stability"] - 0.2
+    assert huge["gradient_health"] <= 0.5 and huge["gradient_health"] < healthy["gradient_health"] - 0.4
+    assert huge["neuron_utilisation"] < 0.2  # the ReLUs died
+    assert huge["overall_health"] < healthy["overall_health"] - 0.25
+
+
+def test_diagnostics_are_compact_json(healthy_and_huge_lr):
+    import json
+
+    result = healthy_and_huge_lr[0]
+    diagnostics = result["diagnostics"]
+    assert set(diagnostics) >= {"gradient_norms", "relative_change", "weight_histograms", "confusion_matrix",
+                                "per_class", "activations"}
+    matrix = np.array(diagnostics["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == result["data"]["val"]
+    assert all(len(v) == result["metrics"]["epochs_run"] for v in diagnostics["gradient_norms"].values())
+    assert len(json.dumps(result)) < 64 * 1024
