@@ -174,8 +174,9 @@ def plot_study(study, folder: Path, n_objectives: int, objective_names: list[str
         except Exception as err:  # Optuna refuses plots its data cannot support yet
             log.warning("no %s: %s", filename, err)
             continue
-        axes = np.ravel(axes)[0] if isinstance(axes, np.ndarray) else axes
-        figure = axes.get_figure()
-        figure.set_size_inches(max(figure.get_size_inches()[0], 9), max(figure.get_size_inches()[1], 5))
+        panels = np.ravel(axes) if isinstance(axes, np.ndarray) else [axes]
+        figure = panels[0].get_figure()
+        # One panel per parameter (slice): give each a readable width.
+        figure.set_size_inches(max(figure.get_size_inches()[0], 9, 2.6 * len(panels)), max(figure.get_size_inches()[1], 5))
         drawn.append(_save(figure, Path(folder) / filename))
     return drawn
