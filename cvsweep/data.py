@@ -7,10 +7,12 @@ layout. Everything here is NumPy and scikit-learn: TensorFlow is only imported t
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import io
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -57,34 +59,65 @@ class Splits:
         }
 
 
+class _Cache:
+    """A small in-process cache: a sweep's trials load and prepare each dataset once."""
+
+    def __init__(self, size: int):
+        self.size, self.items = size, OrderedDict()
+
+    def get(self, key, make: Callable):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = self.items[key] = make()
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return value
+
+
+_sources = _Cache(size=4)
+_splits = _Cache(size=2)  # prepared float32 copies are large (MNIST: about 220 MB)
+
+
 def load_source(dataset) -> Source:
-    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names."""
+    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names. A local file
+    is cached by its content (a changed file is loaded anew, whatever its name)."""
     name = DatasetName(dataset.name) if isinstance(dataset.name, str) else dataset.name
     if dataset.path is not None:
-        return _load_npz(str(Path(dataset.path).expanduser().resolve()), dataset.num_classes)
+        path = str(Path(dataset.path).expanduser().resolve())
+        data = _read_bytes(path)
+        key = ("npz", hashlib.sha256(data).hexdigest(), dataset.num_classes)
+        return _sources.get(key, lambda: _decode_npz(data, path, dataset.num_classes))
     if name == DatasetName.digits:
-        return _load_digits(dataset.test_fraction, dataset.num_classes)
+        key = ("digits", dataset.test_fraction, dataset.num_classes)
+        return _sources.get(key, lambda: _load_digits(dataset.test_fraction, dataset.num_classes))
     if name == DatasetName.npz:
         raise DataError("dataset.path: dataset 'npz' needs the path of a local .npz file")
-    return _load_keras(name.value, dataset.num_classes)
+    # Keras verifies its own downloads' hashes: the name identifies the content.
+    return _sources.get(("keras", name.value, dataset.num_classes), lambda: _load_keras(name.value, dataset.num_classes))
 
 
 def split(source: Source, dataset, sampling, seed: int, validation_split: float) -> Splits:
     """Carve a stratified, seeded validation set from the training set, then (proxy sampling)
     keep a stratified, seeded fraction of what remains for training. Pixels are scaled to
-    float32 and images get a channel axis."""
+    float32 and images get a channel axis. Cached: trials that share data and seed share it."""
+    key = (source.sha256, float(dataset.pixel_scale), float(sampling.fraction), seed, float(validation_split))
+    return _splits.get(key, lambda: _split(source, dataset.pixel_scale, sampling.fraction, seed, validation_split))
+
+
+def _split(source: Source, pixel_scale: float, fraction: float, seed: int, validation_split: float) -> Splits:
     from sklearn.model_selection import train_test_split
 
     x_train, x_val, y_train, y_val = _stratified(
         train_test_split, "training.validation_split", source.x_train, source.y_train,
         test_size=validation_split, seed=seed,
     )
-    if sampling.fraction < 1.0:
+    if fraction < 1.0:
         x_train, _, y_train, _ = _stratified(
             train_test_split, "sampling.fraction", x_train, y_train,
-            train_size=sampling.fraction, seed=seed,
+            train_size=fraction, seed=seed,
         )
-    scale = np.float32(dataset.pixel_scale)
+    scale = np.float32(pixel_scale)
     prepare = lambda x: _with_channels(x).astype(np.float32) / scale  # noqa: E731
     return Splits(
         prepare(x_train), y_train.astype(np.int32),
@@ -105,12 +138,18 @@ def _with_channels(x: np.ndarray) -> np.ndarray:
     return x[..., np.newaxis] if x.ndim == 3 else x
 
 
-@functools.lru_cache(maxsize=4)
-def _load_npz(path: str, num_classes: int) -> Source:
-    if not Path(path).is_file():
-        raise DataError(f"dataset.path={path}: no such file")
+def _read_bytes(path: str) -> bytes:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"dataset.path={path}: no such file") from None
+    except OSError as err:
+        raise DataError(f"dataset.path={path}: cannot read it ({err.strerror})") from None
+
+
+def _decode_npz(data: bytes, path: str, num_classes: int) -> Source:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
             if missing:
                 raise DataError(
@@ -125,7 +164,6 @@ def _load_npz(path: str, num_classes: int) -> Source:
     return _checked(arrays, num_classes, where=f"dataset.path={path}")
 
 
-@functools.lru_cache(maxsize=4)
 def _load_digits(test_fraction: float, num_classes: int) -> Source:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -139,7 +177,6 @@ def _load_digits(test_fraction: float, num_classes: int) -> Source:
     return _checked(arrays, num_classes, where="dataset=digits")
 
 
-@functools.lru_cache(maxsize=4)
 def _load_keras(name: str, num_classes: int) -> Source:
     import keras  # downloads into ~/.keras/datasets on first use
 

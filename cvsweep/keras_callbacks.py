@@ -13,7 +13,8 @@ log = logging.getLogger("cvsweep.train")
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops training once ``seconds`` of wall-clock time have passed since fit began."""
+    """Stops training once ``seconds`` of wall-clock time have passed since fit began. Only
+    added when a budget is set: a per-batch hook costs Keras its asynchronous dispatch."""
 
     def __init__(self, seconds: float):
         super().__init__()
@@ -31,7 +32,9 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class EpochReport(keras.callbacks.Callback):
-    """Logs each epoch's metrics and hands them to an optional progress hook."""
+    """Logs each epoch's metrics, hands them to an optional progress hook, and stops training
+    after an epoch whose loss is NaN or infinite. Nothing runs per batch, so Keras keeps
+    dispatching batches asynchronously (TerminateOnNaN would read the loss after every batch)."""
 
     def __init__(self, epochs: int, progress: Optional[Callable[[dict], None]] = None):
         super().__init__()
@@ -43,6 +46,8 @@ class EpochReport(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {key: finite_or_none(value) for key, value in (logs or {}).items()}
+        if metrics.get("loss") is None:
+            self.model.stop_training = True
         seconds = time.monotonic() - self.started
         shown = " ".join(f"{k}={v:.4f}" if v is not None else f"{k}=nan" for k, v in metrics.items())
         log.info("epoch %d/%d %s (%.1fs)", epoch + 1, self.epochs, shown, seconds)

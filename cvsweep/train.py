@@ -94,7 +94,7 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
     )
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     budget = TimeBudget(training.time_budget_s) if training.time_budget_s else None
-    callbacks = [keras.callbacks.TerminateOnNaN(), EpochReport(training.epochs, progress)]
+    callbacks = [EpochReport(training.epochs, progress)]
     if training.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -137,10 +137,12 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
             f"{train_seconds:.1f}s in epoch {metrics['epochs_run']} of {training.epochs}",
         )
         return
+    started = time.perf_counter()
     for part, data in (("val", val_data), ("test", _batched(tf, splits.x_test, splits.y_test, training.batch_size))):
         scores = model.evaluate(data, verbose=0, return_dict=True)
         metrics[f"{part}_loss"] = finite_or_none(scores["loss"])
         metrics[f"{part}_accuracy"] = finite_or_none(scores["accuracy"])
+    metrics["evaluate_seconds"] = round(time.perf_counter() - started, 3)
     if metrics["val_loss"] is None:
         _failed(result, "diverged: validation loss is NaN or infinite")
         return
