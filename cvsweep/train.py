@@ -73,7 +73,7 @@ def _tensorflow(seed: int, deterministic: bool):
     from tensorflow.python.framework import config as tf_config
 
     tf.get_logger().setLevel("ERROR")  # per-trial models retrace predict functions: expected
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)  # names restart; skip the costly gc pass
     keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
     if deterministic:
         tf_config.enable_op_determinism()
