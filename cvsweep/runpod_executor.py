@@ -53,7 +53,8 @@ class RunpodExecutor:
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
-    def run(self, run_config: dict) -> dict:
+    def run(self, run_config: dict, tensorboard_dir: str | None = None) -> dict:
+        # tensorboard_dir: never given (preflight refuses tensorboard=true for remote trials).
         sent_fingerprint = fingerprint(run_config)
         try:
             return self._run_remote(run_config, sent_fingerprint)

@@ -3,16 +3,19 @@ give the sweeper a number, or an exception it records as a failed trial (never N
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from cvsweep import objectives
 from cvsweep.executors import create_executor
 from cvsweep.jsonio import write_json_atomic
 from cvsweep.schema import ConfigError, run_config_of
-from cvsweep import objectives
 from cvsweep.train import FAILED, new_result
+
+log = logging.getLogger("cvsweep.trial")
 
 
 class TrialFailed(RuntimeError):
@@ -41,7 +44,10 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     if cfg.plots.name == "all":
         from cvsweep.plots import plot_trial
 
-        plot_trial(result, trial_dir)
+        try:
+            plot_trial(result, trial_dir)
+        except Exception as err:  # a plot never costs a trial its result
+            log.warning("could not draw this trial's plots: %s", err)
     if result["status"] != "completed":
         raise TrialFailed(f"{result['reason']} (see {path})")
     values = result["trial"]["objective_values"]
