@@ -1,4 +1,4 @@
-"""Atomic JSON files: a reader sees the old file or the new one, never half of one."""
+"""Atomic files: a reader sees the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from typing import Any
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -172,10 +172,9 @@ class FingerprintMismatch(RemoteError):
 
 
 def _failed_result(run_config: dict, reason: str) -> dict:
-    from cvsweep.train import FAILED, new_result
+    from cvsweep.train import failed_result
 
-    result = new_result(run_config)
-    result.update(status=FAILED, reason=reason)
+    result = failed_result(run_config, reason)
     result["executed_on"]["executor"] = "runpod"
     return result
 

@@ -10,7 +10,6 @@ evaluated and reported.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from typing import Any, Callable, Mapping, Optional
@@ -63,6 +62,13 @@ def new_result(run_config: dict) -> dict:
         "executed_on": provenance.host(),
         "versions": provenance.versions(),
     }
+
+
+def failed_result(run_config: dict, reason: str) -> dict:
+    """A result for a run that never trained (refused config, remote job lost)."""
+    result = new_result(run_config)
+    result.update(status=FAILED, reason=reason)
+    return result
 
 
 def _tensorflow(seed: int, deterministic: bool):

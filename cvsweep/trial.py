@@ -13,7 +13,7 @@ from cvsweep import objectives
 from cvsweep.executors import create_executor
 from cvsweep.jsonio import write_json_atomic
 from cvsweep.schema import ConfigError, run_config_of
-from cvsweep.train import FAILED, new_result
+from cvsweep.train import failed_result
 
 log = logging.getLogger("cvsweep.trial")
 
@@ -30,8 +30,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     try:
         result = create_executor(cfg.executor).run(run_config, **options)
     except ConfigError as err:  # a combination of swept values that preflight cannot see
-        result = new_result(run_config)
-        result.update(status=FAILED, reason=str(err))
+        result = failed_result(run_config, str(err))
     result["trial"] = {
         "job": hydra.job.get("num"),
         "overrides": list(hydra.overrides.task),
