@@ -31,7 +31,8 @@ class CvsweepHooks(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from cvsweep.summary import summarize_sweep
 
-        if summarize_sweep(config)["n_completed"] == 0:
+        summary = summarize_sweep(config)
+        if summary["n_trials"] and not summary["n_completed"]:  # a run with nothing to do is fine
             raise SystemExit(EXIT_NO_TRIAL_COMPLETED)
 
 

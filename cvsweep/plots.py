@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cvsweep.jsonio import replaced_atomically  # noqa: E402
+
 log = logging.getLogger("cvsweep.plots")
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes are not for users
 
@@ -48,7 +50,8 @@ def _figure(*args, **kwargs):
 
 
 def _save(figure, path: Path) -> Path:
-    figure.savefig(path, dpi=90)
+    with replaced_atomically(path) as tmp:
+        figure.savefig(tmp, dpi=90, format=path.suffix.lstrip("."))
     plt.close(figure)
     return path
 

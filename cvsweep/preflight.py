@@ -32,7 +32,7 @@ def check_sweep(cfg: DictConfig) -> None:
     _check_output_root(cfg.output_root)
     _check_direction(cfg)
     _check_search_space(cfg)
-    _prepare_storage(cfg.hydra.sweeper.storage)
+    _check_storage(cfg.hydra.sweeper)
 
 
 def _check_data_and_model(cfg: DictConfig) -> None:
@@ -147,7 +147,34 @@ def _reachable_values(override) -> list:
     return list(override.sweep_iterator())
 
 
-def _prepare_storage(storage) -> None:
-    """Optuna's SQLite storage needs its folder to exist."""
-    if isinstance(storage, str) and storage.startswith("sqlite:///"):
-        Path(storage[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def _check_storage(sweeper: DictConfig) -> None:
+    """Open the study's storage now, so a wrong URL, a missing driver or an unreachable
+    database fails before any trial; SQLite's folder is created."""
+    storage = sweeper.storage
+    interval, grace = sweeper.heartbeat_interval, sweeper.grace_period
+    if not (isinstance(interval, int) and interval > 0 and isinstance(grace, int) and grace > interval):
+        raise ConfigError(
+            f"hydra.sweeper.heartbeat_interval={interval}, hydra.sweeper.grace_period={grace}: "
+            "allowed are whole seconds with 0 < heartbeat_interval < grace_period")
+    if not storage:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(storage)
+    except Exception as err:
+        raise ConfigError(f"hydra.sweeper.storage={storage}: not a database URL ({err})") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    from cvsweep.study import open_storage
+
+    try:
+        open_storage(storage, interval, grace)
+    except ImportError:  # Optuna's wording hides which driver
+        raise ConfigError(
+            f"hydra.sweeper.storage={shown}: no driver for {url.drivername} is installed "
+            "(for PostgreSQL install cvsweep's 'postgres' extra and write postgresql+psycopg://...)") from None
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"hydra.sweeper.storage={shown}: cannot open it: {reason.replace(storage, shown)}") from None

@@ -21,6 +21,7 @@ log = logging.getLogger("cvsweep.summary")
 
 def summarize_sweep(cfg: DictConfig, console: Console | None = None) -> dict:
     sweep_dir = Path(cfg.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)  # absent when the study needed no more trials
     names = [o.name for o in objectives_of(cfg)]
     directions = directions_of(cfg)
     params = list(search_space(cfg))
@@ -123,15 +124,53 @@ def _load_study(cfg: DictConfig):
 
 
 def _study_info(cfg: DictConfig, study) -> dict:
-    """Where the Optuna study lives (password hidden) and how many trials it now holds."""
+    """The whole study, over every run of this command and every process sharing it: where it
+    lives (password hidden), its trials by state, and its best trial with where that trial's
+    result.json lies. Every process reading the same study reports the same best trial."""
     from sqlalchemy.engine import make_url
 
+    from cvsweep.study import RESULT_ATTR, interrupted_numbers, n_counted
+
     storage = cfg.hydra.sweeper.storage
-    return {
+    info = {
         "name": cfg.hydra.sweeper.study_name,
         "storage": make_url(storage).render_as_string(hide_password=True) if storage else None,
-        "n_trials_in_study": len(study.trials) if study is not None else None,
+        "n_trials_in_study": None,
     }
+    if study is None:
+        return info
+    trials = study.get_trials(deepcopy=False)
+    interrupted = interrupted_numbers(trials)
+    states = {}
+    for t in trials:
+        state = "interrupted" if t.number in interrupted else t.state.name.lower()
+        states[state] = states.get(state, 0) + 1
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    best = []
+    if complete:
+        best = [study.best_trial] if len(study.directions) == 1 else study.best_trials
+    info.update({
+        "n_trials_in_study": len(trials),
+        "n_finished": n_counted(trials),
+        "n_trials_target": cfg.hydra.sweeper.n_trials,
+        "states": states,
+        "best": [{"number": t.number, "values": t.values, "params": t.params, "result": t.user_attrs.get(RESULT_ATTR)}
+                 for t in best],
+    })
+    return info
+
+
+def _print_study(study: dict, names: list[str], console: Console) -> None:
+    line = f"Study '{study['name']}' in {study['storage']}"
+    if study["n_trials_in_study"] is None:
+        console.print(line + ".")
+        return
+    states = ", ".join(f"{n} {state}" for state, n in sorted(study["states"].items()))
+    console.print(f"{line}: {study['n_finished']} of {study['n_trials_target']} trials finished ({states}).")
+    for best in study["best"]:
+        where = best["result"] or {}
+        console.print(f"Study best: trial {best['number']}, " + ", ".join(
+            f"{n}={fmt(v)}" for n, v in zip(names, best["values"])) + f", result {where.get('host')}:{where.get('path')}")
 
 
 def _importances(study, n_objectives: int) -> dict | None:
@@ -184,11 +223,12 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
     if summary["importances"]:
         console.print("Parameter importances (" + names[0] + "): " + ", ".join(
             f"{key} {value:.3f}" for key, value in summary["importances"].items()))
-    study = summary["study"]
-    console.print(
-        f"{summary['n_completed']} completed, {summary['n_failed']} failed. "
-        f"Study '{study['name']}' in {study['storage']} holds {study['n_trials_in_study']} trials."
-    )
+    _print_study(summary["study"], names, console)
+    if not summary["trials"]:
+        console.print("This run started no trial: the study already holds hydra.sweeper.n_trials finished trials. "
+                      "Raise hydra.sweeper.n_trials to run more.")
+    else:
+        console.print(f"This run: {summary['n_completed']} completed, {summary['n_failed']} failed.")
     if summary["pareto_front"]:
         console.print("Pareto front: jobs " + ", ".join(t["job"] for t in summary["pareto_front"]))
     console.print(f"Report: {Path(summary['sweep_dir']) / 'report.html'}")

@@ -1,18 +1,37 @@
-"""The Optuna sweeper of hydra-optuna-sweeper, with what cvsweep needs on top.
+"""The Optuna sweeper of hydra-optuna-sweeper, with a sweep loop that survives crashes and
+shares its study with other sweep processes.
 
-Registered as ``hydra/sweeper: cvsweep``; it takes exactly the Optuna sweeper's settings.
-- A sweep in which no trial completed ends normally, so its summary still gets written.
-  (Upstream asks the study for its best trial and crashes when there is none.)
+Registered as ``hydra/sweeper: cvsweep``; it takes exactly the Optuna sweeper's settings and
+reuses its parsing of the search space and its configuring of trials. What differs from
+upstream's loop (cvsweep/study.py has the semantics):
+- ``n_trials`` is the number of trials the *study* should hold, not how many to add: a re-run
+  after a crash finishes the sweep, a re-run of a finished sweep runs nothing.
+- Trials whose process died are marked failed and their parameters asked again.
+- A seeded sampler gets a seed per trial number, so re-runs and parallel processes never
+  repeat earlier suggestions.
+- Each trial records its process and, once finished, where its result.json lies.
+- A sweep in which no trial completed ends normally, so its summary still gets written
+  (upstream asks the study for its best trial and crashes when there is none).
 """
 
+import functools
 import logging
+import socket
+import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Any, List, Optional
 
+import optuna
 from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from omegaconf import OmegaConf
+from optuna.distributions import _convert_old_distribution_to_new_distribution
+from optuna.trial import TrialState
 
 # No "from __future__ import annotations" here: Hydra executes plugin modules outside
 # sys.modules, where dataclasses cannot resolve string annotations.
@@ -20,24 +39,131 @@ log = logging.getLogger(__name__)
 
 
 class CvsweepSweeper(OptunaSweeper):
+    def __init__(self, heartbeat_interval: int, grace_period: int, **settings: Any) -> None:
+        # upstream's __init__ builds upstream's loop
+        self.sweeper = CvsweepSweeperImpl(**settings)
+        self.sweeper.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+
+
+class CvsweepSweeperImpl(OptunaSweeperImpl):
     def sweep(self, arguments: List[str]) -> None:
-        try:
-            return super().sweep(arguments)
-        except ValueError as err:
-            if _any_trial_completed(Path(self.sweeper.config.hydra.sweep.dir)):
-                raise
-            log.error("No trial of this sweep completed, so there is no best trial (%s)", err)
+        from cvsweep import study as studies
+
+        self._process_searchspace_config()
+        distributions, fixed_params = create_params_from_overrides(self._parse_sweeper_params_config() + list(arguments))
+        distributions = {**(self.search_space_distributions or {}), **distributions}
+        for name in fixed_params:
+            distributions.pop(name, None)
+        # Upstream builds Optuna 2's distribution classes; Optuna's retry of an interrupted
+        # trial (and every Optuna 3+ API) compares them with the current ones and refuses a mix.
+        distributions = {name: _convert_old_distribution_to_new_distribution(d) for name, d in distributions.items()}
+        self._grid(distributions)
+        directions = self._get_directions()
+
+        storage = studies.open_storage(self.storage, **self.heartbeat) if self.storage else None
+        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
+                                    directions=directions, load_if_exists=True)
+        log.info("Study %s in %s: %d trials so far", study.study_name, _shown(self.storage), len(study.trials))
+        if storage is not None:
+            studies.recover_interrupted(study)
+        while True:
+            n_ask = min(self.n_jobs, studies.n_to_ask(study, self.n_trials))
+            if n_ask == 0:
+                break
+            trials = [self._ask(study) for _ in range(n_ask)]
+            overrides = self._configure_trials(trials, distributions, fixed_params)
+            heartbeat = studies.heartbeat(storage, trials, self.heartbeat["heartbeat_interval"]) if storage is not None else nullcontext()
+            with heartbeat:
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            self._tell(study, trials, returns, directions, studies.RESULT_ATTR)
+            self.job_idx += len(returns)
+        self._save_results(study, directions)
+
+    def _grid(self, distributions: dict) -> None:
+        """As upstream: a grid sampler gets the grid, and never more trials than it holds."""
+        if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
+            grid = {name: self._to_grid_sampler_choices(d) for name, d in distributions.items()}
+            self.sampler = self.sampler(grid)
+            self.n_trials = min(self.n_trials, _product(len(v) for v in grid.values()))
+
+    def _ask(self, study: optuna.Study) -> optuna.Trial:
+        from cvsweep import study as studies
+
+        with warnings.catch_warnings():  # Optuna expects heartbeats inside optimize() only
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
+        seed = OmegaConf.select(self.config, "hydra.sweeper.sampler.seed")
+        if seed is not None:  # the parameters are suggested after ask(), by this sampler
+            study.sampler = instantiate(self.config.hydra.sweeper.sampler, seed=studies.trial_seed(seed, trial.number))
+        studies.claim(trial)
+        return trial
+
+    def _tell(self, study, trials, returns, directions, result_attr: str) -> None:
+        failures = []
+        for index, (trial, ret) in enumerate(zip(trials, returns)):
+            result = Path(self.config.hydra.sweep.dir) / str(self.job_idx + index) / "result.json"
+            record = {"host": socket.gethostname(), "path": str(result.resolve())}
+            try:
+                values = _values(ret.return_value, len(directions))
+            except Exception as err:  # the trial failed, or returned something unusable
+                trial.set_user_attr(result_attr, {**record, "reason": str(err)})
+                study.tell(trial, state=TrialState.FAIL)
+                log.warning("Failed experiment: %s", err)
+                failures.append(err)
+                continue
+            trial.set_user_attr(result_attr, record)
+            study.tell(trial, values=values)
+        if failures and len(failures) / len(returns) > self.max_failure_rate:
+            log.error("Failed %d times out of %d with max_failure_rate=%s.", len(failures), len(returns),
+                      self.max_failure_rate)
+            for ret in returns:
+                ret.return_value  # re-raises the first failure with its traceback
+
+    def _save_results(self, study: optuna.Study, directions: List[str]) -> None:
+        """Hydra's optimization_results.yaml, when the study has a best trial."""
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            log.error("No trial of this study completed, so there is no best trial")
+            return
+        if len(directions) < 2:
+            best = study.best_trial
+            results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+            log.info("Best parameters: %s, value %s", best.params, best.value)
+        else:
+            results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in study.best_trials]}
+        Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)  # no trial ran in a finished study
+        OmegaConf.save(OmegaConf.create(results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml")
 
 
-def _any_trial_completed(sweep_dir: Path) -> bool:
-    from cvsweep.jsonio import read_json
+def _values(returned: Any, n_objectives: int) -> List[float]:
+    values = [float(returned)] if n_objectives == 1 else [float(v) for v in returned]
+    if len(values) != n_objectives:
+        raise ValueError(f"{len(values)} objective values returned, {n_objectives} expected")
+    return values
 
-    return any(read_json(p).get("status") == "completed" for p in sweep_dir.glob("*/result.json"))
+
+def _product(numbers) -> int:
+    result = 1
+    for n in numbers:
+        result *= n
+    return result
+
+
+def _shown(storage: Optional[str]) -> str:
+    if not storage:
+        return "memory"
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage).render_as_string(hide_password=True)
 
 
 @dataclass
 class CvsweepSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.cvsweep_sweeper.cvsweep_sweeper.CvsweepSweeper"
+    # Seconds between a running trial's heartbeats, and how old its last one may get before
+    # another process takes the trial's process for dead (see cvsweep/study.py).
+    heartbeat_interval: int = 10
+    grace_period: int = 60
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="cvsweep", node=CvsweepSweeperConf, provider="cvsweep")

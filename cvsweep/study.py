@@ -1,0 +1,147 @@
+"""The Optuna study a sweep runs in: opening it, resuming it after a crash, and sharing it
+between several sweep processes.
+
+Semantics (the README's "Crash, resume, several processes" section says the same):
+- A sweep stops when the study holds ``n_trials`` trials that ran to an end (completed or
+  failed on their own), counting earlier runs of the same command and every other process
+  on the same study. Re-running a finished sweep runs nothing.
+- A trial whose sweep process died is *interrupted*: it is marked FAIL and its parameters are
+  asked again as a new trial (Optuna's RetryHeartbeatStaleTrialCallback, at most MAX_RETRIES times).
+  An interrupted trial does not count towards ``n_trials``. It is found at once when its
+  process ran on this host and is gone, or by its stale heartbeat (any host).
+- A seeded sampler is re-seeded for every trial from (seed, trial number), so a re-run or a
+  second process never asks the parameters an earlier one asked, and the same study history
+  still gives the same suggestions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger("cvsweep.study")
+# Heartbeats, stale-trial failing and its retry callback are marked experimental, unchanged
+# since Optuna 2.9; the warning would print on every trial.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"(optuna|cvsweep)\.")
+
+MAX_RETRIES = 2
+OWNER_ATTR = "cvsweep.owner"
+RESULT_ATTR = "cvsweep.result"
+
+
+def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    """A trial whose last heartbeat is older than grace_period belongs to a dead process."""
+    return RDBStorage(
+        url,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+    )
+
+
+def recover_interrupted(study: optuna.Study) -> list[int]:
+    """Fail the running trials whose process is dead and ask their parameters again; returns
+    their numbers."""
+    dead = [
+        (t.number, t._trial_id, t.user_attrs[OWNER_ATTR])
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if _owner_is_dead(t.user_attrs.get(OWNER_ATTR) or {})
+    ]
+    interrupted = []
+    for number, trial_id, owner in dead:
+        try:  # the reason first: a finished trial takes no more attributes
+            optuna.Trial(study, trial_id).set_user_attr(
+                RESULT_ATTR, {"reason": f"interrupted: sweep process {owner['pid']} on {owner['host']} is gone"})
+            study.tell(number, state=TrialState.FAIL)
+            interrupted.append(number)
+        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):  # another process was first
+            pass
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+    for trial in study.get_trials(states=(TrialState.FAIL,)):  # copies: the callback edits them
+        if trial.number in interrupted:
+            retry(study, trial)
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    optuna.storages.fail_stale_trials(study)  # any host: a heartbeat older than the grace period
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    interrupted += sorted(after - before)
+    for number in interrupted:
+        log.warning("trial %d was interrupted (its sweep process died): marked failed, its parameters are asked again",
+                    number)
+    return interrupted
+
+
+def _owner_is_dead(owner: dict) -> bool:
+    """Only a process on this host can be checked directly; others go by heartbeat."""
+    return owner.get("host") == socket.gethostname() and not _alive(owner.get("pid"))
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def interrupted_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """Trials whose process died and whose parameters were asked again."""
+    return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+
+
+def n_counted(trials: list[FrozenTrial]) -> int:
+    """Trials that ran to an end: finished, and not interrupted-then-retried."""
+    interrupted = interrupted_numbers(trials)
+    return sum(1 for t in trials if t.state.is_finished() and t.number not in interrupted)
+
+
+def n_to_ask(study: optuna.Study, n_trials: int) -> int:
+    """How many more trials this process should start: the target less what is finished and
+    what other processes are running now."""
+    trials = study.get_trials(deepcopy=False)
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+    return max(0, n_trials - n_counted(trials) - running)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """A sampler seed of its own for each trial number, derived from the sweep's seed."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def claim(trial: optuna.Trial) -> None:
+    """Record which process runs the trial, so a re-run can tell whether it is still alive."""
+    trial.set_user_attr(OWNER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
+
+
+@contextmanager
+def heartbeat(storage: RDBStorage, trials: list[optuna.Trial], interval: int) -> Iterator[None]:
+    """Beat for every trial of the batch while it runs (Optuna beats only inside optimize())."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial in trials:
+                storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="cvsweep-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

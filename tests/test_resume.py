@@ -1,0 +1,158 @@
+"""Crash and resume: kill -9 in the middle of a trial, the same command again, and the study
+continues where it stopped; re-runs never repeat earlier suggestions; files are whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
+from cvsweep.study import RESULT_ATTR, claim, n_counted, open_storage, recover_interrupted
+
+STUDY = "digits-cnn-cnn"
+
+
+def load(root: Path) -> optuna.Study:
+    return optuna.load_study(study_name=STUDY, storage=f"sqlite:///{root}/optuna.db")
+
+
+def sweep_args(root: Path, n_trials: int, *extra: str) -> list[str]:
+    return ["-m", *TINY_OVERRIDES, f"hydra.sweeper.n_trials={n_trials}", f"output_root={root}", *extra]
+
+
+def start_sweep(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cvsweep", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_for(condition, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def every_output_is_whole(root: Path) -> int:
+    """Every JSON parses and every PNG ends with its IEND chunk; temporaries are hidden."""
+    checked = 0
+    for path in root.rglob("*"):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+            checked += 1
+        elif path.suffix == ".png":
+            assert path.read_bytes()[-12:-4] == b"\x00\x00\x00\x00IEND", path
+            checked += 1
+        elif path.name == "report.html":
+            assert path.read_text().rstrip().endswith("</html>"), path
+            checked += 1
+    return checked
+
+
+def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
+    args = sweep_args(tmp_path, 3, "training.epochs=30")
+    sweep = start_sweep(args)
+    # Kill once the second trial is training: the first one's result.json exists.
+    wait_for(lambda: any(tmp_path.glob("sweeps/*/1/app.log")) and any(tmp_path.glob("sweeps/*/0/result.json")))
+    time.sleep(1.5)
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    first_dir = next(tmp_path.glob("sweeps/*"))
+    first_result = (first_dir / "0" / "result.json").read_bytes()
+    before = load(tmp_path).trials
+    assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING]
+    assert every_output_is_whole(tmp_path) >= 1
+
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trial 1 was interrupted" in proc.stdout + proc.stderr
+    trials = load(tmp_path).trials
+    states = [t.state for t in trials]
+    # 0 kept, 1 interrupted (failed, with its reason), 2 = 1's parameters again, 3 new.
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].user_attrs[RESULT_ATTR]["reason"].startswith(f"interrupted: sweep process {sweep.pid}")
+    assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1
+    assert trials[3].params not in (trials[0].params, trials[1].params)
+    assert n_counted(trials) == 3
+    # The completed trial's files are untouched; every record points at a whole result.json.
+    assert (first_dir / "0" / "result.json").read_bytes() == first_result
+    for trial in (trials[0], trials[2], trials[3]):
+        result = read_json(trial.user_attrs[RESULT_ATTR]["path"])
+        assert result["trial"]["objective_values"] == trial.values
+    summary = read_json(next(p for p in tmp_path.glob("sweeps/*/summary.json")))
+    assert summary["study"]["states"] == {"complete": 3, "interrupted": 1}
+    assert every_output_is_whole(tmp_path) > 10
+
+    # Once the study holds n_trials finished trials, the same command runs nothing.
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(load(tmp_path).trials) == 4 and "This run started no trial" in again.stdout
+
+
+def test_a_re_run_asks_new_parameters_and_the_same_history_asks_the_same(tmp_path):
+    for n_trials in (2, 4):
+        proc = run_cli(*sweep_args(tmp_path / "a", n_trials, "training.epochs=1", "plots=none"))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    params = [t.params for t in load(tmp_path / "a").trials]
+    assert len(params) == 4
+    assert all(params[i] != params[j] for i in range(4) for j in range(i))  # upstream repeated 0 and 1
+    # Seeds come from (seed, trial number): the same study history gives the same trials.
+    proc = run_cli(*sweep_args(tmp_path / "b", 4, "training.epochs=1", "plots=none"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [t.params for t in load(tmp_path / "b").trials] == params
+
+
+def test_kills_at_any_moment_leave_only_whole_files(tmp_path):
+    """Kill the sweep at several moments (training, plotting, summary); every file left is whole,
+    and the final run completes the study."""
+    args = sweep_args(tmp_path, 3, "training.epochs=1")
+    for delay in (9.0, 11.0, 13.0):  # seconds after start: TF import, trials, plots
+        sweep = start_sweep(args)
+        time.sleep(delay)
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+        every_output_is_whole(tmp_path)
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert n_counted(load(tmp_path).trials) == 3
+    assert every_output_is_whole(tmp_path) > 10
+
+
+def test_a_trial_of_a_dead_process_on_another_host_is_found_by_its_stale_heartbeat(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("cvsweep.owner", {"host": "another-host", "pid": os.getpid()})
+    storage.record_heartbeat(trial._trial_id)
+    assert recover_interrupted(study) == []  # alive as far as anyone can tell
+    time.sleep(3)
+    assert recover_interrupted(study) == [0]
+    retry = study.trials[1]
+    assert retry.state == TrialState.WAITING and retry.params == trial.params
+    assert recover_interrupted(study) == []  # found once
+
+
+def test_a_live_trial_of_this_host_is_left_alone(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=60)
+    study = optuna.create_study(study_name="s", storage=storage)
+    claim(study.ask())  # this very process: alive
+    assert recover_interrupted(study) == [] and study.trials[0].state == TrialState.RUNNING
+
+
+@pytest.mark.parametrize("interval, grace", [(0, 60), (10, 10), (30, 5)])
+def test_heartbeat_settings_are_checked_before_the_sweep(tmp_path, interval, grace):
+    proc = run_cli("-m", f"output_root={tmp_path}", f"hydra.sweeper.heartbeat_interval={interval}",
+                   f"hydra.sweeper.grace_period={grace}")
+    assert proc.returncode == 2 and "0 < heartbeat_interval < grace_period" in proc.stderr
+    assert not (tmp_path / "sweeps").exists()
