@@ -410,8 +410,11 @@ def make_handler(emulator: Emulator):
             if body is not None:
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the peer is gone: a killed worker
+                self.close_connection = True
 
     return Handler
 
