@@ -18,6 +18,8 @@ from cvsweep.schema import SCHEMA_VERSION, ConfigError, load_run_config, run_con
 INPUT_KEYS = ("schema_version", "fingerprint", "config")
 # A run config is about 1 KB; anything near this limit is not one.
 MAX_INPUT_BYTES = 64 * 1024
+# A run config nests 3 levels deep; deeper input is refused before anything recurses into it.
+MAX_INPUT_DEPTH = 16
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -40,6 +42,8 @@ def make_input(run_config: dict) -> dict:
 
 def accept_input(data: Any) -> dict:
     """The validated run config of a job input, or PayloadError saying why not."""
+    if _deeper_than(data, MAX_INPUT_DEPTH):
+        raise PayloadError("invalid_input", f"input nests deeper than {MAX_INPUT_DEPTH} levels")
     try:
         size = len(json.dumps(data, allow_nan=False))
     except (TypeError, ValueError) as err:
@@ -73,3 +77,17 @@ def accept_input(data: Any) -> dict:
             f"the client sent {claimed} but this worker computes {computed} for the same config",
         )
     return run_config
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Without recursion, so that no input can exhaust the stack."""
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((value, depth + 1) for value in node)
+    return False

@@ -401,7 +401,7 @@ def make_handler(emulator: Emulator):
             raw = self.rfile.read(length) if length else b""
             try:
                 return json.loads(raw) if raw else None
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
                 return None
 
         def _send(self, status: int, body) -> None:

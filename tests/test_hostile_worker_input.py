@@ -1,0 +1,212 @@
+"""Property-based: the worker's handler fed arbitrary and hostile JSON. Every input gets a
+structured error; no training starts, nothing is imported or called, no environment variable
+leaks into the reply, and the real worker processes keep serving afterwards."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, TINY_RUN
+from cvsweep.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_input
+from cvsweep.schema import load_run_config, run_config_of
+
+sys.path.insert(0, str(REPO / "remote"))
+import handler as worker  # noqa: E402
+
+CANARY_ENV = "CVSWEEP_CANARY_SECRET"
+CANARY = "canary-7d41e9-do-not-echo"
+CANARY_FILE = "/tmp/cvsweep-hostile-canary"
+FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])  # the guard is the same for all
+
+
+def good_input() -> dict:
+    return make_input(run_config_of(load_run_config(copy.deepcopy(TINY_RUN))))
+
+
+# Strings an attacker would try, beside arbitrary text.
+HOSTILE_TEXT = st.sampled_from([
+    "${oc.env:" + CANARY_ENV + "}", "${oc.env:RUNPOD_API_KEY}", "${oc.decode:'1'}", "${..model}", "${now:%Y}",
+    "os.system", "builtins.eval", "__import__('os').system('touch " + CANARY_FILE + "')", "../../etc/passwd",
+    "\x00", "\u202e", "x" * 70_000,
+])
+HOSTILE_KEYS = st.sampled_from(["_target_", "_args_", "_partial_", "_recursive_", "__class__", "dataset", "model",
+                                "training", "sampling", "health", "config", "fingerprint", "schema_version"])
+SCALARS = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=40) | HOSTILE_TEXT)
+JSON = st.recursive(
+    SCALARS,
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=12) | HOSTILE_KEYS, children, max_size=5),
+    max_leaves=30,
+)
+
+
+def _paths(node, prefix=()):
+    """Every place in a nested input a mutation can hit."""
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, (*prefix, key))
+
+
+@st.composite
+def mutated_inputs(draw) -> dict:
+    """A valid input with one place replaced, one key added or one key removed."""
+    data = good_input()
+    paths = [p for p in _paths(data) if p]
+    path = draw(st.sampled_from(paths))
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    action = draw(st.sampled_from(["replace", "add", "remove"]))
+    if action == "replace":
+        parent[path[-1]] = draw(JSON)
+    elif action == "add" and isinstance(parent[path[-1]], dict):
+        parent[path[-1]][draw(st.text(max_size=12) | HOSTILE_KEYS)] = draw(JSON)
+    else:
+        del parent[path[-1]]
+    return data
+
+
+def deep(depth: int, leaf="${oc.env:" + CANARY_ENV + "}"):
+    node = leaf
+    for _ in range(depth):
+        node = [node]
+    return node
+
+
+class TrainingStarted(Exception):
+    pass
+
+
+@pytest.fixture
+def guarded_handler(monkeypatch):
+    """The real handler, with train() replaced by a tripwire and a canary in the environment.
+    Returns a function that runs one job and checks every promise."""
+    monkeypatch.setenv(CANARY_ENV, CANARY)
+    calls = []
+
+    def tripwire(*args, **kwargs):
+        calls.append(args)
+        raise TrainingStarted
+
+    monkeypatch.setattr(worker, "train", tripwire)
+    worker.handler({"id": "warm", "input": None})  # anything imported lazily, imported now
+
+    def run(job_input) -> dict:
+        modules = set(sys.modules)
+        try:
+            reply = worker.handler({"id": "fuzz", "input": job_input})
+        except TrainingStarted:
+            # Only an input that is valid in every respect may start training.
+            accept_input(job_input)
+            calls.clear()
+            return {"trained": True}
+        assert not calls
+        assert set(reply) == {"error"}, reply
+        error = json.loads(reply["error"])
+        assert set(error) == {"code", "problems"} and error["problems"], error
+        assert error["code"] in {"invalid_input", "invalid_config", "schema_version_mismatch", "fingerprint_mismatch"}
+        assert CANARY not in reply["error"] and os.environ.get("RUNPOD_API_KEY", CANARY) not in reply["error"]
+        assert set(sys.modules) == modules, set(sys.modules) - modules  # nothing imported
+        assert not os.path.exists(CANARY_FILE)  # nothing called
+        assert len(reply["error"]) < 4 * MAX_INPUT_BYTES  # the reply does not echo huge input back
+        return error
+
+    return run
+
+
+@FUZZ
+@given(job_input=JSON)
+def test_arbitrary_json_gets_a_structured_error(guarded_handler, job_input):
+    guarded_handler(job_input)
+
+
+@FUZZ
+@given(job_input=mutated_inputs())
+def test_a_valid_input_with_one_thing_changed_is_refused(guarded_handler, job_input):
+    guarded_handler(job_input)
+
+
+@pytest.mark.parametrize("job_input", [
+    deep(20), deep(5_000), deep(200_000), {"config": deep(3_000)}, {"a": {"b": {"c": deep(17)}}},
+    {"schema_version": 1, "fingerprint": "0" * 64, "config": {"dataset": deep(30)}},
+    [0] * 2_000_000, "x" * 5_000_000, {str(i): i for i in range(100_000)},
+    float("nan"), float("inf"), {"schema_version": float("nan"), "fingerprint": "0" * 64, "config": {}},
+    {"schema_version": 2**80, "fingerprint": "0" * 64, "config": {}},
+    {"schema_version": True, "fingerprint": "0" * 64, "config": {}},
+    {"schema_version": "1", "fingerprint": "0" * 64, "config": {}},
+    {"schema_version": 1, "fingerprint": "F" * 64, "config": {}},
+    {"_target_": "os.system", "_args_": ["touch " + CANARY_FILE]},
+], ids=lambda v: type(v).__name__)
+def test_extreme_inputs(guarded_handler, job_input):
+    started = time.monotonic()
+    guarded_handler(job_input)
+    assert time.monotonic() - started < 10
+
+
+def test_every_field_with_target_or_interpolation_is_refused(guarded_handler):
+    """Each leaf of a valid config, in turn, as an instantiation target or an env interpolation."""
+    base = good_input()
+    tried = 0
+    for section, fields in base["config"].items():
+        for field in fields:
+            for hostile in ({"_target_": "os.system", "_args_": ["touch " + CANARY_FILE]},
+                            "${oc.env:" + CANARY_ENV + "}"):
+                data = copy.deepcopy(base)
+                data["config"][section][field] = hostile
+                assert guarded_handler(data)["code"] == "invalid_config"
+                tried += 1
+    assert tried >= 40
+
+
+def test_the_real_workers_keep_serving_after_hostile_jobs(runpod_env):
+    """Hostile jobs through real HTTP to the emulator's real worker processes, then a valid one."""
+    base = runpod_env.base_url + "/local-endpoint"
+    pids = {w: s["pid"] for w, s in runpod_env.admin("state")["workers"].items()}
+    hostile = [json.dumps(h) for h in (
+        None, [], deep(500), {"_target_": "os.system"}, "x" * 100_000, {"config": deep(300)},
+        {"schema_version": 1, "fingerprint": "0" * 64, "config": {"dataset": "${oc.env:RUNPOD_API_KEY}"}})]
+    headers = {"Authorization": f"Bearer {os.environ['RUNPOD_API_KEY']}", "Content-Type": "application/json"}
+    # Nested past any JSON parser's limit: the API refuses it, and stays up.
+    too_deep = requests.post(f"{base}/run", data='{"input": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                             headers=headers, timeout=30)
+    assert too_deep.status_code == 400
+    submitted = [requests.post(f"{base}/run", data='{"input": ' + h + "}", headers=headers, timeout=30).json()
+                 for h in hostile]
+    assert all("id" in s for s in submitted), submitted
+    job_ids = [s["id"] for s in submitted]
+    job_ids.append(requests.post(f"{base}/run", json={"input": good_input()}, headers=headers, timeout=30).json()["id"])
+    statuses = {}
+    deadline = time.monotonic() + 180
+    while len(statuses) < len(job_ids) and time.monotonic() < deadline:
+        for job_id in job_ids:
+            status = requests.get(f"{base}/status/{job_id}", headers=headers, timeout=30).json()
+            if status["status"] in ("COMPLETED", "FAILED"):
+                statuses[job_id] = status
+        time.sleep(0.2)
+    *refused, valid = (statuses[j] for j in job_ids)
+    for status in refused:
+        assert status["status"] == "FAILED", status
+        assert json.loads(status["error"])["code"] in {"invalid_input", "invalid_config"}
+        assert os.environ["RUNPOD_API_KEY"] not in json.dumps(status)
+    assert valid["status"] == "COMPLETED" and valid["output"]["status"] == "completed"
+    workers = runpod_env.admin("state")["workers"]
+    assert all(w["alive"] for w in workers.values())
+    assert {w: s["pid"] for w, s in workers.items()} == pids  # none died and was replaced
+
+
+def test_accept_input_names_the_depth_limit():
+    with pytest.raises(PayloadError, match="deeper than 16 levels"):
+        accept_input(deep(100))
