@@ -84,13 +84,15 @@ def _check_direction(cfg: DictConfig) -> None:
 
 def search_space(cfg: DictConfig) -> dict[str, str]:
     """The swept parameters, as the sweeper sees them: hydra.sweeper.params, then the
-    command line's own sweep overrides (which win)."""
+    command line's overrides, which win: a sweep replaces, a plain value fixes the key."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     space = {str(key): str(value) for key, value in (cfg.hydra.sweeper.params or {}).items()}
     for override in OverridesParser.create().parse_overrides(list(cfg.hydra.overrides.task)):
         if override.is_sweep_override():
             space[override.get_key_element()] = override.input_line.split("=", 1)[1]
+        else:
+            space.pop(override.get_key_element(), None)
     return space
 
 

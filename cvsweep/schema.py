@@ -345,6 +345,9 @@ def _hostile_content(data: Any, prefix: str):
 def check_values(cfg: DictConfig) -> None:
     """Range checks from field metadata plus cross-field rules, for the run config and (in a
     full application config) the executor; raises one ConfigError listing every problem."""
+    problems = list(_unknown_keys(cfg, prefix=""))
+    if problems:  # the range checks below would trip over them
+        raise ConfigError(*problems)
     problems = list(_range_problems(cfg, RunConfig, prefix=""))
     if isinstance(cfg, DictConfig) and "executor" in cfg:  # a full application config
         executor = cfg.executor
@@ -354,6 +357,22 @@ def check_values(cfg: DictConfig) -> None:
     problems += _rule_problems(cfg)
     if problems:
         raise ConfigError(*problems)
+
+
+def _unknown_keys(node: DictConfig, prefix: str):
+    """Keys no schema defines. Hydra's ``+key=value`` adds them even to a structured config,
+    where they would pass silently and change nothing."""
+    schema = OmegaConf.get_type(node)
+    if not prefix and "executor" in node:  # a full application config, maybe a masked copy
+        schema = Config
+    known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    for key in node.keys():
+        if key == "hydra" and not prefix:
+            continue
+        if known is not None and key not in known:
+            yield f"{prefix}{key}: not a setting of cvsweep; allowed here: {sorted(known)}"
+        elif OmegaConf.is_dict(node._get_node(key)):
+            yield from _unknown_keys(node[key], f"{prefix}{key}.")
 
 
 def _range_problems(node: Any, schema: type, prefix: str, skip: tuple = ()):

@@ -1,0 +1,106 @@
+"""Hostile and malformed command lines, against an output folder that already holds a finished
+sweep: each fails fast with a message naming the problem, starts no trial, and leaves every
+earlier file byte for byte as it was. CLI_INPUTS is the list of inputs tried."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_OVERRIDES, run_cli
+
+DATA = "__data__"  # replaced by the folder of corrupt dataset files
+ROOT = "__root__"  # replaced by the output folder holding the earlier sweep
+
+CLI_INPUTS = [
+    # (id, arguments, what the message must say)
+    ("unknown-group-option", ["dataset=imagenet"], "Could not find 'dataset/imagenet'"),
+    ("added-top-level-key", ["+optimizer=adam"], "optimizer: not a setting of cvsweep"),
+    ("added-nested-key", ["+model.dropuot=0.1"], "model.dropuot: not a setting of cvsweep"),
+    ("unknown-key", ["model.dropuot=0.1"], "Key 'dropuot' not in 'ModelConfig'"),
+    ("unknown-top-level-key", ["learning_rate=0.1"], "Key 'learning_rate' not in 'Config'"),
+    ("wrong-type-int", ["training.epochs=many"], "training.epochs"),
+    ("wrong-type-bool", ["model.batch_norm=maybe"], "model.batch_norm"),
+    ("bad-enum", ["model.activation=sigmoidish"], "model.activation"),
+    ("out-of-range", ["model.dropout=1.5"], "model.dropout=1.5: allowed is"),
+    ("negative", ["training.learning_rate=-1"], "training.learning_rate=-1.0: allowed is"),
+    ("search-space-out-of-range", ["model.dropout=interval(0.1, 2.0)"], "model.dropout=2.0"),
+    ("interpolation-to-env", ["dataset.path=${oc.env:HOME}/x.npz", "dataset=npz"], "dataset.path"),
+    ("missing-dataset-file", ["dataset=npz", "dataset.path=/nonexistent/mnist.npz"], "no such file"),
+    ("dataset-not-npz", ["dataset=npz", f"dataset.path={DATA}/text.npz"], "not a readable .npz file"),
+    ("dataset-truncated", ["dataset=npz", f"dataset.path={DATA}/truncated.npz"], "not a readable .npz file"),
+    ("dataset-wrong-keys", ["dataset=npz", f"dataset.path={DATA}/wrong_keys.npz"], "x_test"),
+    ("dataset-wrong-shapes", ["dataset=npz", f"dataset.path={DATA}/flat.npz"], "x_train"),
+    ("dataset-length-mismatch", ["dataset=npz", f"dataset.path={DATA}/mismatch.npz"], "y_train"),
+    ("dataset-labels-out-of-range", ["dataset=npz", f"dataset.path={DATA}/labels.npz"], "labels"),
+    ("dataset-is-a-folder", ["dataset=npz", f"dataset.path={DATA}"], "dataset.path"),
+    ("output-root-unwritable", [f"output_root={DATA}/readonly/out"], "output_root="),
+    ("output-root-is-a-file", [f"output_root={DATA}/text.npz"], "output_root="),
+    ("storage-unreachable", ["hydra.sweeper.storage=postgresql+psycopg://u:pw@127.0.0.1:1/db"],
+     "hydra.sweeper.storage=postgresql+psycopg://u:***@127.0.0.1:1/db: cannot open it"),
+    ("storage-not-a-url", ["hydra.sweeper.storage=not a url"], "hydra.sweeper.storage=not a url: not a database URL"),
+    ("storage-unknown-driver", ["hydra.sweeper.storage=nosuchdb://x/y"], "hydra.sweeper.storage=nosuchdb://x/y"),
+    ("storage-unopenable-file", ["hydra.sweeper.storage=sqlite:////proc/x.db"], "cannot open it"),
+    ("direction-against-objective", ["objective=val_loss"], "hydra.sweeper.direction=maximize"),
+    ("runpod-without-endpoint", ["executor=runpod"], "executor.endpoint_id"),
+]
+
+
+def corrupt_datasets(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 255, (n, 8, 8), dtype=np.uint8)  # noqa: E731
+    labels = lambda n: np.arange(n, dtype=np.uint8) % 10  # noqa: E731
+    good = {"x_train": images(50), "y_train": labels(50), "x_test": images(20), "y_test": labels(20)}
+    (folder / "text.npz").write_text("not an npz\n")
+    np.savez(folder / "full.npz", **good)
+    (folder / "truncated.npz").write_bytes((folder / "full.npz").read_bytes()[:300])
+    np.savez(folder / "wrong_keys.npz", images=good["x_train"], labels=good["y_train"])
+    np.savez(folder / "flat.npz", **{**good, "x_train": good["x_train"].reshape(-1)})
+    np.savez(folder / "mismatch.npz", **{**good, "y_train": good["y_train"][:10]})
+    np.savez(folder / "labels.npz", **{**good, "y_train": good["y_train"] + 200})
+    readonly = folder / "readonly"
+    readonly.mkdir()
+    readonly.chmod(stat.S_IRUSR | stat.S_IXUSR)
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def earlier_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    proc = run_cli("-m", *TINY_OVERRIDES, "training.epochs=1", "hydra.sweeper.n_trials=1", "plots=summary",
+                   f"output_root={root}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = tmp_path_factory.mktemp("data")
+    corrupt_datasets(data)
+    return root, data, snapshot(root)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_readonly_folder_is_readonly_for_this_user(earlier_sweep):
+    assert not os.access(earlier_sweep[1] / "readonly", os.W_OK)
+
+
+@pytest.mark.parametrize("case, args, message", CLI_INPUTS, ids=[c[0] for c in CLI_INPUTS])
+def test_hostile_command_lines_fail_fast_and_damage_nothing(earlier_sweep, case, args, message, monkeypatch):
+    root, data, before = earlier_sweep
+    if case == "output-root-unwritable" and os.geteuid() == 0:
+        args = [f"output_root=/proc/cvsweep-out"]  # root may write anywhere but /proc
+    monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
+    args = [a.replace(DATA, str(data)) for a in args]
+    if not any(a.startswith("output_root=") for a in args):
+        args.append(f"output_root={root}")
+    proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=1", *args, timeout=120)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0, said[-2000:]
+    assert message in said, said[-2000:]
+    assert "Traceback" not in said  # a message, not a crash
+    assert "epoch 1/" not in said  # no trial trained
+    assert snapshot(root) == before  # nothing earlier lost or changed, and nothing new written
