@@ -1,22 +1,27 @@
 """Datasets: load a source, check it, and split it into train / validation / test.
 
 Sources: scikit-learn's bundled 8x8 digits (offline, the default), the Keras downloaders
-(mnist, fashion_mnist, cifar10, cifar100; cached in ~/.keras) and any local .npz in Keras
-layout. Everything here is NumPy and scikit-learn: TensorFlow is only imported to download.
+(mnist, fashion_mnist, cifar10, cifar100, and the text sets imdb and reuters; cached in
+~/.keras), any local .npz in Keras layout, and class-per-folder image trees (image_folder,
+gtsrb). Whatever the source, the result is one in-memory form (``Source``) that splitting,
+sampling, training and the fingerprint share. Everything here is NumPy, scikit-learn and
+Pillow: TensorFlow is only imported to download.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
-from cvsweep.schema import DatasetName
+from cvsweep import image_folder, text_data
+from cvsweep.schema import FOLDER_DATASETS, TEXT_DATASETS, DatasetName
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # The test split of sources that have none is always drawn with this seed, so every trial
@@ -37,6 +42,8 @@ class Source:
     x_test: np.ndarray
     y_test: np.ndarray
     sha256: str  # of the four arrays: tells whether two machines trained on the same data
+    kind: str = "image"  # or "text": [N, sequence_length] token ids
+    cache: Optional[str] = None  # image folders: "decoded" now, or "cached"
 
 
 @dataclass(frozen=True)
@@ -48,15 +55,19 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     source_sha256: str
+    kind: str = "image"
+    cache: Optional[str] = None
 
     def describe(self) -> dict:
-        return {
+        described = {
             "train": int(len(self.y_train)),
             "val": int(len(self.y_val)),
             "test": int(len(self.y_test)),
             "image_shape": list(self.x_train.shape[1:]),
+            "kind": self.kind,
             "source_sha256": self.source_sha256,
         }
+        return described | ({"cache": self.cache} if self.cache else {})
 
 
 class _Cache:
@@ -80,9 +91,38 @@ _splits = _Cache(size=2)  # prepared float32 copies are large (MNIST: about 220 
 
 
 def load_source(dataset) -> Source:
-    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names. A local file
-    is cached by its content (a changed file is loaded anew, whatever its name)."""
+    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names. Local files
+    and folders are cached by their content (a changed file is loaded anew, whatever its
+    name). A pinned ``dataset.sha256`` must match what was loaded."""
+    source = _load(dataset)
+    if dataset.sha256 is not None and dataset.sha256 != source.sha256:
+        raise DataError(
+            f"dataset.sha256={dataset.sha256}: the data loaded now hashes to {source.sha256}; "
+            "it changed since the run was configured (or differs on this machine)"
+        )
+    return source
+
+
+def pin_dataset(run_config: dict) -> dict:
+    """The run config with ``dataset.sha256`` filled in, where the data can be read here (a
+    local file or folder, digits): the fingerprint then covers the content. Downloads stay
+    unpinned (Keras checks their hashes itself)."""
+    from cvsweep.schema import load_run_config, run_config_of
+
+    cfg = load_run_config(run_config)
+    if cfg.dataset.path is None and cfg.dataset.name != DatasetName.digits:
+        return run_config
+    sha256 = load_source(cfg.dataset).sha256
+    return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}} if sha256 != \
+        run_config_of(cfg)["dataset"]["sha256"] else run_config
+
+
+def _load(dataset) -> Source:
     name = DatasetName(dataset.name) if isinstance(dataset.name, str) else dataset.name
+    if name in FOLDER_DATASETS:
+        return _load_folder(dataset)
+    if name in TEXT_DATASETS:
+        return _load_text(name, dataset)
     if dataset.path is not None:
         path = str(Path(dataset.path).expanduser().resolve())
         data = _read_bytes(path)
@@ -97,12 +137,66 @@ def load_source(dataset) -> Source:
     return _sources.get(("keras", name.value, dataset.num_classes), lambda: _load_keras(name.value, dataset.num_classes))
 
 
+def _load_folder(dataset) -> Source:
+    if dataset.path is None:
+        raise DataError(f"dataset.path: dataset '{dataset.name.name}' needs the path of a folder of class folders")
+    root = str(Path(dataset.path).expanduser().resolve())
+    grayscale = dataset.color_mode.name == "grayscale"
+    try:
+        arrays, key, from_cache = image_folder.load_folder(root, tuple(dataset.image_size), grayscale)
+    except image_folder.FolderError as err:
+        raise DataError(str(err)) from None
+
+    def build() -> Source:
+        from sklearn.model_selection import train_test_split
+
+        (x, y), test = arrays["train"], arrays["test"]
+        if test is None:  # one tree: a stratified, fixed test share
+            x, x_test, y, y_test = _stratified(train_test_split, "dataset.test_fraction", x, y,
+                                               test_size=dataset.test_fraction, seed=TEST_SPLIT_SEED)
+            test = (x_test, y_test)
+        found = len(arrays["classes"])
+        if found != dataset.num_classes:
+            raise DataError(f"dataset.num_classes={dataset.num_classes}: {root} has {found} class folders")
+        return _checked({"x_train": x, "y_train": y, "x_test": test[0], "y_test": test[1]},
+                        dataset.num_classes, where=f"dataset.path={root}")
+
+    source = _sources.get(("folder", key, dataset.num_classes, dataset.test_fraction), build)
+    return dataclasses.replace(source, cache="cached" if from_cache else "decoded")
+
+
+def _load_text(name: DatasetName, dataset) -> Source:
+    vocab, length = dataset.vocab_size, dataset.sequence_length
+    if dataset.path is not None:
+        path = str(Path(dataset.path).expanduser().resolve())
+        data = _read_bytes(path)
+        key = ("text", hashlib.sha256(data).hexdigest(), vocab, length, dataset.num_classes)
+        where = f"dataset.path={path}"
+        read = lambda: text_data.read_npz(data, where)  # noqa: E731
+    else:
+        key, where = ("keras-text", name.value, vocab, length, dataset.num_classes), f"dataset={name.value}"
+        read = lambda: text_data.load_keras(name.value, vocab)  # noqa: E731
+
+    def build() -> Source:
+        try:
+            raw = read()
+            arrays = {k: raw[k] for k in ("y_train", "y_test")}
+            for part in ("train", "test"):
+                arrays[f"x_{part}"] = text_data.pad(raw[f"x_{part}"], vocab, length, where)
+        except text_data.TextDataError as err:
+            raise DataError(str(err)) from None
+        return _checked(arrays, dataset.num_classes, where=where, kind="text")
+
+    return _sources.get(key, build)
+
+
 def split(source: Source, dataset, sampling, seed: int, validation_split: float) -> Splits:
     """Carve a stratified, seeded validation set from the training set, then (proxy sampling)
     keep a stratified, seeded fraction of what remains for training. Pixels are scaled to
     float32 and images get a channel axis. Cached: trials that share data and seed share it."""
     key = (source.sha256, float(dataset.pixel_scale), float(sampling.fraction), seed, float(validation_split))
-    return _splits.get(key, lambda: _split(source, dataset.pixel_scale, sampling.fraction, seed, validation_split))
+    splits = _splits.get(key, lambda: _split(source, dataset.pixel_scale, sampling.fraction, seed, validation_split))
+    return dataclasses.replace(splits, cache=source.cache)
 
 
 def _split(source: Source, pixel_scale: float, fraction: float, seed: int, validation_split: float) -> Splits:
@@ -118,12 +212,15 @@ def _split(source: Source, pixel_scale: float, fraction: float, seed: int, valid
             train_size=fraction, seed=seed,
         )
     scale = np.float32(pixel_scale)
-    prepare = lambda x: _with_channels(x).astype(np.float32) / scale  # noqa: E731
+    if source.kind == "text":  # token ids stay integers
+        prepare = lambda x: x.astype(np.int32)  # noqa: E731
+    else:
+        prepare = lambda x: _with_channels(x).astype(np.float32) / scale  # noqa: E731
     return Splits(
         prepare(x_train), y_train.astype(np.int32),
         prepare(x_val), y_val.astype(np.int32),
         prepare(source.x_test), source.y_test.astype(np.int32),
-        source.sha256,
+        source.sha256, source.kind,
     )
 
 
@@ -185,11 +282,13 @@ def _load_keras(name: str, num_classes: int) -> Source:
     return _checked(arrays, num_classes, where=f"dataset={name}")
 
 
-def _checked(arrays: dict, num_classes: int, where: str) -> Source:
+def _checked(arrays: dict, num_classes: int, where: str, kind: str = "image") -> Source:
     """Shapes, counts and label range; labels come back as flat int64 vectors."""
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], np.asarray(arrays[f"y_{part}"])
-        if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3, 4)):
+        if kind == "text":
+            pass  # padded to [N, sequence_length] int32 by text_data.pad
+        elif x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3, 4)):
             raise DataError(
                 f"{where}: x_{part} has shape {x.shape}; expected images [N, H, W] or [N, H, W, C] "
                 "with C in 1, 3, 4"
@@ -222,4 +321,4 @@ def _checked(arrays: dict, num_classes: int, where: str) -> Source:
         array = np.ascontiguousarray(arrays[key])
         digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.tobytes())
-    return Source(**arrays, sha256=digest.hexdigest())
+    return Source(**arrays, sha256=digest.hexdigest(), kind=kind)

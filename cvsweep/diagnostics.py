@@ -124,7 +124,10 @@ def latency_ms(model, x: np.ndarray, repeats: int = 3) -> float:
 
 
 def _activation_summary(model, sample: np.ndarray, health_cfg) -> dict:
-    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)]
+    # Activations after each nonlinearity, and the text model's recurrent state (every model
+    # cvsweep builds has at least one of them).
+    kinds = (keras.layers.Activation, keras.layers.LSTM, keras.layers.Bidirectional)
+    layers = [layer for layer in model.layers if isinstance(layer, kinds)]
     probe = keras.Model(model.inputs, [layer.output for layer in layers])
     outputs = probe(tf.constant(sample), training=False)  # one call: no predict function to trace
     outputs = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]

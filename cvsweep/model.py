@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from cvsweep.schema import Head, Padding, Pooling
+from cvsweep.schema import Flip, Head, Padding, Pooling
 
 
 class ModelError(ValueError):
@@ -37,7 +37,7 @@ def conv_output_size(model, image_size: int) -> int:
     return size
 
 
-def build_model(model, input_shape: tuple[int, ...], num_classes: int):
+def build_model(model, input_shape: tuple[int, ...], num_classes: int, seed: int = 0):
     import keras
     from keras import layers
 
@@ -46,7 +46,7 @@ def build_model(model, input_shape: tuple[int, ...], num_classes: int):
     pool = {Pooling.max: layers.MaxPooling2D, Pooling.avg: layers.AveragePooling2D}.get(model.pooling)
     pool_padding = "valid" if model.padding == Padding.valid else "same"
 
-    net = [keras.Input(shape=input_shape)]
+    net = [keras.Input(shape=input_shape), *_augmentation(model.augmentation, seed)]
     for layer in range(model.conv_layers):
         net.append(
             layers.Conv2D(
@@ -75,3 +75,19 @@ def build_model(model, input_shape: tuple[int, ...], num_classes: int):
         net.append(layers.Dropout(model.dropout))
     net.append(layers.Dense(num_classes, activation="softmax", kernel_initializer=init))
     return keras.Sequential(net, name="cvsweep_cnn")
+
+
+def _augmentation(augmentation, seed: int) -> list:
+    """Keras's random preprocessing layers, seeded: active in fit() only, the same on CPU and GPU."""
+    from keras import layers
+
+    steps = []
+    if augmentation.flip != Flip.none:
+        steps.append(layers.RandomFlip(augmentation.flip.name, seed=seed))
+    if augmentation.rotation:
+        steps.append(layers.RandomRotation(augmentation.rotation, seed=seed))
+    if augmentation.zoom:
+        steps.append(layers.RandomZoom(augmentation.zoom, seed=seed))
+    if augmentation.translation:
+        steps.append(layers.RandomTranslation(augmentation.translation, augmentation.translation, seed=seed))
+    return steps

@@ -18,7 +18,8 @@ from cvsweep.model import ModelError, conv_output_size
 from cvsweep.schema import ConfigError, DatasetName, check_values, omegaconf_problem
 
 # Sources that need a download: checked when a trial loads them, not here.
-_DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10, DatasetName.cifar100}
+_DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10, DatasetName.cifar100,
+               DatasetName.imdb, DatasetName.reuters}
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -40,8 +41,9 @@ def _check_data_and_model(cfg: DictConfig) -> None:
         return
     try:
         source = load_source(cfg.dataset)  # cached: the local trials reuse it
-        height, width = source.x_train.shape[1:3]
-        conv_output_size(cfg.model, min(height, width))
+        if source.kind == "image":
+            height, width = source.x_train.shape[1:3]
+            conv_output_size(cfg.model, min(height, width))
     except (DataError, ModelError) as err:
         raise ConfigError(str(err)) from err
 

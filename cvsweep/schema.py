@@ -16,7 +16,7 @@ from typing import Any, List, Mapping, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 # Bump when a change to RunConfig changes what an existing config means.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class ConfigError(ValueError):
@@ -50,6 +50,33 @@ class DatasetName(Enum):
     cifar10 = "cifar10"
     cifar100 = "cifar100"
     npz = "npz"
+    image_folder = "image_folder"
+    gtsrb = "gtsrb"
+    imdb = "imdb"
+    reuters = "reuters"
+
+
+# Token sequences, for model.architecture=lstm; every other dataset is images.
+TEXT_DATASETS = {DatasetName.imdb, DatasetName.reuters}
+# Class-per-folder image trees, decoded and resized by cvsweep/image_folder.py.
+FOLDER_DATASETS = {DatasetName.image_folder, DatasetName.gtsrb}
+
+
+class ColorMode(Enum):
+    rgb = "rgb"
+    grayscale = "grayscale"
+
+
+class Architecture(Enum):
+    cnn = "cnn"
+    lstm = "lstm"
+
+
+class Flip(Enum):
+    none = "none"
+    horizontal = "horizontal"
+    vertical = "vertical"
+    horizontal_and_vertical = "horizontal_and_vertical"
 
 
 class Activation(Enum):
@@ -139,15 +166,42 @@ class DatasetConfig:
     num_classes: int = field(default=10, metadata=bounds(2))
     # Raw pixel values are divided by this (255 for 8-bit images, 16 for sklearn's digits).
     pixel_scale: float = field(default=255.0, metadata=bounds(0, low_open=True))
-    # Held-out test share, only for sources without a test split of their own (digits).
+    # Held-out test share, only for sources without a test split of their own (digits, and
+    # image folders without train/ and test/ sub-folders).
     test_fraction: Optional[float] = field(
         default=None, metadata=bounds(0, 1, low_open=True, high_open=True)
     )
+    # Image folders (image_folder, gtsrb): every image is resized to [height, width].
+    image_size: Optional[List[int]] = None
+    color_mode: Optional[ColorMode] = None
+    # Text datasets (imdb, reuters): words kept by frequency, and tokens per sequence.
+    vocab_size: Optional[int] = field(default=None, metadata=bounds(4, 1_000_000))
+    sequence_length: Optional[int] = field(default=None, metadata=bounds(1, 100_000))
+    # sha256 of the source arrays: filled in before a trial for data that can be read here
+    # (a local file or folder, digits), so the fingerprint covers the content, not the name.
+    sha256: Optional[str] = None
+
+
+@dataclass
+class AugmentationConfig:
+    """Keras preprocessing layers at the model's input, active in training only (images)."""
+
+    flip: Flip = Flip.none
+    # Fractions as Keras takes them: rotation of a full turn, zoom and shift of the image size.
+    rotation: float = field(default=0.0, metadata=bounds(0, 1))
+    zoom: float = field(default=0.0, metadata=bounds(0, 1, high_open=True))
+    translation: float = field(default=0.0, metadata=bounds(0, 1, high_open=True))
+
+    def enabled(self) -> bool:
+        return self.flip != Flip.none or any((self.rotation, self.zoom, self.translation))
 
 
 @dataclass
 class ModelConfig:
-    """A plain CNN: conv blocks, then a head, then dense layers with dropout."""
+    """A plain CNN (conv blocks, a head, dense layers with dropout), or with
+    architecture=lstm the text model: embedding, LSTM, the same dense layers."""
+
+    architecture: Architecture = Architecture.cnn
 
     conv_layers: int = field(default=2, metadata=bounds(1, 8))
     filters: int = field(default=32, metadata=bounds(1, 1024))
@@ -165,6 +219,12 @@ class ModelConfig:
     dense_units: int = field(default=64, metadata=bounds(1, 8192))
     # Applied after the head and after each dense layer.
     dropout: float = field(default=0.25, metadata=bounds(0, 1, high_open=True))
+    # architecture=lstm only.
+    embedding_dim: int = field(default=64, metadata=bounds(1, 4096))
+    lstm_units: int = field(default=64, metadata=bounds(1, 4096))
+    bidirectional: bool = False
+    # architecture=cnn only; off unless set.
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 
 
 @dataclass
@@ -417,6 +477,10 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
         problems.append("sampling.fraction=1.0: strategy 'proxy' needs a fraction in (0, 1)")
     if dataset.name == DatasetName.npz and not dataset.path:
         problems.append("dataset.path=None: dataset 'npz' needs the path of a local .npz file")
+    problems += _kind_problems(cfg)
+    if dataset.name in FOLDER_DATASETS:
+        return problems + ([] if dataset.test_fraction is not None else [
+            "dataset.test_fraction=None: an image folder without train/ and test/ needs a test share in (0, 1)"])
     has_own_test_split = dataset.name != DatasetName.digits or dataset.path is not None
     if has_own_test_split and dataset.test_fraction is not None:
         problems.append(
@@ -425,4 +489,36 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
         )
     if not has_own_test_split and dataset.test_fraction is None:
         problems.append("dataset.test_fraction=None: digits has no test split; set a value in (0, 1)")
+    return problems
+
+
+def _kind_problems(cfg: DictConfig) -> list[str]:
+    """Image data with image settings and the CNN; token sequences with text settings and the LSTM."""
+    dataset, model = cfg.dataset, cfg.model
+    text = dataset.name in TEXT_DATASETS
+    problems = []
+    if text and model.architecture != Architecture.lstm:
+        problems.append(f"model.architecture={model.architecture.name} cannot read dataset={dataset.name.name} "
+                        "(token sequences): use model=lstm")
+    if not text and model.architecture == Architecture.lstm:
+        problems.append(f"model.architecture=lstm reads token sequences; dataset={dataset.name.name} is images: "
+                        "use model=cnn, or a text dataset (imdb, reuters)")
+    if model.architecture == Architecture.lstm and AugmentationConfig(**model.augmentation).enabled():
+        problems.append("model.augmentation: image augmentation does not apply to model.architecture=lstm; "
+                        "leave it off")
+    for key, applies in (("vocab_size", text), ("sequence_length", text),
+                         ("image_size", dataset.name in FOLDER_DATASETS),
+                         ("color_mode", dataset.name in FOLDER_DATASETS)):
+        value = dataset[key]
+        if applies and value is None:
+            problems.append(f"dataset.{key}=None: dataset={dataset.name.name} needs it")
+        elif not applies and value is not None:
+            problems.append(f"dataset.{key}={value}: only for "
+                            + ("text datasets (imdb, reuters)" if key in ("vocab_size", "sequence_length")
+                               else "image folders (image_folder, gtsrb)") + "; set it to null")
+    size = dataset.image_size
+    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= 4096 for v in size)):
+        problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, 4096]")
+    if dataset.sha256 is not None and not (isinstance(dataset.sha256, str) and len(dataset.sha256) == 64):
+        problems.append(f"dataset.sha256={dataset.sha256}: a sha256 hex digest (64 characters) or null")
     return problems

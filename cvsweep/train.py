@@ -18,7 +18,7 @@ from cvsweep import provenance
 from cvsweep.data import DataError, load_source, split
 from cvsweep.fingerprint import fingerprint
 from cvsweep.model import ModelError, build_model
-from cvsweep.schema import SCHEMA_VERSION, load_run_config, run_config_of
+from cvsweep.schema import SCHEMA_VERSION, Architecture, load_run_config, run_config_of
 
 log = logging.getLogger("cvsweep.train")
 
@@ -42,11 +42,22 @@ def train(
         result["data"] = splits.describe()
         tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
         result["executed_on"]["device"] = provenance.device()
-        model = build_model(cfg.model, splits.x_train.shape[1:], cfg.dataset.num_classes)
+        model = _build(cfg, splits)
     except (DataError, ModelError) as err:
         return _failed(result, str(err))
     _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
     return result
+
+
+def _build(cfg, splits):
+    """The model the config names: the CNN for images, the LSTM for token sequences (the
+    schema has already refused any other pairing)."""
+    if cfg.model.architecture == Architecture.lstm:
+        from cvsweep.lstm import build_lstm
+
+        return build_lstm(cfg.model, cfg.dataset.sequence_length, cfg.dataset.vocab_size, cfg.dataset.num_classes,
+                          cfg.training.seed)
+    return build_model(cfg.model, splits.x_train.shape[1:], cfg.dataset.num_classes, cfg.training.seed)
 
 
 def new_result(run_config: dict) -> dict:

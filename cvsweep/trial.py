@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from cvsweep import objectives
+from cvsweep.data import DataError, pin_dataset
 from cvsweep.executors import create_executor
 from cvsweep.jsonio import write_json_atomic
 from cvsweep.schema import ConfigError, run_config_of
@@ -28,8 +29,9 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     trial_dir = Path(hydra.runtime.output_dir)
     options = {"tensorboard_dir": str(trial_dir / "tensorboard")} if cfg.tensorboard else {}
     try:
+        run_config = pin_dataset(run_config)  # the fingerprint covers the data's content
         result = create_executor(cfg.executor).run(run_config, **options)
-    except ConfigError as err:  # a combination of swept values that preflight cannot see
+    except (ConfigError, DataError) as err:  # swept values preflight cannot see; data changed
         result = failed_result(run_config, str(err))
     result["trial"] = {
         "job": hydra.job.get("num"),

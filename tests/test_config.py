@@ -15,6 +15,11 @@ OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR /
 # Options that need more than their own file to be usable.
 EXTRA = {
     ("dataset", "npz"): ["dataset.path=x.npz"],
+    ("dataset", "image_folder"): ["dataset.path=photos", "dataset.num_classes=5"],
+    ("dataset", "gtsrb"): ["dataset.path=GTSRB/Train"],
+    # The text model and its search space need a text dataset.
+    ("model", "lstm"): ["dataset=imdb"],
+    ("search", "lstm"): ["dataset=imdb"],
     # The Keras example's valid-padded convs need MNIST-sized images, not 8x8 digits.
     ("model", "keras_mnist_convnet"): ["dataset=mnist", f"dataset.path={SHARED_MNIST}"],
 }

@@ -68,9 +68,11 @@ def _other_value(key, value, node_type):
     if isinstance(value, int):
         return value + 1
     if isinstance(value, float):
-        return value * 0.5
+        return value * 0.5 if value else 0.1
     if value is None:
-        return {"dataset.path": "/data/other.npz", "training.time_budget_s": 60.0}[key]
+        return {"dataset.path": "/data/other.npz", "training.time_budget_s": 60.0, "dataset.image_size": [30, 30],
+                "dataset.color_mode": "grayscale", "dataset.vocab_size": 5000, "dataset.sequence_length": 100,
+                "dataset.sha256": "0" * 64}[key]
     raise AssertionError(f"no perturbation for {key}={value!r}")
 
 
