@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import REPO, TINY_RUN
 from cvsweep.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_input
-from cvsweep.schema import load_run_config, run_config_of
+from cvsweep.schema import SCHEMA_VERSION, load_run_config, run_config_of
 
 sys.path.insert(0, str(REPO / "remote"))
 import handler as worker  # noqa: E402
@@ -141,13 +141,13 @@ def test_a_valid_input_with_one_thing_changed_is_refused(guarded_handler, job_in
 
 @pytest.mark.parametrize("job_input", [
     deep(20), deep(5_000), deep(200_000), {"config": deep(3_000)}, {"a": {"b": {"c": deep(17)}}},
-    {"schema_version": 1, "fingerprint": "0" * 64, "config": {"dataset": deep(30)}},
+    {"schema_version": SCHEMA_VERSION, "fingerprint": "0" * 64, "config": {"dataset": deep(30)}},
     [0] * 2_000_000, "x" * 5_000_000, {str(i): i for i in range(100_000)},
     float("nan"), float("inf"), {"schema_version": float("nan"), "fingerprint": "0" * 64, "config": {}},
     {"schema_version": 2**80, "fingerprint": "0" * 64, "config": {}},
     {"schema_version": True, "fingerprint": "0" * 64, "config": {}},
     {"schema_version": "1", "fingerprint": "0" * 64, "config": {}},
-    {"schema_version": 1, "fingerprint": "F" * 64, "config": {}},
+    {"schema_version": SCHEMA_VERSION, "fingerprint": "F" * 64, "config": {}},
     {"_target_": "os.system", "_args_": ["touch " + CANARY_FILE]},
 ], ids=lambda v: type(v).__name__)
 def test_extreme_inputs(guarded_handler, job_input):
@@ -177,7 +177,7 @@ def test_the_real_workers_keep_serving_after_hostile_jobs(runpod_env):
     pids = {w: s["pid"] for w, s in runpod_env.admin("state")["workers"].items()}
     hostile = [json.dumps(h) for h in (
         None, [], deep(500), {"_target_": "os.system"}, "x" * 100_000, {"config": deep(300)},
-        {"schema_version": 1, "fingerprint": "0" * 64, "config": {"dataset": "${oc.env:RUNPOD_API_KEY}"}})]
+        {"schema_version": SCHEMA_VERSION, "fingerprint": "0" * 64, "config": {"dataset": "${oc.env:RUNPOD_API_KEY}"}})]
     headers = {"Authorization": f"Bearer {os.environ['RUNPOD_API_KEY']}", "Content-Type": "application/json"}
     # Nested past any JSON parser's limit: the API refuses it, and stays up.
     too_deep = requests.post(f"{base}/run", data='{"input": ' + "[" * 100_000 + "]" * 100_000 + "}",
