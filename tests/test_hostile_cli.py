@@ -92,7 +92,7 @@ def test_readonly_folder_is_readonly_for_this_user(earlier_sweep):
 def test_hostile_command_lines_fail_fast_and_damage_nothing(earlier_sweep, case, args, message, monkeypatch):
     root, data, before = earlier_sweep
     if case == "output-root-unwritable" and os.geteuid() == 0:
-        args = [f"output_root=/proc/cvsweep-out"]  # root may write anywhere but /proc
+        args = ["output_root=/proc/cvsweep-out"]  # root may write anywhere but /proc
     monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
     args = [a.replace(DATA, str(data)) for a in args]
     if not any(a.startswith("output_root=") for a in args):
