@@ -55,7 +55,8 @@ def main() -> None:
                                  "epochs": result["metrics"]["epochs_run"], "goal": "about 0.99"}
             print(f"keras_mnist_convnet: test accuracy {result['metrics']['test_accuracy']:.4f} in {wall:.0f}s", flush=True)
         if args.part in ("sweep", "all"):
-            wall = cli("-m", "model=keras_mnist_convnet", *data, "sampling=proxy", f"sampling.fraction={args.fraction}",
+            sampling = ["sampling=full"] if args.fraction >= 1 else ["sampling=proxy", f"sampling.fraction={args.fraction}"]
+            wall = cli("-m", "model=keras_mnist_convnet", *data, *sampling,
                        f"training.epochs={args.epochs}", f"hydra.sweeper.n_trials={args.trials}", "plots=summary",
                        f"output_root={tmp}/sweep")
             summary = json.loads(next(Path(tmp, "sweep", "sweeps").glob("*/summary.json")).read_text())

@@ -21,6 +21,17 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    from cvsweep.trial import run_trial
+    import sys
 
-    return run_trial(cfg)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from cvsweep.trial import TrialFailed, run_trial
+
+    try:
+        return run_trial(cfg)
+    except TrialFailed as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweeper records it as a failed trial
+        print(f"cvsweep: the run failed: {err}", file=sys.stderr)  # a reason, not a traceback
+        raise SystemExit(1) from None

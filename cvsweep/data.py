@@ -175,7 +175,7 @@ def _load_text(name: DatasetName, dataset) -> Source:
         read = lambda: text_data.read_npz(data, where)  # noqa: E731
     else:
         key, where = ("keras-text", name.value, vocab, length, dataset.num_classes), f"dataset={name.value}"
-        read = lambda: text_data.load_keras(name.value, vocab)  # noqa: E731
+        read = lambda: _download(name.value, lambda: text_data.load_keras(name.value, vocab))  # noqa: E731
 
     def build() -> Source:
         try:
@@ -274,10 +274,21 @@ def _load_digits(test_fraction: float, num_classes: int) -> Source:
     return _checked(arrays, num_classes, where="dataset=digits")
 
 
+def _download(name: str, load: Callable):
+    """Keras's downloader, with a failure that says what to do on a machine offline."""
+    try:
+        return load()
+    except Exception as err:  # Keras raises a bare Exception for a failed fetch
+        raise DataError(
+            f"dataset={name}: the download failed ({str(err).splitlines()[0][:300]}); without internet, "
+            f"set dataset.path to a local copy"
+        ) from None
+
+
 def _load_keras(name: str, num_classes: int) -> Source:
     import keras  # downloads into ~/.keras/datasets on first use
 
-    (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    (x_train, y_train), (x_test, y_test) = _download(name, getattr(keras.datasets, name).load_data)
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     return _checked(arrays, num_classes, where=f"dataset={name}")
 

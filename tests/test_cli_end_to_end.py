@@ -3,10 +3,14 @@ on digits and leave complete snapshots."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import optuna
 import pytest
 
-from conftest import TINY_OVERRIDES, read_json, run_cli
+from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
 from cvsweep.fingerprint import fingerprint
 from cvsweep.schema import load_run_config, run_config_of
 
@@ -110,3 +114,17 @@ def test_a_sweep_where_every_trial_fails_still_ends_with_its_summary(tmp_path):
     summary = read_json(_only((tmp_path / "sweeps").iterdir()) / "summary.json")
     assert (summary["n_completed"], summary["n_failed"], summary["best"]) == (0, 2, None)
     assert "No trial completed." in proc.stdout
+
+
+def test_a_failed_download_is_a_reason_with_the_way_out_not_a_traceback(tmp_path):
+    """Keras's downloaders on a machine that cannot reach the internet (forced here through a
+    closed proxy port, and an empty Keras cache)."""
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    proc = subprocess.run([sys.executable, "-m", "cvsweep", "dataset=fashion_mnist", f"output_root={tmp_path}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "cvsweep: the run failed: dataset=fashion_mnist: the download failed" in proc.stderr
+    assert "set dataset.path to a local copy" in proc.stderr and "Traceback" not in proc.stderr
+    result = read_json(next(tmp_path.glob("runs/*/result.json")))
+    assert result["status"] == "failed" and "download failed" in result["reason"]
