@@ -10,6 +10,8 @@ upstream's loop (cvsweep/study.py has the semantics):
 - A seeded sampler gets a seed per trial number, so re-runs and parallel processes never
   repeat earlier suggestions.
 - Each trial records its process and, once finished, where its result.json lies.
+- Jobs that differ in values only get their config without Hydra recomposing it
+  (cvsweep/sweep_configs.py).
 - A sweep in which no trial completed ends normally, so its summary still gets written
   (upstream asks the study for its best trial and crashes when there is none).
 """
@@ -29,7 +31,8 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import OmegaConf
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import _convert_old_distribution_to_new_distribution
 from optuna.trial import TrialState
 
@@ -46,6 +49,14 @@ class CvsweepSweeper(OptunaSweeper):
 
 
 class CvsweepSweeperImpl(OptunaSweeperImpl):
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from cvsweep.sweep_configs import SweepConfigCache
+
+        # Jobs that differ in values only get their config without Hydra recomposing it.
+        cached = HydraContext(config_loader=SweepConfigCache(hydra_context.config_loader),
+                              callbacks=hydra_context.callbacks)
+        super().setup(hydra_context=cached, task_function=task_function, config=config)
+
     def sweep(self, arguments: List[str]) -> None:
         from cvsweep import study as studies
 
