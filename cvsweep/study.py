@@ -37,6 +37,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 MAX_RETRIES = 2
 OWNER_ATTR = "cvsweep.owner"
 RESULT_ATTR = "cvsweep.result"
+FIXED_ATTR = "cvsweep.fixed"  # the command line's plain values, as the sweeper passed them
 
 
 def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:

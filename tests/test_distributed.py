@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import REPO, TINY_OVERRIDES, read_json
-from cvsweep.study import OWNER_ATTR, RESULT_ATTR, n_counted
+from cvsweep.study import FIXED_ATTR, OWNER_ATTR, RESULT_ATTR, n_counted
 
 PROCESSES = 3
 N_TRIALS = 9
@@ -64,6 +64,7 @@ def test_three_sweep_processes_share_one_postgres_study(tmp_path, postgres_url):
     for t in trials:
         assert set(t.params) == SWEPT and len(t.values) == 1
         assert t.user_attrs[OWNER_ATTR]["pid"] in pids
+        assert t.user_attrs[FIXED_ATTR]["output_root"] in {str(r) for r in roots}  # the command line's values
         path = t.user_attrs[RESULT_ATTR]["path"]
         result = read_json(path)
         assert result["status"] == "completed" and result["trial"]["objective_values"] == t.values

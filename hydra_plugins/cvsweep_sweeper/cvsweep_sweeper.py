@@ -90,6 +90,22 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
             self.job_idx += len(returns)
         self._save_results(study, directions)
 
+    def _configure_trials(self, trials, distributions, fixed_params) -> List[tuple]:
+        """As upstream, except that the fixed parameters (the command line's plain values) go
+        into one trial attribute: one database write per trial instead of one per parameter."""
+        from cvsweep.study import FIXED_ATTR
+
+        overrides = []
+        for trial in trials:
+            for name, distribution in distributions.items():
+                trial._suggest(name, distribution)
+            if self.custom_search_space_extender:
+                self.custom_search_space_extender(self.config, trial)
+            if fixed_params:
+                trial.set_user_attr(FIXED_ATTR, dict(fixed_params))
+            overrides.append(tuple(f"{name}={value}" for name, value in {**trial.params, **fixed_params}.items()))
+        return overrides
+
     def _grid(self, distributions: dict) -> None:
         """As upstream: a grid sampler gets the grid, and never more trials than it holds."""
         if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
