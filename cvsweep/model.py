@@ -66,6 +66,16 @@ def build_model(model, input_shape: tuple[int, ...], num_classes: int, seed: int
             Head.global_max: layers.GlobalMaxPooling2D,
         }[model.head]()
     )
+    return keras.Sequential(net + classifier_head(model, num_classes), name="cvsweep_cnn")
+
+
+def classifier_head(model, num_classes: int) -> list:
+    """Dense layers with dropout before each, dropout, then the softmax output: the end of
+    the CNN and of the LSTM (cvsweep/lstm.py) alike."""
+    from keras import layers
+
+    init = model.kernel_initializer.name
+    net = []
     for _ in range(model.dense_layers):
         if model.dropout > 0:
             net.append(layers.Dropout(model.dropout))
@@ -74,7 +84,7 @@ def build_model(model, input_shape: tuple[int, ...], num_classes: int, seed: int
     if model.dropout > 0:
         net.append(layers.Dropout(model.dropout))
     net.append(layers.Dense(num_classes, activation="softmax", kernel_initializer=init))
-    return keras.Sequential(net, name="cvsweep_cnn")
+    return net
 
 
 def _augmentation(augmentation, seed: int) -> list:
