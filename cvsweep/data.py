@@ -107,14 +107,13 @@ def pin_dataset(run_config: dict) -> dict:
     """The run config with ``dataset.sha256`` filled in, where the data can be read here (a
     local file or folder, digits): the fingerprint then covers the content. Downloads stay
     unpinned (Keras checks their hashes itself)."""
-    from cvsweep.schema import load_run_config, run_config_of
+    from cvsweep.schema import load_run_config
 
     cfg = load_run_config(run_config)
     if cfg.dataset.path is None and cfg.dataset.name != DatasetName.digits:
         return run_config
-    sha256 = load_source(cfg.dataset).sha256
-    return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}} if sha256 != \
-        run_config_of(cfg)["dataset"]["sha256"] else run_config
+    sha256 = load_source(cfg.dataset).sha256  # refuses a pinned hash that no longer matches
+    return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}}
 
 
 def _load(dataset) -> Source:

@@ -84,7 +84,7 @@ def _listing(root: Path) -> list[tuple[str, str, Path]]:
 
 
 def _content_key(root: str, files, image_size, grayscale: bool) -> str:
-    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for _, _, p in files)
+    stats = tuple((str(p), (st := p.stat()).st_size, st.st_mtime_ns) for _, _, p in files)
     memo = (root, stats, tuple(image_size), grayscale)
     if memo not in _keys:
         digest = hashlib.sha256(f"v1:{tuple(image_size)}:{grayscale}".encode())
