@@ -45,6 +45,8 @@ class EpochReport(keras.callbacks.Callback):
         self.started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # as keras.callbacks.LearningRateScheduler does: a schedule shows in the history
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
         metrics = {key: finite_or_none(value) for key, value in (logs or {}).items()}
         if metrics.get("loss") is None:
             self.model.stop_training = True

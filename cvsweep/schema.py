@@ -16,7 +16,7 @@ from typing import Any, List, Mapping, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 # Bump when a change to RunConfig changes what an existing config means.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class ConfigError(ValueError):
@@ -125,6 +125,11 @@ class Optimizer(Enum):
     nadam = "nadam"
     rmsprop = "rmsprop"
     sgd = "sgd"
+
+
+class LearningRateSchedule(Enum):
+    constant = "constant"
+    cosine = "cosine"  # cosine decay from learning_rate to 0 over all planned steps
 
 
 class Fallback(Enum):
@@ -240,6 +245,9 @@ class TrainingConfig:
     batch_size: int = field(default=32, metadata=bounds(1, 65_536))
     optimizer: Optimizer = Optimizer.adam
     learning_rate: float = field(default=1e-3, metadata=bounds(0, 10, low_open=True))
+    # How the learning rate moves during training: constant, or cosine (decays to 0 by the last
+    # planned epoch; reaches a given accuracy in fewer epochs).
+    lr_schedule: LearningRateSchedule = LearningRateSchedule.constant
     # Stop after this many epochs without val_loss improvement and keep the best weights; 0: off.
     early_stopping_patience: int = field(default=3, metadata=bounds(0))
     # Share of the training set held out (stratified, seeded) as the validation set.

@@ -10,6 +10,7 @@ evaluated and reported.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any, Callable, Mapping, Optional
@@ -18,7 +19,7 @@ from cvsweep import provenance
 from cvsweep.data import DataError, load_source, split
 from cvsweep.fingerprint import fingerprint
 from cvsweep.model import ModelError, build_model
-from cvsweep.schema import SCHEMA_VERSION, Architecture, load_run_config, run_config_of
+from cvsweep.schema import SCHEMA_VERSION, Architecture, LearningRateSchedule, load_run_config, run_config_of
 
 log = logging.getLogger("cvsweep.train")
 
@@ -107,7 +108,7 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
 
     training = cfg.training
     optimizer = keras.optimizers.get(
-        {"class_name": training.optimizer.name, "config": {"learning_rate": training.learning_rate}}
+        {"class_name": training.optimizer.name, "config": {"learning_rate": _learning_rate(keras, training, splits)}}
     )
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     budget = TimeBudget(training.time_budget_s) if training.time_budget_s else None
@@ -173,6 +174,14 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
         metrics["val_accuracy"], metrics["val_loss"], metrics["test_accuracy"],
         result["health"]["overall_health"], metrics["epochs_run"], train_seconds,
     )
+
+
+def _learning_rate(keras, training, splits):
+    """A float for a constant rate, else Keras's schedule over every planned step."""
+    if training.lr_schedule == LearningRateSchedule.constant:
+        return training.learning_rate
+    steps = training.epochs * math.ceil(len(splits.y_train) / training.batch_size)
+    return keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=steps)
 
 
 def _batched(tf, x, y, batch_size: int, shuffle_seed: Optional[int] = None):

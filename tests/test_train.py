@@ -50,6 +50,17 @@ def test_another_seed_gives_another_run(first_run, tiny_run):
     assert other["metrics"]["history"] != first_run["metrics"]["history"]
 
 
+def test_cosine_schedule_decays_the_learning_rate_to_zero(first_run, tiny_run):
+    tiny_run["training"]["lr_schedule"] = "cosine"
+    cosine = train(tiny_run)
+    rate = cosine["config"]["training"]["learning_rate"]
+    assert first_run["metrics"]["history"]["learning_rate"] == pytest.approx([rate, rate])  # constant
+    # Keras's CosineDecay over both epochs: half the rate after one epoch, zero after the last.
+    assert cosine["metrics"]["history"]["learning_rate"] == pytest.approx([rate / 2, 0.0], abs=1e-6)
+    assert cosine["fingerprint"] != first_run["fingerprint"]
+    assert cosine["metrics"]["history"]["loss"] != first_run["metrics"]["history"]["loss"]
+
+
 def test_divergence_is_a_failed_result_not_an_exception(tiny_run):
     tiny_run["dataset"]["pixel_scale"] = 1e-30  # inputs near 1e31: activations overflow
     result = train(tiny_run)
