@@ -91,8 +91,7 @@ def collect(model, splits, recorder: TrainingRecorder, health_cfg, num_classes: 
     """Everything recorded after training (the model holds its final, or best, weights)."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    probabilities = model.predict(splits.x_val, batch_size=256, verbose=0)
-    predicted = probabilities.argmax(axis=1)
+    predicted = predict(model, splits.x_val).argmax(axis=1)
     labels = list(range(num_classes))
     precision, recall, _, support = precision_recall_fscore_support(
         splits.y_val, predicted, labels=labels, zero_division=0
@@ -111,9 +110,26 @@ def collect(model, splits, recorder: TrainingRecorder, health_cfg, num_classes: 
     }
 
 
+# Every prediction here goes through predict_on_batch with batches of one shape: Keras traces
+# its predict function once per trial (tracing costs more than predicting a validation set).
+PREDICT_BATCH = 256
+
+
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """The model's outputs for x, in batches of PREDICT_BATCH; the last batch is padded to
+    that shape and the padding dropped."""
+    size = min(len(x), PREDICT_BATCH)
+    outputs = []
+    for start in range(0, len(x), size):
+        batch = x[start:start + size]
+        padded = np.concatenate([batch, np.zeros((size - len(batch), *x.shape[1:]), x.dtype)])
+        outputs.append(np.asarray(model.predict_on_batch(padded))[: len(batch)])
+    return np.concatenate(outputs)
+
+
 def latency_ms(model, x: np.ndarray, repeats: int = 3) -> float:
     """Best of a few timed predictions on one batch, per image."""
-    batch = tf.constant(x[: min(len(x), 256)])
+    batch = x[: min(len(x), PREDICT_BATCH)]
     model.predict_on_batch(batch)  # warm-up: tracing and allocation
     best = math.inf
     for _ in range(repeats):
