@@ -107,12 +107,15 @@ def pin_dataset(run_config: dict) -> dict:
     """The run config with ``dataset.sha256`` filled in, where the data can be read here (a
     local file or folder, digits): the fingerprint then covers the content. Downloads stay
     unpinned (Keras checks their hashes itself)."""
-    from cvsweep.schema import load_run_config
+    from omegaconf import OmegaConf
 
-    cfg = load_run_config(run_config)
-    if cfg.dataset.path is None and cfg.dataset.name != DatasetName.digits:
+    from cvsweep.schema import DatasetConfig
+
+    # The run config comes from a composed, validated config: typing the dataset part suffices.
+    dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), run_config["dataset"])
+    if dataset.path is None and dataset.name != DatasetName.digits:
         return run_config
-    sha256 = load_source(cfg.dataset).sha256  # refuses a pinned hash that no longer matches
+    sha256 = load_source(dataset).sha256  # refuses a pinned hash that no longer matches
     return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}}
 
 

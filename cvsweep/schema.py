@@ -8,6 +8,7 @@ JSON it receives with the same code, and the fingerprint covers exactly ``RunCon
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -384,12 +385,19 @@ def load_run_config(data: Mapping[str, Any]) -> DictConfig:
     if missing:
         raise ConfigError(f"config is missing {missing}; a run config has exactly {list(RUN_KEYS)}")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(dict(data)))
+        cfg = OmegaConf.merge(_run_config_template(), OmegaConf.create(dict(data)))
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as err:  # OmegaConf's messages name the key and the allowed values
         raise ConfigError(omegaconf_problem(err)) from err
     check_values(cfg)
     return cfg
+
+
+@functools.cache
+def _run_config_template() -> DictConfig:
+    """The schema as an OmegaConf node, made once: building it from the dataclasses costs
+    more than the merge (merge copies it, so the template never changes)."""
+    return OmegaConf.structured(RunConfig)
 
 
 def _hostile_content(data: Any, prefix: str):
