@@ -21,8 +21,7 @@ import os
 import socket
 import threading
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Optional
 
 import numpy as np
 import optuna
@@ -127,22 +126,44 @@ def claim(trial: optuna.Trial) -> None:
     trial.set_user_attr(OWNER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
 
 
-@contextmanager
-def heartbeat(storage: RDBStorage, trials: list[optuna.Trial], interval: int) -> Iterator[None]:
-    """Beat for every trial of the batch while it runs (Optuna beats only inside optimize())."""
-    stop = threading.Event()
+class Heartbeat:
+    """Beats every ``interval`` seconds for each running trial of this process, from the moment
+    it is added until it is removed (Optuna beats only inside optimize()). Use as a context:
+    the thread stops at its end."""
 
-    def beat() -> None:
-        while True:
+    def __init__(self, storage: Optional[RDBStorage], interval: int):
+        self.storage, self.interval = storage, interval
+        self.trials: dict[int, optuna.Trial] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat_every_interval, name="cvsweep-heartbeat", daemon=True)
+
+    def add(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trials[trial._trial_id] = trial
+        self._beat([trial])  # at once: the trial is alive before its first interval ends
+
+    def remove(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trials.pop(trial._trial_id, None)
+
+    def __enter__(self) -> "Heartbeat":
+        if self.storage is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _beat_every_interval(self) -> None:
+        while not self.stop.wait(self.interval):
+            with self.lock:
+                trials = list(self.trials.values())
+            self._beat(trials)
+
+    def _beat(self, trials: list) -> None:
+        if self.storage is not None:
             for trial in trials:
-                storage.record_heartbeat(trial._trial_id)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name="cvsweep-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+                self.storage.record_heartbeat(trial._trial_id)

@@ -57,6 +57,8 @@ class Faults:
     malformed_results: int = 0  # the next N results are replaced by malformed output
     wrong_fingerprints: int = 0  # the next N results echo another fingerprint
     queue_delay_s: float = 0.0  # every job waits this long before a worker may take it
+    slow_jobs: int = 0  # the next N jobs wait slow_job_s longer (a trial far slower than the rest)
+    slow_job_s: float = 10.0
 
     def take(self, name: str) -> bool:
         if getattr(self, name) > 0:
@@ -80,6 +82,7 @@ class Job:
     error: object = None
     progress: object = None
     kill_at: Optional[float] = None
+    extra_delay_s: float = 0.0
 
     def to_status(self) -> dict:
         now = time.monotonic()
@@ -119,6 +122,8 @@ class Emulator:
         to_s = lambda ms: ms / 1000 if isinstance(ms, (int, float)) else None  # noqa: E731
         job = Job(uuid.uuid4().hex, body.get("input"), to_s(policy.get("executionTimeout")), to_s(policy.get("ttl")))
         with self.lock:
+            if self.faults.take("slow_jobs"):
+                job.extra_delay_s = self.faults.slow_job_s
             self.jobs[job.id] = job
             self.queue.append(job.id)
             self.lock.notify_all()
@@ -179,7 +184,7 @@ class Emulator:
         now = time.monotonic()
         for job_id in list(self.queue):
             job = self.jobs[job_id]
-            if now - job.submitted >= self.faults.queue_delay_s:
+            if now - job.submitted >= self.faults.queue_delay_s + job.extra_delay_s:
                 self.queue.remove(job_id)
                 return job
         return None

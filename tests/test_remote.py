@@ -166,6 +166,24 @@ def test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key(runpod_env, 
     assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
 
 
+def test_a_slow_trial_does_not_hold_up_the_others(runpod_env, tmp_path):
+    # Two in flight, four trials, one of them far slower: the other three run one after
+    # another beside it (in batches, the last two would wait for the slow one to end).
+    runpod_env.admin("faults", {"slow_jobs": 1, "slow_job_s": 15})
+    proc = run_cli(
+        "-m", "executor=runpod", "executor.max_in_flight=2", "executor.poll_interval_s=0.2",
+        "hydra.sweeper.n_trials=4", *TINY_OVERRIDES, f"output_root={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    remotes = [read_json(path)["remote"] for path in sorted(sweep_dir.glob("*/result.json"))]
+    assert len(remotes) == 4
+    slow = [r for r in remotes if r["queue_ms"] >= 15_000]
+    assert len(slow) == 1
+    others = [r for r in remotes if r is not slow[0]]
+    assert all(r["submitted_at"] < slow[0]["finished_at"] for r in others)
+
+
 def test_slow_queue_shows_as_queue_time(runpod_env):
     runpod_env.admin("faults", {"queue_delay_s": 1.5})
     result = _executor(runpod_env.base_url).run(_run_config())

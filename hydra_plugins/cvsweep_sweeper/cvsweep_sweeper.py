@@ -20,13 +20,14 @@ import functools
 import logging
 import socket
 import warnings
-from contextlib import nullcontext
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
 import optuna
 from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
@@ -77,18 +78,52 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
         log.info("Study %s in %s: %d trials so far", study.study_name, _shown(self.storage), len(study.trials))
         if storage is not None:
             studies.recover_interrupted(study)
-        while True:
-            n_ask = min(self.n_jobs, studies.n_to_ask(study, self.n_trials))
-            if n_ask == 0:
-                break
-            trials = [self._ask(study) for _ in range(n_ask)]
-            overrides = self._configure_trials(trials, distributions, fixed_params)
-            heartbeat = studies.heartbeat(storage, trials, self.heartbeat["heartbeat_interval"]) if storage is not None else nullcontext()
-            with heartbeat:
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            self._tell(study, trials, returns, directions, studies.RESULT_ATTR)
-            self.job_idx += len(returns)
+        self._run_trials(study, storage, distributions, fixed_params, directions)
         self._save_results(study, directions)
+
+    def _run_trials(self, study, storage, distributions, fixed_params, directions) -> None:
+        """Keep up to n_jobs trials running until the study holds n_trials: with a launcher
+        that can submit one job (cvsweep's), a trial starts as soon as any one ends; with
+        any other launcher, trials run in batches of n_jobs."""
+        from cvsweep import study as studies
+
+        running: dict = {}  # future -> (trial, job number, overrides)
+        told, failures = 0, []
+        with studies.Heartbeat(storage, self.heartbeat["heartbeat_interval"]) as heartbeat:
+            while True:
+                n_ask = min(self.n_jobs - len(running), studies.n_to_ask(study, self.n_trials))
+                trials = [self._ask(study) for _ in range(max(0, n_ask))]
+                for trial in trials:
+                    heartbeat.add(trial)
+                overrides = self._configure_trials(trials, distributions, fixed_params)
+                for offset, (trial, future) in enumerate(zip(trials, self._start(overrides))):
+                    running[future] = (trial, self.job_idx + offset, overrides[offset])
+                self.job_idx += len(trials)
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f][1]):
+                    trial, job_idx, job_overrides = running.pop(future)
+                    heartbeat.remove(trial)
+                    ret = _job_return(future, job_overrides)
+                    told += 1
+                    if self._tell(study, trial, job_idx, ret, directions) is not None:
+                        failures.append(ret)
+                if failures and len(failures) / told > self.max_failure_rate:
+                    log.error("Failed %d times out of %d with max_failure_rate=%s.", len(failures), told,
+                              self.max_failure_rate)
+                    failures[0].return_value  # re-raises the first failure with its traceback
+
+    def _start(self, overrides: List[tuple]) -> List[Future]:
+        if not overrides:
+            return []
+        if hasattr(self.launcher, "submit"):
+            return [self.launcher.submit(o, self.job_idx + i) for i, o in enumerate(overrides)]
+        finished = []  # a launcher without submit runs the whole batch now
+        for ret in self.launcher.launch(overrides, initial_job_idx=self.job_idx):
+            finished.append(Future())
+            finished[-1].set_result(ret)
+        return finished
 
     def _configure_trials(self, trials, distributions, fixed_params) -> List[tuple]:
         """As upstream, except that the fixed parameters (the command line's plain values) go
@@ -125,26 +160,22 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
         studies.claim(trial)
         return trial
 
-    def _tell(self, study, trials, returns, directions, result_attr: str) -> None:
-        failures = []
-        for index, (trial, ret) in enumerate(zip(trials, returns)):
-            result = Path(self.config.hydra.sweep.dir) / str(self.job_idx + index) / "result.json"
-            record = {"host": socket.gethostname(), "path": str(result.resolve())}
-            try:
-                values = _values(ret.return_value, len(directions))
-            except Exception as err:  # the trial failed, or returned something unusable
-                trial.set_user_attr(result_attr, {**record, "reason": str(err)})
-                study.tell(trial, state=TrialState.FAIL)
-                log.warning("Failed experiment: %s", err)
-                failures.append(err)
-                continue
-            trial.set_user_attr(result_attr, record)
-            study.tell(trial, values=values)
-        if failures and len(failures) / len(returns) > self.max_failure_rate:
-            log.error("Failed %d times out of %d with max_failure_rate=%s.", len(failures), len(returns),
-                      self.max_failure_rate)
-            for ret in returns:
-                ret.return_value  # re-raises the first failure with its traceback
+    def _tell(self, study, trial, job_idx: int, ret, directions) -> Optional[Exception]:
+        """Record the trial's outcome and where its result.json lies; returns its error."""
+        from cvsweep.study import RESULT_ATTR
+
+        result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
+        record = {"host": socket.gethostname(), "path": str(result.resolve())}
+        try:
+            values = _values(ret.return_value, len(directions))
+        except Exception as err:  # the trial failed, or returned something unusable
+            trial.set_user_attr(RESULT_ATTR, {**record, "reason": str(err)})
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("Failed experiment: %s", err)
+            return err
+        trial.set_user_attr(RESULT_ATTR, record)
+        study.tell(trial, values=values)
+        return None
 
     def _save_results(self, study: optuna.Study, directions: List[str]) -> None:
         """Hydra's optimization_results.yaml, when the study has a best trial."""
@@ -160,6 +191,15 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
             results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in study.best_trials]}
         Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)  # no trial ran in a finished study
         OmegaConf.save(OmegaConf.create(results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml")
+
+
+def _job_return(future: Future, overrides: tuple) -> JobReturn:
+    """The job's JobReturn; a job whose worker process died becomes a failed one."""
+    try:
+        return future.result()
+    except Exception as err:  # BrokenProcessPool: killed by a signal or out of memory
+        return JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
+                         _return_value=RuntimeError(f"the trial's worker process failed: {type(err).__name__}: {err}"))
 
 
 def _values(returned: Any, n_objectives: int) -> List[float]:
