@@ -1,7 +1,9 @@
-"""Where a run executed and on what: host, device and library versions, for every result."""
+"""Where a run executed and on what: host, device and library versions, for every result.
+Each is looked up once per process (none changes while it runs) and handed out as a copy."""
 
 from __future__ import annotations
 
+import functools
 import platform
 import socket
 import sys
@@ -12,6 +14,19 @@ VERSIONED_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "scikit-
 
 
 def versions() -> dict:
+    return dict(_versions())
+
+
+def device() -> dict:
+    return dict(_device())
+
+
+def host() -> dict:
+    return dict(_host())
+
+
+@functools.cache
+def _versions() -> dict:
     found = {"python": platform.python_version()}
     for package in VERSIONED_PACKAGES:
         try:
@@ -21,7 +36,8 @@ def versions() -> dict:
     return found
 
 
-def device() -> dict:
+@functools.cache
+def _device() -> dict:
     """The accelerator TensorFlow trains on (a GPU if it sees one), else the CPU."""
     import tensorflow as tf
 
@@ -32,7 +48,8 @@ def device() -> dict:
     return {"type": "CPU", "name": _cpu_name(), "count": 1}
 
 
-def host() -> dict:
+@functools.cache
+def _host() -> dict:
     return {"hostname": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0]}
 
 
