@@ -47,19 +47,25 @@ class TrainingRecorder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.previous = {layer.name: _kernel_and_bias(layer) for layer in _weighted_layers(self.model)}
+        self.layers = [layer for layer in self.model.layers if layer.trainable_weights]
+        # Traced once per run: run eagerly, the same pass cost more at every epoch end.
+        self.squared_norms = tf.function(self._squared_norms)
 
-    def on_epoch_end(self, epoch, logs=None):
-        layers = [layer for layer in self.model.layers if layer.trainable_weights]
-        variables = [w for layer in layers for w in layer.trainable_weights]
+    def _squared_norms(self):
+        """Each trainable variable's squared gradient norm (0 where it gets no gradient)."""
+        variables = [w for layer in self.layers for w in layer.trainable_weights]
         with tf.GradientTape() as tape:
             loss = self.loss(self.y, self.model(self.x, training=False))
         grads = tape.gradient(loss, variables)
+        return [tf.reduce_sum(tf.square(g)) if g is not None else tf.constant(0.0) for g in grads]
+
+    def on_epoch_end(self, epoch, logs=None):
+        squared = [float(v) for v in self.squared_norms()]
         start = 0
-        for layer in layers:
-            parts = grads[start:start + len(layer.trainable_weights)]
+        for layer in self.layers:
+            parts = squared[start:start + len(layer.trainable_weights)]
             start += len(layer.trainable_weights)
-            norm = math.sqrt(sum(float(tf.reduce_sum(tf.square(g))) for g in parts if g is not None))
-            self.gradient_norms.setdefault(layer.name, []).append(finite_or_none(norm))
+            self.gradient_norms.setdefault(layer.name, []).append(finite_or_none(math.sqrt(sum(parts))))
         for layer in _weighted_layers(self.model):
             kernel, bias = _kernel_and_bias(layer)
             old_kernel, old_bias = self.previous[layer.name]
