@@ -6,16 +6,20 @@ plugin modules when it scans for plugins, which would reset the state the worker
 from __future__ import annotations
 
 import importlib
+import logging
 import multiprocessing
 import os
 import pickle
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, List, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_joblib_launcher._core import execute_job
+
+log = logging.getLogger(__name__)
 
 PARENT_CHECK_S = 1.0
 
@@ -37,13 +41,26 @@ class WorkerPool:
         for module in preload:
             importlib.import_module(module)
         _SWEEP.update(sweep, singleton_state=Singleton.get_state())
-        self.pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_exit_with_parent, initargs=(os.getpid(),))
-        for future in [self.pool.submit(os.getpid) for _ in range(n_workers)]:
-            future.result()  # every worker is up before the first job
+        self.n_workers = n_workers
+        self.pool = self._fork()
 
     def submit(self, overrides: Sequence[str], job_idx: int) -> Future:
-        return self.pool.submit(_run_job, list(overrides), job_idx)
+        try:
+            return self.pool.submit(_run_job, list(overrides), job_idx)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): the jobs running then have failed with
+            # BrokenProcessPool, and the pool takes no more. The sweep goes on with new workers.
+            log.warning("a worker process died: starting %d new ones", self.n_workers)
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._fork()
+            return self.pool.submit(_run_job, list(overrides), job_idx)
+
+    def _fork(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+        for future in [pool.submit(os.getpid) for _ in range(self.n_workers)]:
+            future.result()  # every worker is up before the first job
+        return pool
 
 
 def _run_job(overrides: List[str], job_idx: int) -> JobReturn:

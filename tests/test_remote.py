@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
+from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
 from cvsweep.executors import LocalExecutor
 from cvsweep.runpod_executor import RunpodExecutor
 from cvsweep.schema import RunpodExecutorConfig, load_run_config, run_config_of
@@ -182,6 +187,76 @@ def test_a_slow_trial_does_not_hold_up_the_others(runpod_env, tmp_path):
     assert len(slow) == 1
     others = [r for r in remotes if r is not slow[0]]
     assert all(r["submitted_at"] < slow[0]["finished_at"] for r in others)
+
+
+def _start_remote_sweep(tmp_path: Path, n_trials: int) -> subprocess.Popen:
+    """A remote sweep with two trials in flight, once both jobs are sent (read from its log)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cvsweep", "-m", "executor=runpod", "executor.max_in_flight=2",
+         "executor.poll_interval_s=0.2", f"hydra.sweeper.n_trials={n_trials}", *TINY_OVERRIDES,
+         f"output_root={tmp_path}"],
+        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    sent = 0
+    for line in proc.stdout:
+        sent += "submitted" in line
+        if sent == 2:
+            return proc
+    raise AssertionError(f"the sweep ended before sending two jobs: exit {proc.wait()}")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def _purge_queue(emulator) -> None:
+    import requests
+
+    requests.post(f"{emulator.base_url}/local-endpoint/purge-queue", timeout=10,
+                  headers={"Authorization": f"Bearer {SENTINEL_API_KEY}"})
+
+
+def test_workers_of_a_killed_sweep_exit(runpod_env, tmp_path):
+    runpod_env.admin("faults", {"queue_delay_s": 60})  # both trials wait: the sweep is mid-trial
+    try:
+        proc = _start_remote_sweep(tmp_path, n_trials=2)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2 and all(_running(w) for w in workers)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _running(w)], "worker processes outlived their sweep"
+    finally:
+        _purge_queue(runpod_env)
+
+
+def test_a_killed_worker_process_fails_its_trials_and_the_sweep_goes_on(runpod_env, tmp_path):
+    runpod_env.admin("faults", {"queue_delay_s": 3})
+    try:
+        proc = _start_remote_sweep(tmp_path, n_trials=4)
+        os.kill(_children(proc.pid)[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        _purge_queue(runpod_env)
+    assert proc.returncode == 0, out
+    import optuna
+
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/optuna.db")
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert failed and complete and len(failed) + len(complete) == 4
+    assert all("worker process failed" in t.user_attrs["cvsweep.result"]["reason"] for t in failed)
+    assert "starting 2 new ones" in out
 
 
 def test_slow_queue_shows_as_queue_time(runpod_env):
