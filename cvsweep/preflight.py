@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from cvsweep.data import DataError, load_source
 from cvsweep.model import ModelError, conv_output_size
@@ -29,11 +29,15 @@ def check_run(cfg: DictConfig) -> None:
 
 
 def check_sweep(cfg: DictConfig) -> None:
+    """Also settles hydra.sweeper.direction and study_name in ``cfg`` before the sweeper is
+    made from it: derived from the objectives and the experiment, or checked against them."""
     _check_executor(cfg)
     _check_output_root(cfg.output_root)
-    _check_direction(cfg)
+    _settle_direction(cfg)
     _check_search_space(cfg)
+    _check_sweeper_settings(cfg.hydra.sweeper)
     _check_storage(cfg.hydra.sweeper)
+    _settle_study(cfg)
 
 
 def _check_data_and_model(cfg: DictConfig) -> None:
@@ -69,11 +73,15 @@ def _check_output_root(output_root: str) -> None:
         raise ConfigError(f"output_root={output_root}: not writable")
 
 
-def _check_direction(cfg: DictConfig) -> None:
+def _settle_direction(cfg: DictConfig) -> None:
+    """The direction follows from the objectives; written out, it must agree with them."""
     from cvsweep.objectives import directions_of, objectives_of
 
     expected = directions_of(cfg)
     direction = cfg.hydra.sweeper.direction
+    if direction is None:
+        _set_sweeper(cfg, direction=expected[0] if len(expected) == 1 else expected)
+        return
     given = [getattr(d, "name", d) for d in direction] if OmegaConf.is_list(direction) else [getattr(direction, "name", direction)]
     if given != expected:
         names = ", ".join(o.name for o in objectives_of(cfg))
@@ -82,6 +90,39 @@ def _check_direction(cfg: DictConfig) -> None:
             f"hydra.sweeper.direction={direction if not OmegaConf.is_list(direction) else list(direction)}: "
             f"the objectives ({names}) are to {' and '.join(expected)}; set hydra.sweeper.direction={wanted}"
         )
+
+
+def _settle_study(cfg: DictConfig) -> None:
+    """Name the study after the experiment unless named explicitly, and refuse a stored study
+    that is another experiment (cvsweep/study_identity.py), before any trial exists."""
+    import optuna
+
+    from cvsweep.objectives import directions_of
+    from cvsweep.study import open_storage
+    from cvsweep.study_identity import adopt_or_refuse, default_study_name, identity_of
+
+    sweeper = cfg.hydra.sweeper
+    identity = identity_of(cfg)
+    if not sweeper.study_name:
+        _set_sweeper(cfg, study_name=default_study_name(cfg, identity))
+    if not sweeper.storage:  # in memory: a new study every time
+        return
+    storage = open_storage(sweeper.storage, sweeper.heartbeat_interval, sweeper.grace_period)
+    study = optuna.create_study(study_name=sweeper.study_name, storage=storage, directions=directions_of(cfg),
+                                load_if_exists=True)
+    adopt_or_refuse(study, identity)
+
+
+def _set_sweeper(cfg: DictConfig, **values) -> None:
+    with read_write(cfg.hydra.sweeper):
+        for key, value in values.items():
+            cfg.hydra.sweeper[key] = value
+
+
+def _check_sweeper_settings(sweeper: DictConfig) -> None:
+    limit = sweeper.max_consecutive_failures
+    if not (isinstance(limit, int) and limit >= 1):
+        raise ConfigError(f"hydra.sweeper.max_consecutive_failures={limit}: allowed is a whole number >= 1")
 
 
 def search_space(cfg: DictConfig) -> dict[str, str]:

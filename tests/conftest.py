@@ -53,6 +53,20 @@ def compose(*overrides: str):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
 
+def compose_sweep(*overrides: str):
+    """The config Hydra composes for ``python -m cvsweep -m OVERRIDES`` (sweeps allowed)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from cvsweep.schema import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return GlobalHydra.instance().hydra.compose_config(
+            config_name="config", overrides=list(overrides), run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
 

@@ -60,7 +60,7 @@ def test_keras_mnist_convnet_preset_matches_the_keras_example():
 def test_search_is_seeded_tpe_with_log_learning_rate():
     sweeper = compose().hydra.sweeper
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 0
-    assert sweeper.direction == "maximize"
+    assert sweeper.direction is None  # follows from the objectives (tests/test_study_identity.py)
     assert sweeper.params["training.learning_rate"].startswith("tag(log")
     assert sweeper.storage.startswith("sqlite:///")
     assert sweeper.max_failure_rate == 1.0
@@ -139,7 +139,7 @@ def test_cli_search_space_reaching_bad_values_fails_before_the_sweep(tmp_path):
 
 
 def test_cli_direction_must_match_objective(tmp_path):
-    proc = run_cli("-m", "objective=val_loss", f"output_root={tmp_path}")
+    proc = run_cli("-m", "objective=val_loss", "hydra.sweeper.direction=maximize", f"output_root={tmp_path}")
     assert proc.returncode == 2
     assert "the objectives (val_loss) are to minimize; set hydra.sweeper.direction=minimize" in proc.stderr
 

@@ -10,12 +10,14 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 
 from conftest import TINY_OVERRIDES, run_cli
 
 DATA = "__data__"  # replaced by the folder of corrupt dataset files
 ROOT = "__root__"  # replaced by the output folder holding the earlier sweep
+STUDY = "__study__"  # replaced by the earlier sweep's study name
 
 CLI_INPUTS = [
     # (id, arguments, what the message must say)
@@ -46,7 +48,14 @@ CLI_INPUTS = [
     ("storage-not-a-url", ["hydra.sweeper.storage=not a url"], "hydra.sweeper.storage=not a url: not a database URL"),
     ("storage-unknown-driver", ["hydra.sweeper.storage=nosuchdb://x/y"], "hydra.sweeper.storage=nosuchdb://x/y"),
     ("storage-unopenable-file", ["hydra.sweeper.storage=sqlite:////proc/x.db"], "cannot open it"),
-    ("direction-against-objective", ["objective=val_loss"], "hydra.sweeper.direction=maximize"),
+    ("direction-against-objective", ["objective=val_loss", "hydra.sweeper.direction=maximize"],
+     "hydra.sweeper.direction=maximize: the objectives (val_loss) are to minimize"),
+    ("study-of-another-experiment", [f"hydra.sweeper.study_name={STUDY}", "training.epochs=3"],
+     "that study is another experiment; what differs (stored -> now):\n    training.epochs: 1 -> 3"),
+    ("study-of-another-objective", [f"hydra.sweeper.study_name={STUDY}", "training.epochs=1", "objective=params"],
+     "direction: maximize -> minimize"),
+    ("consecutive-failures-zero", ["hydra.sweeper.max_consecutive_failures=0"],
+     "hydra.sweeper.max_consecutive_failures=0: allowed is a whole number >= 1"),
     ("runpod-without-endpoint", ["executor=runpod"], "executor.endpoint_id"),
 ]
 
@@ -94,7 +103,8 @@ def test_hostile_command_lines_fail_fast_and_damage_nothing(earlier_sweep, case,
     if case == "output-root-unwritable" and os.geteuid() == 0:
         args = ["output_root=/proc/cvsweep-out"]  # root may write anywhere but /proc
     monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
-    args = [a.replace(DATA, str(data)) for a in args]
+    study = optuna.get_all_study_names(storage=f"sqlite:///{root}/optuna.db")[0]
+    args = [a.replace(DATA, str(data)).replace(STUDY, study) for a in args]
     if not any(a.startswith("output_root=") for a in args):
         args.append(f"output_root={root}")
     proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=1", *args, timeout=120)

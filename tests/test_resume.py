@@ -17,12 +17,13 @@ from optuna.trial import TrialState
 
 from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
 from cvsweep.study import RESULT_ATTR, claim, n_counted, open_storage, recover_interrupted
-
-STUDY = "digits-cnn-cnn"
-
+from cvsweep.study_identity import IDENTITY_ATTR
 
 def load(root: Path) -> optuna.Study:
-    return optuna.load_study(study_name=STUDY, storage=f"sqlite:///{root}/optuna.db")
+    """The one study of the storage (named digits-cnn-cnn-<hash of the experiment>)."""
+    names = optuna.get_all_study_names(storage=f"sqlite:///{root}/optuna.db")
+    assert len(names) == 1 and names[0].startswith("digits-cnn-cnn-"), names
+    return optuna.load_study(study_name=names[0], storage=f"sqlite:///{root}/optuna.db")
 
 
 def sweep_args(root: Path, n_trials: int, *extra: str) -> list[str]:
@@ -69,14 +70,19 @@ def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
     sweep.wait()
     first_dir = next(tmp_path.glob("sweeps/*"))
     first_result = (first_dir / "0" / "result.json").read_bytes()
-    before = load(tmp_path).trials
+    killed_study = load(tmp_path)
+    before = killed_study.trials
     assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING]
+    identity = killed_study.user_attrs[IDENTITY_ATTR]
+    assert identity["training.epochs"] == 30 and identity["objective"] == "val_accuracy"
     assert every_output_is_whole(tmp_path) >= 1
 
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "trial 1 was interrupted" in proc.stdout + proc.stderr
-    trials = load(tmp_path).trials
+    resumed = load(tmp_path)  # the same study (load() finds exactly one), its identity kept
+    assert (resumed.study_name, resumed.user_attrs[IDENTITY_ATTR]) == (killed_study.study_name, identity)
+    trials = resumed.trials
     states = [t.state for t in trials]
     # 0 kept, 1 interrupted (failed, with its reason), 2 = 1's parameters again, 3 new.
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
