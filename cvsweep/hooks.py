@@ -29,10 +29,16 @@ class CvsweepHooks(Callback):
         _or_exit(check_sweep, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from cvsweep import early_end
         from cvsweep.summary import summarize_sweep
 
         summary = summarize_sweep(config)
+        ended = early_end.take()  # interrupted, or too many failures in a row
+        if ended is not None:
+            print(f"cvsweep: {ended.message}", file=sys.stderr)
+            raise SystemExit(ended.exit_code)
         if summary["n_trials"] and not summary["n_completed"]:  # a run with nothing to do is fine
+            print("cvsweep: no trial of this run completed", file=sys.stderr)
             raise SystemExit(EXIT_NO_TRIAL_COMPLETED)
 
 

@@ -35,7 +35,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
             f'<a href="{escape(job)}/{name}">{name.split(".")[0][:4]}</a>'
             for name in TRIAL_PLOTS if (sweep_dir / job / name).exists()
         )
-        status = trial["status"] if trial["status"] == "completed" else f"failed: {trial['reason']}"
+        status = trial["status"] if trial["status"] == "completed" else f"{trial['status']}: {trial['reason']}"
         cells = [job, status, *map(fmt, values), fmt(trial.get("test_accuracy")), fmt(trial.get("overall_health")),
                  fmt(trial.get("epochs_run")), trial.get("where") or "-", *(fmt(trial["params"].get(p)) for p in params)]
         css = "best" if best and job == best["job"] else ("failed" if trial["status"] != "completed" else "")

@@ -2,13 +2,16 @@
 between several sweep processes.
 
 Semantics (the README's "Crash, resume, several processes" section says the same):
-- A sweep stops when the study holds ``n_trials`` trials that ran to an end (completed or
-  failed on their own), counting earlier runs of the same command and every other process
-  on the same study. Re-running a finished sweep runs nothing.
-- A trial whose sweep process died is *interrupted*: it is marked FAIL and its parameters are
-  asked again as a new trial (Optuna's RetryHeartbeatStaleTrialCallback, at most MAX_RETRIES times).
-  An interrupted trial does not count towards ``n_trials``. It is found at once when its
-  process ran on this host and is gone, or by its stale heartbeat (any host).
+- A sweep stops when the study holds ``n_trials`` *finished* trials (completed, pruned, or
+  infeasible: a configuration that cannot train is an answer too), counting earlier runs of
+  the same command and every other process on the same study. Failed trials (remote errors,
+  lost workers, data that could not be loaded) are recorded but use up nothing: a corrected
+  re-run after a broken first attempt still runs ``n_trials``. Re-running a finished sweep
+  runs nothing.
+- A trial whose sweep process died, or that a Ctrl-C or SIGTERM stopped, is *interrupted*:
+  it is marked FAIL and its parameters are asked again as a new trial (Optuna's
+  RetryHeartbeatStaleTrialCallback, at most MAX_RETRIES times). A dead process's trial is
+  found at once when it ran on this host, or by its stale heartbeat (any host).
 - A seeded sampler is re-seeded for every trial from (seed, trial number), so a re-run or a
   second process never asks the parameters an earlier one asked, and the same study history
   still gives the same suggestions.
@@ -57,19 +60,11 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if _owner_is_dead(t.user_attrs.get(OWNER_ATTR) or {})
     ]
-    interrupted = []
-    for number, trial_id, owner in dead:
-        try:  # the reason first: a finished trial takes no more attributes
-            optuna.Trial(study, trial_id).set_user_attr(
-                RESULT_ATTR, {"reason": f"interrupted: sweep process {owner['pid']} on {owner['host']} is gone"})
-            study.tell(number, state=TrialState.FAIL)
-            interrupted.append(number)
-        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):  # another process was first
-            pass
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
-    for trial in study.get_trials(states=(TrialState.FAIL,)):  # copies: the callback edits them
-        if trial.number in interrupted:
-            retry(study, trial)
+    interrupted = [
+        number for number, trial_id, owner in dead
+        if fail_interrupted(study, optuna.Trial(study, trial_id),
+                            {"reason": f"interrupted: sweep process {owner['pid']} on {owner['host']} is gone"})
+    ]
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     optuna.storages.fail_stale_trials(study)  # any host: a heartbeat older than the grace period
     after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
@@ -78,6 +73,19 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
         log.warning("trial %d was interrupted (its sweep process died): marked failed, its parameters are asked again",
                     number)
     return interrupted
+
+
+def fail_interrupted(study: optuna.Study, trial: optuna.Trial, record: dict) -> bool:
+    """Mark a trial that was stopped from outside FAIL with ``record`` (its reason and where
+    its result lies), and ask its parameters again; False if another process was first."""
+    try:  # the record first: a finished trial takes no more attributes
+        trial.set_user_attr(RESULT_ATTR, record)
+        study.tell(trial, state=TrialState.FAIL)
+    except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+        return False
+    frozen = next(t for t in study.get_trials(deepcopy=True) if t.number == trial.number)  # the callback edits it
+    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, frozen)
+    return True
 
 
 def _owner_is_dead(owner: dict) -> bool:
@@ -102,10 +110,23 @@ def interrupted_numbers(trials: list[FrozenTrial]) -> set[int]:
     return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 
+# A configuration that cannot train (it diverged, overran its time budget, or cannot be
+# built) is an answer about that configuration. Optuna has no state for it, and its samplers
+# never see FAIL trials: TPE keeps proposing such a region (measured: 100 failures in a row in
+# tests/test_faults_end_to_end.py). PRUNED is the state TPE ranks below every completed trial,
+# so such a trial is told as PRUNED; its record says "infeasible" and why.
+INFEASIBLE = TrialState.PRUNED
+# What n_trials counts: trials that taught the sampler something about their configuration.
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def n_counted(trials: list[FrozenTrial]) -> int:
-    """Trials that ran to an end: finished, and not interrupted-then-retried."""
-    interrupted = interrupted_numbers(trials)
-    return sum(1 for t in trials if t.state.is_finished() and t.number not in interrupted)
+    """Finished trials (completed, pruned, infeasible); failed ones use up nothing of n_trials."""
+    return sum(1 for t in trials if t.state in FINISHED_STATES)
+
+
+def is_infeasible(trial: FrozenTrial) -> bool:
+    return trial.state == INFEASIBLE and bool((trial.user_attrs.get(RESULT_ATTR) or {}).get("infeasible"))
 
 
 def n_to_ask(study: optuna.Study, n_trials: int) -> int:

@@ -38,6 +38,7 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None) -> dict:
         "n_trials": len(trials),
         "n_completed": len(completed),
         "n_failed": len(trials) - len(completed),
+        "n_infeasible": sum(1 for t in trials if t["status"] == "infeasible"),
         "best": best and {**best, "config": read_json(sweep_dir / best["job"] / "result.json")["config"]},
         "pareto_front": front if len(names) > 1 else None,
         "importances": _importances(study, len(names)),
@@ -85,7 +86,8 @@ def _trial_folders(sweep_dir: Path) -> list[Path]:
 def _trial_row(folder: Path, params: list[str]) -> dict:
     path = folder / "result.json"
     if not path.exists():
-        return {"job": folder.name, "status": "failed", "reason": "no result.json: the trial ended before writing it",
+        return {"job": folder.name, "status": "failed",
+                "reason": "no result.json: the trial was stopped (interrupted or killed) before it wrote one",
                 "objective": None, "objective_values": None, "fingerprint": None, "params": {}}
     result = read_json(path)
     metrics = result.get("metrics", {})
@@ -94,7 +96,8 @@ def _trial_row(folder: Path, params: list[str]) -> dict:
     where = result.get("executed_on", {})
     return {
         "job": folder.name,
-        "status": result["status"],
+        # infeasible: failed because of its configuration (an answer the sampler learns from)
+        "status": "infeasible" if result.get("infeasible") else result["status"],
         "reason": result.get("reason"),
         "objective": values[0] if values else None,
         "objective_values": values,
@@ -129,7 +132,7 @@ def _study_info(cfg: DictConfig, study) -> dict:
     result.json lies. Every process reading the same study reports the same best trial."""
     from sqlalchemy.engine import make_url
 
-    from cvsweep.study import RESULT_ATTR, interrupted_numbers, n_counted
+    from cvsweep.study import RESULT_ATTR, interrupted_numbers, is_infeasible, n_counted
 
     storage = cfg.hydra.sweeper.storage
     info = {
@@ -143,7 +146,7 @@ def _study_info(cfg: DictConfig, study) -> dict:
     interrupted = interrupted_numbers(trials)
     states = {}
     for t in trials:
-        state = "interrupted" if t.number in interrupted else t.state.name.lower()
+        state = "interrupted" if t.number in interrupted else "infeasible" if is_infeasible(t) else t.state.name.lower()
         states[state] = states.get(state, 0) + 1
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     best = []
@@ -206,7 +209,7 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
         values = trial["objective_values"] or [None] * len(names)
         shown = [fmt(v) for v in values]
         if trial["status"] != "completed":
-            shown = [f"failed: {trial['reason']}"] + ["-"] * (len(names) - 1)
+            shown = [f"{trial['status']}: {trial['reason']}"] + ["-"] * (len(names) - 1)
         table.add_row(
             trial["job"] + (" *" if trial["job"] == best_job else ""),
             trial["status"],
@@ -228,7 +231,8 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
         console.print("This run started no trial: the study already holds hydra.sweeper.n_trials finished trials. "
                       "Raise hydra.sweeper.n_trials to run more.")
     else:
-        console.print(f"This run: {summary['n_completed']} completed, {summary['n_failed']} failed.")
+        console.print(f"This run: {summary['n_completed']} completed, {summary['n_failed']} failed"
+                      + (f" ({summary['n_infeasible']} of them infeasible)." if summary["n_infeasible"] else "."))
     if summary["pareto_front"]:
         console.print("Pareto front: jobs " + ", ".join(t["job"] for t in summary["pareto_front"]))
     console.print(f"Report: {Path(summary['sweep_dir']) / 'report.html'}")

@@ -46,8 +46,10 @@ def train(
         tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
         result["executed_on"]["device"] = provenance.device()
         model = _build(cfg, splits)
-    except (DataError, ModelError) as err:
-        return _failed(result, str(err))
+    except DataError as err:  # the data, not the configuration: nothing learned about it
+        return _failed(result, str(err), infeasible=False)
+    except ModelError as err:
+        return _failed(result, str(err), infeasible=True)
     _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
     return result
 
@@ -81,7 +83,7 @@ def new_result(run_config: dict) -> dict:
 def failed_result(run_config: dict, reason: str) -> dict:
     """A result for a run that never trained (refused config, remote job lost)."""
     result = new_result(run_config)
-    result.update(status=FAILED, reason=reason)
+    result.update(status=FAILED, reason=reason, infeasible=False)
     return result
 
 
@@ -176,13 +178,14 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
     )
     if any(value is None for value in history.get("loss", [])):
         epoch = history["loss"].index(None) + 1
-        _failed(result, f"diverged: training loss became NaN or infinite in epoch {epoch}")
+        _failed(result, f"diverged: training loss became NaN or infinite in epoch {epoch}", infeasible=True)
         return
     if budget is not None and budget.exceeded:
         _failed(
             result,
             f"time budget exceeded: training.time_budget_s={training.time_budget_s} reached after "
             f"{train_seconds:.1f}s in epoch {metrics['epochs_run']} of {training.epochs}",
+            infeasible=True,
         )
         return
     started = time.perf_counter()
@@ -192,7 +195,7 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
         metrics[f"{part}_accuracy"] = finite_or_none(scores["accuracy"])
     metrics["evaluate_seconds"] = round(time.perf_counter() - started, 3)
     if metrics["val_loss"] is None:
-        _failed(result, "diverged: validation loss is NaN or infinite")
+        _failed(result, "diverged: validation loss is NaN or infinite", infeasible=True)
         return
     metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)
     result["diagnostics"] = diagnostics.collect(
@@ -222,8 +225,10 @@ def _batched(tf, x, y, batch_size: int, shuffle_seed: Optional[int] = None):
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _failed(result: dict, reason: str) -> dict:
+def _failed(result: dict, reason: str, infeasible: bool) -> dict:
+    """``infeasible``: the configuration itself cannot train (it diverges, overruns its time
+    budget, or cannot be built), an answer a sweep counts and its sampler learns to avoid; not
+    so for data that could not be loaded or a run that was lost (see cvsweep/trial.py)."""
     log.warning("run failed: %s", reason)
-    result["status"] = FAILED
-    result["reason"] = reason
+    result.update(status=FAILED, reason=reason, infeasible=infeasible)
     return result

@@ -20,7 +20,16 @@ log = logging.getLogger("cvsweep.trial")
 
 
 class TrialFailed(RuntimeError):
-    """The trial ran but produced no objective; its result.json says why."""
+    """The trial produced no objective; its result.json says why. ``infeasible``: its
+    configuration cannot train (diverged, over its time budget, impossible model), which the
+    sweeper records so that the sampler avoids it (cvsweep/study.py)."""
+
+    def __init__(self, message: str, infeasible: bool = False):
+        super().__init__(message)
+        self.infeasible = infeasible
+
+    def __reduce__(self):  # travels from a forked worker process with its flag
+        return TrialFailed, (str(self), self.infeasible)
 
 
 def run_trial(cfg: DictConfig) -> float | list[float]:
@@ -31,7 +40,9 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     try:
         run_config = pin_dataset(run_config)  # the fingerprint covers the data's content
         result = create_executor(cfg.executor).run(run_config, **options)
-    except (ConfigError, DataError) as err:  # swept values preflight cannot see; data changed
+    except ConfigError as err:  # a rule between swept values that preflight cannot see
+        result = {**failed_result(run_config, str(err)), "infeasible": True}
+    except DataError as err:  # the data changed since the checks
         result = failed_result(run_config, str(err))
     result["trial"] = {
         "job": hydra.job.get("num"),
@@ -50,6 +61,6 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
         except Exception as err:  # a plot never costs a trial its result
             log.warning("could not draw this trial's plots: %s", err)
     if result["status"] != "completed":
-        raise TrialFailed(f"{result['reason']} (see {path})")
+        raise TrialFailed(f"{result['reason']} (see {path})", infeasible=bool(result.get("infeasible")))
     values = result["trial"]["objective_values"]
     return values[0] if len(values) == 1 else values

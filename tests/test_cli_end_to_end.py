@@ -4,6 +4,7 @@ on digits and leave complete snapshots."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -83,11 +84,13 @@ def test_sweep_summary_table_and_study(sweep):
     # The Optuna study lives on in SQLite, with the same objective values.
     study = optuna.load_study(study_name=summary["study"]["name"], storage=f"sqlite:///{root}/optuna.db")
     assert sorted(t.value for t in study.trials) == sorted(objectives.values())
-    assert summary["study"]["name"] == "digits-cnn-cnn"
+    # Named after dataset, model and search, plus the hash of the experiment (study identity).
+    assert re.fullmatch(r"digits-cnn-cnn-[0-9a-f]{8}", summary["study"]["name"])
 
 
-def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
-    # Seeded sampler: of these four trials, the second draws the 1 ms budget and fails.
+def test_infeasible_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    # Seeded sampler: some trials draw the 1 ms budget. That configuration cannot train: an
+    # answer, counted towards n_trials and told to Optuna so that its sampler avoids it.
     proc = run_cli(
         "-m", "search=base", "training.time_budget_s=choice(0.001, 600)", "hydra.sweeper.n_trials=4",
         *TINY_OVERRIDES, f"output_root={tmp_path}",
@@ -95,25 +98,35 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert proc.returncode == 0, proc.stderr
     sweep_dir = _only((tmp_path / "sweeps").iterdir())
     summary = read_json(sweep_dir / "summary.json")
-    assert summary["n_trials"] == 4 and summary["n_failed"] >= 1 and summary["n_completed"] >= 1
+    assert summary["n_trials"] == 4 and summary["n_completed"] >= 1
+    assert summary["n_failed"] == summary["n_infeasible"] >= 1
+    assert summary["study"]["states"] == {"complete": summary["n_completed"], "infeasible": summary["n_infeasible"]}
     for trial in summary["trials"]:
         result = read_json(sweep_dir / trial["job"] / "result.json")
         _check_result(result)
         if result["status"] == "failed":
-            assert result["config"]["training"]["time_budget_s"] == 0.001
-            assert result["reason"].startswith("time budget exceeded")
-    study = optuna.load_study(study_name="digits-cnn-base", storage=f"sqlite:///{tmp_path}/optuna.db")
-    states = [t.state for t in study.trials]
-    assert states.count(optuna.trial.TrialState.FAIL) == summary["n_failed"]
+            assert result["config"]["training"]["time_budget_s"] == 0.001 and result["infeasible"] is True
+            assert result["reason"].startswith("time budget exceeded") and trial["status"] == "infeasible"
+    study = optuna.load_study(study_name=summary["study"]["name"], storage=f"sqlite:///{tmp_path}/optuna.db")
+    # Told as PRUNED (the state Optuna's samplers rank below every completed trial; FAIL they
+    # never see), with why, from its result.json.
+    infeasible = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(infeasible) == summary["n_infeasible"]
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    for trial in infeasible:
+        record = trial.user_attrs["cvsweep.result"]
+        assert record["infeasible"] is True and record["reason"].startswith("time budget exceeded")
+        assert read_json(record["path"])["reason"] in record["reason"]
+    assert "Infeasible configuration: time budget exceeded" in proc.stderr + proc.stdout
 
 
-def test_a_sweep_where_every_trial_fails_still_ends_with_its_summary(tmp_path):
+def test_a_sweep_where_every_trial_is_infeasible_ends_with_its_summary(tmp_path):
     proc = run_cli("-m", "search=base", "training.time_budget_s=0.001", "hydra.sweeper.n_trials=2",
                    *TINY_OVERRIDES, f"output_root={tmp_path}")
     assert proc.returncode == 1  # nothing completed: a script must be able to tell
     summary = read_json(_only((tmp_path / "sweeps").iterdir()) / "summary.json")
     assert (summary["n_completed"], summary["n_failed"], summary["best"]) == (0, 2, None)
-    assert "No trial completed." in proc.stdout
+    assert "No trial completed." in proc.stdout and "cvsweep: no trial of this run completed" in proc.stderr
 
 
 def test_a_failed_download_is_a_reason_with_the_way_out_not_a_traceback(tmp_path):
@@ -127,4 +140,4 @@ def test_a_failed_download_is_a_reason_with_the_way_out_not_a_traceback(tmp_path
     assert "cvsweep: the run failed: dataset=fashion_mnist: the download failed" in proc.stderr
     assert "set dataset.path to a local copy" in proc.stderr and "Traceback" not in proc.stderr
     result = read_json(next(tmp_path.glob("runs/*/result.json")))
-    assert result["status"] == "failed" and "download failed" in result["reason"]
+    assert result["status"] == "failed" and result["infeasible"] is False and "download failed" in result["reason"]

@@ -34,6 +34,8 @@ def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
         "-m", "executor=runpod", "executor.max_in_flight=1", "executor.poll_interval_s=0.1",
         "executor.retries=5", "executor.backoff_s=0.1", "executor.backoff_max_s=0.5",
         *TINY_OVERRIDES, f"hydra.sweeper.n_trials={N_TRIALS}", f"output_root={tmp_path}", "plots=summary",
+        # The injected faults hit successive jobs: here a run of failures is the point.
+        "hydra.sweeper.max_consecutive_failures=10",
         # Seeded, so the same trials always get these: some diverge to NaN, some overrun.
         "dataset.pixel_scale=choice(16.0, 1e-30)", "training.time_budget_s=choice(600, 0.001)",
     )
@@ -41,9 +43,13 @@ def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
     shown = proc.stdout + proc.stderr
     sweep_dir = next((tmp_path / "sweeps").iterdir())
     summary = read_json(sweep_dir / "summary.json")
-    assert summary["n_trials"] == N_TRIALS
+    # Failed trials use up nothing of n_trials; completed and infeasible ones do.
+    assert summary["n_completed"] + summary["n_infeasible"] == N_TRIALS == summary["study"]["n_finished"]
 
-    reasons = [t["reason"] or "" for t in summary["trials"] if t["status"] == "failed"]
+    reasons = [t["reason"] or "" for t in summary["trials"] if t["status"] != "completed"]
+    # Faults of the run fail their trials; a configuration that cannot train is infeasible.
+    infeasible = [t["reason"] for t in summary["trials"] if t["status"] == "infeasible"]
+    assert infeasible and all(r.startswith(("diverged", "time budget")) for r in infeasible)
     for fault, fragment in REASONS.items():
         assert any(fragment in r for r in reasons), (fault, reasons)
         assert fragment.split(":")[0] in shown  # the user sees it in the table / log
@@ -54,7 +60,7 @@ def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
 
     # No completed result lost: the study's completed trials are exactly the completed
     # result.json files, with the same values.
-    study = optuna.load_study(study_name="digits-cnn-cnn", storage=f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.load_study(study_name=summary["study"]["name"], storage=f"sqlite:///{tmp_path}/optuna.db")
     complete = {t.number: t for t in study.trials if t.state == TrialState.COMPLETE}
     done = [t for t in summary["trials"] if t["status"] == "completed"]
     assert len(done) == len(complete) >= 2
@@ -62,8 +68,9 @@ def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
         result = read_json(trial.user_attrs["cvsweep.result"]["path"])
         assert result["status"] == "completed" and result["trial"]["objective_values"] == trial.values
     # Failures are recorded as FAIL with the same reason, for the dashboard and other processes.
-    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    failed = [t for t in study.trials if t.state in (TrialState.FAIL, TrialState.PRUNED)]
     assert len(failed) == len(reasons) and all(t.user_attrs["cvsweep.result"]["reason"] for t in failed)
+    assert len([t for t in failed if t.state == TrialState.PRUNED]) == len(infeasible)
 
     # The API key: in no file, nothing printed.
     for path in tmp_path.rglob("*"):

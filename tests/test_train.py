@@ -64,7 +64,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero(first_run, tiny_run):
 def test_divergence_is_a_failed_result_not_an_exception(tiny_run):
     tiny_run["dataset"]["pixel_scale"] = 1e-30  # inputs near 1e31: activations overflow
     result = train(tiny_run)
-    assert result["status"] == "failed"
+    assert result["status"] == "failed" and result["infeasible"] is True
     assert result["reason"].startswith("diverged: training loss became NaN or infinite")
     json.dumps(result, allow_nan=False)
 
@@ -72,7 +72,7 @@ def test_divergence_is_a_failed_result_not_an_exception(tiny_run):
 def test_time_budget_overrun_is_a_failed_result(tiny_run):
     tiny_run["training"].update(time_budget_s=0.05, epochs=500)
     result = train(tiny_run)
-    assert result["status"] == "failed"
+    assert result["status"] == "failed" and result["infeasible"] is True
     assert result["reason"].startswith("time budget exceeded: training.time_budget_s=0.05")
     assert result["metrics"]["epochs_run"] < 500
 
@@ -80,7 +80,7 @@ def test_time_budget_overrun_is_a_failed_result(tiny_run):
 def test_impossible_model_is_a_failed_result(tiny_run):
     tiny_run["model"].update(conv_layers=4, padding="valid")
     result = train(tiny_run)
-    assert result["status"] == "failed" and "a 8x8 image is used up" in result["reason"]
+    assert result["status"] == "failed" and result["infeasible"] is True and "a 8x8 image is used up" in result["reason"]
 
 
 def test_invalid_config_is_refused_before_any_work(tiny_run):
