@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable
 
 from cvsweep.fingerprint import fingerprint
+from cvsweep.interrupts import STOP
 from cvsweep.payload import make_input
 from cvsweep.schema import Fallback
 
@@ -61,6 +62,8 @@ class RunpodExecutor:
         except FingerprintMismatch as err:
             log.error("%s", err)
             return _failed_result(run_config, f"remote: {_scrub(str(err))}")
+        except JobInterrupted as err:  # the sweep is stopping: never a fallback
+            return _failed_result(run_config, f"interrupted: {_scrub(str(err))}")
         except RemoteError as err:
             reason = _scrub(str(err))
             log.error("remote trial failed: %s", reason)
@@ -76,6 +79,8 @@ class RunpodExecutor:
             "policy": {"executionTimeout": int(self.cfg.execution_timeout_s * 1000), "ttl": int(self.cfg.ttl_s * 1000)},
         }
         timeout = self.cfg.request_timeout_s
+        if STOP.is_set():
+            raise JobInterrupted("the sweep was stopped before the job was sent")
         job_id = self._call("submit", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/run", body, timeout))["id"]
         log.info("remote job %s submitted (%d bytes)", job_id, len(json.dumps(body)))
         status = self._wait(endpoint, job_id)
@@ -123,7 +128,8 @@ class RunpodExecutor:
         return endpoint
 
     def _wait(self, endpoint, job_id: str) -> dict:
-        """Poll until the job reaches a final state; cancel it if it outlives its policy."""
+        """Poll until the job reaches a final state; cancel it if it outlives its policy, or
+        when the sweep is interrupted (the GPU stops billing)."""
         give_up = time.monotonic() + self.cfg.ttl_s + self.cfg.execution_timeout_s + 60
         path = f"{self.cfg.endpoint_id}/status/{job_id}"
         while True:
@@ -131,9 +137,15 @@ class RunpodExecutor:
             if status.get("status") in FINAL_STATES:
                 return status
             if time.monotonic() > give_up:
-                self._call("cancel", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/cancel/{job_id}", None))
+                self._cancel(endpoint, job_id)
                 raise RemoteError(f"job {job_id} reached no final state in time; cancelled")
-            time.sleep(self.cfg.poll_interval_s)
+            if STOP.wait(self.cfg.poll_interval_s):
+                self._cancel(endpoint, job_id)
+                raise JobInterrupted(f"the sweep was stopped; job {job_id} cancelled")
+
+    def _cancel(self, endpoint, job_id: str) -> None:
+        self._call("cancel", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/cancel/{job_id}", None,
+                                                             timeout=self.cfg.request_timeout_s))
 
     def _call(self, what: str, request: Callable[[], Any]) -> Any:
         """One SDK request, retried with exponential backoff on transient faults."""
@@ -169,6 +181,10 @@ class RunpodExecutor:
 
 class FingerprintMismatch(RemoteError):
     pass
+
+
+class JobInterrupted(RemoteError):
+    """The sweep was interrupted (SIGINT / SIGTERM): the job was cancelled or never sent."""
 
 
 def _failed_result(run_config: dict, reason: str) -> dict:

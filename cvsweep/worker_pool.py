@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -55,9 +56,20 @@ class WorkerPool:
             self.pool = self._fork()
             return self.pool.submit(_run_job, list(overrides), job_idx)
 
+    def interrupt(self) -> None:
+        """The sweep was interrupted: each worker's running trial cancels its remote job and
+        returns (cvsweep/interrupts.py)."""
+        # With the fork start method the pool starts every worker up front, so this map of
+        # the pool's processes (private, stable since Python 3.2) holds them all.
+        for process in list(self.pool._processes.values()):
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
     def _fork(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+                                   initializer=_start_worker, initargs=(os.getpid(),))
         for future in [pool.submit(os.getpid) for _ in range(self.n_workers)]:
             future.result()  # every worker is up before the first job
         return pool
@@ -75,6 +87,14 @@ def _run_job(overrides: List[str], job_idx: int) -> JobReturn:
         value = RuntimeError(f"{type(value).__name__}: {value}")
     return JobReturn(overrides=ret.overrides, working_dir=ret.working_dir, task_name=ret.task_name,
                      status=ret.status, _return_value=value)
+
+
+def _start_worker(parent_pid: int) -> None:
+    """A worker takes Ctrl-C and SIGTERM from the sweep process only, and exits with it."""
+    from cvsweep.interrupts import install_in_worker
+
+    install_in_worker()
+    _exit_with_parent(parent_pid)
 
 
 def _exit_with_parent(parent_pid: int) -> None:

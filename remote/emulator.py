@@ -113,6 +113,7 @@ class Emulator:
         self.stop_signals: dict[str, list[str]] = {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.polled: set[str] = set()  # workers that have asked for a job: they are up
+        self.cancelled: list[str] = []  # jobs a client cancelled while they were queued or running
         self.port = 0
         self.closing = False
 
@@ -140,6 +141,7 @@ class Emulator:
             job = self.jobs.get(job_id)
             if job is not None and job.status not in FINAL_STATES:
                 self._end(job, "CANCELLED")
+                self.cancelled.append(job_id)
             return job
 
     def purge(self) -> int:
@@ -313,6 +315,7 @@ class Emulator:
             return {
                 "faults": asdict(self.faults),
                 "jobs": {job_id: job.to_status() for job_id, job in self.jobs.items()},
+                "cancelled": list(self.cancelled),
                 "workers": {w: {"pid": p.pid, "alive": p.poll() is None, "ready": w in self.polled}
                             for w, p in self.processes.items()},
             }

@@ -157,14 +157,15 @@ def test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key(runpod_env, 
     assert proc.returncode == 0, proc.stderr
     sweep_dir = next((tmp_path / "sweeps").iterdir())
     summary = read_json(sweep_dir / "summary.json")
-    assert (summary["n_trials"], summary["n_failed"]) == (4, 1)
+    # The failed trial used up nothing of n_trials: four completed, one failed.
+    assert (summary["n_trials"], summary["n_completed"], summary["n_failed"]) == (5, 4, 1)
     results = [read_json(sweep_dir / t["job"] / "result.json") for t in summary["trials"]]
-    done = [r for r in results if r["status"] == "completed"]
-    assert all(r["executed_on"]["executor"] == "runpod" and r["remote"]["job_id"] for r in done)
-    # Jobs of one batch overlapped in time: the launcher really kept two in flight.
-    first, second = results[0].get("remote"), results[1].get("remote")
-    if first and second:
-        assert first["submitted_at"] < second["finished_at"] and second["submitted_at"] < first["finished_at"]
+    done = [r["remote"] for r in results if r["status"] == "completed"]
+    assert len(done) == 4 and all(r["job_id"] for r in done)
+    # Completed jobs overlapped in time: the launcher really kept two in flight.
+    overlapping = [(a, b) for i, a in enumerate(done) for b in done[i + 1:]
+                   if a["submitted_at"] < b["finished_at"] and b["submitted_at"] < a["finished_at"]]
+    assert overlapping, done
     # The API key is in no file the sweep wrote, nor in anything it printed.
     for path in _files_under(tmp_path):
         assert SENTINEL_API_KEY.encode() not in path.read_bytes(), path
@@ -254,7 +255,7 @@ def test_a_killed_worker_process_fails_its_trials_and_the_sweep_goes_on(runpod_e
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/optuna.db")
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert failed and complete and len(failed) + len(complete) == 4
+    assert failed and len(complete) == 4  # failed trials use up nothing of n_trials
     assert all("worker process failed" in t.user_attrs["cvsweep.result"]["reason"] for t in failed)
     assert "starting 2 new ones" in out
 
@@ -283,3 +284,24 @@ def test_the_sdk_endpoint_api_works_against_the_emulator(runpod_env):
     assert job.cancel()["status"] == "CANCELLED" and job.status() == "CANCELLED"
     refused = endpoint.run_sync({"input": {"config": {"_target_": "os.system"}}}, timeout=60)
     assert refused is None  # the SDK's run_sync hides a FAILED job: cvsweep checks the status instead
+
+
+def test_a_broken_first_attempt_uses_up_nothing_of_the_budget(runpod_env, tmp_path):
+    """Reproduction: every trial of a first attempt fails (here the endpoint fails its jobs);
+    it stops after max_consecutive_failures with the reason, and the same command, once the
+    endpoint works, still runs n_trials trials instead of saying "This run started no trial"."""
+    runpod_env.admin("faults", {"fail_jobs": 3})
+    args = ["-m", "executor=runpod", "executor.max_in_flight=1", "executor.poll_interval_s=0.2",
+            "hydra.sweeper.n_trials=2", *TINY_OVERRIDES, f"output_root={tmp_path}", "plots=none"]
+    broken = run_cli(*args)
+    assert broken.returncode == 1, broken.stderr[-3000:]
+    assert "3 trials failed in a row (hydra.sweeper.max_consecutive_failures=3)" in broken.stderr
+    assert "the first of them: remote: job " in broken.stderr and "injected failure" in broken.stderr
+    fixed = run_cli(*args)
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert "This run started no trial" not in fixed.stdout and "2 completed, 0 failed" in fixed.stdout
+    import optuna
+
+    (name,) = optuna.get_all_study_names(f"sqlite:///{tmp_path}/optuna.db")
+    states = [t.state.name for t in optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna.db").trials]
+    assert states == ["FAIL", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]

@@ -51,6 +51,10 @@ class CvsweepLauncher(Launcher):
         futures = [self.submit(overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
         return [future.result() for future in futures]
 
+    def interrupt(self) -> None:
+        """Stop every running trial: remote jobs are cancelled, their trials return failed."""
+        self.pool.interrupt()
+
     def submit(self, overrides: Sequence[str], job_idx: int) -> Future:
         """Start one job in a free worker (or queue it for the next free one); the future holds
         its JobReturn, whose return_value re-raises what the task raised."""

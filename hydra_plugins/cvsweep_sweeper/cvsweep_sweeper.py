@@ -1,12 +1,17 @@
 """The Optuna sweeper of hydra-optuna-sweeper, with a sweep loop that survives crashes and
 shares its study with other sweep processes.
 
-Registered as ``hydra/sweeper: cvsweep``; it takes exactly the Optuna sweeper's settings and
-reuses its parsing of the search space and its configuring of trials. What differs from
-upstream's loop (cvsweep/study.py has the semantics):
-- ``n_trials`` is the number of trials the *study* should hold, not how many to add: a re-run
-  after a crash finishes the sweep, a re-run of a finished sweep runs nothing.
+Registered as ``hydra/sweeper: cvsweep``; it takes the Optuna sweeper's settings (plus
+heartbeats and ``max_consecutive_failures``) and reuses its parsing of the search space and
+its configuring of trials. The study's name and direction arrive settled by the checks before
+the sweep (cvsweep/study_identity.py: one study per experiment). What differs from upstream's
+loop (cvsweep/study.py has the semantics):
+- ``n_trials`` is the number of *finished* trials the study should hold, not how many to add:
+  a re-run after a crash finishes the sweep, a re-run of a finished sweep runs nothing, and
+  failed trials use up nothing; ``max_consecutive_failures`` failures in a row stop the run.
 - Trials whose process died are marked failed and their parameters asked again.
+- SIGINT / SIGTERM stop the trials in flight (remote jobs cancelled) and end the run with its
+  summary (cvsweep/interrupts.py).
 - A seeded sampler gets a seed per trial number, so re-runs and parallel processes never
   repeat earlier suggestions.
 - Each trial records its process and, once finished, where its result.json lies.
@@ -29,12 +34,11 @@ import optuna
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import _convert_old_distribution_to_new_distribution
 from optuna.trial import TrialState
 
 # No "from __future__ import annotations" here: Hydra executes plugin modules outside
@@ -43,10 +47,12 @@ log = logging.getLogger(__name__)
 
 
 class CvsweepSweeper(OptunaSweeper):
-    def __init__(self, heartbeat_interval: int, grace_period: int, **settings: Any) -> None:
+    def __init__(self, heartbeat_interval: int, grace_period: int, max_consecutive_failures: int,
+                 **settings: Any) -> None:
         # upstream's __init__ builds upstream's loop
         self.sweeper = CvsweepSweeperImpl(**settings)
         self.sweeper.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+        self.sweeper.max_consecutive_failures = max_consecutive_failures
 
 
 class CvsweepSweeperImpl(OptunaSweeperImpl):
@@ -60,15 +66,13 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
 
     def sweep(self, arguments: List[str]) -> None:
         from cvsweep import study as studies
+        from cvsweep.study_identity import sweep_parameters
 
+        # The study name and direction were settled by the checks before the sweep
+        # (cvsweep/preflight.py): derived from the experiment, or checked against it.
         self._process_searchspace_config()
-        distributions, fixed_params = create_params_from_overrides(self._parse_sweeper_params_config() + list(arguments))
+        distributions, fixed_params = sweep_parameters(self.config)
         distributions = {**(self.search_space_distributions or {}), **distributions}
-        for name in fixed_params:
-            distributions.pop(name, None)
-        # Upstream builds Optuna 2's distribution classes; Optuna's retry of an interrupted
-        # trial (and every Optuna 3+ API) compares them with the current ones and refuses a mix.
-        distributions = {name: _convert_old_distribution_to_new_distribution(d) for name, d in distributions.items()}
         self._grid(distributions)
         directions = self._get_directions()
 
@@ -82,45 +86,98 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
         self._save_results(study, directions)
 
     def _run_trials(self, study, storage, distributions, fixed_params, directions) -> None:
-        """Keep up to n_jobs trials running until the study holds n_trials: with a launcher
-        that can submit one job (cvsweep's), a trial starts as soon as any one ends; with
-        any other launcher, trials run in batches of n_jobs."""
+        """Keep up to n_jobs trials running until the study holds n_trials finished ones: with
+        a launcher that can submit one job (cvsweep's), a trial starts as soon as any one
+        ends; with any other launcher, trials run in batches of n_jobs. Stops early after
+        max_consecutive_failures failures in a row, or on SIGINT / SIGTERM (see
+        cvsweep/interrupts.py); cvsweep/early_end.py carries the exit status to the hook."""
+        from cvsweep import early_end
         from cvsweep import study as studies
+        from cvsweep.interrupts import SweepInterrupted, SweepInterrupts
 
         running: dict = {}  # future -> (trial, job number, overrides)
-        told, failures = 0, []
-        with studies.Heartbeat(storage, self.heartbeat["heartbeat_interval"]) as heartbeat:
+        told, failures, streak = 0, [], []
+        changed, cancelling = True, False  # the study asked only when a trial ended
+        with studies.Heartbeat(storage, self.heartbeat["heartbeat_interval"]) as heartbeat, \
+                SweepInterrupts() as interrupts:
             while True:
-                n_ask = min(self.n_jobs - len(running), studies.n_to_ask(study, self.n_trials))
+                stopping = interrupts.signum is not None or len(streak) >= self.max_consecutive_failures
+                free = self.n_jobs - len(running)
+                n_ask = min(free, studies.n_to_ask(study, self.n_trials)) if changed and free > 0 and not stopping else 0
                 trials = [self._ask(study) for _ in range(max(0, n_ask))]
                 for trial in trials:
                     heartbeat.add(trial)
                 overrides = self._configure_trials(trials, distributions, fixed_params)
-                for offset, (trial, future) in enumerate(zip(trials, self._start(overrides))):
+                try:
+                    futures = self._start(overrides, interrupts)
+                except SweepInterrupted:  # a local trial, training in this process, was stopped
+                    for offset, trial in enumerate(trials):
+                        heartbeat.remove(trial)
+                        self._tell_interrupted(study, trial, self.job_idx + offset, interrupts)
+                    self.job_idx += len(trials)
+                    changed = True
+                    continue
+                for offset, (trial, future) in enumerate(zip(trials, futures)):
                     running[future] = (trial, self.job_idx + offset, overrides[offset])
                 self.job_idx += len(trials)
                 if not running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if interrupts.signum is not None and not cancelling and hasattr(self.launcher, "interrupt"):
+                    self.launcher.interrupt()  # its workers cancel their remote jobs and return
+                    cancelling = True
+                # A timeout, so that a signal is acted on while every trial still runs.
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                changed = bool(done)
                 for future in sorted(done, key=lambda f: running[f][1]):
                     trial, job_idx, job_overrides = running.pop(future)
                     heartbeat.remove(trial)
+                    if interrupts.signum is not None:
+                        self._tell_interrupted(study, trial, job_idx, interrupts, _job_return(future, job_overrides))
+                        continue
                     ret = _job_return(future, job_overrides)
                     told += 1
-                    if self._tell(study, trial, job_idx, ret, directions) is not None:
-                        failures.append(ret)
+                    error = self._tell(study, trial, job_idx, ret, directions)
+                    if error is None:
+                        streak = []
+                        continue
+                    failures.append(ret)
+                    streak.append(error)
                 if failures and len(failures) / told > self.max_failure_rate:
                     log.error("Failed %d times out of %d with max_failure_rate=%s.", len(failures), told,
                               self.max_failure_rate)
                     failures[0].return_value  # re-raises the first failure with its traceback
+        if interrupts.signum is not None:
+            early_end.end_early(interrupts.exit_code, f"the sweep was interrupted ({_signal_name(interrupts.signum)}): "
+                                "the trials in flight were stopped and marked failed; run the same command to go on")
+        elif len(streak) >= self.max_consecutive_failures:
+            early_end.end_early(1, f"{len(streak)} trials failed in a row "
+                                   f"(hydra.sweeper.max_consecutive_failures={self.max_consecutive_failures}), "
+                                   f"so the sweep stopped; the first of them: {streak[0]}")
 
-    def _start(self, overrides: List[tuple]) -> List[Future]:
+    def _tell_interrupted(self, study, trial, job_idx: int, interrupts, ret: Optional[JobReturn] = None) -> None:
+        """A trial the interrupt stopped: FAIL (reason "interrupted ..."), its parameters asked
+        again by the next run. One that completed before the stop reached it keeps its result."""
+        from cvsweep import study as studies
+
+        if ret is not None and ret.status == JobStatus.COMPLETED:
+            self._tell(study, trial, job_idx, ret, self._get_directions())
+            return
+        result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
+        studies.fail_interrupted(study, trial, {"host": socket.gethostname(), "path": str(result.resolve()),
+                                                "reason": f"interrupted by {_signal_name(interrupts.signum)}"})
+
+    def _start(self, overrides: List[tuple], interrupts) -> List[Future]:
         if not overrides:
             return []
         if hasattr(self.launcher, "submit"):
             return [self.launcher.submit(o, self.job_idx + i) for i, o in enumerate(overrides)]
-        finished = []  # a launcher without submit runs the whole batch now
-        for ret in self.launcher.launch(overrides, initial_job_idx=self.job_idx):
+        finished = []  # a launcher without submit runs the whole batch now, in this process
+        interrupts.raise_now = True  # so Ctrl-C stops the training, not only the sweep
+        try:
+            rets = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        finally:
+            interrupts.raise_now = False
+        for ret in rets:
             finished.append(Future())
             finished[-1].set_result(ret)
         return finished
@@ -161,19 +218,21 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
         return trial
 
     def _tell(self, study, trial, job_idx: int, ret, directions) -> Optional[Exception]:
-        """Record the trial's outcome and where its result.json lies; returns its error."""
-        from cvsweep.study import RESULT_ATTR
+        """Record the trial's outcome and where its result.json lies; returns its error, unless
+        the configuration itself was infeasible (an answer, recorded as studies.INFEASIBLE)."""
+        from cvsweep import study as studies
 
         result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
         record = {"host": socket.gethostname(), "path": str(result.resolve())}
         try:
             values = _values(ret.return_value, len(directions))
         except Exception as err:  # the trial failed, or returned something unusable
-            trial.set_user_attr(RESULT_ATTR, {**record, "reason": str(err)})
-            study.tell(trial, state=TrialState.FAIL)
-            log.warning("Failed experiment: %s", err)
-            return err
-        trial.set_user_attr(RESULT_ATTR, record)
+            infeasible = bool(getattr(err, "infeasible", False))
+            trial.set_user_attr(studies.RESULT_ATTR, {**record, "reason": str(err), "infeasible": infeasible})
+            study.tell(trial, state=studies.INFEASIBLE if infeasible else TrialState.FAIL)
+            log.warning("%s: %s", "Infeasible configuration" if infeasible else "Failed experiment", err)
+            return None if infeasible else err
+        trial.set_user_attr(studies.RESULT_ATTR, record)
         study.tell(trial, values=values)
         return None
 
@@ -209,6 +268,12 @@ def _values(returned: Any, n_objectives: int) -> List[float]:
     return values
 
 
+def _signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
 def _product(numbers) -> int:
     result = 1
     for n in numbers:
@@ -231,6 +296,10 @@ class CvsweepSweeperConf(OptunaSweeperConf):
     # another process takes the trial's process for dead (see cvsweep/study.py).
     heartbeat_interval: int = 10
     grace_period: int = 60
+    # A run stops (exit 1, with the first one's reason) after this many failed trials in a
+    # row: a broken setup (offline, wrong endpoint or key) never loops. Failed trials do not
+    # count towards n_trials, which counts finished ones.
+    max_consecutive_failures: int = 3
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="cvsweep", node=CvsweepSweeperConf, provider="cvsweep")
