@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
@@ -161,6 +162,10 @@ def test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key(runpod_env, 
     results = [read_json(sweep_dir / t["job"] / "result.json") for t in summary["trials"]]
     done = [r for r in results if r["status"] == "completed"]
     assert all(r["executed_on"]["executor"] == "runpod" and r["remote"]["job_id"] for r in done)
+    # Each trial folder keeps the run config exactly as it was sent.
+    for trial in summary["trials"]:
+        sent = yaml.safe_load((sweep_dir / trial["job"] / "run_config.yaml").read_text())
+        assert sent == read_json(sweep_dir / trial["job"] / "result.json")["config"]
     # Jobs of one batch overlapped in time: the launcher really kept two in flight.
     first, second = results[0].get("remote"), results[1].get("remote")
     if first and second:

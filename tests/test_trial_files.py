@@ -1,4 +1,5 @@
-"""What a sweep leaves on disk: files with the mode the umask gives."""
+"""What a sweep leaves on disk: files with the mode the umask gives, and each trial's
+run_config.yaml, the run config exactly as trained, with no secret in it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+import yaml
 
-from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, run_cli
+from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, read_json, run_cli
 from cvsweep.jsonio import replaced_atomically, write_json_atomic, write_text_atomic
 
 matplotlib.use("Agg")
@@ -67,5 +69,22 @@ def test_every_file_of_a_sweep_gets_the_umask_mode(sweep):
     root, _ = sweep
     files = [p for p in root.rglob("*") if p.is_file()]
     kinds = {p.name for p in files}
-    assert {"result.json", "summary.json", "report.html", "history.png", "optuna.db"} <= kinds
+    assert {"result.json", "summary.json", "report.html", "history.png", "run_config.yaml", "optuna.db"} <= kinds
     assert {str(p.relative_to(root)): oct(_mode(p)) for p in files if _mode(p) != 0o640} == {}
+
+
+def test_each_trial_keeps_its_run_config_as_trained(sweep):
+    root, proc = sweep
+    trials = sorted((root / "sweeps").glob("*/[0-9]*"))
+    assert len(trials) == 2
+    for trial in trials:
+        snapshot = yaml.safe_load((trial / "run_config.yaml").read_text())
+        result = read_json(trial / "result.json")
+        assert snapshot == result["config"]
+        assert snapshot["dataset"]["sha256"]  # after pin_dataset: the data's content
+        assert set(snapshot) == {"dataset", "model", "sampling", "training", "health"}  # no executor part
+        assert (trial / ".hydra" / "config.yaml").exists()
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert SENTINEL_API_KEY.encode() not in path.read_bytes(), path
+    assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
