@@ -66,6 +66,18 @@ def test_search_is_seeded_tpe_with_log_learning_rate():
     assert sweeper.max_failure_rate == 1.0
 
 
+SEARCH_PRESETS = sorted(path.stem for path in (CONF_DIR / "search").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", SEARCH_PRESETS)
+def test_every_search_preset_leaves_trials_to_tpe(preset):
+    # TPE samples at random until n_startup_trials trials completed: at n_trials or more,
+    # the whole sweep would be a random search.
+    sweeper = compose(f"search={preset}").hydra.sweeper
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    assert 0 < sweeper.sampler.n_startup_trials < sweeper.n_trials
+
+
 @pytest.mark.parametrize(
     "key,value,expected",
     [
