@@ -278,7 +278,7 @@ def test_the_sdk_endpoint_api_works_against_the_emulator(runpod_env):
 
     runpod.endpoint_url_base = runpod_env.base_url
     endpoint = runpod.Endpoint("local-endpoint", api_key=SENTINEL_API_KEY)
-    assert set(endpoint.health()["workers"]) == {"idle", "running"}
+    assert set(endpoint.health()["workers"]) == {"idle", "initializing", "ready", "running", "throttled", "unhealthy"}
     job_input = make_input(_run_config())
     output = endpoint.run_sync({"input": job_input}, timeout=120)
     assert output["fingerprint"] == job_input["fingerprint"] and output["status"] == "completed"
