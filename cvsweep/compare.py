@@ -17,8 +17,25 @@ from typing import Any
 
 from cvsweep.jsonio import read_json
 
-# Timings vary from run to run on any machine: reported, never compared.
-TIMINGS = ("train_seconds", "latency_ms")
+# Timings vary from run to run on any machine, so they are never compared. One rule instead
+# of a list, so a timing added later is covered: any key, at any depth, named like a
+# duration (train_seconds, evaluate_seconds, latency_ms, round_trip_s, ...).
+TIMING_SUFFIXES = ("seconds", "_s", "_ms")
+# The parts of a result that must be bit-identical for the metrics to be called identical.
+COMPARED = ("metrics", "health", "diagnostics")
+
+
+def is_timing(key: str) -> bool:
+    return str(key).endswith(TIMING_SUFFIXES)
+
+
+def without_timings(data: Any) -> Any:
+    """``data`` with every timing key dropped, at any depth (lists included)."""
+    if isinstance(data, dict):
+        return {key: without_timings(value) for key, value in data.items() if not is_timing(key)}
+    if isinstance(data, list):
+        return [without_timings(value) for value in data]
+    return data
 
 
 def _flat(data: Any, prefix: str = "") -> dict:
@@ -52,20 +69,17 @@ def explain(a: dict, b: dict) -> tuple[list[str], bool]:
             lines += [f"  {key}: {x!r} -> {y!r}" for key, x, y in differences]
         else:
             lines.append(f"{name}: same")
-    ma, mb = a.get("metrics", {}), b.get("metrics", {})
-    history_a, history_b = ma.get("history", {}), mb.get("history", {})
-    scalar_keys = [k for k in sorted(ma.keys() | mb.keys()) if k != "history" and k not in TIMINGS]
-    identical = (history_a == history_b and all(ma.get(k) == mb.get(k) for k in scalar_keys)
-                 and a.get("health") == b.get("health"))
-    if identical:
-        lines.append("metrics: bit-identical (every epoch of the history and every final metric)")
+    a_parts = {part: without_timings(a.get(part)) for part in COMPARED}
+    b_parts = {part: without_timings(b.get(part)) for part in COMPARED}
+    if a_parts == b_parts:
+        lines.append("metrics: bit-identical (every epoch of the history, every final metric, health and "
+                     "diagnostics; timings aside)")
         return lines, True
     lines.append("metrics differ:")
-    for key, x, y in _diff(a.get("health"), b.get("health")):
-        lines.append(f"  health.{key}: {x!r} -> {y!r}")
-    for key in scalar_keys:
-        if ma.get(key) != mb.get(key):
-            lines.append(f"  {key}: {ma.get(key)!r} -> {mb.get(key)!r}")
+    ma, mb = a_parts["metrics"] or {}, b_parts["metrics"] or {}
+    history_a, history_b = ma.pop("history", {}), mb.pop("history", {})
+    for key, x, y in _diff(ma, mb):
+        lines.append(f"  {key}: {x!r} -> {y!r}")
     for key in sorted(history_a.keys() | history_b.keys()):
         xs, ys = history_a.get(key, []), history_b.get(key, [])
         first = next((i for i, (x, y) in enumerate(zip(xs, ys)) if x != y), None)
@@ -73,6 +87,10 @@ def explain(a: dict, b: dict) -> tuple[list[str], bool]:
             lines.append(f"  history.{key} first differs in epoch {first + 1}: {xs[first]!r} -> {ys[first]!r}")
         elif len(xs) != len(ys):
             lines.append(f"  history.{key}: {len(xs)} epochs -> {len(ys)} epochs")
+    for key, x, y in _diff(a_parts["health"], b_parts["health"]):
+        lines.append(f"  health.{key}: {x!r} -> {y!r}")
+    for key, _, _ in _diff(a_parts["diagnostics"], b_parts["diagnostics"]):
+        lines.append(f"  diagnostics.{key} differs")  # long arrays: the place, not the values
     return lines, False
 
 

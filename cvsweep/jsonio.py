@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,16 +27,28 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
     old file (or none) and a hidden ``.NAME.*.tmp``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_hidden_file(path)
     try:
-        yield Path(tmp)
+        yield tmp
         with open(tmp, "rb+") as handle:  # on disk before it takes the name
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_hidden_file(path: Path) -> Path:
+    """A new, empty ``.NAME.<random>.tmp`` beside ``path``, with the mode ``open(path, "w")``
+    would give (0666 less the umask, 0644 under umask 022): mkstemp's 0600 would make every
+    result private to its writer, unlike every other file of a run."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the kernel applies the umask
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -8,6 +8,7 @@ in trial 37 of an overnight sweep.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from cvsweep.data import DataError, load_source
 from cvsweep.model import ModelError, conv_output_size
 from cvsweep.schema import ConfigError, DatasetName, check_values, omegaconf_problem
+
+log = logging.getLogger("cvsweep.preflight")
 
 # Sources that need a download: checked when a trial loads them, not here.
 _DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10, DatasetName.cifar100,
@@ -61,6 +64,57 @@ def _check_executor(cfg: DictConfig) -> None:
         problems = missing_settings(cfg.executor)
         if problems:
             raise ConfigError(*problems)
+        _check_endpoint(cfg.executor)
+
+
+# The worker counts of RunPod's health answer ({"jobs": {...}, "workers": {...}}).
+WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
+
+
+def _check_endpoint(executor: DictConfig) -> None:
+    """Ask the endpoint's health route, with the trials' client, key and retries, so a wrong
+    URL, key or endpoint id, or an endpoint whose every worker fails, stops the sweep now
+    instead of failing each of its trials."""
+    from cvsweep.runpod_executor import (API_KEY_VARIABLE, ENDPOINT_VARIABLE, RemoteError, RequestFailed,
+                                         Unreachable, _scrub, endpoint_health)
+
+    endpoint = f"executor.endpoint_id={executor.endpoint_id}"
+    try:
+        workers = _worker_counts(endpoint_health(executor))
+    except Unreachable as err:
+        raise ConfigError(_scrub(f"executor.base_url={executor.base_url}: cannot reach the endpoint: {err}")) from None
+    except RequestFailed as err:
+        if err.status in (401, 403):
+            raise ConfigError(f"{API_KEY_VARIABLE}: the endpoint refused the key (HTTP {err.status}); "
+                              f"set {API_KEY_VARIABLE} to a RunPod API key with access to this endpoint") from None
+        if err.status == 404:
+            raise ConfigError(f"{endpoint}: no such endpoint at {executor.base_url} (HTTP 404); check "
+                              f"executor.endpoint_id (or {ENDPOINT_VARIABLE}) and executor.base_url") from None
+        raise ConfigError(_scrub(f"{endpoint}: the endpoint's health check failed: {err}")) from None
+    except RemoteError as err:
+        raise ConfigError(_scrub(f"{endpoint}: a malformed health answer from {executor.base_url}: {err}")) from None
+    if workers is None:
+        raise ConfigError(f"{endpoint}: a malformed health answer from {executor.base_url}: "
+                          "no 'workers' object of counts (is executor.base_url RunPod's API?)")
+    if workers["unhealthy"] and not any(workers[state] for state in WORKER_STATES if state != "unhealthy"):
+        raise ConfigError(f"{endpoint}: every worker of the endpoint is unhealthy ({workers['unhealthy']}): "
+                          "its image fails to start or to serve; see the workers' logs in the RunPod console")
+    if not any(workers.values()):
+        # Scaled to zero (normal) and max workers 0 (a mistake) look alike here: say it, don't refuse.
+        log.warning("%s: no worker is up now; the first trial waits for a cold start (if the endpoint's max "
+                    "workers is 0, its jobs wait in the queue until executor.ttl_s)", endpoint)
+
+
+def _worker_counts(health: dict) -> dict | None:
+    """The health answer's worker counts by state (absent states count 0), or None when it has
+    no ``workers`` object of non-negative whole numbers."""
+    workers = health.get("workers")
+    if not isinstance(workers, dict):
+        return None
+    counts = {state: workers.get(state, 0) for state in WORKER_STATES}
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts.values()):
+        return None
+    return counts
 
 
 def _check_output_root(output_root: str) -> None:

@@ -35,6 +35,18 @@ class RemoteError(RuntimeError):
     """The remote job gave no usable result."""
 
 
+class RequestFailed(RemoteError):
+    """The endpoint answered an HTTP error that retrying did not cure (``status``: its code)."""
+
+    def __init__(self, message: str, status: int | None):
+        super().__init__(message)
+        self.status = status
+
+
+class Unreachable(RemoteError):
+    """No answer at all, after the retries: connection refused or dropped, DNS, timeout."""
+
+
 def missing_settings(cfg) -> list[str]:
     """What executor=runpod lacks before it can send anything (checked before a sweep)."""
     problems = []
@@ -157,14 +169,14 @@ class RunpodExecutor:
             except requests.HTTPError as err:
                 code = err.response.status_code if err.response is not None else None
                 if code not in TRANSIENT_HTTP or attempt == self.cfg.retries:
-                    raise RemoteError(f"{what} request failed: HTTP {code}") from None
+                    raise RequestFailed(f"{what} request failed: HTTP {code}", code) from None
                 fault = f"HTTP {code}"
             except (requests.ConnectionError, requests.Timeout) as err:
                 if attempt == self.cfg.retries:
-                    raise RemoteError(f"{what} request failed: {type(err).__name__}: {_scrub(str(err))[:300]}") from None
+                    raise Unreachable(f"{what} request failed: {type(err).__name__}: {_scrub(str(err))[:300]}") from None
                 fault = type(err).__name__
             except RuntimeError as err:  # the SDK's 401 ("Unauthorized request...")
-                raise RemoteError(f"{what} request refused: {_scrub(str(err))} (check {API_KEY_VARIABLE})") from None
+                raise RequestFailed(f"{what} request refused: {_scrub(str(err))} (check {API_KEY_VARIABLE})", 401) from None
             wait = min(self.cfg.backoff_s * 2**attempt, self.cfg.backoff_max_s)
             log.warning("%s request: %s; retry %d/%d in %.1fs", what, fault, attempt + 1, self.cfg.retries, wait)
             time.sleep(wait)
@@ -213,3 +225,19 @@ def _scrub(text: str) -> str:
     """The API key never leaves this process in a message."""
     key = os.environ.get(API_KEY_VARIABLE)
     return text.replace(key, "***") if key else text
+
+
+def endpoint_health(cfg) -> dict:
+    """The endpoint's answer to ``GET {base_url}/{endpoint_id}/health``, asked with the trials'
+    client, key and retry policy (checked before a sweep's first trial). Raises Unreachable,
+    RequestFailed, or RemoteError for an answer that is not a JSON object."""
+    executor = RunpodExecutor(cfg)
+    endpoint = executor._endpoint()
+    path = f"{cfg.endpoint_id}/health"
+    try:
+        health = executor._call("health", lambda: endpoint.rp_client.get(path, timeout=cfg.request_timeout_s))
+    except ValueError as err:  # a 200 whose body is not JSON: a proxy's page, another service
+        raise RemoteError(f"the health answer is not JSON ({type(err).__name__})") from None
+    if not isinstance(health, dict):
+        raise RemoteError(f"the health answer is not a JSON object: {_scrub(str(health))[:200]}")
+    return health

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from cvsweep import objectives
 from cvsweep.data import DataError, pin_dataset
 from cvsweep.executors import create_executor
-from cvsweep.jsonio import write_json_atomic
+from cvsweep.jsonio import write_json_atomic, write_text_atomic
 from cvsweep.schema import ConfigError, run_config_of
 from cvsweep.train import failed_result
 
@@ -39,6 +39,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     options = {"tensorboard_dir": str(trial_dir / "tensorboard")} if cfg.tensorboard else {}
     try:
         run_config = pin_dataset(run_config)  # the fingerprint covers the data's content
+        write_run_config(trial_dir, run_config)
         result = create_executor(cfg.executor).run(run_config, **options)
     except ConfigError as err:  # a rule between swept values that preflight cannot see
         result = {**failed_result(run_config, str(err)), "infeasible": True}
@@ -64,3 +65,12 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
         raise TrialFailed(f"{result['reason']} (see {path})", infeasible=bool(result.get("infeasible")))
     values = result["trial"]["objective_values"]
     return values[0] if len(values) == 1 else values
+
+
+def write_run_config(trial_dir: Path, run_config: dict) -> Path:
+    """``run_config.yaml``: the run config exactly as the executor gets it (resolved, data
+    pinned), beside Hydra's ``.hydra/``, whose composed config still holds interpolations
+    and the executor's settings. It has no executor part, so no secret can reach it."""
+    import yaml
+
+    return write_text_atomic(trial_dir / "run_config.yaml", yaml.safe_dump(run_config, sort_keys=False))

@@ -59,6 +59,8 @@ class Faults:
     queue_delay_s: float = 0.0  # every job waits this long before a worker may take it
     slow_jobs: int = 0  # the next N jobs wait slow_job_s longer (a trial far slower than the rest)
     slow_job_s: float = 10.0
+    malformed_health: int = 0  # the next N health answers have no "workers" object
+    unhealthy_workers: int = 0  # health counts this many more workers, all unhealthy (a crash-looping image)
 
     def take(self, name: str) -> bool:
         if getattr(self, name) > 0:
@@ -102,9 +104,11 @@ class Job:
 
 
 class Emulator:
-    def __init__(self, workers: int, api_key: Optional[str], faults: Faults, log_dir: Path):
+    def __init__(self, workers: int, api_key: Optional[str], faults: Faults, log_dir: Path,
+                 endpoint_id: Optional[str] = None):
         self.n_workers = workers
         self.api_key = api_key
+        self.endpoint_id = endpoint_id  # the one endpoint served (404 for others); None: any id
         self.faults = faults
         self.log_dir = log_dir
         self.lock = threading.Condition()
@@ -152,15 +156,23 @@ class Emulator:
             return len(purged)
 
     def health(self) -> dict:
+        """RunPod's health answer. ``--workers 0`` gives all zeros, as an endpoint scaled to zero
+        (or with max workers 0) does."""
         with self.lock:
             count = lambda s: sum(j.status == s for j in self.jobs.values())  # noqa: E731
             running = {j.worker_id for j in self.jobs.values() if j.status == "IN_PROGRESS"}
-            alive = [w for w, p in self.processes.items() if p.poll() is None and w in self.polled]
-            return {
+            alive = [w for w, p in self.processes.items() if p.poll() is None]
+            ready = [w for w in alive if w in self.polled]  # up and asking for jobs
+            body = {
                 "jobs": {"completed": count("COMPLETED"), "failed": count("FAILED") + count("TIMED_OUT"),
                          "inProgress": count("IN_PROGRESS"), "inQueue": count("IN_QUEUE"), "retried": 0},
-                "workers": {"idle": len([w for w in alive if w not in running]), "running": len(running)},
+                "workers": {"idle": len([w for w in ready if w not in running]), "initializing": len(alive) - len(ready),
+                            "ready": len(ready), "running": len(running), "throttled": 0,
+                            "unhealthy": self.faults.unhealthy_workers},
             }
+            if self.faults.take("malformed_health"):
+                del body["workers"]
+            return body
 
     # -- worker API ------------------------------------------------------------------------
     def take(self, worker_id: str) -> Optional[Job]:
@@ -358,6 +370,8 @@ def make_handler(emulator: Emulator):
             auth = self.headers.get("Authorization", "")
             if emulator.api_key is not None and auth != f"Bearer {emulator.api_key}":
                 return self._send(401, {"error": "unauthorized"})
+            if emulator.endpoint_id is not None and parts[:1] != [emulator.endpoint_id]:
+                return self._send(404, {"error": f"no endpoint {parts[0] if parts else ''!r}"})
             route = (method, parts[1] if len(parts) > 1 else "")
             if route in (("POST", "run"), ("POST", "runsync")):
                 if not isinstance(body, dict) or "input" not in body:
@@ -431,6 +445,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--endpoint-id", default=None,
+                        help="serve only this endpoint id, 404 for others (default: answer any id)")
     parser.add_argument("--faults", default="{}", help="JSON object of Faults fields to start with")
     parser.add_argument("--log-dir", default=None, help="worker logs (default: a new temporary folder)")
     parser.add_argument("--ready-timeout", type=float, default=180.0)
@@ -440,7 +456,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     api_key = os.environ.get("RUNPOD_API_KEY")
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="cvsweep-emulator-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    emulator = Emulator(args.workers, api_key, Faults(**json.loads(args.faults)), log_dir)
+    emulator = Emulator(args.workers, api_key, Faults(**json.loads(args.faults)), log_dir, args.endpoint_id)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(emulator))
     server.daemon_threads = True
     emulator.port = server.server_address[1]

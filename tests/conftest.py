@@ -77,11 +77,11 @@ SENTINEL_API_KEY = "sk-cvsweep-sentinel-3f9a1c"
 class EmulatorProcess:
     """``python remote/emulator.py`` on a free port of 127.0.0.1, with real worker processes."""
 
-    def __init__(self, workers: int, log_dir: Path):
+    def __init__(self, workers: int, log_dir: Path, *options: str):
         env = {**os.environ, "RUNPOD_API_KEY": SENTINEL_API_KEY, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, str(REPO / "remote" / "emulator.py"), "--port", "0", "--workers", str(workers),
-             "--log-dir", str(log_dir)],
+             "--log-dir", str(log_dir), *options],
             env=env, stdout=subprocess.PIPE, text=True,
         )
         line = self.process.stdout.readline()  # blocks until the workers are up
@@ -137,3 +137,15 @@ def runpod_env(emulator, monkeypatch):
     monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "local-endpoint")
     monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", emulator.base_url)
     return emulator
+
+
+BARE_ENDPOINT_ID = "bare-endpoint"
+
+
+@pytest.fixture(scope="session")
+def bare_endpoint(tmp_path_factory):
+    """An emulated endpoint with no worker up (as one scaled to zero) that serves only
+    BARE_ENDPOINT_ID: quick to start, for the checks before a sweep's first trial."""
+    emu = EmulatorProcess(0, tmp_path_factory.mktemp("bare-endpoint-logs"), "--endpoint-id", BARE_ENDPOINT_ID)
+    yield emu
+    emu.close()

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import REPO, TINY_RUN
-from cvsweep.compare import explain
+from cvsweep.compare import COMPARED, explain, is_timing, without_timings
 from cvsweep.train import train
 
 
@@ -31,6 +31,51 @@ def _compare(tmp_path, a, b):
 def test_identical_results_compare_equal(result, tmp_path):
     proc = _compare(tmp_path, result, copy.deepcopy(result))
     assert proc.returncode == 0 and "metrics: bit-identical" in proc.stdout and "fingerprint: same" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def rerun():
+    """The same config trained again: what a trial and its fallback rerun are."""
+    return train(copy.deepcopy(TINY_RUN))
+
+
+def test_two_real_runs_of_one_config_compare_identical(result, rerun, tmp_path):
+    proc = _compare(tmp_path, result, rerun)
+    assert proc.returncode == 0, proc.stdout
+    assert "metrics: bit-identical" in proc.stdout
+
+
+def test_a_real_metric_change_is_reported(result, tmp_path):
+    other_seed = copy.deepcopy(TINY_RUN)
+    other_seed["training"]["seed"] = 4
+    proc = _compare(tmp_path, result, train(other_seed))
+    assert proc.returncode == 1
+    assert "metrics differ:" in proc.stdout and "val_loss:" in proc.stdout
+
+
+def _leaves(data, path=()):
+    """(path, value) of every leaf, through dicts and lists."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(data, list) and any(isinstance(v, (dict, list)) for v in data):
+        for index, value in enumerate(data):
+            yield from _leaves(value, (*path, index))
+    else:
+        yield path, data
+
+
+def test_the_timing_rule_covers_every_timing_a_real_result_has(result, rerun):
+    # What differs between two runs of one config is timing, and the rule must drop all of it.
+    for part in COMPARED:
+        first, second = dict(_leaves(result[part])), dict(_leaves(rerun[part]))
+        varying = {path for path in first.keys() | second.keys() if first.get(path) != second.get(path)}
+        assert all(any(is_timing(key) for key in path if isinstance(key, str)) for path in varying), (part, varying)
+        assert without_timings(result[part]) == without_timings(rerun[part]), part
+    # And it drops exactly the timings: every key train() writes that measures time, nothing else.
+    dropped = {path for part in COMPARED for path, _ in _leaves({part: result[part]})
+               if any(is_timing(key) for key in path if isinstance(key, str))}
+    assert dropped == {("metrics", "train_seconds"), ("metrics", "evaluate_seconds"), ("metrics", "latency_ms")}
 
 
 def test_differences_are_explained_config_first(result, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, SHARED_MNIST, TINY_RUN, compose, run_cli
+from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, SHARED_MNIST, TINY_RUN, compose, run_cli
 from cvsweep.preflight import check_run, check_sweep
 from cvsweep.schema import RUN_KEYS, ConfigError, load_run_config
 
@@ -30,9 +30,12 @@ def test_every_group_is_listed():
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_composes_and_passes_value_checks(group, option, tmp_path, monkeypatch):
-    monkeypatch.setenv("RUNPOD_API_KEY", "test-key")  # executor=runpod checks that both are set
-    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "test-endpoint")
+def test_every_option_composes_and_passes_value_checks(group, option, tmp_path, monkeypatch, request):
+    if (group, option) == ("executor", "runpod"):  # its checks ask a real (emulated) endpoint's health
+        endpoint = request.getfixturevalue("bare_endpoint")
+        monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)
+        monkeypatch.setenv("RUNPOD_ENDPOINT_ID", BARE_ENDPOINT_ID)
+        monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", endpoint.base_url)
     if (group, option) == ("model", "keras_mnist_convnet") and not SHARED_MNIST.exists():
         pytest.skip("needs ../shared/data/mnist.npz")
     cfg = compose(f"{group}={option}", f"output_root={tmp_path}", *EXTRA.get((group, option), []))
@@ -64,6 +67,18 @@ def test_search_is_seeded_tpe_with_log_learning_rate():
     assert sweeper.params["training.learning_rate"].startswith("tag(log")
     assert sweeper.storage.startswith("sqlite:///")
     assert sweeper.max_failure_rate == 1.0
+
+
+SEARCH_PRESETS = sorted(path.stem for path in (CONF_DIR / "search").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", SEARCH_PRESETS)
+def test_every_search_preset_leaves_trials_to_tpe(preset):
+    # TPE samples at random until n_startup_trials trials completed: at n_trials or more,
+    # the whole sweep would be a random search.
+    sweeper = compose(f"search={preset}").hydra.sweeper
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    assert 0 < sweeper.sampler.n_startup_trials < sweeper.n_trials
 
 
 @pytest.mark.parametrize(

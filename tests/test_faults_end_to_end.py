@@ -4,6 +4,9 @@ API key is in nothing the sweep wrote or printed, failure paths included."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import optuna
 from optuna.trial import TrialState
 
@@ -28,8 +31,23 @@ REASONS = {
 }
 
 
+def _once_a_job_is_sent(emulator, faults: dict) -> threading.Thread:
+    """Inject ``faults`` as soon as the sweep's first job reaches the emulator: after the
+    health check before the first trial, which would otherwise meet (and retry) them all."""
+    def inject():
+        deadline = time.monotonic() + 300
+        while not emulator.admin("state")["jobs"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        emulator.admin("faults", faults)
+
+    thread = threading.Thread(target=inject, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
-    runpod_env.admin("faults", {**JOB_FAULTS, **TRANSIENT, "kill_after_s": 0.3})
+    runpod_env.admin("faults", {**JOB_FAULTS, "kill_after_s": 0.3})
+    injector = _once_a_job_is_sent(runpod_env, TRANSIENT)
     proc = run_cli(
         "-m", "executor=runpod", "executor.max_in_flight=1", "executor.poll_interval_s=0.1",
         "executor.retries=5", "executor.backoff_s=0.1", "executor.backoff_max_s=0.5",
@@ -39,6 +57,7 @@ def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
         # Seeded, so the same trials always get these: some diverge to NaN, some overrun.
         "dataset.pixel_scale=choice(16.0, 1e-30)", "training.time_budget_s=choice(600, 0.001)",
     )
+    injector.join()
     assert proc.returncode == 0, proc.stderr[-3000:]  # the sweep was not aborted
     shown = proc.stdout + proc.stderr
     sweep_dir = next((tmp_path / "sweeps").iterdir())

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
@@ -162,6 +163,11 @@ def test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key(runpod_env, 
     results = [read_json(sweep_dir / t["job"] / "result.json") for t in summary["trials"]]
     done = [r["remote"] for r in results if r["status"] == "completed"]
     assert len(done) == 4 and all(r["job_id"] for r in done)
+    assert all(r["executed_on"]["executor"] == "runpod" for r in results if r["status"] == "completed")
+    # Each trial folder keeps the run config exactly as it was sent.
+    for trial in summary["trials"]:
+        sent = yaml.safe_load((sweep_dir / trial["job"] / "run_config.yaml").read_text())
+        assert sent == read_json(sweep_dir / trial["job"] / "result.json")["config"]
     # Completed jobs overlapped in time: the launcher really kept two in flight.
     overlapping = [(a, b) for i, a in enumerate(done) for b in done[i + 1:]
                    if a["submitted_at"] < b["finished_at"] and b["submitted_at"] < a["finished_at"]]
@@ -274,7 +280,7 @@ def test_the_sdk_endpoint_api_works_against_the_emulator(runpod_env):
 
     runpod.endpoint_url_base = runpod_env.base_url
     endpoint = runpod.Endpoint("local-endpoint", api_key=SENTINEL_API_KEY)
-    assert set(endpoint.health()["workers"]) == {"idle", "running"}
+    assert set(endpoint.health()["workers"]) == {"idle", "initializing", "ready", "running", "throttled", "unhealthy"}
     job_input = make_input(_run_config())
     output = endpoint.run_sync({"input": job_input}, timeout=120)
     assert output["fingerprint"] == job_input["fingerprint"] and output["status"] == "completed"
