@@ -86,16 +86,21 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
         that can submit one job (cvsweep's), a trial starts as soon as any one ends; with
         any other launcher, trials run in batches of n_jobs."""
         from cvsweep import study as studies
+        from cvsweep.progress import SweepProgress
 
         running: dict = {}  # future -> (trial, job number, overrides)
         told, failures = 0, []
-        with studies.Heartbeat(storage, self.heartbeat["heartbeat_interval"]) as heartbeat:
+        already = studies.n_counted(study.get_trials(deepcopy=False))
+        with studies.Heartbeat(storage, self.heartbeat["heartbeat_interval"]) as heartbeat, \
+                SweepProgress.for_sweep(self.config, self.n_trials, already) as progress:
             while True:
                 n_ask = min(self.n_jobs - len(running), studies.n_to_ask(study, self.n_trials))
                 trials = [self._ask(study) for _ in range(max(0, n_ask))]
                 for trial in trials:
                     heartbeat.add(trial)
                 overrides = self._configure_trials(trials, distributions, fixed_params)
+                for job_idx, trial in enumerate(trials, self.job_idx):  # before: a local launcher blocks
+                    progress.started(trial.number, job_idx, Path(self.config.hydra.sweep.dir) / str(job_idx))
                 for offset, (trial, future) in enumerate(zip(trials, self._start(overrides))):
                     running[future] = (trial, self.job_idx + offset, overrides[offset])
                 self.job_idx += len(trials)
@@ -107,7 +112,9 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
                     heartbeat.remove(trial)
                     ret = _job_return(future, job_overrides)
                     told += 1
-                    if self._tell(study, trial, job_idx, ret, directions) is not None:
+                    error = self._tell(study, trial, job_idx, ret, directions)
+                    progress.finished(trial.number, "failed" if error else "completed", ret._return_value, error)
+                    if error is not None:
                         failures.append(ret)
                 if failures and len(failures) / told > self.max_failure_rate:
                     log.error("Failed %d times out of %d with max_failure_rate=%s.", len(failures), told,
