@@ -27,6 +27,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from cvsweep.progress_file import read_epoch
 
@@ -172,7 +173,7 @@ class SweepProgress:
             finished = self.already_finished + self.n_finished
             head = Table.grid(padding=(0, 1))
             head.add_row(
-                "[bold]Sweep[/bold]", ProgressBar(total=max(self.total, 1), completed=finished, width=30),
+                Text("Sweep", style="bold"), ProgressBar(total=max(self.total, 1), completed=finished, width=30),
                 f"{finished} of {self.total} trials finished", f"· {len(self.running)} running",
                 f"· {self.n_failed} failed",
             )
@@ -180,7 +181,7 @@ class SweepProgress:
             best = f"{self.objective} {self.best[0]:.4f} (job {self.best[1]})" if self.best else "none yet"
             facts = (f"best so far: {best} · elapsed {_clock(now - self.began)} · "
                      + (f"about {_clock(left)} left" if left is not None else "time left: estimating"))
-            parts: list = [head, facts]
+            parts: list = [head, Text(facts)]
             if self.running:
                 table = Table("trial", "job", "epoch", "val metric", "running for", box=None, padding=(0, 2))
                 for trial in sorted(self.running.values(), key=lambda t: t.ordinal):
