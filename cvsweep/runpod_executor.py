@@ -93,6 +93,8 @@ class RunpodExecutor:
                 f"job {job_id}: fingerprint mismatch: sent {sent_fingerprint}, the worker echoed "
                 f"{result['fingerprint']}: the worker did not train this config"
             )
+        if progress is not None:  # the job may have ended between two polls, after its last epoch
+            _hand_on_last_epoch(result, progress)
         result["executed_on"]["executor"] = "runpod"
         result["remote"] = {
             "endpoint_id": self.cfg.endpoint_id,
@@ -193,6 +195,15 @@ def _hand_on_epoch(status: dict, last_epoch: Any, progress) -> Any:
         progress(update)
         return update["epoch"]
     return last_epoch
+
+
+def _hand_on_last_epoch(result: dict, progress) -> None:
+    """The last trained epoch, from the result's history, as train() would have reported it."""
+    metrics = result.get("metrics") or {}
+    history, epochs_run = metrics.get("history") or {}, metrics.get("epochs_run")
+    if epochs_run:
+        progress({"epoch": epochs_run, "epochs": result["config"]["training"]["epochs"],
+                  **{key: values[-1] for key, values in history.items() if values}})
 
 
 def _error_text(error: Any) -> str:
