@@ -19,6 +19,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_joblib_launcher._core import execute_job
 
+from cvsweep.output_relay import OutputRelay
+
 log = logging.getLogger(__name__)
 
 PARENT_CHECK_S = 1.0
@@ -42,7 +44,9 @@ class WorkerPool:
             importlib.import_module(module)
         _SWEEP.update(sweep, singleton_state=Singleton.get_state())
         self.n_workers = n_workers
+        self.output = OutputRelay()  # workers print through this process (cvsweep/output_relay.py)
         self.pool = self._fork()
+        self.output.start()
 
     def submit(self, overrides: Sequence[str], job_idx: int) -> Future:
         try:
@@ -57,7 +61,7 @@ class WorkerPool:
 
     def _fork(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+                                   initializer=_start_worker, initargs=(os.getpid(), self.output))
         for future in [pool.submit(os.getpid) for _ in range(self.n_workers)]:
             future.result()  # every worker is up before the first job
         return pool
@@ -75,6 +79,11 @@ def _run_job(overrides: List[str], job_idx: int) -> JobReturn:
         value = RuntimeError(f"{type(value).__name__}: {value}")
     return JobReturn(overrides=ret.overrides, working_dir=ret.working_dir, task_name=ret.task_name,
                      status=ret.status, _return_value=value)
+
+
+def _start_worker(parent_pid: int, output: OutputRelay) -> None:
+    output.attach_worker()
+    _exit_with_parent(parent_pid)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
