@@ -170,6 +170,8 @@ class SweepProgress:
     def _render(self) -> Group:
         with self.lock:
             now = time.monotonic()
+            for trial in self.running.values():  # the estimate may extrapolate from their epochs
+                self._refresh_epoch(trial)
             finished = self.already_finished + self.n_finished
             head = Table.grid(padding=(0, 1))
             head.add_row(
@@ -185,7 +187,7 @@ class SweepProgress:
             if self.running:
                 table = Table("trial", "job", "epoch", "val metric", "running for", box=None, padding=(0, 2))
                 for trial in sorted(self.running.values(), key=lambda t: t.ordinal):
-                    epoch = self._refresh_epoch(trial)
+                    epoch = trial.epoch
                     metric = self._epoch_metric(epoch) if epoch else None
                     table.add_row(
                         f"{trial.ordinal} of {self.total}", str(trial.job_idx),
