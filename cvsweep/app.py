@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+# Before anything imports TensorFlow (a trial, a forked worker): its C++ INFO and WARNING lines
+# stay off the console; the rest of its start-up noise is caught in cvsweep/quiet_stderr.py.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cvsweep.schema import register_configs
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from cvsweep.schema import register_configs  # noqa: E402
 
 register_configs()
 # hydra-optuna-sweeper 1.3 calls Optuna APIs deprecated since Optuna 3 (still working in 5);

@@ -4,11 +4,15 @@ and returns the result of ``train`` on it, with ``executed_on.executor`` set."""
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import Callable, Optional, Protocol
+
+# Called with each epoch's update (epoch, epochs, seconds, metrics), as train() reports it.
+ProgressCallback = Callable[[dict], None]
 
 
 class Executor(Protocol):
-    def run(self, run_config: dict, tensorboard_dir: str | None = None) -> dict: ...
+    def run(self, run_config: dict, tensorboard_dir: str | None = None,
+            progress: Optional[ProgressCallback] = None) -> dict: ...
 
 
 class LocalExecutor:
@@ -17,10 +21,11 @@ class LocalExecutor:
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
-    def run(self, run_config: dict, tensorboard_dir: str | None = None) -> dict:
+    def run(self, run_config: dict, tensorboard_dir: str | None = None,
+            progress: Optional[ProgressCallback] = None) -> dict:
         from cvsweep.train import train  # TensorFlow loads only when a trial trains
 
-        result = train(run_config, tensorboard_dir=tensorboard_dir)
+        result = train(run_config, progress=progress, tensorboard_dir=tensorboard_dir)
         result["executed_on"]["executor"] = "local"
         return result
 

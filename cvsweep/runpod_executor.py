@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from cvsweep.fingerprint import fingerprint
 from cvsweep.interrupts import STOP
@@ -66,11 +66,12 @@ class RunpodExecutor:
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
-    def run(self, run_config: dict, tensorboard_dir: str | None = None) -> dict:
+    def run(self, run_config: dict, tensorboard_dir: str | None = None,
+            progress: Optional[Callable[[dict], None]] = None) -> dict:
         # tensorboard_dir: never given (preflight refuses tensorboard=true for remote trials).
         sent_fingerprint = fingerprint(run_config)
         try:
-            return self._run_remote(run_config, sent_fingerprint)
+            return self._run_remote(run_config, sent_fingerprint, progress)
         except FingerprintMismatch as err:
             log.error("%s", err)
             return _failed_result(run_config, f"remote: {_scrub(str(err))}")
@@ -80,10 +81,10 @@ class RunpodExecutor:
             reason = _scrub(str(err))
             log.error("remote trial failed: %s", reason)
             if self.cfg.fallback == Fallback.local:
-                return self._fall_back(run_config, reason)
+                return self._fall_back(run_config, reason, progress)
             return _failed_result(run_config, f"remote: {reason}")
 
-    def _run_remote(self, run_config: dict, sent_fingerprint: str) -> dict:
+    def _run_remote(self, run_config: dict, sent_fingerprint: str, progress=None) -> dict:
         endpoint = self._endpoint()
         submitted_at, started = time.time(), time.monotonic()
         body = {
@@ -95,7 +96,7 @@ class RunpodExecutor:
             raise JobInterrupted("the sweep was stopped before the job was sent")
         job_id = self._call("submit", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/run", body, timeout))["id"]
         log.info("remote job %s submitted (%d bytes)", job_id, len(json.dumps(body)))
-        status = self._wait(endpoint, job_id)
+        status = self._wait(endpoint, job_id, progress)
         round_trip = time.monotonic() - started
         state = status.get("status")
         if state != "COMPLETED":
@@ -109,6 +110,8 @@ class RunpodExecutor:
                 f"job {job_id}: fingerprint mismatch: sent {sent_fingerprint}, the worker echoed "
                 f"{result['fingerprint']}: the worker did not train this config"
             )
+        if progress is not None:  # the job may have ended between two polls, after its last epoch
+            _hand_on_last_epoch(result, progress)
         result["executed_on"]["executor"] = "runpod"
         result["remote"] = {
             "endpoint_id": self.cfg.endpoint_id,
@@ -139,15 +142,18 @@ class RunpodExecutor:
             endpoint.rp_client.rp_session.mount(prefix, HTTPAdapter(max_retries=0))
         return endpoint
 
-    def _wait(self, endpoint, job_id: str) -> dict:
+    def _wait(self, endpoint, job_id: str, progress=None) -> dict:
         """Poll until the job reaches a final state; cancel it if it outlives its policy, or
-        when the sweep is interrupted (the GPU stops billing)."""
+        when the sweep is interrupted (the GPU stops billing). Each new epoch the worker
+        reports goes to ``progress``."""
         give_up = time.monotonic() + self.cfg.ttl_s + self.cfg.execution_timeout_s + 60
         path = f"{self.cfg.endpoint_id}/status/{job_id}"
+        last_epoch = None
         while True:
             status = self._call("status", lambda: endpoint.rp_client.get(path, timeout=self.cfg.request_timeout_s))
             if status.get("status") in FINAL_STATES:
                 return status
+            last_epoch = _hand_on_epoch(status, last_epoch, progress)
             if time.monotonic() > give_up:
                 self._cancel(endpoint, job_id)
                 raise RemoteError(f"job {job_id} reached no final state in time; cancelled")
@@ -182,11 +188,11 @@ class RunpodExecutor:
             time.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _fall_back(self, run_config: dict, reason: str) -> dict:
+    def _fall_back(self, run_config: dict, reason: str, progress=None) -> dict:
         from cvsweep.executors import LocalExecutor
 
         log.warning("fallback: training this trial here after the remote error")
-        result = LocalExecutor(None).run(run_config)
+        result = LocalExecutor(None).run(run_config, progress=progress)
         result["fallback"] = {"used": True, "remote_error": reason}
         return result
 
@@ -205,6 +211,27 @@ def _failed_result(run_config: dict, reason: str) -> dict:
     result = failed_result(run_config, reason)
     result["executed_on"]["executor"] = "runpod"
     return result
+
+
+def _hand_on_epoch(status: dict, last_epoch: Any, progress) -> Any:
+    """While IN_PROGRESS, a job's ``output`` is the worker's latest progress update (train()'s
+    epoch report): hand it to ``progress`` when its epoch changes; returns the epoch seen."""
+    update = status.get("output")
+    if progress is None or status.get("status") != "IN_PROGRESS" or not isinstance(update, dict):
+        return last_epoch
+    if update.get("epoch") is not None and update["epoch"] != last_epoch:
+        progress(update)
+        return update["epoch"]
+    return last_epoch
+
+
+def _hand_on_last_epoch(result: dict, progress) -> None:
+    """The last trained epoch, from the result's history, as train() would have reported it."""
+    metrics = result.get("metrics") or {}
+    history, epochs_run = metrics.get("history") or {}, metrics.get("epochs_run")
+    if epochs_run:
+        progress({"epoch": epochs_run, "epochs": result["config"]["training"]["epochs"],
+                  **{key: values[-1] for key, values in history.items() if values}})
 
 
 def _error_text(error: Any) -> str:

@@ -93,10 +93,14 @@ def _import_tensorflow():
     exists so far (about 400,000, most from these imports) out of the garbage collector's
     sight with gc.freeze: they live as long as the process, and every full collection
     would otherwise scan them again (0.1-0.5 s each, several per sweep of short trials)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    from cvsweep.quiet_stderr import stderr_to_log_files
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's INFO and WARNING lines
+    with stderr_to_log_files("tensorflow.startup"):  # what that variable cannot reach (see there)
+        import keras
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe, and its cuInit line, now
     tf.get_logger().setLevel("ERROR")  # per-trial models retrace predict functions: expected
     gc.freeze()
     return tf, keras
@@ -104,9 +108,9 @@ def _import_tensorflow():
 
 def _tensorflow(seed: int, deterministic: bool):
     """TensorFlow, with every seed fixed and the op determinism switch set for this run."""
+    tf, keras = _import_tensorflow()  # first: it keeps TensorFlow's start-up lines off the console
     from tensorflow.python.framework import config as tf_config
 
-    tf, keras = _import_tensorflow()
     keras.backend.clear_session(free_memory=False)  # names restart; skip the costly gc pass
     _forget_earlier_custom_gradients()
     keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow

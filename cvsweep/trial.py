@@ -13,6 +13,7 @@ from cvsweep import objectives
 from cvsweep.data import DataError, pin_dataset
 from cvsweep.executors import create_executor
 from cvsweep.jsonio import write_json_atomic, write_text_atomic
+from cvsweep.progress_file import epoch_writer
 from cvsweep.schema import ConfigError, run_config_of
 from cvsweep.train import failed_result
 
@@ -37,6 +38,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     run_config = run_config_of(cfg)
     trial_dir = Path(hydra.runtime.output_dir)
     options = {"tensorboard_dir": str(trial_dir / "tensorboard")} if cfg.tensorboard else {}
+    options["progress"] = epoch_writer(trial_dir)  # the sweep's display reads it, wherever this runs
     try:
         run_config = pin_dataset(run_config)  # the fingerprint covers the data's content
         write_run_config(trial_dir, run_config)

@@ -20,6 +20,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_joblib_launcher._core import execute_job
 
+from cvsweep.output_relay import OutputRelay
+
 log = logging.getLogger(__name__)
 
 PARENT_CHECK_S = 1.0
@@ -43,7 +45,9 @@ class WorkerPool:
             importlib.import_module(module)
         _SWEEP.update(sweep, singleton_state=Singleton.get_state())
         self.n_workers = n_workers
+        self.output = OutputRelay()  # workers print through this process (cvsweep/output_relay.py)
         self.pool = self._fork()
+        self.output.start()
 
     def submit(self, overrides: Sequence[str], job_idx: int) -> Future:
         try:
@@ -69,7 +73,7 @@ class WorkerPool:
 
     def _fork(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_start_worker, initargs=(os.getpid(),))
+                                   initializer=_start_worker, initargs=(os.getpid(), self.output))
         for future in [pool.submit(os.getpid) for _ in range(self.n_workers)]:
             future.result()  # every worker is up before the first job
         return pool
@@ -89,10 +93,12 @@ def _run_job(overrides: List[str], job_idx: int) -> JobReturn:
                      status=ret.status, _return_value=value)
 
 
-def _start_worker(parent_pid: int) -> None:
-    """A worker takes Ctrl-C and SIGTERM from the sweep process only, and exits with it."""
+def _start_worker(parent_pid: int, output: OutputRelay) -> None:
+    """A worker prints through the sweep process, takes Ctrl-C and SIGTERM from it only, and
+    exits with it."""
     from cvsweep.interrupts import install_in_worker
 
+    output.attach_worker()
     install_in_worker()
     _exit_with_parent(parent_pid)
 

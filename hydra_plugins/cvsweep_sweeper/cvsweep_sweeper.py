@@ -94,12 +94,15 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
         from cvsweep import early_end
         from cvsweep import study as studies
         from cvsweep.interrupts import SweepInterrupted, SweepInterrupts
+        from cvsweep.progress import SweepProgress
 
         running: dict = {}  # future -> (trial, job number, overrides)
         told, failures, streak = 0, [], []
         changed, cancelling = True, False  # the study asked only when a trial ended
+        already = studies.n_counted(study.get_trials(deepcopy=False))
         with studies.Heartbeat(storage, self.heartbeat["heartbeat_interval"]) as heartbeat, \
-                SweepInterrupts() as interrupts:
+                SweepInterrupts() as interrupts, \
+                SweepProgress.for_sweep(self.config, self.n_trials, already) as progress:
             while True:
                 stopping = interrupts.signum is not None or len(streak) >= self.max_consecutive_failures
                 free = self.n_jobs - len(running)
@@ -108,12 +111,14 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
                 for trial in trials:
                     heartbeat.add(trial)
                 overrides = self._configure_trials(trials, distributions, fixed_params)
+                for job_idx, trial in enumerate(trials, self.job_idx):  # before: a local launcher blocks
+                    progress.started(trial.number, job_idx, Path(self.config.hydra.sweep.dir) / str(job_idx))
                 try:
                     futures = self._start(overrides, interrupts)
                 except SweepInterrupted:  # a local trial, training in this process, was stopped
                     for offset, trial in enumerate(trials):
                         heartbeat.remove(trial)
-                        self._tell_interrupted(study, trial, self.job_idx + offset, interrupts)
+                        self._tell_interrupted(study, trial, self.job_idx + offset, interrupts, progress)
                     self.job_idx += len(trials)
                     changed = True
                     continue
@@ -132,11 +137,14 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
                     trial, job_idx, job_overrides = running.pop(future)
                     heartbeat.remove(trial)
                     if interrupts.signum is not None:
-                        self._tell_interrupted(study, trial, job_idx, interrupts, _job_return(future, job_overrides))
+                        self._tell_interrupted(study, trial, job_idx, interrupts, progress,
+                                               _job_return(future, job_overrides))
                         continue
                     ret = _job_return(future, job_overrides)
                     told += 1
                     error = self._tell(study, trial, job_idx, ret, directions)
+                    progress.finished(trial.number, _state_name(ret, error), ret._return_value if error is None else None,
+                                      error)
                     if error is None:
                         streak = []
                         continue
@@ -154,17 +162,21 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
                                    f"(hydra.sweeper.max_consecutive_failures={self.max_consecutive_failures}), "
                                    f"so the sweep stopped; the first of them: {streak[0]}")
 
-    def _tell_interrupted(self, study, trial, job_idx: int, interrupts, ret: Optional[JobReturn] = None) -> None:
+    def _tell_interrupted(self, study, trial, job_idx: int, interrupts, progress,
+                          ret: Optional[JobReturn] = None) -> None:
         """A trial the interrupt stopped: FAIL (reason "interrupted ..."), its parameters asked
         again by the next run. One that completed before the stop reached it keeps its result."""
         from cvsweep import study as studies
 
         if ret is not None and ret.status == JobStatus.COMPLETED:
             self._tell(study, trial, job_idx, ret, self._get_directions())
+            progress.finished(trial.number, "completed", ret._return_value)
             return
         result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
+        reason = f"interrupted by {_signal_name(interrupts.signum)}"
         studies.fail_interrupted(study, trial, {"host": socket.gethostname(), "path": str(result.resolve()),
-                                                "reason": f"interrupted by {_signal_name(interrupts.signum)}"})
+                                                "reason": reason})
+        progress.finished(trial.number, "interrupted", None, reason)
 
     def _start(self, overrides: List[tuple], interrupts) -> List[Future]:
         if not overrides:
@@ -266,6 +278,13 @@ def _values(returned: Any, n_objectives: int) -> List[float]:
     if len(values) != n_objectives:
         raise ValueError(f"{len(values)} objective values returned, {n_objectives} expected")
     return values
+
+
+def _state_name(ret: JobReturn, error: Optional[Exception]) -> str:
+    """How the progress display names an outcome that _tell recorded."""
+    if error is not None:
+        return "failed"
+    return "completed" if ret.status == JobStatus.COMPLETED else "infeasible"
 
 
 def _signal_name(signum: int) -> str:

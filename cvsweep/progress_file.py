@@ -1,0 +1,38 @@
+"""A trial's progress.json: its latest epoch, written on every epoch wherever the trial trains
+(the sweep process, a forked launcher worker), read by the sweep's progress display."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from cvsweep.jsonio import read_json, write_json_atomic
+
+log = logging.getLogger("cvsweep.progress")
+
+FILE_NAME = "progress.json"
+
+
+def epoch_writer(trial_dir: str | Path) -> Callable[[dict], None]:
+    """train()'s ``progress`` callback for one trial: each epoch's update (epoch, epochs,
+    seconds and the epoch's metrics) replaces the file in one step, stamped with the time."""
+    path = Path(trial_dir) / FILE_NAME
+
+    def write(update: dict) -> None:
+        try:
+            write_json_atomic(path, {**update, "updated_at": round(time.time(), 3)})
+        except (OSError, ValueError) as err:  # a progress report never costs a trial its training
+            log.warning("could not write %s: %s", path, err)
+
+    return write
+
+
+def read_epoch(trial_dir: str | Path) -> Optional[dict]:
+    """The trial's latest epoch, or None before its first one ends."""
+    try:
+        update = read_json(Path(trial_dir) / FILE_NAME)
+    except (OSError, ValueError):
+        return None
+    return update if isinstance(update, dict) and isinstance(update.get("epoch"), int) else None
