@@ -100,4 +100,35 @@ def test_dockerfile_copies_only_what_exists_and_pins_like_ci():
                 assert (REPO / source).exists(), source
     uv_pin = re.search(r"uv==([\d.]+)", dockerfile).group(1)
     assert f"uv=={uv_pin}" in (REPO / ".ci" / "run").read_text()
-    assert "--extra gpu" in dockerfile and 'CMD ["python", "-u", "remote/handler.py"]' in dockerfile
+    assert "--require-hashes --no-deps" in dockerfile and "-r remote/requirements.lock" in dockerfile
+    assert 'CMD ["python", "-u", "remote/handler.py"]' in dockerfile
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """remote/requirements.lock as {name: (version, hashes)}."""
+    text = (REPO / "remote" / "requirements.lock").read_text()
+    locked = {}
+    for entry in re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2]):
+        name, version = re.match(r"([A-Za-z0-9_.\-]+)==([^ ;\\]+)", entry).groups()
+        locked[name.lower().replace("_", "-")] = (version, re.findall(r"--hash=sha256:[0-9a-f]{64}", entry))
+    return locked
+
+
+def test_the_worker_lock_matches_pyproject_and_is_hashed_without_addresses():
+    """The image installs remote/requirements.lock with hashes required: it must hold every pin
+    of pyproject.toml (dependencies, the gpu extra, uv's overrides) at the same version, a hash
+    for every package, and no download address (uv.lock, which records them, stays ignored)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    pins = [*project["project"]["dependencies"], *project["project"]["optional-dependencies"]["gpu"],
+            *project["tool"]["uv"]["override-dependencies"]]
+    locked = _locked()
+    for pin in pins:
+        name, version = re.match(r"([A-Za-z0-9_.\-]+)(?:\[[^]]*\])?==(\S+)", pin).groups()
+        assert locked.get(name.lower().replace("_", "-"), (None,))[0] == version, (
+            f"{pin}: remote/requirements.lock has {locked.get(name.lower())}; refresh it (see remote/Dockerfile)")
+    assert "nvidia-cudnn-cu12" in locked  # the gpu extra's CUDA libraries are in it
+    assert all(hashes for _, hashes in locked.values())
+    text = (REPO / "remote" / "requirements.lock").read_text()
+    assert "://" not in text and "--index-url" not in text
