@@ -17,6 +17,7 @@ import os
 import time
 from typing import Any, Callable, Optional
 
+from cvsweep import remote_jobs
 from cvsweep.fingerprint import fingerprint
 from cvsweep.interrupts import STOP
 from cvsweep.payload import make_input
@@ -70,19 +71,26 @@ class RunpodExecutor:
             progress: Optional[Callable[[dict], None]] = None) -> dict:
         # tensorboard_dir: never given (preflight refuses tensorboard=true for remote trials).
         sent_fingerprint = fingerprint(run_config)
+        self.job: dict = {}  # endpoint and job id from the moment the job exists, for the record
         try:
             return self._run_remote(run_config, sent_fingerprint, progress)
         except FingerprintMismatch as err:
             log.error("%s", err)
-            return _failed_result(run_config, f"remote: {_scrub(str(err))}")
+            return self._failed(run_config, f"remote: {_scrub(str(err))}")
         except JobInterrupted as err:  # the sweep is stopping: never a fallback
-            return _failed_result(run_config, f"interrupted: {_scrub(str(err))}")
+            return self._failed(run_config, f"interrupted: {_scrub(str(err))}")
         except RemoteError as err:
             reason = _scrub(str(err))
             log.error("remote trial failed: %s", reason)
             if self.cfg.fallback == Fallback.local:
                 return self._fall_back(run_config, reason, progress)
-            return _failed_result(run_config, f"remote: {reason}")
+            return self._failed(run_config, f"remote: {reason}")
+
+    def _failed(self, run_config: dict, reason: str) -> dict:
+        result = _failed_result(run_config, reason)
+        if self.job:
+            result["remote"] = dict(self.job)
+        return result
 
     def _run_remote(self, run_config: dict, sent_fingerprint: str, progress=None) -> dict:
         endpoint = self._endpoint()
@@ -91,12 +99,18 @@ class RunpodExecutor:
             "input": make_input(run_config),
             "policy": {"executionTimeout": int(self.cfg.execution_timeout_s * 1000), "ttl": int(self.cfg.ttl_s * 1000)},
         }
-        timeout = self.cfg.request_timeout_s
         if STOP.is_set():
             raise JobInterrupted("the sweep was stopped before the job was sent")
-        job_id = self._call("submit", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/run", body, timeout))["id"]
-        log.info("remote job %s submitted (%d bytes)", job_id, len(json.dumps(body)))
-        status = self._wait(endpoint, job_id, progress)
+        job_id = self._earlier_job(endpoint, sent_fingerprint) or self._submit(endpoint, body, sent_fingerprint)
+        self.job = {"endpoint_id": self.cfg.endpoint_id, "job_id": job_id, "submitted_at": round(submitted_at, 3)}
+        try:
+            status = self._wait(endpoint, job_id, progress)
+        except LostContact:
+            raise  # the job may still finish: its ledger entry stays for the next trial of this config
+        except RemoteError:
+            remote_jobs.forget(self.cfg.endpoint_id, sent_fingerprint)
+            raise
+        remote_jobs.forget(self.cfg.endpoint_id, sent_fingerprint)
         round_trip = time.monotonic() - started
         state = status.get("status")
         if state != "COMPLETED":
@@ -129,6 +143,32 @@ class RunpodExecutor:
         result["client_versions"] = provenance.versions()
         return result
 
+    def _submit(self, endpoint, body: dict, sent_fingerprint: str) -> str:
+        timeout = self.cfg.request_timeout_s
+        job_id = self._call("submit", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/run", body, timeout),
+                            interruptible=True)["id"]
+        remote_jobs.remember(self.cfg.endpoint_id, sent_fingerprint, job_id, time.time())
+        log.info("remote job %s submitted (%d bytes)", job_id, len(json.dumps(body)))
+        return job_id
+
+    def _earlier_job(self, endpoint, sent_fingerprint: str) -> Optional[str]:
+        """A job of this very config that an earlier client submitted and never collected, if
+        RunPod still has it queued, running or finished: it is collected, not trained again."""
+        entry = remote_jobs.recall(self.cfg.endpoint_id, sent_fingerprint)
+        if entry is None:
+            return None
+        path = f"{self.cfg.endpoint_id}/status/{entry['job_id']}"
+        try:
+            state = self._call("status", lambda: endpoint.rp_client.get(path, timeout=self.cfg.request_timeout_s),
+                               interruptible=True).get("status")
+        except RequestFailed:  # unknown to RunPod now (expired, or another endpoint)
+            state = None
+        if state in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"):
+            log.info("remote job %s of this config, submitted earlier, is %s: collecting it", entry["job_id"], state)
+            return entry["job_id"]
+        remote_jobs.forget(self.cfg.endpoint_id, sent_fingerprint)
+        return None
+
     def _endpoint(self):
         import runpod
         from requests.adapters import HTTPAdapter
@@ -150,7 +190,17 @@ class RunpodExecutor:
         path = f"{self.cfg.endpoint_id}/status/{job_id}"
         last_epoch = None
         while True:
-            status = self._call("status", lambda: endpoint.rp_client.get(path, timeout=self.cfg.request_timeout_s))
+            try:  # a status outage is waited out for as long as the job itself may take
+                status = self._call("status", lambda: endpoint.rp_client.get(path, timeout=self.cfg.request_timeout_s),
+                                    until=give_up, interruptible=True)
+            except JobInterrupted:
+                self._cancel(endpoint, job_id)
+                raise JobInterrupted(f"the sweep was stopped; job {job_id} cancelled") from None
+            except (Unreachable, RequestFailed) as err:
+                if isinstance(err, RequestFailed) and err.status not in TRANSIENT_HTTP:
+                    raise
+                raise LostContact(f"lost contact with job {job_id} until its timeout and TTL had passed ({err}); "
+                                  "if it finishes, the next trial of this config collects it") from None
             if status.get("status") in FINAL_STATES:
                 return status
             last_epoch = _hand_on_epoch(status, last_epoch, progress)
@@ -165,28 +215,37 @@ class RunpodExecutor:
         self._call("cancel", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/cancel/{job_id}", None,
                                                              timeout=self.cfg.request_timeout_s))
 
-    def _call(self, what: str, request: Callable[[], Any]) -> Any:
-        """One SDK request, retried with exponential backoff on transient faults."""
+    def _call(self, what: str, request: Callable[[], Any], until: Optional[float] = None,
+              interruptible: bool = False) -> Any:
+        """One SDK request, retried with exponential backoff on transient faults: ``retries``
+        times, or until the monotonic time ``until``. ``interruptible``: a stopped sweep ends
+        the wait between tries with JobInterrupted (a cancel, by contrast, keeps trying)."""
         import requests
 
-        for attempt in range(self.cfg.retries + 1):
+        attempt = 0
+        while True:
+            exhausted = time.monotonic() >= until if until is not None else attempt >= self.cfg.retries
             try:
                 return request()
             except requests.HTTPError as err:
                 code = err.response.status_code if err.response is not None else None
-                if code not in TRANSIENT_HTTP or attempt == self.cfg.retries:
+                if code not in TRANSIENT_HTTP or exhausted:
                     raise RequestFailed(f"{what} request failed: HTTP {code}", code) from None
                 fault = f"HTTP {code}"
             except (requests.ConnectionError, requests.Timeout) as err:
-                if attempt == self.cfg.retries:
+                if exhausted:
                     raise Unreachable(f"{what} request failed: {type(err).__name__}: {_scrub(str(err))[:300]}") from None
                 fault = type(err).__name__
             except RuntimeError as err:  # the SDK's 401 ("Unauthorized request...")
                 raise RequestFailed(f"{what} request refused: {_scrub(str(err))} (check {API_KEY_VARIABLE})", 401) from None
             wait = min(self.cfg.backoff_s * 2**attempt, self.cfg.backoff_max_s)
-            log.warning("%s request: %s; retry %d/%d in %.1fs", what, fault, attempt + 1, self.cfg.retries, wait)
-            time.sleep(wait)
-        raise AssertionError("unreachable")
+            attempt += 1
+            shown = f"{attempt}/{self.cfg.retries}" if until is None else f"{attempt}"
+            log.warning("%s request: %s; retry %s in %.1fs", what, fault, shown, wait)
+            if interruptible and STOP.wait(wait):
+                raise JobInterrupted(f"the sweep was stopped during a {what} request's retries")
+            if not interruptible:
+                time.sleep(wait)
 
     def _fall_back(self, run_config: dict, reason: str, progress=None) -> dict:
         from cvsweep.executors import LocalExecutor
@@ -199,6 +258,10 @@ class RunpodExecutor:
 
 class FingerprintMismatch(RemoteError):
     pass
+
+
+class LostContact(RemoteError):
+    """No status answer for as long as the job may take: it may still finish (and be collected)."""
 
 
 class JobInterrupted(RemoteError):

@@ -28,6 +28,15 @@ TINY_RUN = {
 TINY_OVERRIDES = ["model.conv_layers=1", "model.filters=8", "model.dense_layers=0", "training.epochs=2", "training.batch_size=64"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """cvsweep's cache (decoded image folders, the remote job ledger) for this session only,
+    never the user's ~/.cache/cvsweep; the CLI subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cvsweep-cache")))
+        yield
+
+
 @pytest.fixture
 def tiny_run() -> dict:
     return copy.deepcopy(TINY_RUN)

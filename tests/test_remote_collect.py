@@ -1,0 +1,79 @@
+"""No finished remote result is lost: a status outage longer than the submit's retry budget is
+waited out, a failed trial's result.json records its job id, and a job whose client died is
+collected by the next trial of the same config instead of trained again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import optuna
+import pytest
+
+from conftest import REPO, TINY_OVERRIDES, read_json
+from test_remote import _executor, _run_config
+
+
+def _jobs(emulator) -> dict:
+    return emulator.admin("state")["jobs"]
+
+
+def _when(condition, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_status_outage_longer_than_the_retries_is_waited_out(runpod_env):
+    """Reproduction: the polls used to share the submit's retry budget (3 retries here), so an
+    outage of a few seconds failed a trial whose job went on to complete."""
+    runpod_env.admin("faults", {"queue_delay_s": 2})
+    before = set(_jobs(runpod_env))
+
+    def outage_once_submitted():
+        _when(lambda: set(_jobs(runpod_env)) - before)
+        runpod_env.admin("faults", {"http_status": 503, "http_errors": 12})  # 12 polls, ~5 s
+
+    threading.Thread(target=outage_once_submitted, daemon=True).start()
+    result = _executor(runpod_env.base_url, retries=3).run(_run_config())
+    assert result["status"] == "completed", result.get("reason")
+    assert runpod_env.admin("state")["faults"]["http_errors"] == 0  # the outage happened
+
+
+def test_a_failed_remote_trial_records_its_job_id(runpod_env):
+    runpod_env.admin("faults", {"fail_jobs": 1})
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "failed"
+    assert result["remote"]["job_id"] in _jobs(runpod_env) and result["remote"]["endpoint_id"] == "local-endpoint"
+
+
+@pytest.mark.slow
+def test_a_job_whose_client_died_is_collected_not_trained_again(runpod_env, tmp_path):
+    runpod_env.admin("faults", {"queue_delay_s": 4})
+    args = [sys.executable, "-m", "cvsweep", "-m", "executor=runpod", "executor.max_in_flight=1",
+            "executor.poll_interval_s=0.2", "hydra.sweeper.n_trials=1", *TINY_OVERRIDES, "plots=none",
+            f"output_root={tmp_path}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    before = set(_jobs(runpod_env))
+    sweep = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _when(lambda: set(_jobs(runpod_env)) - before)
+    (job_id,) = set(_jobs(runpod_env)) - before
+    sweep.send_signal(signal.SIGKILL)  # the client is gone; its job runs on
+    sweep.wait()
+    _when(lambda: _jobs(runpod_env)[job_id]["status"] == "COMPLETED")
+
+    again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(_jobs(runpod_env)) - before == {job_id}  # no second job: nothing trained twice
+    assert f"remote job {job_id} of this config, submitted earlier, is COMPLETED: collecting it" in again.stdout + again.stderr
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]  # interrupted, then its retry
+    collected = read_json(trials[1].user_attrs["cvsweep.result"]["path"])
+    assert collected["remote"]["job_id"] == job_id and collected["status"] == "completed"
