@@ -37,7 +37,7 @@ class CvsweepHooks(Callback):
         if ended is not None:
             print(f"cvsweep: {ended.message}", file=sys.stderr)
             raise SystemExit(ended.exit_code)
-        if summary["n_trials"] and not summary["n_completed"]:  # a run with nothing to do is fine
+        if summary["covers"] == "run" and summary["n_trials"] and not summary["n_completed"]:  # nothing to do is fine
             print("cvsweep: no trial of this run completed", file=sys.stderr)
             raise SystemExit(EXIT_NO_TRIAL_COMPLETED)
 

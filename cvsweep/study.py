@@ -19,6 +19,7 @@ Semantics (the README's "Crash, resume, several processes" section says the same
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import socket
@@ -52,18 +53,21 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
     )
 
 
-def recover_interrupted(study: optuna.Study) -> list[int]:
+def recover_interrupted(study: optuna.Study, grace_period: float = 60) -> list[int]:
     """Fail the running trials whose process is dead and ask their parameters again; returns
-    their numbers."""
-    dead = [
-        (t.number, t._trial_id, t.user_attrs[OWNER_ATTR])
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if _owner_is_dead(t.user_attrs.get(OWNER_ATTR) or {})
-    ]
+    their numbers. A trial that was asked but never claimed (its process died in between, so
+    it has no owner and never had a heartbeat) is dead once it is older than ``grace_period``."""
+    now = datetime.datetime.now()  # Optuna stamps trials with naive local time
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get(OWNER_ATTR)
+        if owner is None and t.datetime_start and (now - t.datetime_start).total_seconds() > grace_period:
+            dead.append((t.number, t._trial_id, "interrupted: its sweep process died before claiming it"))
+        elif owner is not None and _owner_is_dead(owner):
+            dead.append((t.number, t._trial_id, f"interrupted: sweep process {owner['pid']} on {owner['host']} is gone"))
     interrupted = [
-        number for number, trial_id, owner in dead
-        if fail_interrupted(study, optuna.Trial(study, trial_id),
-                            {"reason": f"interrupted: sweep process {owner['pid']} on {owner['host']} is gone"})
+        number for number, trial_id, reason in dead
+        if fail_interrupted(study, optuna.Trial(study, trial_id), {"reason": reason})
     ]
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     optuna.storages.fail_stale_trials(study)  # any host: a heartbeat older than the grace period

@@ -4,6 +4,7 @@ plots, print parameter importances and a table, and write report.html."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -25,13 +26,19 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None) -> dict:
     names = [o.name for o in objectives_of(cfg)]
     directions = directions_of(cfg)
     params = list(search_space(cfg))
-    trials = [_trial_row(folder, params) for folder in _trial_folders(sweep_dir)]
+    study = _load_study(cfg)
+    folders, covers = _trial_folders(sweep_dir), "run"
+    if not folders and study is not None:  # a re-run of a finished sweep: summarize the study
+        folders, covers = _study_trial_folders(study), "study"
+    trials = [_trial_row(folder, params, os.path.relpath(folder, sweep_dir)) for folder in folders]
     completed = [t for t in trials if t["status"] == "completed"]
     front = pareto_front(completed, directions)
     best = _best(completed, directions[0]) if len(names) == 1 else (front[0] if front else None)
-    study = _load_study(cfg)
     summary = {
         "sweep_dir": str(sweep_dir),
+        # "run": this run's trials; "study": this run started none, so the study's trials
+        # whose result.json lies on this host (a re-run after a kill during the summary).
+        "covers": covers,
         "objectives": names,
         "directions": directions,
         "study": _study_info(cfg, study),
@@ -83,10 +90,26 @@ def _trial_folders(sweep_dir: Path) -> list[Path]:
     return sorted(folders, key=lambda p: int(p.name))
 
 
-def _trial_row(folder: Path, params: list[str]) -> dict:
+def _study_trial_folders(study) -> list[Path]:
+    """The trial folders of the study's trials that ran on this host, in trial order."""
+    import socket
+
+    from cvsweep.study import RESULT_ATTR
+
+    folders = []
+    for trial in study.get_trials(deepcopy=False):
+        record = trial.user_attrs.get(RESULT_ATTR) or {}
+        if record.get("host") == socket.gethostname() and record.get("path") and Path(record["path"]).exists():
+            folder = Path(record["path"]).parent
+            if folder not in folders:
+                folders.append(folder)
+    return folders
+
+
+def _trial_row(folder: Path, params: list[str], job: str) -> dict:
     path = folder / "result.json"
     if not path.exists():
-        return {"job": folder.name, "status": "failed",
+        return {"job": job, "status": "failed",
                 "reason": "no result.json: the trial was stopped (interrupted or killed) before it wrote one",
                 "objective": None, "objective_values": None, "fingerprint": None, "params": {}}
     result = read_json(path)
@@ -95,7 +118,7 @@ def _trial_row(folder: Path, params: list[str]) -> dict:
     values = result.get("trial", {}).get("objective_values") if result["status"] == "completed" else None
     where = result.get("executed_on", {})
     return {
-        "job": folder.name,
+        "job": job,
         # infeasible: failed because of its configuration (an answer the sampler learns from)
         "status": "infeasible" if result.get("infeasible") else result["status"],
         "reason": result.get("reason"),
@@ -227,9 +250,10 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
         console.print("Parameter importances (" + names[0] + "): " + ", ".join(
             f"{key} {value:.3f}" for key, value in summary["importances"].items()))
     _print_study(summary["study"], names, console)
-    if not summary["trials"]:
-        console.print("This run started no trial: the study already holds hydra.sweeper.n_trials finished trials. "
-                      "Raise hydra.sweeper.n_trials to run more.")
+    if summary["covers"] == "study":
+        console.print("This run started no trial: the study already holds hydra.sweeper.n_trials finished trials "
+                      f"(raise it to run more). The table shows the study's {len(summary['trials'])} trials "
+                      "whose result.json lies on this host.")
     else:
         console.print(f"This run: {summary['n_completed']} completed, {summary['n_failed']} failed"
                       + (f" ({summary['n_infeasible']} of them infeasible)." if summary["n_infeasible"] else "."))

@@ -162,3 +162,44 @@ def test_heartbeat_settings_are_checked_before_the_sweep(tmp_path, interval, gra
                    f"hydra.sweeper.grace_period={grace}")
     assert proc.returncode == 2 and "0 < heartbeat_interval < grace_period" in proc.stderr
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_trial_asked_but_never_claimed_is_recovered(tmp_path):
+    """Reproduction: a crash between asking the study for a trial and claiming it left a RUNNING
+    trial with no owner and no heartbeat, and every later run said "started no trial"."""
+    args = sweep_args(tmp_path, 1, "training.epochs=1", "plots=none", "hydra.sweeper.heartbeat_interval=1",
+                      "hydra.sweeper.grace_period=2")
+    assert run_cli(*args).returncode == 0
+    study = load(tmp_path)
+    orphan = study.ask()  # what a sweep process that died right after ask() leaves
+    time.sleep(3)  # older than the grace period
+    args[args.index("hydra.sweeper.n_trials=1")] = "hydra.sweeper.n_trials=2"
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"trial {orphan.number} was interrupted" in proc.stdout + proc.stderr
+    trials = load(tmp_path).trials
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].user_attrs[RESULT_ATTR]["reason"] == \
+        "interrupted: its sweep process died before claiming it"
+    assert n_counted(trials) == 2 and "This run started no trial" not in proc.stdout
+
+
+def test_a_re_run_of_a_finished_sweep_writes_the_studys_summary_and_report(tmp_path):
+    """Reproduction: a sweep killed during its summary never got summary.json or report.html,
+    and a re-run printed "No trial completed." although the study was complete."""
+    args = sweep_args(tmp_path, 2, "training.epochs=1", "plots=summary")
+    assert run_cli(*args).returncode == 0
+    (first,) = tmp_path.glob("sweeps/*")
+    for name in ("summary.json", "report.html"):
+        (first / name).unlink()  # as a kill during the summary leaves it
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (second,) = [p for p in tmp_path.glob("sweeps/*") if p != first]
+    summary = read_json(second / "summary.json")
+    assert summary["covers"] == "study" and summary["n_completed"] == 2
+    best = load(tmp_path).best_trial
+    assert summary["best"]["objective"] == best.value
+    assert (second / summary["best"]["job"] / "result.json").resolve() == \
+        Path(best.user_attrs[RESULT_ATTR]["path"]).resolve()
+    assert "No trial completed." not in again.stdout and "Best: job" in again.stdout
+    assert every_output_is_whole(second) >= 2 and (second / "report.html").exists()

@@ -81,7 +81,7 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
                                     directions=directions, load_if_exists=True)
         log.info("Study %s in %s: %d trials so far", study.study_name, _shown(self.storage), len(study.trials))
         if storage is not None:
-            studies.recover_interrupted(study)
+            studies.recover_interrupted(study, self.heartbeat["grace_period"])
         self._run_trials(study, storage, distributions, fixed_params, directions)
         self._save_results(study, directions)
 
