@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import warnings
 from typing import Any, Optional
 
@@ -44,13 +45,24 @@ FIXED_ATTR = "cvsweep.fixed"  # the command line's plain values, as the sweeper 
 
 
 def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
-    """A trial whose last heartbeat is older than grace_period belongs to a dead process."""
-    return RDBStorage(
-        url,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
-    )
+    """A trial whose last heartbeat is older than grace_period belongs to a dead process.
+    Processes that open a new database at the same moment race to create Optuna's tables; the
+    loser's CREATE fails on a unique constraint and simply opens what the winner made."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(3):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+            )
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def recover_interrupted(study: optuna.Study, grace_period: float = 60) -> list[int]:
