@@ -95,11 +95,12 @@ _sources = _Cache(size=4)
 _splits = _Cache(size=2)  # prepared float32 copies are large (MNIST: about 220 MB)
 
 
-def load_source(dataset) -> Source:
-    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names. Local files
-    and folders are cached by their content (a changed file is loaded anew, whatever its
-    name). A pinned ``dataset.sha256`` must match what was loaded."""
-    source = _load(dataset)
+def load_source(dataset, policy: Optional[Policy] = None) -> Source:
+    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names, reading files
+    as ``policy`` allows (default: this process's, cvsweep/data_access.py). Local files and
+    folders are cached by their content (a changed file is loaded anew, whatever its name),
+    after they were read under the policy. A pinned ``dataset.sha256`` must match."""
+    source = _load(dataset, policy or Policy.current())
     if dataset.sha256 is not None and dataset.sha256 != source.sha256:
         raise DataError(
             f"dataset.sha256={dataset.sha256}: the data loaded now hashes to {source.sha256}; "
@@ -126,14 +127,14 @@ def pin_dataset(run_config: dict) -> dict:
     return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}}
 
 
-def _load(dataset) -> Source:
+def _load(dataset, policy: Policy) -> Source:
     name = DatasetName(dataset.name) if isinstance(dataset.name, str) else dataset.name
     if name in FOLDER_DATASETS:
-        return _load_folder(dataset)
+        return _load_folder(dataset, policy)
     if name in TEXT_DATASETS:
-        return _load_text(name, dataset)
+        return _load_text(name, dataset, policy)
     if dataset.path is not None:
-        data = _read_data_file(dataset.path)
+        data = _read_data_file(dataset.path, policy)
         key = ("npz", hashlib.sha256(data).hexdigest(), dataset.num_classes)
         return _sources.get(key, lambda: _decode_npz(data, dataset.path, dataset.num_classes))
     if name == DatasetName.digits:
@@ -145,13 +146,13 @@ def _load(dataset) -> Source:
     return _sources.get(("keras", name.value, dataset.num_classes), lambda: _load_keras(name.value, dataset.num_classes))
 
 
-def _load_folder(dataset) -> Source:
+def _load_folder(dataset, policy: Policy) -> Source:
     if dataset.path is None:
         raise DataError(f"dataset.path: dataset '{dataset.name.name}' needs the path of a folder of class folders")
     root = dataset.path
     grayscale = dataset.color_mode.name == "grayscale"
     try:
-        arrays, key, from_cache = image_folder.load_folder(root, tuple(dataset.image_size), grayscale, Policy.current())
+        arrays, key, from_cache = image_folder.load_folder(root, tuple(dataset.image_size), grayscale, policy)
     except AccessRefused as err:
         raise DataRefused(str(err)) from None
     except image_folder.FolderError as err:
@@ -175,10 +176,10 @@ def _load_folder(dataset) -> Source:
     return dataclasses.replace(source, cache="cached" if from_cache else "decoded")
 
 
-def _load_text(name: DatasetName, dataset) -> Source:
+def _load_text(name: DatasetName, dataset, policy: Policy) -> Source:
     vocab, length = dataset.vocab_size, dataset.sequence_length
     if dataset.path is not None:
-        data = _read_data_file(dataset.path)
+        data = _read_data_file(dataset.path, policy)
         key = ("text", hashlib.sha256(data).hexdigest(), vocab, length, dataset.num_classes)
         where = f"dataset.path={dataset.path}"
         read = lambda: text_data.read_npz(data, where)  # noqa: E731
@@ -244,12 +245,12 @@ def _with_channels(x: np.ndarray) -> np.ndarray:
     return x[..., np.newaxis] if x.ndim == 3 else x
 
 
-def _read_data_file(given: str) -> bytes:
+def _read_data_file(given: str, policy: Policy) -> bytes:
     """A dataset file's bytes, read as cvsweep/data_access.py allows (regular files, under a
     worker's data roots, within the size cap), and refused when its arrays would unpack to
     more than the decoded-size cap (a zip bomb)."""
     try:
-        data = Policy.current().read(given, "CVSWEEP_MAX_DATA_FILE_BYTES")
+        data = policy.read(given, "CVSWEEP_MAX_DATA_FILE_BYTES")
         cap = limit("CVSWEEP_MAX_DECODED_BYTES")
     except AccessRefused as err:
         raise DataRefused(str(err)) from None

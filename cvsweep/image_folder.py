@@ -60,7 +60,10 @@ def load_folder(root: str, image_size: tuple[int, int], grayscale: bool,
     """``{"train": (x, y), "test": (x, y) or None, "classes": [...]}``, its content key, and
     whether it came from the cache (memory or disk) rather than from decoding."""
     real_root = Path(policy.resolve(root, folder=True))
-    files = _listing(real_root, root, policy)
+    try:
+        files = _listing(real_root, root, policy)
+    except OSError as err:  # a folder that cannot be listed
+        raise FolderError(f"dataset.path={root}: cannot list {err.filename}: {err.strerror}") from None
     _check_decoded_size(root, len(files), image_size, grayscale)
     memo = _stat_memo(real_root, files, image_size, grayscale)
     key = _keys.get(memo)
@@ -120,7 +123,7 @@ def _subfolders(folder: Path, policy: Policy) -> list[Path]:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 found.append(Path(entry.path))
-            elif entry.is_symlink() and entry.is_dir():
+            elif entry.is_symlink() and os.path.isdir(entry.path):  # False for a loop or a dangling link
                 policy.resolve(entry.path, folder=True)  # where it leads must be allowed
                 found.append(Path(entry.path))
     return found

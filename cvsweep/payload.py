@@ -85,7 +85,8 @@ def accept_data(run_config: dict) -> None:
     """Refuse, with PayloadError, a ``dataset.path`` the worker may not read (``data_refused``:
     outside its data roots, not a regular file, over a cap, an image bomb) or cannot use
     (``invalid_data``: not a dataset, a pinned sha256 that differs). The roots apply whether or
-    not this process was confined. The data loaded here stays cached for train()."""
+    not this process was confined, to the path and everything read below it. The data loaded
+    here stays cached for train()."""
     if run_config["dataset"].get("path") is None:
         return  # a download or digits: nothing on the worker's disk is named
     from omegaconf import OmegaConf
@@ -95,9 +96,10 @@ def accept_data(run_config: dict) -> None:
     from cvsweep.schema import FOLDER_DATASETS, DatasetConfig
 
     dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), run_config["dataset"])
+    policy = Policy.worker()
     try:
-        Policy.worker().resolve(dataset.path, folder=dataset.name in FOLDER_DATASETS)
-        load_source(dataset)
+        policy.resolve(dataset.path, folder=dataset.name in FOLDER_DATASETS)
+        load_source(dataset, policy)
     except (AccessRefused, DataRefused) as err:
         raise PayloadError("data_refused", str(err)) from None
     except DataError as err:
