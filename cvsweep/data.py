@@ -15,13 +15,13 @@ import hashlib
 import io
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
 from cvsweep import image_folder, text_data
-from cvsweep.schema import FOLDER_DATASETS, TEXT_DATASETS, DatasetName
+from cvsweep.data_access import AccessRefused, Policy, limit
+from cvsweep.schema import FOLDER_DATASETS, TEXT_DATASETS, DataLocation, DatasetName
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # The test split of sources that have none is always drawn with this seed, so every trial
@@ -31,6 +31,11 @@ TEST_SPLIT_SEED = 0
 
 class DataError(ValueError):
     """A dataset that cannot be used; the message names the file or key and the problem."""
+
+
+class DataRefused(DataError):
+    """A path or file cvsweep will not read (cvsweep/data_access.py): outside a worker's data
+    roots, not a regular file, over a size cap, an image bomb."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +95,12 @@ _sources = _Cache(size=4)
 _splits = _Cache(size=2)  # prepared float32 copies are large (MNIST: about 220 MB)
 
 
-def load_source(dataset) -> Source:
-    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names. Local files
-    and folders are cached by their content (a changed file is loaded anew, whatever its
-    name). A pinned ``dataset.sha256`` must match what was loaded."""
-    source = _load(dataset)
+def load_source(dataset, policy: Optional[Policy] = None) -> Source:
+    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names, reading files
+    as ``policy`` allows (default: this process's, cvsweep/data_access.py). Local files and
+    folders are cached by their content (a changed file is loaded anew, whatever its name),
+    after they were read under the policy. A pinned ``dataset.sha256`` must match."""
+    source = _load(dataset, policy or Policy.current())
     if dataset.sha256 is not None and dataset.sha256 != source.sha256:
         raise DataError(
             f"dataset.sha256={dataset.sha256}: the data loaded now hashes to {source.sha256}; "
@@ -106,30 +112,31 @@ def load_source(dataset) -> Source:
 def pin_dataset(run_config: dict) -> dict:
     """The run config with ``dataset.sha256`` filled in, where the data can be read here (a
     local file or folder, digits): the fingerprint then covers the content. Downloads stay
-    unpinned (Keras checks their hashes itself)."""
+    unpinned (Keras checks their hashes itself), and so does data that lives on the worker
+    (``dataset.location=worker``): its fingerprint covers the path and the sha256 the user
+    pinned, if any; the worker reports what it read in ``data.source_sha256``."""
     from omegaconf import OmegaConf
 
     from cvsweep.schema import DatasetConfig
 
     # The run config comes from a composed, validated config: typing the dataset part suffices.
     dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), run_config["dataset"])
-    if dataset.path is None and dataset.name != DatasetName.digits:
+    if dataset.location == DataLocation.worker or (dataset.path is None and dataset.name != DatasetName.digits):
         return run_config
     sha256 = load_source(dataset).sha256  # refuses a pinned hash that no longer matches
     return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}}
 
 
-def _load(dataset) -> Source:
+def _load(dataset, policy: Policy) -> Source:
     name = DatasetName(dataset.name) if isinstance(dataset.name, str) else dataset.name
     if name in FOLDER_DATASETS:
-        return _load_folder(dataset)
+        return _load_folder(dataset, policy)
     if name in TEXT_DATASETS:
-        return _load_text(name, dataset)
+        return _load_text(name, dataset, policy)
     if dataset.path is not None:
-        path = str(Path(dataset.path).expanduser().resolve())
-        data = _read_bytes(path)
+        data = _read_data_file(dataset.path, policy)
         key = ("npz", hashlib.sha256(data).hexdigest(), dataset.num_classes)
-        return _sources.get(key, lambda: _decode_npz(data, path, dataset.num_classes))
+        return _sources.get(key, lambda: _decode_npz(data, dataset.path, dataset.num_classes))
     if name == DatasetName.digits:
         key = ("digits", dataset.test_fraction, dataset.num_classes)
         return _sources.get(key, lambda: _load_digits(dataset.test_fraction, dataset.num_classes))
@@ -139,13 +146,15 @@ def _load(dataset) -> Source:
     return _sources.get(("keras", name.value, dataset.num_classes), lambda: _load_keras(name.value, dataset.num_classes))
 
 
-def _load_folder(dataset) -> Source:
+def _load_folder(dataset, policy: Policy) -> Source:
     if dataset.path is None:
         raise DataError(f"dataset.path: dataset '{dataset.name.name}' needs the path of a folder of class folders")
-    root = str(Path(dataset.path).expanduser().resolve())
+    root = dataset.path
     grayscale = dataset.color_mode.name == "grayscale"
     try:
-        arrays, key, from_cache = image_folder.load_folder(root, tuple(dataset.image_size), grayscale)
+        arrays, key, from_cache = image_folder.load_folder(root, tuple(dataset.image_size), grayscale, policy)
+    except AccessRefused as err:
+        raise DataRefused(str(err)) from None
     except image_folder.FolderError as err:
         raise DataError(str(err)) from None
 
@@ -167,13 +176,12 @@ def _load_folder(dataset) -> Source:
     return dataclasses.replace(source, cache="cached" if from_cache else "decoded")
 
 
-def _load_text(name: DatasetName, dataset) -> Source:
+def _load_text(name: DatasetName, dataset, policy: Policy) -> Source:
     vocab, length = dataset.vocab_size, dataset.sequence_length
     if dataset.path is not None:
-        path = str(Path(dataset.path).expanduser().resolve())
-        data = _read_bytes(path)
+        data = _read_data_file(dataset.path, policy)
         key = ("text", hashlib.sha256(data).hexdigest(), vocab, length, dataset.num_classes)
-        where = f"dataset.path={path}"
+        where = f"dataset.path={dataset.path}"
         read = lambda: text_data.read_npz(data, where)  # noqa: E731
     else:
         key, where = ("keras-text", name.value, vocab, length, dataset.num_classes), f"dataset={name.value}"
@@ -237,13 +245,32 @@ def _with_channels(x: np.ndarray) -> np.ndarray:
     return x[..., np.newaxis] if x.ndim == 3 else x
 
 
-def _read_bytes(path: str) -> bytes:
+def _read_data_file(given: str, policy: Policy) -> bytes:
+    """A dataset file's bytes, read as cvsweep/data_access.py allows (regular files, under a
+    worker's data roots, within the size cap), and refused when its arrays would unpack to
+    more than the decoded-size cap (a zip bomb)."""
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"dataset.path={path}: no such file") from None
-    except OSError as err:
-        raise DataError(f"dataset.path={path}: cannot read it ({err.strerror})") from None
+        data = policy.read(given, "CVSWEEP_MAX_DATA_FILE_BYTES")
+        cap = limit("CVSWEEP_MAX_DECODED_BYTES")
+    except AccessRefused as err:
+        raise DataRefused(str(err)) from None
+    unpacked = _unpacked_size(data)
+    if unpacked > cap:
+        raise DataRefused(f"dataset.path={given}: its arrays unpack to {unpacked} bytes; the limit is "
+                          f"CVSWEEP_MAX_DECODED_BYTES={cap}")
+    return data
+
+
+def _unpacked_size(data: bytes) -> int:
+    """The sizes an .npz (a zip) declares for its members; zipfile never unpacks more. 0 for
+    what is no zip: the decoder then says what is wrong with it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0
 
 
 def _decode_npz(data: bytes, path: str, num_classes: int) -> Source:

@@ -4,6 +4,8 @@
 accepts nothing else: it checks the size, the keys, the schema version, validates the config
 with the same schema the client used, and recomputes the fingerprint. Nothing in an input
 can make the worker import or call anything: it is plain data checked against dataclasses.
+Then ``accept_data`` loads a ``dataset.path`` as the worker may (cvsweep/data_access.py), so
+that data it must not read, or cannot use, is refused before training, too.
 """
 
 from __future__ import annotations
@@ -77,6 +79,31 @@ def accept_input(data: Any) -> dict:
             f"the client sent {claimed} but this worker computes {computed} for the same config",
         )
     return run_config
+
+
+def accept_data(run_config: dict) -> None:
+    """Refuse, with PayloadError, a ``dataset.path`` the worker may not read (``data_refused``:
+    outside its data roots, not a regular file, over a cap, an image bomb) or cannot use
+    (``invalid_data``: not a dataset, a pinned sha256 that differs). The roots apply whether or
+    not this process was confined, to the path and everything read below it. The data loaded
+    here stays cached for train()."""
+    if run_config["dataset"].get("path") is None:
+        return  # a download or digits: nothing on the worker's disk is named
+    from omegaconf import OmegaConf
+
+    from cvsweep.data import DataError, DataRefused, load_source
+    from cvsweep.data_access import AccessRefused, Policy
+    from cvsweep.schema import FOLDER_DATASETS, DatasetConfig
+
+    dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), run_config["dataset"])
+    policy = Policy.worker()
+    try:
+        policy.resolve(dataset.path, folder=dataset.name in FOLDER_DATASETS)
+        load_source(dataset, policy)
+    except (AccessRefused, DataRefused) as err:
+        raise PayloadError("data_refused", str(err)) from None
+    except DataError as err:
+        raise PayloadError("invalid_data", str(err)) from None
 
 
 def _deeper_than(data: Any, limit: int) -> bool:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from cvsweep.data import DataError, load_source
 from cvsweep.model import ModelError, conv_output_size
-from cvsweep.schema import ConfigError, DatasetName, check_values, omegaconf_problem
+from cvsweep.schema import FOLDER_DATASETS, ConfigError, DataLocation, DatasetName, check_values, omegaconf_problem
 
 log = logging.getLogger("cvsweep.preflight")
 
@@ -46,6 +46,13 @@ def check_sweep(cfg: DictConfig) -> None:
 def _check_data_and_model(cfg: DictConfig) -> None:
     if cfg.dataset.path is None and cfg.dataset.name in _DOWNLOADED:
         return
+    if cfg.dataset.location == DataLocation.worker:  # not here to read: check what the config says
+        if cfg.dataset.name in FOLDER_DATASETS:
+            try:
+                conv_output_size(cfg.model, min(cfg.dataset.image_size))
+            except ModelError as err:
+                raise ConfigError(str(err)) from err
+        return
     try:
         source = load_source(cfg.dataset)  # cached: the local trials reuse it
         if source.kind == "image":
@@ -58,6 +65,7 @@ def _check_data_and_model(cfg: DictConfig) -> None:
 def _check_executor(cfg: DictConfig) -> None:
     if cfg.tensorboard and cfg.executor.name != "local":
         raise ConfigError(f"tensorboard=true: TensorBoard logs are written by executor=local only, not {cfg.executor.name}")
+    _check_data_location(cfg)
     if cfg.executor.name == "runpod":
         from cvsweep.runpod_executor import missing_settings
 
@@ -65,6 +73,18 @@ def _check_executor(cfg: DictConfig) -> None:
         if problems:
             raise ConfigError(*problems)
         _check_endpoint(cfg.executor)
+
+
+def _check_data_location(cfg: DictConfig) -> None:
+    """Data that lives on the worker can only be trained there."""
+    if cfg.dataset.location != DataLocation.worker:
+        return
+    if cfg.executor.name != "runpod":
+        raise ConfigError(f"dataset.location=worker: the data is on the remote worker; executor={cfg.executor.name} "
+                          "trains here. Use executor=runpod, or dataset.location=client with a local path")
+    if cfg.executor.fallback.name == "local":
+        raise ConfigError("executor.fallback=local: a failed trial would train here, but dataset.location=worker "
+                          "data is on the worker only; set executor.fallback=none")
 
 
 # The worker counts of RunPod's health answer ({"jobs": {...}, "workers": {...}}).

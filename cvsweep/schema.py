@@ -63,6 +63,15 @@ TEXT_DATASETS = {DatasetName.imdb, DatasetName.reuters}
 FOLDER_DATASETS = {DatasetName.image_folder, DatasetName.gtsrb}
 
 
+class DataLocation(Enum):
+    client = "client"  # dataset.path is on the machine that runs the sweep (and the same on a worker)
+    worker = "worker"  # dataset.path exists only on the worker (a RunPod network volume)
+
+
+# Largest image side an image folder is resized to: 8 images at 4096x4096 RGB are 403 MB.
+MAX_IMAGE_SIDE = 1024
+
+
 class ColorMode(Enum):
     rgb = "rgb"
     grayscale = "grayscale"
@@ -169,6 +178,8 @@ class DatasetConfig:
     name: DatasetName = MISSING
     # A local .npz in Keras layout (x_train, y_train, x_test, y_test); None: the built-in source.
     path: Optional[str] = None
+    # Where path is read: here (client, pinned by content) or only on the remote worker.
+    location: DataLocation = DataLocation.client
     num_classes: int = field(default=10, metadata=bounds(2))
     # Raw pixel values are divided by this (255 for 8-bit images, 16 for sklearn's digits).
     pixel_scale: float = field(default=255.0, metadata=bounds(0, low_open=True))
@@ -185,6 +196,7 @@ class DatasetConfig:
     sequence_length: Optional[int] = field(default=None, metadata=bounds(1, 100_000))
     # sha256 of the source arrays: filled in before a trial for data that can be read here
     # (a local file or folder, digits), so the fingerprint covers the content, not the name.
+    # With location=worker, what the user pins (the worker checks it), or null.
     sha256: Optional[str] = None
 
 
@@ -508,6 +520,21 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def _location_problems(dataset: DictConfig) -> list[str]:
+    """Data on the worker is named by a path the worker can resolve without the client's
+    help: absolute, with no '~' (whose home would it be?)."""
+    if dataset.location != DataLocation.worker:
+        return []
+    path = dataset.path
+    if not path:
+        return ["dataset.location=worker: needs dataset.path, the data's absolute path on the worker "
+                "(e.g. /runpod-volume/data/mnist.npz)"]
+    if not path.startswith("/"):
+        return [f"dataset.path={path}: with dataset.location=worker, an absolute path on the worker "
+                "(e.g. /runpod-volume/data/mnist.npz)"]
+    return []
+
+
 def _kind_problems(cfg: DictConfig) -> list[str]:
     """Image data with image settings and the CNN; token sequences with text settings and the LSTM."""
     dataset, model = cfg.dataset, cfg.model
@@ -533,8 +560,9 @@ def _kind_problems(cfg: DictConfig) -> list[str]:
                             + ("text datasets (imdb, reuters)" if key in ("vocab_size", "sequence_length")
                                else "image folders (image_folder, gtsrb)") + "; set it to null")
     size = dataset.image_size
-    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= 4096 for v in size)):
-        problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, 4096]")
+    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= MAX_IMAGE_SIDE for v in size)):
+        problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, {MAX_IMAGE_SIDE}]")
+    problems += _location_problems(dataset)
     if dataset.sha256 is not None and not (isinstance(dataset.sha256, str) and len(dataset.sha256) == 64):
         problems.append(f"dataset.sha256={dataset.sha256}: a sha256 hex digest (64 characters) or null")
     return problems

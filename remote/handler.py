@@ -4,8 +4,9 @@
     python remote/handler.py --test_input "$(cat remote/test_input.json)"   # one local job
 
 The input is refused with a structured error, before any training, unless it is exactly
-what cvsweep.payload accepts (schema, size, keys, fingerprint). The output is train()'s result
-as plain JSON, plus the worker's id.
+what cvsweep.payload accepts (schema, size, keys, fingerprint) and its dataset.path is data
+the worker may read and use (under its data roots: CVSWEEP_DATA_ROOTS). The output is train()'s
+result as plain JSON, plus the worker's id.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import runpod  # noqa: E402
 
-from cvsweep.payload import PayloadError, accept_input  # noqa: E402
+from cvsweep.data_access import confine_to_data_roots  # noqa: E402
+from cvsweep.payload import PayloadError, accept_data, accept_input  # noqa: E402
 from cvsweep.train import train  # noqa: E402
 
 
 def handler(job: dict) -> dict:
     try:
         run_config = accept_input(job.get("input"))
+        accept_data(run_config)
     except PayloadError as err:
         return {"error": err.to_error()}
     result = train(run_config, progress=lambda update: runpod.serverless.progress_update(job, update))
@@ -42,5 +45,6 @@ def _warm_up() -> None:
 
 
 if __name__ == "__main__":
+    confine_to_data_roots()  # this process and any it starts read data only under the data roots
     _warm_up()
     runpod.serverless.start({"handler": handler})

@@ -86,8 +86,8 @@ SENTINEL_API_KEY = "sk-cvsweep-sentinel-3f9a1c"
 class EmulatorProcess:
     """``python remote/emulator.py`` on a free port of 127.0.0.1, with real worker processes."""
 
-    def __init__(self, workers: int, log_dir: Path, *options: str):
-        env = {**os.environ, "RUNPOD_API_KEY": SENTINEL_API_KEY, "PYTHONUNBUFFERED": "1"}
+    def __init__(self, workers: int, log_dir: Path, *options: str, env: dict | None = None):
+        env = {**os.environ, "RUNPOD_API_KEY": SENTINEL_API_KEY, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, str(REPO / "remote" / "emulator.py"), "--port", "0", "--workers", str(workers),
              "--log-dir", str(log_dir), *options],

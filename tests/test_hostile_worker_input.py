@@ -210,3 +210,69 @@ def test_the_real_workers_keep_serving_after_hostile_jobs(runpod_env):
 def test_accept_input_names_the_depth_limit():
     with pytest.raises(PayloadError, match="deeper than 16 levels"):
         accept_input(deep(100))
+
+
+# ---- Hostile data paths (issue 14, data access) --------------------------------------------------
+# Inputs that pass every payload check (schema, fingerprint) but whose dataset.path names what the
+# worker must not read. Kept in this one test and its helpers, apart from the strategies above.
+
+HOSTILE_DATA_PATHS = st.sampled_from([
+    "/dev/zero", "/dev/urandom", "/dev/stdin", "/proc/self/environ", "/proc/self/mem", "/proc/1/cmdline",
+    "/etc/passwd", "/etc/shadow", "/etc/passwd\x00.npz", "/", "/etc", "/runpod-volume/../etc/passwd",
+    "~/.ssh/id_rsa", "{root}", "{root}/out.npz", "{root}/loop.npz", "{root}/fifo.npz", "{root}/dir-out/secret.npz",
+    "{root}/../outside/secret.npz", "{root}/dir-out", "{root}/missing.npz", "{root}/" + "a/" * 3000 + "x.npz",
+])
+DATA_SUFFIXES = st.sampled_from(["", "/", "/.", "//", "/./x/.."])
+
+
+@st.composite
+def inputs_naming_hostile_data(draw, root: str) -> dict:
+    path = draw(HOSTILE_DATA_PATHS).replace("{root}", root) + draw(DATA_SUFFIXES)
+    name = draw(st.sampled_from(["npz", "mnist", "imdb", "image_folder", "gtsrb"]))
+    dataset = {"name": name, "path": path, "location": draw(st.sampled_from(["client", "worker"])),
+               "num_classes": 2, "pixel_scale": 255.0, "test_fraction": None}
+    config = copy.deepcopy(TINY_RUN)
+    if name in ("image_folder", "gtsrb"):
+        dataset.update(test_fraction=0.2, image_size=[8, 8], color_mode="grayscale")
+    if name == "imdb":
+        dataset.update(vocab_size=100, sequence_length=8)
+        config["model"] = {"architecture": "lstm"}
+    config["dataset"] = dataset
+    return {"schema_version": SCHEMA_VERSION, "fingerprint": "0" * 64, "config": config}
+
+
+def test_paths_that_pass_the_payload_checks_are_refused_unread(tmp_path, monkeypatch):
+    """Through the real handler (train() a tripwire): every hostile dataset.path gets one
+    structured data_refused error, the same words whether or not the file exists, nothing of
+    a file outside the roots in the reply, and no FIFO or device is opened (it would hang)."""
+    from hypothesis import assume
+
+    root, outside = tmp_path / "volume", tmp_path / "outside"
+    root.mkdir(), outside.mkdir()
+    (outside / "secret.npz").write_text(CANARY)
+    (root / "out.npz").symlink_to(outside / "secret.npz")
+    (root / "loop.npz").symlink_to(root / "loop.npz")
+    (root / "dir-out").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(root / "fifo.npz")
+    monkeypatch.setenv("CVSWEEP_DATA_ROOTS", str(root))
+    monkeypatch.setattr(worker, "train", lambda *a, **k: pytest.fail("training started"))
+    expected = (f"not a readable data file or folder under the worker's data roots ({root}; set CVSWEEP_DATA_ROOTS "
+                "on the endpoint to change them)")
+
+    @settings(FUZZ, max_examples=300)
+    @given(job_input=inputs_naming_hostile_data(str(root)))
+    def check(job_input):
+        job_input["fingerprint"] = make_input(job_input["config"])["fingerprint"]
+        try:
+            job_input = make_input(run_config_of(load_run_config(job_input["config"])))
+        except Exception:
+            assume(False)  # not a valid config: the other tests cover those
+        accept_input(job_input)  # passes every payload check
+        reply = worker.handler({"id": "fuzz", "input": job_input})
+        error = json.loads(reply["error"])
+        assert set(reply) == {"error"} and set(error) == {"code", "problems"} and error["code"] == "data_refused"
+        [problem] = error["problems"]  # names the path, or the entry of a folder that leads out
+        assert problem.startswith("dataset.path=") and problem.endswith(f": {expected}"), problem
+        assert CANARY not in reply["error"]
+
+    check()

@@ -1,0 +1,179 @@
+"""Which data files cvsweep opens, and how: the rules every ``dataset.path`` meets.
+
+Locally, ``dataset.path`` may name any file or folder the user can read. On a worker
+(``remote/handler.py`` calls ``confine_to_data_roots`` when it starts) only what lies under
+its data roots: ``CVSWEEP_DATA_ROOTS`` (os.pathsep-separated), by default the network volume
+``/runpod-volume`` and the cache folder (``$CVSWEEP_CACHE_DIR``, default ``~/.cache/cvsweep``).
+A path is resolved (every symlink followed) before its containment is checked, so a symlink
+leading out of a root is outside.
+
+Everywhere, only regular files are read: never a device (``/dev/zero``), a FIFO or a socket.
+Each is opened once, without following a final symlink (a swap after the check fails) and
+without blocking, then checked again on the open descriptor (type, size, and on the worker
+where it really is), and read to exactly its size. Sizes and image dimensions have caps
+(``LIMITS``), settable through the environment. On the worker every refusal of access reads
+the same, so a reply never tells whether a path outside the roots exists.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+ROOTS_VARIABLE = "CVSWEEP_DATA_ROOTS"
+CONFINED_VARIABLE = "CVSWEEP_DATA_CONFINED"  # "1": this process (and what it starts) is a worker
+WORKER_VOLUME = "/runpod-volume"  # where RunPod mounts a network volume in a serverless worker
+
+GiB, MiB = 1024**3, 1024**2
+# Caps on what a dataset may make cvsweep read or allocate: variable -> (default, what).
+LIMITS = {
+    "CVSWEEP_MAX_DATA_FILE_BYTES": (2 * GiB, "size of a dataset file (.npz), read into memory whole"),
+    "CVSWEEP_MAX_IMAGE_FILE_BYTES": (64 * MiB, "size of one image file of an image folder"),
+    "CVSWEEP_MAX_IMAGE_PIXELS": (64_000_000, "pixels (width x height) of one image before resizing"),
+    "CVSWEEP_MAX_DECODED_BYTES": (4 * GiB, "decoded arrays of a dataset (all images at image_size, or an .npz's arrays)"),
+}
+
+
+class AccessRefused(ValueError):
+    """A path or file cvsweep will not read; the message names ``dataset.path``."""
+
+
+def cache_root() -> Path:
+    """cvsweep's cache folder (decoded image folders live in its ``image_folder/``)."""
+    return Path(os.environ.get("CVSWEEP_CACHE_DIR") or Path.home() / ".cache" / "cvsweep")
+
+
+def confine_to_data_roots() -> None:
+    """Make this process, and every process it starts, read data only under the worker's
+    data roots. The worker's handler calls it before taking jobs."""
+    os.environ[CONFINED_VARIABLE] = "1"
+
+
+def worker_roots() -> tuple[str, ...]:
+    configured = os.environ.get(ROOTS_VARIABLE)
+    roots = configured.split(os.pathsep) if configured else [WORKER_VOLUME, str(cache_root())]
+    return tuple(os.path.realpath(root) for root in roots if root.strip())
+
+
+def limit(variable: str) -> int:
+    default, what = LIMITS[variable]
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise AccessRefused(f"{variable}={raw}: allowed is a whole number >= 1 (the cap on the {what})")
+    return value
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Where data may be read from: ``roots`` None means anywhere the user can read."""
+
+    roots: Optional[tuple[str, ...]] = None
+
+    @classmethod
+    def current(cls) -> "Policy":
+        return cls.worker() if os.environ.get(CONFINED_VARIABLE) == "1" else cls()
+
+    @classmethod
+    def worker(cls) -> "Policy":
+        return cls(worker_roots())
+
+    def inside(self, real: str) -> bool:
+        return self.roots is None or any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.roots)
+
+    def refused(self, given: str, why: str) -> AccessRefused:
+        """On the worker one message for every refusal of access: missing, outside the roots,
+        not a regular file and unreadable all read alike. Locally, the specific reason."""
+        if self.roots is not None:
+            return AccessRefused(
+                f"dataset.path={given}: not a readable data file or folder under the worker's data roots "
+                f"({', '.join(self.roots)}; set {ROOTS_VARIABLE} on the endpoint to change them)")
+        return AccessRefused(f"dataset.path={given}: {why}")
+
+    def resolve(self, given: str, folder: bool = False) -> str:
+        """The real path of ``given``: inside the roots, and a regular file (or a folder)."""
+        try:
+            real = os.path.realpath(os.path.expanduser(given))
+        except (OSError, ValueError) as err:  # a NUL byte, a symlink loop
+            raise self.refused(given, _reason(err)) from None
+        if not self.inside(real):  # before anything else touches it
+            raise self.refused(given, "outside the data roots")
+        try:
+            mode = os.stat(real).st_mode
+        except (OSError, ValueError) as err:
+            raise self.refused(given, _reason(err)) from None
+        if folder and not stat.S_ISDIR(mode):
+            raise self.refused(given, "not a folder (expected one sub-folder of images per class)")
+        if not folder and not stat.S_ISREG(mode):
+            raise self.refused(given, f"not a regular file (a {_kind(mode)}); give a data file")
+        return real
+
+    def read(self, given: str, limit_variable: str) -> bytes:
+        """The bytes of the regular file ``given``, at most the cap in ``limit_variable``."""
+        real = self.resolve(given)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(real, flags)  # no final symlink, no waiting for a FIFO's writer
+        except OSError as err:
+            raise self.refused(given, _reason(err)) from None
+        try:
+            info = os.fstat(fd)  # what was opened, not what the name meant a moment ago
+            if not stat.S_ISREG(info.st_mode) or not self.inside(_opened_path(fd, real)):
+                raise self.refused(given, f"not a regular file (a {_kind(info.st_mode)})")
+            cap = limit(limit_variable)
+            if info.st_size > cap:
+                raise AccessRefused(f"dataset.path={given}: {info.st_size} bytes; the limit is {limit_variable}={cap}")
+            if info.st_size == 0:  # also what /proc's files report
+                raise AccessRefused(f"dataset.path={given}: an empty file (0 bytes)")
+            data = _read_upto(fd, info.st_size + 1)  # one byte more tells a file that grew
+        finally:
+            os.close(fd)
+        if len(data) != info.st_size:
+            raise AccessRefused(f"dataset.path={given}: the file changed while it was read; try again")
+        return data
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left > 0:
+        chunk = os.read(fd, min(left, 16 * MiB))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _opened_path(fd: int, fallback: str) -> str:
+    """Where the open descriptor really points (Linux); the checked name elsewhere."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return fallback
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISLNK, "symlink")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, OSError) and err.errno == errno.ELOOP:
+        return "a symlink where a file was checked, or a symlink loop"
+    if isinstance(err, OSError):
+        return f"cannot read it ({err.strerror})"
+    return f"not a usable path ({err})"
