@@ -32,6 +32,8 @@ from rich.text import Text
 from cvsweep.progress_file import read_epoch
 
 COMPLETED = "completed"
+# What hydra.sweeper.n_trials counts (cvsweep/study.py): failed and interrupted trials are not.
+COUNTED = (COMPLETED, "infeasible", "pruned")
 
 
 @dataclass
@@ -96,29 +98,31 @@ class SweepProgress:
     def started(self, trial_number: int, job_idx: int, trial_dir: str | Path) -> None:
         with self.lock:
             self.n_started += 1
-            ordinal = self.already_finished + self.n_started
+            # The k-th counted trial this one would be; a failed one's successor takes its place.
+            ordinal = self.already_finished + self.n_finished + len(self.running) + 1
             self.running[trial_number] = _Running(ordinal, job_idx, Path(trial_dir), time.monotonic())
             if not self.live:
                 self._emit(f"{self._name(ordinal)} started: job {job_idx}, Optuna trial {trial_number} "
                            f"({len(self.running)} running)")
 
     def finished(self, trial_number: int, state: str, values: Any = None, reason: Any = None) -> None:
-        """``state`` is the trial's result status: "completed" with its objective value(s), or
-        anything else (failed, interrupted) with the reason."""
+        """``state`` is the trial's outcome: "completed" with its objective value(s), or
+        infeasible, failed or interrupted with the reason; only the first two count towards
+        n_trials."""
         with self.lock:
             trial = self.running.pop(trial_number, None)
             if trial is None:
                 return
             took = time.monotonic() - trial.started_at
             self.durations.append(took)
-            self.n_finished += 1
+            self.n_finished += state in COUNTED
             if state == COMPLETED and values is not None:
                 value = float(values[0] if isinstance(values, (list, tuple)) else values)
                 if self.best is None or (value > self.best[0] if self.maximize else value < self.best[0]):
                     self.best = (value, trial.job_idx)
                 outcome = f"completed in {_clock(took)}: {self.objective}={value:.4f}"
             else:
-                self.n_failed += 1
+                self.n_failed += state not in COUNTED
                 outcome = f"{state} after {_clock(took)}: {reason}"
             if not self.live:
                 self._print_epoch(trial)  # its last epoch, if the poll has not shown it yet

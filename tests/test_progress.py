@@ -89,12 +89,16 @@ def test_best_so_far_follows_the_direction_and_the_estimate_the_trials_in_flight
         progress.finished(5, "completed", 0.40)
         progress.finished(6, "completed", [0.25])
         progress.started(7, 2, "/nonexistent/2")
-        progress.finished(7, "failed", reason="diverged")
+        progress.finished(7, "failed", reason="worker lost")
+        progress.started(8, 3, "/nonexistent/3")  # takes the failed one's place
+        progress.finished(8, "infeasible", reason="diverged")
     out = capsys.readouterr().out
     assert "[progress] trial 3 of 6 started: job 0, Optuna trial 5 (1 running)" in out
     assert "trial 4 of 6 started: job 1, Optuna trial 6 (2 running)" in out
-    assert "trial 5 of 6 (job 2) failed after 0:00:00: diverged" in out
+    assert "trial 5 of 6 (job 2) failed after 0:00:00: worker lost" in out
+    assert "trial 5 of 6 (job 3) infeasible after 0:00:00: diverged" in out
     last = out.strip().splitlines()[-1]
+    # Failed trials count towards nothing; infeasible ones are finished (cvsweep/study.py).
     assert last.startswith("[progress] 5 of 6 trials finished (1 failed this run), 0 running; "
                            "best so far val_loss=0.2500 (job 1)"), last
     assert last.endswith("about 0:00:00 left")  # instant trials: one more of no time
