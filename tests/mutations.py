@@ -51,8 +51,8 @@ MUTANTS = [
     ("dropped-connections-never-dropped", "remote/emulator.py",
      'drop = emulator.faults.take("drop_connections")', "drop = False",
      ["tests/test_remote.py::test_dropped_connections_are_retried"]),
-    ("gtsrb-images-too-small-for-the-cnn", "conf/dataset/gtsrb.yaml",
-     "image_size: [30, 30]", "image_size: [4, 4]",
+    ("gtsrb-values-overridden-by-its-base", "conf/dataset/gtsrb.yaml",
+     "  - image_folder\n  - _self_\n", "  - _self_\n  - image_folder\n",
      ["tests/test_config.py::test_every_option_composes_and_passes_value_checks[dataset=gtsrb]"]),
     ("unpickler-allows-everything", "cvsweep/text_data.py",
      "        if (module, name) not in self.ALLOWED:\n", "        if False:\n",
@@ -77,7 +77,7 @@ BEFORE = {
     "plain-writes": ["tests/test_resume.py::test_kills_at_any_moment_leave_only_whole_files"],
     "help-fails-to-compose": MUTANTS[4][4],
     "dropped-connections-never-dropped": MUTANTS[5][4],
-    "gtsrb-images-too-small-for-the-cnn": MUTANTS[6][4],
+    "gtsrb-values-overridden-by-its-base": MUTANTS[6][4],
 }
 
 
