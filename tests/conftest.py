@@ -15,6 +15,18 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 # The real MNIST shipped beside the checkout (see ../shared/data/README.md).
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
+# Under CI (.ci/run installs and starts everything) a missing service or file is a failure:
+# a test that skips there is coverage that vanished without anyone seeing it.
+ON_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(available: bool, what: str) -> None:
+    """Skip without ``what`` on a developer's machine; fail under CI=true."""
+    if available:
+        return
+    if ON_CI:
+        pytest.fail(f"CI=true, but this test has no {what}")
+    pytest.skip(f"needs {what}")
 
 # A real run on sklearn's digits that trains in about a second.
 TINY_RUN = {

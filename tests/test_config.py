@@ -3,26 +3,56 @@ before any work with a message that names the key, the value and what is allowed
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
-from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, SHARED_MNIST, TINY_RUN, compose, run_cli
+from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, TINY_RUN, compose, run_cli
 from cvsweep.preflight import check_run, check_sweep
 from cvsweep.schema import RUN_KEYS, ConfigError, load_run_config
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
-# Options that need more than their own file to be usable.
+# Options that need more than their own file to be usable ({data}: small generated files).
 EXTRA = {
-    ("dataset", "npz"): ["dataset.path=x.npz"],
-    ("dataset", "image_folder"): ["dataset.path=photos", "dataset.num_classes=5"],
-    ("dataset", "gtsrb"): ["dataset.path=GTSRB/Train"],
+    ("dataset", "npz"): ["dataset.path={data}/small.npz"],
+    ("dataset", "image_folder"): ["dataset.path={data}/photos", "dataset.num_classes=5"],
+    ("dataset", "gtsrb"): ["dataset.path={data}/GTSRB/Train"],
     # The text model and its search space need a text dataset.
     ("model", "lstm"): ["dataset=imdb"],
     ("search", "lstm"): ["dataset=imdb"],
     # The Keras example's valid-padded convs need MNIST-sized images, not 8x8 digits.
-    ("model", "keras_mnist_convnet"): ["dataset=mnist", f"dataset.path={SHARED_MNIST}"],
+    ("model", "keras_mnist_convnet"): ["dataset=mnist", "dataset.path={data}/mnist_sized.npz"],
 }
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """Generated stand-ins for the local data options: Keras-layout .npz files and folders of
+    class folders (noise images; only their layout and size are checked here)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for name, side in (("small.npz", 12), ("mnist_sized.npz", 28)):
+        np.savez(root / name, x_train=rng.integers(0, 256, (40, side, side), dtype=np.uint8),
+                 y_train=np.arange(40) % 10, x_test=rng.integers(0, 256, (10, side, side), dtype=np.uint8),
+                 y_test=np.arange(10))
+    for folder, classes in (("photos", 5), ("GTSRB/Train", 43)):
+        for label in range(classes):
+            (root / folder / f"{label:05d}").mkdir(parents=True)
+            for i in range(10):  # enough for stratified test and validation shares
+                Image.fromarray(rng.integers(0, 256, (12, 14, 3), dtype=np.uint8)).save(
+                    root / folder / f"{label:05d}" / f"{i}.png")
+    return root
+
+
+def _written_values(option: str) -> dict:
+    """What conf/dataset/OPTION.yaml itself sets for the dataset (read here, not composed)."""
+    data = yaml.safe_load((CONF_DIR / "dataset" / f"{option}.yaml").read_text())
+    data.pop("defaults", None)
+    return data.get("dataset", data)  # a global-package option nests its dataset values
 
 
 def test_every_group_is_listed():
@@ -30,22 +60,27 @@ def test_every_group_is_listed():
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_composes_and_passes_value_checks(group, option, tmp_path, monkeypatch, request):
+def test_every_option_composes_and_passes_value_checks(group, option, tmp_path, monkeypatch, request, small_data):
     if (group, option) == ("executor", "runpod"):  # its checks ask a real (emulated) endpoint's health
         endpoint = request.getfixturevalue("bare_endpoint")
         monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)
         monkeypatch.setenv("RUNPOD_ENDPOINT_ID", BARE_ENDPOINT_ID)
         monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", endpoint.base_url)
-    if (group, option) == ("model", "keras_mnist_convnet") and not SHARED_MNIST.exists():
-        pytest.skip("needs ../shared/data/mnist.npz")
-    cfg = compose(f"{group}={option}", f"output_root={tmp_path}", *EXTRA.get((group, option), []))
+    monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path / "cache"))  # decoded folders
+    extra = [override.format(data=small_data) for override in EXTRA.get((group, option), [])]
+    cfg = compose(f"{group}={option}", f"output_root={tmp_path}", *extra)
     assert cfg.hydra.runtime.choices[group] == option
     app_keys = [key for key in cfg if key != "hydra"]
     OmegaConf.to_container(OmegaConf.masked_copy(cfg, app_keys), resolve=True, throw_on_missing=True)
     OmegaConf.to_container(cfg.hydra.sweeper, resolve=True, throw_on_missing=True)
     load_run_config({key: OmegaConf.to_container(cfg[key], resolve=True) for key in RUN_KEYS})
-    if group == "dataset" and option not in ("digits",):
-        return  # downloads or needs a real file: the data itself is tested in test_data.py
+    if group == "dataset":
+        composed = OmegaConf.to_container(cfg.dataset, resolve=True, enum_to_str=True)
+        overridden = {override.split("=")[0].removeprefix("dataset.") for override in extra}
+        written = {key: value for key, value in _written_values(option).items() if key not in overridden}
+        assert written and {key: composed[key] for key in written} == written
+    # Every option, every dataset: the value checks, the local data with the model (the
+    # downloaded sources are checked when a trial loads them) and the whole search space.
     check_run(cfg)
     check_sweep(cfg)
 
@@ -169,10 +204,12 @@ def test_cli_help_and_info_do_not_import_tensorflow(flag):
     code = (
         "import runpy, sys\n"
         f"sys.argv = ['cvsweep', *{flag!r}]\n"
+        "exit_code = 0\n"
         "try:\n    runpy.run_module('cvsweep', run_name='__main__')\n"
-        "except SystemExit:\n    pass\n"
-        "print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')\n"
+        "except SystemExit as exit:\n    exit_code = exit.code\n"
+        "print('EXIT', exit_code, 'TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("TF_NOT_LOADED")
+    # Hydra's --help exits 0, --cfg and --info return: anything else is a failure it printed.
+    assert proc.stdout.strip().splitlines()[-1] in ("EXIT 0 TF_NOT_LOADED", "EXIT None TF_NOT_LOADED"), proc.stderr

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import SHARED_MNIST, TINY_RUN
+from conftest import SHARED_MNIST, TINY_RUN, require
 from cvsweep.data import DataError, load_source, split
 from cvsweep.schema import load_run_config
 
@@ -56,8 +56,8 @@ def test_proxy_sampling_keeps_a_stratified_seeded_fraction():
     assert np.array_equal(a.y_val, full.y_val) and np.array_equal(a.y_test, full.y_test)
 
 
-@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="needs ../shared/data/mnist.npz")
 def test_real_mnist_from_a_local_file():
+    require(SHARED_MNIST.exists(), "../shared/data/mnist.npz")
     cfg = _cfg(**{"dataset.name": "mnist", "dataset.path": str(SHARED_MNIST), "dataset.pixel_scale": 255.0,
                   "dataset.test_fraction": None})
     source = load_source(cfg.dataset)

@@ -2,7 +2,7 @@
 or duplicated, and the same best trial whichever process reads it.
 
 Needs a PostgreSQL server: .ci/run starts Debian's on 127.0.0.1 and sets
-CVSWEEP_TEST_POSTGRES_URL (and CVSWEEP_REQUIRE_POSTGRES, so that CI fails instead of skipping).
+CVSWEEP_TEST_POSTGRES_URL; under CI=true (or CVSWEEP_REQUIRE_POSTGRES) it fails instead of skipping.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import REPO, TINY_OVERRIDES, read_json
+from conftest import REPO, TINY_OVERRIDES, read_json, require
 from cvsweep.study import FIXED_ATTR, OWNER_ATTR, RESULT_ATTR, n_counted
 
 PROCESSES = 3
@@ -27,10 +27,9 @@ SWEPT = {"model.activation", "model.batch_norm", "model.dense_units", "model.dro
 @pytest.fixture
 def postgres_url() -> str:
     url = os.environ.get("CVSWEEP_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CVSWEEP_REQUIRE_POSTGRES"):
-            pytest.fail("CVSWEEP_REQUIRE_POSTGRES is set but CVSWEEP_TEST_POSTGRES_URL is not")
-        pytest.skip("no PostgreSQL: set CVSWEEP_TEST_POSTGRES_URL (.ci/run starts one and sets it)")
+    if not url and os.environ.get("CVSWEEP_REQUIRE_POSTGRES"):
+        pytest.fail("CVSWEEP_REQUIRE_POSTGRES is set but CVSWEEP_TEST_POSTGRES_URL is not")
+    require(bool(url), "PostgreSQL: set CVSWEEP_TEST_POSTGRES_URL (.ci/run starts one and sets it)")
     return url
 
 

@@ -5,6 +5,7 @@ leaks into the reply, and the real worker processes keep serving afterwards."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -30,8 +31,50 @@ FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None
                                        HealthCheck.function_scoped_fixture])  # the guard is the same for all
 
 
+def canonical(data) -> str:
+    """The test's own canonical JSON (sorted keys, no spaces, no NaN): a different spelling of
+    a number or a bool (2 / 2.0 / True) gives a different text, unlike == on dicts."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256_of(config: dict) -> str:
+    """The fingerprint as the test computes it, without cvsweep's code."""
+    return hashlib.sha256(canonical(config).encode("utf-8")).hexdigest()
+
+
+# The one input that may train: TINY_RUN made complete, written out here, with the test's
+# own hash. good_input() (cvsweep's make_input) must agree with it, or the fuzzing starts
+# from a wrong base.
+KNOWN_CONFIG = {
+    "dataset": {"name": "digits", "path": None, "num_classes": 10, "pixel_scale": 16.0, "test_fraction": 0.2,
+                "image_size": None, "color_mode": None, "vocab_size": None, "sequence_length": None,
+                "sha256": None},
+    "model": {"architecture": "cnn", "conv_layers": 1, "filters": 8, "filter_growth": 2.0, "kernel_size": 3,
+              "padding": "same", "activation": "relu", "kernel_initializer": "glorot_uniform", "batch_norm": False,
+              "pooling": "max", "head": "flatten", "dense_layers": 0, "dense_units": 64, "dropout": 0.1,
+              "embedding_dim": 64, "lstm_units": 64, "bidirectional": False,
+              "augmentation": {"flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0}},
+    "sampling": {"strategy": "full", "fraction": 1.0},
+    "training": {"epochs": 2, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001,
+                 "lr_schedule": "constant", "early_stopping_patience": 3, "validation_split": 0.1,
+                 "time_budget_s": None, "seed": 3, "deterministic": True},
+    "health": {"sample_size": 256, "gradient_batches": 2, "grad_vanishing_below": 1e-05,
+               "grad_exploding_above": 100.0, "max_bias_change_per_epoch": 0.1, "max_weight_change_per_epoch": 0.5,
+               "consistency_epochs": 3, "overfit_gap_tolerance": 0.2, "activation_images": 2,
+               "activation_channels": 8,
+               "weights": {"neuron_utilisation": 1.0, "gradient_health": 1.0, "training_stability": 1.0,
+                           "convergence_quality": 1.0, "accuracy_consistency": 1.0, "overfitting": 1.0,
+                           "parameter_efficiency": 0.5}},
+}
+KNOWN_INPUT = {"schema_version": SCHEMA_VERSION, "fingerprint": sha256_of(KNOWN_CONFIG), "config": KNOWN_CONFIG}
+
+
 def good_input() -> dict:
-    return make_input(run_config_of(load_run_config(copy.deepcopy(TINY_RUN))))
+    return copy.deepcopy(KNOWN_INPUT)
+
+
+def test_the_client_sends_the_known_valid_input():
+    assert canonical(make_input(run_config_of(load_run_config(copy.deepcopy(TINY_RUN))))) == canonical(KNOWN_INPUT)
 
 
 # Strings an attacker would try, beside arbitrary text.
@@ -97,21 +140,26 @@ def guarded_handler(monkeypatch):
     monkeypatch.setenv(CANARY_ENV, CANARY)
     calls = []
 
-    def tripwire(*args, **kwargs):
-        calls.append(args)
+    def tripwire(run_config, *args, **kwargs):
+        calls.append(run_config)
         raise TrainingStarted
 
     monkeypatch.setattr(worker, "train", tripwire)
     worker.handler({"id": "warm", "input": None})  # anything imported lazily, imported now
 
-    def run(job_input) -> dict:
+    def run(job_input, allowed: dict = KNOWN_INPUT) -> dict:
+        """The structured error, or {"trained": True} when ``allowed`` (and only it) trained."""
         modules = set(sys.modules)
         try:
             reply = worker.handler({"id": "fuzz", "input": job_input})
         except TrainingStarted:
-            # Only an input that is valid in every respect may start training.
-            accept_input(job_input)
+            # Only the known-valid experiment may train, and only under the fingerprint the
+            # test computed for it: another spelling of the same values (e.g. "2" for 2) is
+            # the same experiment, another value or another fingerprint is not.
+            (trained,) = calls
             calls.clear()
+            assert canonical(trained) == canonical(allowed["config"]), job_input
+            assert job_input["fingerprint"] == allowed["fingerprint"] == sha256_of(trained), job_input
             return {"trained": True}
         assert not calls
         assert set(reply) == {"error"}, reply
@@ -153,7 +201,24 @@ def test_a_valid_input_with_one_thing_changed_is_refused(guarded_handler, job_in
 def test_extreme_inputs(guarded_handler, job_input):
     started = time.monotonic()
     guarded_handler(job_input)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 120  # catches a hang only; speed is not this test's business
+
+
+@pytest.mark.parametrize("section,field,value", [
+    ("model", "dropout", 0.2), ("model", "filters", 16), ("model", "activation", "tanh"),
+    ("training", "epochs", 3), ("training", "seed", 4), ("training", "learning_rate", 0.01),
+    ("dataset", "test_fraction", 0.25), ("sampling", "strategy", "proxy"),
+])
+def test_another_valid_config_under_the_old_fingerprint_is_refused(guarded_handler, section, field, value):
+    """A valid config that is not the one fingerprinted: refused as a mismatch. With the
+    fingerprint the test computes for it, the same input trains exactly that config."""
+    changed = copy.deepcopy(KNOWN_INPUT)
+    changed["config"][section][field] = value
+    if (section, field) == ("sampling", "strategy"):
+        changed["config"]["sampling"]["fraction"] = 0.5  # proxy sampling takes a part
+    assert guarded_handler(changed)["code"] == "fingerprint_mismatch"
+    changed["fingerprint"] = sha256_of(changed["config"])
+    assert guarded_handler(changed, allowed=changed) == {"trained": True}
 
 
 def test_every_field_with_target_or_interpolation_is_refused(guarded_handler):

@@ -87,6 +87,7 @@ def test_dropped_connections_are_retried(runpod_env):
     runpod_env.admin("faults", {"drop_connections": 2})
     result = _executor(runpod_env.base_url).run(_run_config())
     assert result["status"] == "completed", result["reason"]
+    assert runpod_env.admin("state")["faults"]["drop_connections"] == 0  # both were dropped, and retried
 
 
 def test_transient_faults_beyond_the_retries_fail_the_trial(runpod_env):

@@ -118,20 +118,103 @@ def test_a_re_run_asks_new_parameters_and_the_same_history_asks_the_same(tmp_pat
     assert [t.params for t in load(tmp_path / "b").trials] == params
 
 
-def test_kills_at_any_moment_leave_only_whole_files(tmp_path):
-    """Kill the sweep at several moments (training, plotting, summary); every file left is whole,
-    and the final run completes the study."""
-    args = sweep_args(tmp_path, 3, "training.epochs=1")
-    for delay in (9.0, 11.0, 13.0):  # seconds after start: TF import, trials, plots
-        sweep = start_sweep(args)
-        time.sleep(delay)
+# Loaded by the killed sweeps only (PYTHONPATH): the first write to a file whose name holds
+# CVSWEEP_TEST_PAUSE_IN stops half-way, on disk, names the file in CVSWEEP_TEST_PAUSED and
+# waits for the test's kill -9. It wraps open() itself, so it pauses any way of writing.
+PAUSE_HOOK = """
+import builtins, io, os, time
+
+_target, _open = os.environ["CVSWEEP_TEST_PAUSE_IN"], builtins.open
+
+
+class _HalfThenWait:
+    def __init__(self, handle):
+        self._handle = handle
+
+    def write(self, data):
+        self._handle.write(data[:max(1, len(data) // 2)])
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        with _open(os.environ["CVSWEEP_TEST_PAUSED"], "w") as note:
+            note.write(str(self._handle.name))
+        time.sleep(600)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._handle.__exit__(*exc)
+
+
+def _open_pausing(file, mode="r", *args, **kwargs):
+    global _target
+    handle = _open(file, mode, *args, **kwargs)
+    if _target and set(mode) & set("wax") and _target in os.path.basename(os.fsdecode(file)):
+        _target = None  # once
+        return _HalfThenWait(handle)
+    return handle
+
+
+builtins.open = io.open = _open_pausing
+"""
+
+
+def kill_inside_a_write(args: list[str], name: str, hook_dir: Path) -> tuple[int, str]:
+    """Start the sweep, kill -9 it while it is half-way through writing a file whose name
+    holds ``name``; returns its pid and the file it was writing."""
+    paused = hook_dir / "paused"
+    paused.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(hook_dir),
+           "CVSWEEP_TEST_PAUSE_IN": name, "CVSWEEP_TEST_PAUSED": str(paused)}
+    sweep = subprocess.Popen([sys.executable, "-m", "cvsweep", *args], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: paused.exists() or sweep.poll() is not None)
+        assert sweep.poll() is None, f"the sweep ended (exit {sweep.returncode}) without writing {name}"
+        wait_for(lambda: paused.read_text())  # the note is whole
+    finally:
         sweep.send_signal(signal.SIGKILL)
         sweep.wait()
-        every_output_is_whole(tmp_path)
+    return sweep.pid, paused.read_text()
+
+
+@pytest.mark.slow
+def test_kills_inside_writes_leave_only_whole_files(tmp_path):
+    """kill -9 half-way through writing a trial's result.json, one of its plots, then the
+    summary; every file left is whole, and the study records what each kill interrupted."""
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(PAUSE_HOOK)
+    root = tmp_path / "out"
+    args = sweep_args(root, 3, "training.epochs=1")
+    killed = []
+    expected_states = {
+        "result.json": ["RUNNING"],  # trial 0, killed as its result is written
+        "history.png": ["FAIL", "RUNNING"],  # 0 found interrupted; 1 asks its parameters again
+        "summary.json": ["FAIL", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"],  # the study is done
+    }
+    for name, states in expected_states.items():
+        pid, written = kill_inside_a_write(args, name, tmp_path / "hook")
+        killed.append(pid)
+        assert name in Path(written).name, written
+        every_output_is_whole(root)
+        assert [t.state.name for t in load(root).trials] == states, name
+
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert n_counted(load(tmp_path).trials) == 3
-    assert every_output_is_whole(tmp_path) > 10
+    trials = load(root).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+    for trial, pid in zip(trials[:2], killed):
+        assert trial.user_attrs[RESULT_ATTR]["reason"].startswith(f"interrupted: sweep process {pid}")
+    # Each interrupted trial's parameters were asked again by the next run (Optuna's record
+    # names the first trial of those parameters).
+    assert [t.system_attrs.get("failed_trial") for t in trials[1:3]] == [0, 0]
+    assert trials[0].params == trials[1].params == trials[2].params != trials[3].params
+    for trial in trials[2:]:
+        assert read_json(trial.user_attrs[RESULT_ATTR]["path"])["trial"]["objective_values"] == trial.values
+    assert every_output_is_whole(root) > 10
 
 
 def test_a_trial_of_a_dead_process_on_another_host_is_found_by_its_stale_heartbeat(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -51,10 +52,7 @@ def test_cached_job_configs_equal_hydras_own(hydra_loader):
     cache = SweepConfigCache(loader)
     for job in JOBS + JOBS:  # the second round comes from the cache where it can
         expected = loader.load_sweep_config(master, list(job))
-        try:
-            got = cache.load_sweep_config(master, list(job))
-        except Exception as err:  # Hydra refuses the same overrides the same way
-            pytest.fail(f"{job}: {err}")
+        got = cache.load_sweep_config(master, list(job))
         assert as_data(got) == as_data(expected), job
         app = [key for key in expected if key != "hydra"]  # hydra.* resolves only inside a job
         assert OmegaConf.to_yaml(OmegaConf.masked_copy(got, app), resolve=True) == \
@@ -65,10 +63,7 @@ def test_only_value_overrides_are_cached(hydra_loader):
     loader, master = hydra_loader
     cache = SweepConfigCache(loader)
     for job in JOBS:
-        try:
-            cache.load_sweep_config(master, list(job))
-        except Exception:
-            pass
+        cache.load_sweep_config(master, list(job))
     cached_keys = set(cache.templates)
     assert ("model.filters", "model.dropout", "training.learning_rate", "plots") in cached_keys
     assert ("search=base", "dataset=mnist", "dataset.path", "model.filters", "training.epochs") in cached_keys
@@ -90,8 +85,8 @@ def test_wrong_values_are_refused_like_hydra_refuses_them(hydra_loader):
     loader, master = hydra_loader
     cache = SweepConfigCache(loader)
     cache.load_sweep_config(master, ["model.filters=8"])
-    with pytest.raises(Exception) as from_cache:
+    with pytest.raises(ConfigCompositionException) as from_cache:
         cache.load_sweep_config(master, ["model.filters=many"])
-    with pytest.raises(Exception) as from_hydra:
+    with pytest.raises(ConfigCompositionException) as from_hydra:
         loader.load_sweep_config(master, ["model.filters=many"])
-    assert "model.filters" in str(from_cache.value) and "model.filters" in str(from_hydra.value)
+    assert str(from_cache.value) == str(from_hydra.value) == "Error merging override model.filters=many"

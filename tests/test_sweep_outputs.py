@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_OVERRIDES, read_json, run_cli
+from conftest import TINY_OVERRIDES, read_json, require, run_cli
 from cvsweep.plots import TRIAL_PLOTS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -62,8 +62,8 @@ def test_report_is_self_contained_and_links_every_trial_plot(sweep_dir):
     assert all((sweep_dir / link).exists() for link in page.links)
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
+    require(shutil.which("chromium") is not None, "Debian's chromium")
     shot = tmp_path / "report.png"
     subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,0 +1,154 @@
+"""Mutation check: break one thing the tests promise to guard, and see that they fail.
+
+    uv run python tests/mutations.py                 # every mutant, then a table
+    uv run python tests/mutations.py --only NAME     # one mutant (repeatable)
+    uv run python tests/mutations.py --tests-from REV --only NAME   # the tests of an older commit
+
+Each mutant is (name, file, exact original snippet, replacement, node ids that must catch it).
+The working tree (tracked and untracked files, uncommitted changes included) is copied into a
+temporary folder that shares this checkout's .venv; the mutant is applied there and only its
+tests run, so this checkout is never touched. Before the mutants, the same tests run unmutated
+(they must pass, or a "caught" would mean nothing). Exit 1 if any mutant survives.
+Not a test module (pytest collects test_*.py only), and not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__test__ = False  # for pytest, should anyone point it at this file
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPER = "hydra_plugins/cvsweep_sweeper/cvsweep_sweeper.py"
+
+MUTANTS = [
+    ("one-trial-in-flight", SWEEPER,
+     "free = self.n_jobs - len(running)", "free = 1 - len(running)",
+     ["tests/test_remote.py::test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key"]),
+    ("fingerprint-mismatch-unchecked", "cvsweep/payload.py",
+     "    if computed != claimed:\n", "    if False:\n",
+     ["tests/test_hostile_worker_input.py::test_another_valid_config_under_the_old_fingerprint_is_refused",
+      "tests/test_hostile_worker_input.py::test_a_valid_input_with_one_thing_changed_is_refused"]),
+    ("plain-writes", "cvsweep/jsonio.py",
+     "    tmp = _new_hidden_file(path)\n    try:\n        yield tmp\n", "    tmp = path\n    try:\n        yield tmp\n",
+     ["tests/test_resume.py::test_kills_inside_writes_leave_only_whole_files"]),
+    ("nan-instead-of-failure", "cvsweep/trial.py",
+     '        raise TrialFailed(f"{result[\'reason\']} (see {path})", infeasible=bool(result.get("infeasible")))',
+     '        return float("nan")',
+     ["tests/test_cli_end_to_end.py::test_infeasible_trials_are_recorded_and_the_sweep_goes_on",
+      "tests/test_remote.py::test_a_broken_first_attempt_uses_up_nothing_of_the_budget"]),
+    # Smaller items of issue 19.
+    ("help-fails-to-compose", "conf/config.yaml",
+     "  - dataset: digits\n", "  - dataset: no_such_dataset\n",
+     ["tests/test_config.py::test_cli_help_and_info_do_not_import_tensorflow"]),
+    ("dropped-connections-never-dropped", "remote/emulator.py",
+     'drop = emulator.faults.take("drop_connections")', "drop = False",
+     ["tests/test_remote.py::test_dropped_connections_are_retried"]),
+    ("gtsrb-values-overridden-by-its-base", "conf/dataset/gtsrb.yaml",
+     "  - image_folder\n  - _self_\n", "  - _self_\n  - image_folder\n",
+     ["tests/test_config.py::test_every_option_composes_and_passes_value_checks[dataset=gtsrb]"]),
+    ("unpickler-allows-everything", "cvsweep/text_data.py",
+     "        if (module, name) not in self.ALLOWED:\n", "        if False:\n",
+     ["tests/test_more_datasets.py::test_a_text_file_cannot_run_code"]),
+    # Caught already when the audit ran; kept so that they stay caught.
+    ("fingerprint-key-dropped", "cvsweep/fingerprint.py",
+     "canonical_json(run_config).encode", 'canonical_json({k: v for k, v in run_config.items() if k != "health"}).encode',
+     ["tests/test_fingerprint.py::test_every_setting_in_the_schema_changes_the_fingerprint"]),
+    ("parity-seed-changed", "remote/handler.py",
+     "    result = train(run_config, progress=",
+     '    run_config["training"]["seed"] += 1\n    result = train(run_config, progress=',
+     ["tests/test_remote.py::test_parity_local_and_remote_are_bit_identical"]),
+    ("divergence-unchecked", "cvsweep/train.py",
+     'if any(value is None for value in history.get("loss", [])):', "if False:",
+     ["tests/test_train.py::test_divergence_is_a_failed_result_not_an_exception"]),
+]
+
+# The tests of the commit before issue 19 that stood for each mutant (--tests-from).
+BEFORE = {
+    "one-trial-in-flight": MUTANTS[0][4],
+    "fingerprint-mismatch-unchecked": ["tests/test_hostile_worker_input.py"],
+    "plain-writes": ["tests/test_resume.py::test_kills_at_any_moment_leave_only_whole_files"],
+    "help-fails-to-compose": MUTANTS[4][4],
+    "dropped-connections-never-dropped": MUTANTS[5][4],
+    "gtsrb-values-overridden-by-its-base": MUTANTS[6][4],
+}
+
+
+def copy_tree(dest: Path, tests_from: str | None) -> None:
+    """This working tree as it is now (tracked and untracked, not ignored), sharing .venv."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    (dest / ".venv").symlink_to(REPO / ".venv")  # no reinstall
+    if tests_from:
+        shutil.rmtree(dest / "tests")
+        archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+
+
+def apply(dest: Path, path: str, original: str, replacement: str) -> None:
+    target = dest / path
+    text = target.read_text()
+    if text.count(original) != 1:
+        raise SystemExit(f"{path}: the snippet occurs {text.count(original)} times, not once: {original!r}")
+    target.write_text(text.replace(original, replacement))
+
+
+def run_tests(dest: Path, node_ids: list[str]) -> tuple[int, float, str]:
+    # The copy first on sys.path, before the editable install that points at this checkout.
+    env = {**os.environ, "PYTHONPATH": str(dest), "PYTHONDONTWRITEBYTECODE": "1"}
+    started = time.monotonic()
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           *node_ids], cwd=dest, env=env, capture_output=True, text=True)
+    return proc.returncode, time.monotonic() - started, (proc.stdout + proc.stderr).strip().splitlines()[-1:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=[m[0] for m in MUTANTS], help="run only this mutant")
+    parser.add_argument("--tests-from", metavar="REV", help="the tests of another commit (with BEFORE's node ids)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the same tests")
+    args = parser.parse_args()
+    chosen = [m for m in MUTANTS if not args.only or m[0] in args.only]
+    if args.tests_from:
+        chosen = [(n, f, o, r, BEFORE.get(n, ids)) for n, f, o, r, ids in chosen]
+
+    rows = []
+    if not args.no_baseline:
+        with tempfile.TemporaryDirectory(prefix="cvsweep-mutant-") as tmp:
+            copy_tree(Path(tmp), args.tests_from)
+            node_ids = sorted({node for m in chosen for node in m[4]})
+            code, seconds, last = run_tests(Path(tmp), node_ids)
+            print(f"baseline (no mutant): exit {code} in {seconds:.0f} s: {' '.join(last)}", flush=True)
+            if code != 0:
+                print("the tests fail without a mutant: fix them first", file=sys.stderr)
+                return 1
+    for name, path, original, replacement, node_ids in chosen:
+        with tempfile.TemporaryDirectory(prefix="cvsweep-mutant-") as tmp:
+            copy_tree(Path(tmp), args.tests_from)
+            apply(Path(tmp), path, original, replacement)
+            code, seconds, last = run_tests(Path(tmp), node_ids)
+        # pytest exits 1 when a test failed; 0 means the mutant survived, anything else is an error.
+        verdict = {0: "NOT CAUGHT", 1: "caught"}.get(code, f"error (pytest exit {code})")
+        rows.append((name, path, verdict, seconds))
+        print(f"{name}: {verdict} in {seconds:.0f} s: {' '.join(last)}", flush=True)
+
+    print(f"\n| mutant | file | result | seconds |\n| --- | --- | --- | --- |")
+    for name, path, verdict, seconds in rows:
+        print(f"| {name} | {path} | {verdict} | {seconds:.0f} |")
+    return 0 if all(verdict == "caught" for *_, verdict, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
