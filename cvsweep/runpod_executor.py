@@ -17,6 +17,7 @@ import os
 import time
 from typing import Any, Callable, Optional
 
+from cvsweep import failures
 from cvsweep.fingerprint import fingerprint
 from cvsweep.interrupts import STOP
 from cvsweep.payload import make_input
@@ -76,7 +77,7 @@ class RunpodExecutor:
             log.error("%s", err)
             return _failed_result(run_config, f"remote: {_scrub(str(err))}")
         except JobInterrupted as err:  # the sweep is stopping: never a fallback
-            return _failed_result(run_config, f"interrupted: {_scrub(str(err))}")
+            return _failed_result(run_config, f"interrupted: {_scrub(str(err))}", failures.INTERRUPTED)
         except RemoteError as err:
             reason = _scrub(str(err))
             log.error("remote trial failed: %s", reason)
@@ -205,10 +206,10 @@ class JobInterrupted(RemoteError):
     """The sweep was interrupted (SIGINT / SIGTERM): the job was cancelled or never sent."""
 
 
-def _failed_result(run_config: dict, reason: str) -> dict:
+def _failed_result(run_config: dict, reason: str, code: str = failures.REMOTE_ERROR) -> dict:
     from cvsweep.train import failed_result
 
-    result = failed_result(run_config, reason)
+    result = failed_result(run_config, reason, code)
     result["executed_on"]["executor"] = "runpod"
     return result
 

@@ -4,6 +4,7 @@ leaks into the reply, and the real worker processes keep serving afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -86,7 +87,7 @@ def deep(depth: int, leaf="${oc.env:" + CANARY_ENV + "}"):
     return node
 
 
-class TrainingStarted(Exception):
+class TrainingStarted(BaseException):  # past the handler's own "except Exception"
     pass
 
 
@@ -97,17 +98,17 @@ def guarded_handler(monkeypatch):
     monkeypatch.setenv(CANARY_ENV, CANARY)
     calls = []
 
-    def tripwire(*args, **kwargs):
+    async def tripwire(*args, **kwargs):
         calls.append(args)
         raise TrainingStarted
 
-    monkeypatch.setattr(worker, "train", tripwire)
-    worker.handler({"id": "warm", "input": None})  # anything imported lazily, imported now
+    monkeypatch.setattr(worker, "train_in_child", tripwire)
+    asyncio.run(worker.handler({"id": "warm", "input": None}))  # anything imported lazily, imported now
 
     def run(job_input) -> dict:
         modules = set(sys.modules)
         try:
-            reply = worker.handler({"id": "fuzz", "input": job_input})
+            reply = asyncio.run(worker.handler({"id": "fuzz", "input": job_input}))
         except TrainingStarted:
             # Only an input that is valid in every respect may start training.
             accept_input(job_input)
