@@ -75,6 +75,18 @@ def _lstm(model, vocab_size: int, sequence_length: int) -> tuple[int, int, int]:
     return params, per_example, directions * units
 
 
+# The shapes of the sets Keras downloads: checked before a sweep without downloading them.
+_DOWNLOADED_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+                      "cifar100": (32, 32, 3)}
+
+
+def known_shape(dataset) -> tuple[int, ...]:
+    """One example's shape for a downloaded dataset, from its config alone."""
+    if dataset.sequence_length is not None:  # imdb, reuters
+        return (dataset.sequence_length,)
+    return _DOWNLOADED_SHAPES[dataset.name.name]
+
+
 def check(cfg, input_shape: tuple[int, ...]) -> ModelSize:
     """The estimate, or ConfigError when it is over the run config's limits."""
     size = estimate(cfg, input_shape)

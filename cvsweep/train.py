@@ -43,7 +43,7 @@ def train(
     limit starts with the fit (cvsweep/training_process.py)."""
     cfg = load_run_config(config)
     result = new_result(run_config_of(cfg))
-    current, model = failures.DATA, None
+    current, model, estimated = failures.DATA, None, None
     try:
         _enter(stage, current)
         source = load_source(cfg.dataset)
@@ -51,7 +51,7 @@ def train(
         result["data"] = splits.describe()
         current = failures.MODEL
         _enter(stage, current)
-        model_size.check(cfg, splits.x_train.shape[1:])  # refused before anything is built
+        estimated = model_size.check(cfg, splits.x_train.shape[1:]).params  # refused before it is built
         tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
         result["executed_on"]["device"] = provenance.device()
         model = _build(cfg, splits)
@@ -59,7 +59,7 @@ def train(
         _enter(stage, current)
         _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
     except Exception as err:  # MemoryError included; KeyboardInterrupt and the like are not
-        failure = failures.classify(err, current, _params(model))
+        failure = failures.classify(err, current, _params(model) or estimated)
         return _failed(result, failure.reason, failure.infeasible, failure.code)
     return result
 
