@@ -211,3 +211,44 @@ def test_the_real_workers_keep_serving_after_hostile_jobs(runpod_env):
 def test_accept_input_names_the_depth_limit():
     with pytest.raises(PayloadError, match="deeper than 16 levels"):
         accept_input(deep(100))
+
+
+# Inputs that pass every payload check (valid schema, sizes, strings) but point at what a
+# worker cannot train: paths that are no data, oversized models. They run against the real
+# handler with its real training process: each reply is a result or a structured failure.
+ACCEPTED_PATHS = st.sampled_from(["/dev/null", "/", "/nonexistent/data.npz", "/proc/self/status", "relative.npz",
+                                  "x" * 4000, "../../etc/passwd", "\u202edata.npz", "data.npz\n"])
+ACCEPTED_MODELS = st.fixed_dictionaries({
+    "filters": st.sampled_from([1, 8, 1024]), "filter_growth": st.sampled_from([0.25, 1.0, 4.0]),
+    "conv_layers": st.integers(1, 8), "dense_units": st.sampled_from([1, 8192]),
+})
+
+
+@st.composite
+def accepted_inputs(draw) -> dict:
+    run = copy.deepcopy(TINY_RUN)
+    if draw(st.booleans()):
+        run["dataset"].update(name="npz", path=draw(ACCEPTED_PATHS), pixel_scale=255.0, test_fraction=None)
+    else:
+        run["model"].update(draw(ACCEPTED_MODELS), dense_layers=1)
+    run["training"]["epochs"] = 1
+    return make_input(run_config_of(load_run_config(run)))
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(job_input=accepted_inputs())
+def test_accepted_inputs_train_or_fail_structured_in_the_training_process(job_input):
+    reply = asyncio.run(worker.handler({"id": "fuzz-accepted", "input": job_input}))
+    if "error" in reply:
+        failure = json.loads(reply["error"])
+    else:
+        assert reply["fingerprint"] == job_input["fingerprint"]
+        if reply["status"] == "completed":
+            return
+        failure = reply["failure"]
+    assert set(failure) == {"code", "problems"} and failure["problems"], failure
+    assert failure["code"] in {"invalid_config", "data_error", "out_of_memory"}, failure
+    assert "Traceback" not in json.dumps(reply)
+    assert worker.TRAINING._process.is_alive()  # the training process serves the next one
