@@ -16,16 +16,19 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Trains in this process."""
+    """Trains on this machine, in the training process this process keeps (one at a time;
+    cvsweep/training_process.py), so a trial can be killed at its hard time limit or on
+    Ctrl-C, and nothing it does (a read that never returns, running out of memory) takes the
+    sweep down with it."""
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
             progress: Optional[ProgressCallback] = None) -> dict:
-        from cvsweep.train import train  # TensorFlow loads only when a trial trains
+        from cvsweep.training_process import shared
 
-        result = train(run_config, progress=progress, tensorboard_dir=tensorboard_dir)
+        result = shared().run(run_config, progress=progress, tensorboard_dir=tensorboard_dir)
         result["executed_on"]["executor"] = "local"
         return result
 

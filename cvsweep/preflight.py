@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from cvsweep import model_size
 from cvsweep.data import DataError, load_source
 from cvsweep.model import ModelError, conv_output_size
 from cvsweep.schema import FOLDER_DATASETS, ConfigError, DataLocation, DatasetName, check_values, omegaconf_problem
@@ -44,8 +45,6 @@ def check_sweep(cfg: DictConfig) -> None:
 
 
 def _check_data_and_model(cfg: DictConfig) -> None:
-    if cfg.dataset.path is None and cfg.dataset.name in _DOWNLOADED:
-        return
     if cfg.dataset.location == DataLocation.worker:  # not here to read: check what the config says
         if cfg.dataset.name in FOLDER_DATASETS:
             try:
@@ -54,10 +53,14 @@ def _check_data_and_model(cfg: DictConfig) -> None:
                 raise ConfigError(str(err)) from err
         return
     try:
-        source = load_source(cfg.dataset)  # cached: the local trials reuse it
-        if source.kind == "image":
-            height, width = source.x_train.shape[1:3]
-            conv_output_size(cfg.model, min(height, width))
+        if cfg.dataset.path is None and cfg.dataset.name in _DOWNLOADED:
+            shape = model_size.known_shape(cfg.dataset)  # the size check needs no download
+        else:
+            source = load_source(cfg.dataset)  # cached: the local trials reuse it
+            shape = source.x_train.shape[1:]
+            if source.kind == "image":
+                conv_output_size(cfg.model, min(shape[0], shape[1]))
+        model_size.check(cfg, shape)  # a model over the limits would be refused in every trial
     except (DataError, ModelError) as err:
         raise ConfigError(str(err)) from err
 

@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any, Callable, Optional
 
-from cvsweep import remote_jobs
+from cvsweep import failures, remote_jobs
 from cvsweep.fingerprint import fingerprint
 from cvsweep.interrupts import STOP
 from cvsweep.payload import make_input
@@ -78,7 +78,7 @@ class RunpodExecutor:
             log.error("%s", err)
             return self._failed(run_config, f"remote: {_scrub(str(err))}")
         except JobInterrupted as err:  # the sweep is stopping: never a fallback
-            return self._failed(run_config, f"interrupted: {_scrub(str(err))}")
+            return self._failed(run_config, f"interrupted: {_scrub(str(err))}", failures.INTERRUPTED)
         except RemoteError as err:
             reason = _scrub(str(err))
             log.error("remote trial failed: %s", reason)
@@ -86,8 +86,8 @@ class RunpodExecutor:
                 return self._fall_back(run_config, reason, progress)
             return self._failed(run_config, f"remote: {reason}")
 
-    def _failed(self, run_config: dict, reason: str) -> dict:
-        result = _failed_result(run_config, reason)
+    def _failed(self, run_config: dict, reason: str, code: str = failures.REMOTE_ERROR) -> dict:
+        result = _failed_result(run_config, reason, code)
         if self.job:
             result["remote"] = dict(self.job)
         return result
@@ -268,10 +268,10 @@ class JobInterrupted(RemoteError):
     """The sweep was interrupted (SIGINT / SIGTERM): the job was cancelled or never sent."""
 
 
-def _failed_result(run_config: dict, reason: str) -> dict:
+def _failed_result(run_config: dict, reason: str, code: str = failures.REMOTE_ERROR) -> dict:
     from cvsweep.train import failed_result
 
-    result = failed_result(run_config, reason)
+    result = failed_result(run_config, reason, code)
     result["executed_on"]["executor"] = "runpod"
     return result
 

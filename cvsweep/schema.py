@@ -17,7 +17,7 @@ from typing import Any, List, Mapping, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 # Bump when a change to RunConfig changes what an existing config means.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class ConfigError(ValueError):
@@ -29,6 +29,9 @@ class ConfigError(ValueError):
         super().__init__(
             problems[0] if len(problems) == 1 else "invalid config:\n  " + "\n  ".join(problems)
         )
+
+    def __reduce__(self):  # travels from the training process with every problem
+        return ConfigError, tuple(self.problems)
 
 
 def omegaconf_problem(err: Exception) -> str:
@@ -269,6 +272,11 @@ class TrainingConfig:
     )
     # Wall-clock limit for fitting; a trial over it fails. None: no limit.
     time_budget_s: Optional[float] = field(default=None, metadata=bounds(0, low_open=True))
+    # Models over these are refused before they are built (cvsweep/model_size.py): a model too
+    # big for the machine would exhaust its memory instead of failing cleanly. Parameters, and
+    # the estimated activation memory of one training batch (forward and backward, float32).
+    max_params: int = field(default=50_000_000, metadata=bounds(1, 10**11))
+    max_activation_mb: float = field(default=8192.0, metadata=bounds(0, 10**7, low_open=True))
     seed: int = field(default=0, metadata=bounds(0, 2**31 - 1))
     # TensorFlow op determinism: bit-identical reruns, somewhat slower on GPUs.
     deterministic: bool = True
@@ -426,8 +434,21 @@ def _hostile_content(data: Any, prefix: str):
     elif isinstance(data, (list, tuple)):
         for index, value in enumerate(data):
             yield from _hostile_content(value, f"{prefix}{index}.")
-    elif isinstance(data, str) and "${" in data:
-        yield f"{prefix.rstrip('.')}: interpolations ('${{...}}') are not allowed in a run config"
+    elif isinstance(data, str):
+        if "${" in data:
+            yield f"{prefix.rstrip('.')}: interpolations ('${{...}}') are not allowed in a run config"
+        if "\x00" in data:  # no file name can hold one; the OS refuses it mid-run
+            yield f"{prefix.rstrip('.')}: NUL characters are not allowed"
+        elif not _is_utf8(data):  # a lone surrogate: the fingerprint's UTF-8 cannot encode it
+            yield f"{prefix.rstrip('.')}: not valid Unicode text (a lone surrogate)"
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_values(cfg: DictConfig) -> None:

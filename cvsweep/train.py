@@ -17,10 +17,10 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from cvsweep import provenance
-from cvsweep.data import DataError, load_source, split
+from cvsweep import failures, model_size, provenance
+from cvsweep.data import load_source, split
 from cvsweep.fingerprint import fingerprint
-from cvsweep.model import ModelError, build_model
+from cvsweep.model import build_model
 from cvsweep.schema import SCHEMA_VERSION, Architecture, LearningRateSchedule, load_run_config, run_config_of
 
 log = logging.getLogger("cvsweep.train")
@@ -32,26 +32,48 @@ def train(
     config: Mapping[str, Any],
     progress: Optional[Callable[[dict], None]] = None,
     tensorboard_dir: Optional[str] = None,
+    stage: Optional[Callable[[str], None]] = None,
 ) -> dict:
     """Train and evaluate one run. Raises ConfigError for an invalid config; a run that
-    cannot finish (bad data, impossible model, divergence, time budget) comes back with
-    status ``failed`` and the reason. A completed run also carries its diagnostics and
-    health scores."""
+    cannot finish comes back with status ``failed``, the reason, and ``failure``
+    (``{"code", "problems"}``, cvsweep/failures.py): whatever it raised, from bad data and
+    impossible or oversized models to out of memory, divergence, the time budget or a bug.
+    A completed run also carries its diagnostics and health scores. ``stage`` hears each
+    stage as it begins (``data``, ``model``, ``fit``): the training process's hard time
+    limit starts with the fit (cvsweep/training_process.py)."""
     cfg = load_run_config(config)
     result = new_result(run_config_of(cfg))
+    current, model, estimated = failures.DATA, None, None
     try:
+        _enter(stage, current)
         source = load_source(cfg.dataset)
         splits = split(source, cfg.dataset, cfg.sampling, cfg.training.seed, cfg.training.validation_split)
         result["data"] = splits.describe()
+        current = failures.MODEL
+        _enter(stage, current)
+        estimated = model_size.check(cfg, splits.x_train.shape[1:]).params  # refused before it is built
         tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
         result["executed_on"]["device"] = provenance.device()
         model = _build(cfg, splits)
-    except DataError as err:  # the data, not the configuration: nothing learned about it
-        return _failed(result, str(err), infeasible=False)
-    except ModelError as err:
-        return _failed(result, str(err), infeasible=True)
-    _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
+        current = failures.FIT
+        _enter(stage, current)
+        _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
+    except Exception as err:  # MemoryError included; KeyboardInterrupt and the like are not
+        failure = failures.classify(err, current, _params(model) or estimated)
+        return _failed(result, failure.reason, failure.infeasible, failure.code)
     return result
+
+
+def _enter(stage: Optional[Callable[[str], None]], name: str) -> None:
+    if stage is not None:
+        stage(name)
+
+
+def _params(model) -> Optional[int]:
+    try:
+        return int(model.count_params()) if model is not None else None
+    except Exception:  # a model that failed half-built
+        return None
 
 
 def _build(cfg, splits):
@@ -80,15 +102,14 @@ def new_result(run_config: dict) -> dict:
     }
 
 
-def failed_result(run_config: dict, reason: str) -> dict:
+def failed_result(run_config: dict, reason: str, code: str = failures.INTERNAL_ERROR,
+                  infeasible: bool = False) -> dict:
     """A result for a run that never trained (refused config, remote job lost)."""
-    result = new_result(run_config)
-    result.update(status=FAILED, reason=reason, infeasible=False)
-    return result
+    return _failed(new_result(run_config), reason, infeasible, code)
 
 
 @functools.cache
-def _import_tensorflow():
+def import_tensorflow():
     """Import TensorFlow and Keras quietly, once per process. Then move every object that
     exists so far (about 400,000, most from these imports) out of the garbage collector's
     sight with gc.freeze: they live as long as the process, and every full collection
@@ -108,7 +129,7 @@ def _import_tensorflow():
 
 def _tensorflow(seed: int, deterministic: bool):
     """TensorFlow, with every seed fixed and the op determinism switch set for this run."""
-    tf, keras = _import_tensorflow()  # first: it keeps TensorFlow's start-up lines off the console
+    tf, keras = import_tensorflow()  # first: it keeps TensorFlow's start-up lines off the console
     from tensorflow.python.framework import config as tf_config
 
     keras.backend.clear_session(free_memory=False)  # names restart; skip the costly gc pass
@@ -182,14 +203,14 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
     )
     if any(value is None for value in history.get("loss", [])):
         epoch = history["loss"].index(None) + 1
-        _failed(result, f"diverged: training loss became NaN or infinite in epoch {epoch}", infeasible=True)
+        _failed(result, f"diverged: training loss became NaN or infinite in epoch {epoch}", True, failures.DIVERGED)
         return
     if budget is not None and budget.exceeded:
         _failed(
             result,
             f"time budget exceeded: training.time_budget_s={training.time_budget_s} reached after "
             f"{train_seconds:.1f}s in epoch {metrics['epochs_run']} of {training.epochs}",
-            infeasible=True,
+            infeasible=True, code=failures.TIME_BUDGET,
         )
         return
     started = time.perf_counter()
@@ -199,7 +220,7 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
         metrics[f"{part}_accuracy"] = finite_or_none(scores["accuracy"])
     metrics["evaluate_seconds"] = round(time.perf_counter() - started, 3)
     if metrics["val_loss"] is None:
-        _failed(result, "diverged: validation loss is NaN or infinite", infeasible=True)
+        _failed(result, "diverged: validation loss is NaN or infinite", True, failures.DIVERGED)
         return
     metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)
     result["diagnostics"] = diagnostics.collect(
@@ -229,10 +250,12 @@ def _batched(tf, x, y, batch_size: int, shuffle_seed: Optional[int] = None):
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _failed(result: dict, reason: str, infeasible: bool) -> dict:
+def _failed(result: dict, reason: str, infeasible: bool, code: str) -> dict:
     """``infeasible``: the configuration itself cannot train (it diverges, overruns its time
-    budget, or cannot be built), an answer a sweep counts and its sampler learns to avoid; not
-    so for data that could not be loaded or a run that was lost (see cvsweep/trial.py)."""
+    budget, cannot be built, is too big for the memory), an answer a sweep counts and its
+    sampler learns to avoid; not so for data that could not be loaded, a run that was lost or
+    an internal error (see cvsweep/trial.py). ``code``: one of cvsweep/failures.py's."""
     log.warning("run failed: %s", reason)
-    result.update(status=FAILED, reason=reason, infeasible=infeasible)
+    result.update(status=FAILED, reason=reason, infeasible=infeasible,
+                  failure={"code": code, "problems": [reason]})
     return result

@@ -9,12 +9,12 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from cvsweep import objectives
-from cvsweep.data import DataError, pin_dataset
+from cvsweep import failures, objectives
+from cvsweep.data import pin_dataset
 from cvsweep.executors import create_executor
 from cvsweep.jsonio import write_json_atomic, write_text_atomic
 from cvsweep.progress_file import epoch_writer
-from cvsweep.schema import ConfigError, run_config_of
+from cvsweep.schema import run_config_of
 from cvsweep.train import failed_result
 
 log = logging.getLogger("cvsweep.trial")
@@ -39,14 +39,16 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     trial_dir = Path(hydra.runtime.output_dir)
     options = {"tensorboard_dir": str(trial_dir / "tensorboard")} if cfg.tensorboard else {}
     options["progress"] = epoch_writer(trial_dir)  # the sweep's display reads it, wherever this runs
+    # Whatever happens, the trial gets a result.json that says why (cvsweep/failures.py).
+    stage = failures.DATA
     try:
         run_config = pin_dataset(run_config)  # the fingerprint covers the data's content
         write_run_config(trial_dir, run_config)
+        stage = failures.FIT
         result = create_executor(cfg.executor).run(run_config, **options)
-    except ConfigError as err:  # a rule between swept values that preflight cannot see
-        result = {**failed_result(run_config, str(err)), "infeasible": True}
-    except DataError as err:  # the data changed since the checks
-        result = failed_result(run_config, str(err))
+    except Exception as err:  # a rule between swept values that preflight cannot see, data
+        failure = failures.classify(err, stage)  # that changed since the checks, a fault of ours
+        result = failed_result(run_config, failure.reason, failure.code, failure.infeasible)
     result["trial"] = {
         "job": hydra.job.get("num"),
         "overrides": list(hydra.overrides.task),

@@ -1,4 +1,5 @@
-"""The RunPod serverless worker: one job is one trial, trained by cvsweep.train.train.
+"""The RunPod serverless worker: one job is one trial, trained by cvsweep.train.train in a
+child process (cvsweep/training_process.py).
 
     python remote/handler.py                                  # serve (on RunPod, or the emulator)
     python remote/handler.py --test_input "$(cat remote/test_input.json)"   # one local job
@@ -6,11 +7,19 @@
 The input is refused with a structured error, before any training, unless it is exactly
 what cvsweep.payload accepts (schema, size, keys, fingerprint) and its dataset.path is data
 the worker may read and use (under its data roots: CVSWEEP_DATA_ROOTS). The output is train()'s
-result as plain JSON, plus the worker's id.
+result as plain JSON, plus the worker's id; a run that failed says why in its ``failure``
+(``{"code", "problems"}``). Anything else that goes wrong is a FAILED job whose error is
+``{"code": "internal_error", "problems": [...]}``, never a traceback.
+
+The handler is async, so the SDK's event loop keeps running while a job trains: when RunPod
+stops a job (a cancel, its executionTimeout), the SDK cancels the job's task, and the handler
+kills the training process; the worker takes its next job within a second or so, and a warm
+replacement of the training process is already starting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -23,28 +32,47 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import runpod  # noqa: E402
 
 from cvsweep.data_access import confine_to_data_roots  # noqa: E402
+from cvsweep.failures import INTERNAL_ERROR  # noqa: E402
 from cvsweep.payload import PayloadError, accept_data, accept_input  # noqa: E402
-from cvsweep.train import train  # noqa: E402
+from cvsweep.training_process import TrainingProcess  # noqa: E402
+
+TRAINING = TrainingProcess()
 
 
-def handler(job: dict) -> dict:
+async def handler(job: dict) -> dict:
     try:
         run_config = accept_input(job.get("input"))
         accept_data(run_config)
     except PayloadError as err:
         return {"error": err.to_error()}
-    result = train(run_config, progress=lambda update: runpod.serverless.progress_update(job, update))
-    result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
-    # The SDK silently drops what json.dumps rejects: make sure there is nothing of the kind.
-    return json.loads(json.dumps(result, allow_nan=False))
+    except Exception as err:  # whatever the checks trip over: still an answer the client can read
+        return {"error": _internal_error(err)}
+    try:
+        result = await train_in_child(run_config, lambda update: runpod.serverless.progress_update(job, update))
+        result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
+        # The SDK silently drops what json.dumps rejects: make sure there is nothing of the kind.
+        return json.loads(json.dumps(result, allow_nan=False))
+    except asyncio.CancelledError:  # RunPod stopped the job: stop billing for it now
+        TRAINING.kill()
+        raise
+    except Exception as err:
+        return {"error": _internal_error(err)}
 
 
-def _warm_up() -> None:
-    """Import TensorFlow before taking jobs: a cold start belongs to the worker, not a trial."""
-    import tensorflow  # noqa: F401
+async def train_in_child(run_config: dict, progress) -> dict:
+    """The run in the training process, waited for in a thread: the event loop stays free to
+    hear that the job was stopped."""
+    return await asyncio.to_thread(TRAINING.run, run_config, progress)
+
+
+def _internal_error(err: Exception) -> str:
+    text = str(err).splitlines()[0][:500] if str(err) else ""
+    return json.dumps({"code": INTERNAL_ERROR, "problems": [f"{type(err).__name__}: {text}".rstrip(": ")]})
 
 
 if __name__ == "__main__":
-    confine_to_data_roots()  # this process and any it starts read data only under the data roots
-    _warm_up()
+    confine_to_data_roots()  # this process and the training process read data only under the data roots
+    # Start the training process and let it import TensorFlow before taking jobs: a cold start
+    # belongs to the worker, not a trial.
+    TRAINING.start(wait=True)
     runpod.serverless.start({"handler": handler})

@@ -4,6 +4,7 @@ leaks into the reply, and the real worker processes keep serving afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -129,7 +130,7 @@ def deep(depth: int, leaf="${oc.env:" + CANARY_ENV + "}"):
     return node
 
 
-class TrainingStarted(Exception):
+class TrainingStarted(BaseException):  # past the handler's own "except Exception"
     pass
 
 
@@ -140,18 +141,18 @@ def guarded_handler(monkeypatch):
     monkeypatch.setenv(CANARY_ENV, CANARY)
     calls = []
 
-    def tripwire(run_config, *args, **kwargs):
+    async def tripwire(run_config, *args, **kwargs):
         calls.append(run_config)
         raise TrainingStarted
 
-    monkeypatch.setattr(worker, "train", tripwire)
-    worker.handler({"id": "warm", "input": None})  # anything imported lazily, imported now
+    monkeypatch.setattr(worker, "train_in_child", tripwire)
+    asyncio.run(worker.handler({"id": "warm", "input": None}))  # anything imported lazily, imported now
 
     def run(job_input, allowed: dict = KNOWN_INPUT) -> dict:
         """The structured error, or {"trained": True} when ``allowed`` (and only it) trained."""
         modules = set(sys.modules)
         try:
-            reply = worker.handler({"id": "fuzz", "input": job_input})
+            reply = asyncio.run(worker.handler({"id": "fuzz", "input": job_input}))
         except TrainingStarted:
             # Only the known-valid experiment may train, and only under the fingerprint the
             # test computed for it: another spelling of the same values (e.g. "2" for 2) is
@@ -320,7 +321,11 @@ def test_paths_that_pass_the_payload_checks_are_refused_unread(tmp_path, monkeyp
     (root / "dir-out").symlink_to(outside, target_is_directory=True)
     os.mkfifo(root / "fifo.npz")
     monkeypatch.setenv("CVSWEEP_DATA_ROOTS", str(root))
-    monkeypatch.setattr(worker, "train", lambda *a, **k: pytest.fail("training started"))
+
+    async def no_training(*args, **kwargs):
+        pytest.fail("training started")
+
+    monkeypatch.setattr(worker, "train_in_child", no_training)
     expected = (f"not a readable data file or folder under the worker's data roots ({root}; set CVSWEEP_DATA_ROOTS "
                 "on the endpoint to change them)")
 
@@ -333,7 +338,7 @@ def test_paths_that_pass_the_payload_checks_are_refused_unread(tmp_path, monkeyp
         except Exception:
             assume(False)  # not a valid config: the other tests cover those
         accept_input(job_input)  # passes every payload check
-        reply = worker.handler({"id": "fuzz", "input": job_input})
+        reply = asyncio.run(worker.handler({"id": "fuzz", "input": job_input}))
         error = json.loads(reply["error"])
         assert set(reply) == {"error"} and set(error) == {"code", "problems"} and error["code"] == "data_refused"
         [problem] = error["problems"]  # names the path, or the entry of a folder that leads out
@@ -341,3 +346,45 @@ def test_paths_that_pass_the_payload_checks_are_refused_unread(tmp_path, monkeyp
         assert CANARY not in reply["error"]
 
     check()
+
+
+# Inputs that pass every payload check (valid schema, sizes, strings) but point at what a
+# worker cannot train: paths that are no data, oversized models. They run against the real
+# handler with its real training process: each reply is a result or a structured failure.
+ACCEPTED_PATHS = st.sampled_from(["/dev/null", "/", "/nonexistent/data.npz", "/proc/self/status", "relative.npz",
+                                  "x" * 4000, "../../etc/passwd", "\u202edata.npz", "data.npz\n"])
+ACCEPTED_MODELS = st.fixed_dictionaries({
+    "filters": st.sampled_from([1, 8, 1024]), "filter_growth": st.sampled_from([0.25, 1.0, 4.0]),
+    "conv_layers": st.integers(1, 8), "dense_units": st.sampled_from([1, 8192]),
+})
+
+
+@st.composite
+def accepted_inputs(draw) -> dict:
+    run = copy.deepcopy(TINY_RUN)
+    if draw(st.booleans()):
+        run["dataset"].update(name="npz", path=draw(ACCEPTED_PATHS), pixel_scale=255.0, test_fraction=None)
+    else:
+        run["model"].update(draw(ACCEPTED_MODELS), dense_layers=1)
+    run["training"]["epochs"] = 1
+    return make_input(run_config_of(load_run_config(run)))
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(job_input=accepted_inputs())
+def test_accepted_inputs_train_or_fail_structured_in_the_training_process(job_input):
+    reply = asyncio.run(worker.handler({"id": "fuzz-accepted", "input": job_input}))
+    if "error" in reply:
+        failure = json.loads(reply["error"])
+    else:
+        assert reply["fingerprint"] == job_input["fingerprint"]
+        if reply["status"] == "completed":
+            return
+        failure = reply["failure"]
+    assert set(failure) == {"code", "problems"} and failure["problems"], failure
+    # data_refused / invalid_data: the worker's data check (its data roots) before any training
+    assert failure["code"] in {"invalid_config", "data_error", "out_of_memory", "data_refused", "invalid_data"}, failure
+    assert "Traceback" not in json.dumps(reply)
+    assert worker.TRAINING._process.is_alive()  # the training process serves the next one

@@ -3,6 +3,7 @@ training; a valid input trains with the same train() and echoes the fingerprint.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import sys
@@ -15,7 +16,12 @@ from cvsweep.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_in
 from cvsweep.schema import load_run_config, run_config_of
 
 sys.path.insert(0, str(REPO / "remote"))
-from handler import handler  # noqa: E402
+from handler import handler as async_handler  # noqa: E402
+
+
+def handler(job: dict) -> dict:
+    """The worker's (async) handler, run as the SDK's loop runs it."""
+    return asyncio.run(async_handler(job))
 
 
 def _refusal(job_input) -> dict:
