@@ -47,7 +47,7 @@ def sha256_of(config: dict) -> str:
 # own hash. good_input() (cvsweep's make_input) must agree with it, or the fuzzing starts
 # from a wrong base.
 KNOWN_CONFIG = {
-    "dataset": {"name": "digits", "path": None, "num_classes": 10, "pixel_scale": 16.0, "test_fraction": 0.2,
+    "dataset": {"name": "digits", "path": None, "location": "client", "num_classes": 10, "pixel_scale": 16.0, "test_fraction": 0.2,
                 "image_size": None, "color_mode": None, "vocab_size": None, "sequence_length": None,
                 "sha256": None},
     "model": {"architecture": "cnn", "conv_layers": 1, "filters": 8, "filter_growth": 2.0, "kernel_size": 3,
@@ -58,7 +58,8 @@ KNOWN_CONFIG = {
     "sampling": {"strategy": "full", "fraction": 1.0},
     "training": {"epochs": 2, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001,
                  "lr_schedule": "constant", "early_stopping_patience": 3, "validation_split": 0.1,
-                 "time_budget_s": None, "seed": 3, "deterministic": True},
+                 "time_budget_s": None, "max_params": 50_000_000, "max_activation_mb": 8192.0, "seed": 3,
+                 "deterministic": True},
     "health": {"sample_size": 256, "gradient_batches": 2, "grad_vanishing_below": 1e-05,
                "grad_exploding_above": 100.0, "max_bias_change_per_epoch": 0.1, "max_weight_change_per_epoch": 0.5,
                "consistency_epochs": 3, "overfit_gap_tolerance": 0.2, "activation_images": 2,
