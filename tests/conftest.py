@@ -150,10 +150,13 @@ def emulator(tmp_path_factory):
 
 
 @pytest.fixture
-def runpod_env(emulator, monkeypatch):
-    """The client's environment for the emulator, with clean faults and every worker up."""
+def runpod_env(emulator, monkeypatch, tmp_path_factory):
+    """The client's environment for the emulator, with clean faults, every worker up, and a
+    remote job ledger of the test's own (cvsweep/remote_jobs.py: otherwise a test would
+    collect the finished job of an earlier test's trial with the same config)."""
     emulator.wait_for_workers()
     emulator.reset_faults()
+    monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)
     monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "local-endpoint")
     monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", emulator.base_url)
