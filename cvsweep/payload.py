@@ -85,8 +85,8 @@ def accept_data(run_config: dict) -> None:
     """Refuse, with PayloadError, a ``dataset.path`` the worker may not read (``data_refused``:
     outside its data roots, not a regular file, over a cap, an image bomb) or cannot use
     (``invalid_data``: not a dataset, a pinned sha256 that differs). The roots apply whether or
-    not this process was confined, to the path and everything read below it. The data loaded
-    here stays cached for train()."""
+    not this process was confined, to the path and everything read below it. (train(), in the
+    training process, loads the data again: checking it here refuses it before any training.)"""
     if run_config["dataset"].get("path") is None:
         return  # a download or digits: nothing on the worker's disk is named
     from omegaconf import OmegaConf
@@ -104,6 +104,10 @@ def accept_data(run_config: dict) -> None:
         raise PayloadError("data_refused", str(err)) from None
     except DataError as err:
         raise PayloadError("invalid_data", str(err)) from None
+    except Exception as err:  # a reader that trips on crafted content (the restricted unpickler)
+        text = str(err).splitlines()[0][:300] if str(err) else ""
+        raise PayloadError("invalid_data", f"dataset.path={dataset.path}: cannot be read as "
+                                           f"{dataset.name.name} data ({type(err).__name__}: {text})") from None
 
 
 def _deeper_than(data: Any, limit: int) -> bool:

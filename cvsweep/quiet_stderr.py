@@ -42,10 +42,28 @@ def stderr_to_log_files(logger_name: str) -> Iterator[None]:
 
 def _to_log_files(logger_name: str, text: str) -> None:
     logger = logging.getLogger(logger_name)
-    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     for line in text.splitlines():
         if line.strip():
             record = logger.makeRecord(logger_name, logging.INFO, __file__, 0, "%s", (line,), None)
-            for handler in files:
-                if record.levelno >= handler.level:
-                    handler.handle(record)
+            record.files_only = True  # see handle_relayed: a training process relays it onwards
+            if not write_to_log_files(record):
+                logger.handle(record)
+
+
+def write_to_log_files(record: logging.LogRecord) -> bool:
+    """Hand the record to the root logger's file handlers only; False if there are none (a
+    training process, whose records go to its parent: cvsweep/training_process.py)."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for handler in files:
+        if record.levelno >= handler.level:
+            handler.handle(record)
+    return bool(files)
+
+
+def handle_relayed(record: logging.LogRecord) -> None:
+    """A record that came from a training process: to the log files only when it was caught
+    off fd 2 there, else as any record of its logger."""
+    if getattr(record, "files_only", False):
+        write_to_log_files(record)
+    else:
+        logging.getLogger(record.name).handle(record)

@@ -27,6 +27,7 @@ import time
 from typing import Callable, Optional
 
 from cvsweep import failures
+from cvsweep.quiet_stderr import handle_relayed
 from cvsweep.schema import ConfigError
 
 log = logging.getLogger("cvsweep.training_process")
@@ -111,7 +112,7 @@ class TrainingProcess:
                 self.start()
                 return _died(run_config, process.exitcode)
             if kind == "log":
-                logging.getLogger(payload.name).handle(payload)
+                handle_relayed(payload)
             elif kind == "progress" and progress is not None:
                 progress(payload)
             elif kind == "stage":
@@ -152,7 +153,7 @@ def _relay_until(conn, wanted: str) -> None:
         except EOFError:
             raise RuntimeError("the training process exited while starting (see its output above)") from None
         if kind == "log":
-            logging.getLogger(payload.name).handle(payload)
+            handle_relayed(payload)
         elif kind == wanted:
             return
 

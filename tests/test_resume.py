@@ -152,7 +152,8 @@ class _HalfThenWait:
 def _open_pausing(file, mode="r", *args, **kwargs):
     global _target
     handle = _open(file, mode, *args, **kwargs)
-    if _target and set(mode) & set("wax") and _target in os.path.basename(os.fsdecode(file)):
+    named = not isinstance(file, int)  # open() also takes a file descriptor
+    if _target and named and set(mode) & set("wax") and _target in os.path.basename(os.fsdecode(file)):
         _target = None  # once
         return _HalfThenWait(handle)
     return handle

@@ -22,8 +22,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory):
-    emu = EmulatorProcess(1, tmp_path_factory.mktemp("one-worker-logs"))
+def data_root(tmp_path_factory):
+    """The worker's data root (CVSWEEP_DATA_ROOTS): files a job may name live here."""
+    return tmp_path_factory.mktemp("volume")
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory, data_root):
+    emu = EmulatorProcess(1, tmp_path_factory.mktemp("one-worker-logs"), env={"CVSWEEP_DATA_ROOTS": str(data_root)})
     yield emu
     emu.close()
 
@@ -58,9 +64,11 @@ def started_within(emu, job_id: str, seconds: float) -> float:
 
 
 def assert_free_again(emu, pid_before: int) -> None:
-    """The same worker process takes the next job within a couple of seconds and completes it."""
+    """The same worker process takes the next job and completes it. The bound only catches a
+    wedged worker (before: it trained on for ~50 s); uncontended it takes the job within a
+    second or two (remote/README.md)."""
     next_job = submit(emu, {"input": job_input()})
-    assert started_within(emu, next_job, 3) < 3
+    assert started_within(emu, next_job, 20) < 20
     status = wait(emu, next_job)
     assert status["status"] == "COMPLETED" and status["output"]["status"] == "completed", status
     assert emu.admin("state")["workers"]["worker-0"]["pid"] == pid_before  # not replaced
@@ -86,15 +94,16 @@ def test_a_cancelled_job_frees_the_worker(worker):
     assert_free_again(worker, pid)
 
 
-def test_a_fifo_as_dataset_path_does_not_wedge_the_worker(worker, tmp_path):
-    fifo = tmp_path / "data.npz"
-    os.mkfifo(fifo)  # opening it for reading blocks until a writer comes: none will
+def test_a_fifo_as_dataset_path_does_not_wedge_the_worker(worker, data_root):
+    fifo = data_root / "data.npz"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: none will
     worker.wait_for_workers()
     pid = worker.admin("state")["workers"]["worker-0"]["pid"]
     stuck = submit(worker, {"input": job_input(dataset={"name": "npz", "path": str(fifo), "pixel_scale": 255.0,
                                                          "test_fraction": None}),
                             "policy": {"executionTimeout": 3000}})
-    assert wait(worker, stuck)["status"] == "TIMED_OUT"
+    status = wait(worker, stuck)  # refused unread (a FIFO is no regular file), not timed out
+    assert status["status"] == "FAILED" and json.loads(status["error"])["code"] == "data_refused", status
     assert_free_again(worker, pid)
 
 
@@ -123,8 +132,8 @@ def _structured(status: dict) -> dict:
     return failure
 
 
-def test_every_kind_of_failure_comes_back_structured(worker, tmp_path):
-    bad_pickle = tmp_path / "bad.npz"
+def test_every_kind_of_failure_comes_back_structured(worker, data_root):
+    bad_pickle = data_root / "bad.npz"
     _text_npz_with_a_bad_pickle(bad_pickle)
     base = job_input()
     surrogate = copy.deepcopy(base)
@@ -140,7 +149,7 @@ def test_every_kind_of_failure_comes_back_structured(worker, tmp_path):
             dataset={"name": "imdb", "path": str(bad_pickle), "num_classes": 2, "pixel_scale": 255.0,
                      "test_fraction": None, "vocab_size": 100, "sequence_length": 10},
             model={"architecture": "lstm", "conv_layers": 2, "dense_layers": 0, "embedding_dim": 4,
-                   "lstm_units": 4}), "data_error"),
+                   "lstm_units": 4}), "invalid_data"),  # the worker's data check, before training
         "a schema-valid giant CNN": (job_input(model=giant), "invalid_config"),
         "the same with the size limits raised: ResourceExhaustedError": (job_input(
             model=giant, training={"max_params": 10**11, "max_activation_mb": 10**7, "batch_size": 1}),
