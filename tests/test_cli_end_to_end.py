@@ -34,6 +34,7 @@ def _check_result(result: dict) -> None:
         assert result["metrics"]["history"]["loss"]
 
 
+@pytest.mark.slow
 def test_single_run_leaves_hydra_files_and_result(tmp_path):
     proc = run_cli(*TINY_OVERRIDES, f"output_root={tmp_path}")
     assert proc.returncode == 0, proc.stderr
@@ -55,6 +56,7 @@ def sweep(tmp_path_factory):
     return root, proc
 
 
+@pytest.mark.slow
 def test_sweep_writes_a_result_per_trial(sweep):
     root, _ = sweep
     sweep_dir = _only((root / "sweeps").iterdir())
@@ -68,6 +70,7 @@ def test_sweep_writes_a_result_per_trial(sweep):
     assert all(r["config"]["model"]["filters"] == 8 for r in results)
 
 
+@pytest.mark.slow
 def test_sweep_summary_table_and_study(sweep):
     root, proc = sweep
     sweep_dir = _only((root / "sweeps").iterdir())
@@ -88,6 +91,7 @@ def test_sweep_summary_table_and_study(sweep):
     assert re.fullmatch(r"digits-cnn-cnn-[0-9a-f]{8}", summary["study"]["name"])
 
 
+@pytest.mark.slow
 def test_infeasible_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     # Seeded sampler: some trials draw the 1 ms budget. That configuration cannot train: an
     # answer, counted towards n_trials and told to Optuna so that its sampler avoids it.
@@ -120,6 +124,7 @@ def test_infeasible_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert "Infeasible configuration: time budget exceeded" in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_a_sweep_where_every_trial_is_infeasible_ends_with_its_summary(tmp_path):
     proc = run_cli("-m", "search=base", "training.time_budget_s=0.001", "hydra.sweeper.n_trials=2",
                    *TINY_OVERRIDES, f"output_root={tmp_path}")
@@ -129,6 +134,7 @@ def test_a_sweep_where_every_trial_is_infeasible_ends_with_its_summary(tmp_path)
     assert "No trial completed." in proc.stdout and "cvsweep: no trial of this run completed" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_failed_download_is_a_reason_with_the_way_out_not_a_traceback(tmp_path):
     """Keras's downloaders on a machine that cannot reach the internet (forced here through a
     closed proxy port, and an empty Keras cache)."""

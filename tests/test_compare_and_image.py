@@ -28,6 +28,7 @@ def _compare(tmp_path, a, b):
     return subprocess.run([sys.executable, "-m", "cvsweep.compare", *paths], cwd=REPO, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_identical_results_compare_equal(result, tmp_path):
     proc = _compare(tmp_path, result, copy.deepcopy(result))
     assert proc.returncode == 0 and "metrics: bit-identical" in proc.stdout and "fingerprint: same" in proc.stdout

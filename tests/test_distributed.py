@@ -33,6 +33,7 @@ def postgres_url() -> str:
     return url
 
 
+@pytest.mark.slow
 def test_three_sweep_processes_share_one_postgres_study(tmp_path, postgres_url):
     study_name = f"distributed-{uuid.uuid4().hex[:8]}"
     roots = [tmp_path / f"machine{i}" for i in range(PROCESSES)]

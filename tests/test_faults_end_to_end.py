@@ -4,6 +4,8 @@ API key is in nothing the sweep wrote or printed, failure paths included."""
 
 from __future__ import annotations
 
+import pytest
+
 import threading
 import time
 
@@ -45,6 +47,7 @@ def _once_a_job_is_sent(emulator, faults: dict) -> threading.Thread:
     return thread
 
 
+@pytest.mark.slow
 def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
     runpod_env.admin("faults", {**JOB_FAULTS, "kill_after_s": 0.3})
     injector = _once_a_job_is_sent(runpod_env, TRANSIENT)

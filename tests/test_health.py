@@ -59,6 +59,7 @@ def healthy_and_huge_lr():
     return train(healthy), train(huge)
 
 
+@pytest.mark.slow
 def test_a_healthy_small_cnn_on_digits_scores_high(healthy_and_huge_lr):
     scores = healthy_and_huge_lr[0]["health"]
     assert set(scores) == {*health.SCORES, "overall_health"}

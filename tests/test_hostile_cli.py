@@ -15,6 +15,10 @@ import pytest
 
 from conftest import TINY_OVERRIDES, run_cli
 
+# Over thirty command lines, each a fresh interpreter, after a real sweep: the full suite's
+# lane, not `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 DATA = "__data__"  # replaced by the folder of corrupt dataset files
 ROOT = "__root__"  # replaced by the output folder holding the earlier sweep
 STUDY = "__study__"  # replaced by the earlier sweep's study name

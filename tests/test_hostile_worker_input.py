@@ -183,6 +183,7 @@ def test_arbitrary_json_gets_a_structured_error(guarded_handler, job_input):
     guarded_handler(job_input)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(job_input=mutated_inputs())
 def test_a_valid_input_with_one_thing_changed_is_refused(guarded_handler, job_input):
@@ -238,6 +239,7 @@ def test_every_field_with_target_or_interpolation_is_refused(guarded_handler):
     assert tried >= 40
 
 
+@pytest.mark.slow
 def test_the_real_workers_keep_serving_after_hostile_jobs(runpod_env):
     """Hostile jobs through real HTTP to the emulator's real worker processes, then a valid one."""
     base = runpod_env.base_url + "/local-endpoint"
@@ -308,6 +310,7 @@ def inputs_naming_hostile_data(draw, root: str) -> dict:
     return {"schema_version": SCHEMA_VERSION, "fingerprint": "0" * 64, "config": config}
 
 
+@pytest.mark.slow
 def test_paths_that_pass_the_payload_checks_are_refused_unread(tmp_path, monkeypatch):
     """Through the real handler (train() a tripwire): every hostile dataset.path gets one
     structured data_refused error, the same words whether or not the file exists, nothing of
@@ -374,6 +377,7 @@ def accepted_inputs(draw) -> dict:
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(job_input=accepted_inputs())
 def test_accepted_inputs_train_or_fail_structured_in_the_training_process(job_input):
     reply = asyncio.run(worker.handler({"id": "fuzz-accepted", "input": job_input}))

@@ -118,6 +118,7 @@ def test_an_mnist_image_folder_trains_and_decodes_once(mnist_folder, image_cache
         k: second["metrics"][k] for k in ("train_seconds", "evaluate_seconds", "latency_ms")}
 
 
+@pytest.mark.slow
 def test_the_cache_serves_a_sweeps_trials_and_later_processes(mnist_folder, tmp_path):
     args = ["-m", "dataset=image_folder", f"dataset.path={mnist_folder}", "dataset.num_classes=10",
             "dataset.image_size=[28,28]", "dataset.color_mode=grayscale", "model.conv_layers=1", "model.filters=8",
@@ -160,6 +161,7 @@ def test_a_gtsrb_shaped_tree_trains(gtsrb_folder):
     assert result["metrics"]["val_accuracy"] > 1 / 43 * 3  # well above chance
 
 
+@pytest.mark.slow
 def test_imdb_layout_trains_an_lstm(tmp_path):
     path = imdb_layout(tmp_path / "imdb.npz")
     result = train(run_config(
@@ -212,6 +214,7 @@ def test_a_text_dataset_picks_the_lstm_model_and_search(tmp_path):
     assert cfg.dataset.num_classes == 46 and "model.lstm_units" in cfg.hydra.sweeper.params
 
 
+@pytest.mark.slow
 def test_augmentation_is_in_the_model_and_the_fingerprint():
     from cvsweep.fingerprint import fingerprint
 

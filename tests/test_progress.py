@@ -23,6 +23,7 @@ def _sweep_dir(root):
     return next((root / "sweeps").iterdir())
 
 
+@pytest.mark.slow
 def test_local_sweep_prints_progress_lines_and_every_trial_writes_progress_json(tmp_path):
     proc = run_cli("-m", "hydra.sweeper.n_trials=3", *TINY, "training.epochs=2", "plots=none",
                    f"output_root={tmp_path}")
@@ -65,6 +66,7 @@ def test_remote_trial_reports_its_epochs_into_progress_json(runpod_env, tmp_path
     assert len(shown) >= 2 and shown == sorted(set(shown)) and shown[-1] == 20, proc.stdout
 
 
+@pytest.mark.slow
 def test_live_display_under_a_terminal(tmp_path):
     output = _run_in_pseudo_terminal(["-m", "hydra.sweeper.n_trials=2", *TINY, "training.epochs=15",
                                       "training.early_stopping_patience=0", "plots=none", f"output_root={tmp_path}"])

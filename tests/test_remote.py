@@ -20,6 +20,10 @@ from cvsweep.executors import LocalExecutor
 from cvsweep.runpod_executor import RunpodExecutor
 from cvsweep.schema import RunpodExecutorConfig, load_run_config, run_config_of
 
+# Real sweeps or the RunPod emulator's workers (each with its training process): the full
+# suite's lane, not `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 PROXY_RUN = copy.deepcopy(TINY_RUN)
 PROXY_RUN["sampling"] = {"strategy": "proxy", "fraction": 0.5}
 PROXY_RUN["model"].update(activation="swish", batch_norm=True, dense_layers=1, dense_units=16)

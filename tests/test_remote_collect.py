@@ -17,6 +17,10 @@ import pytest
 from conftest import REPO, TINY_OVERRIDES, read_json
 from test_remote import _executor, _run_config
 
+# Real sweeps or the RunPod emulator's workers (each with its training process): the full
+# suite's lane, not `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def _jobs(emulator) -> dict:
     return emulator.admin("state")["jobs"]
@@ -52,7 +56,6 @@ def test_a_failed_remote_trial_records_its_job_id(runpod_env):
     assert result["remote"]["job_id"] in _jobs(runpod_env) and result["remote"]["endpoint_id"] == "local-endpoint"
 
 
-@pytest.mark.slow
 def test_a_job_whose_client_died_is_collected_not_trained_again(runpod_env, tmp_path):
     runpod_env.admin("faults", {"queue_delay_s": 4})
     args = [sys.executable, "-m", "cvsweep", "-m", "executor=runpod", "executor.max_in_flight=1",

@@ -11,6 +11,10 @@ import pytest
 from conftest import BARE_ENDPOINT_ID, SENTINEL_API_KEY, TINY_OVERRIDES, compose, run_cli
 from cvsweep.preflight import check_run
 
+# Real sweeps or the RunPod emulator's workers (each with its training process): the full
+# suite's lane, not `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 REVOKED_KEY = "sk-cvsweep-revoked-7d2e"
 
 

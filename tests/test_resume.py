@@ -60,6 +60,7 @@ def every_output_is_whole(root: Path) -> int:
     return checked
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
     args = sweep_args(tmp_path, 3, "training.epochs=30")
     sweep = start_sweep(args)
@@ -105,6 +106,7 @@ def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
     assert len(load(tmp_path).trials) == 4 and "This run started no trial" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_re_run_asks_new_parameters_and_the_same_history_asks_the_same(tmp_path):
     for n_trials in (2, 4):
         proc = run_cli(*sweep_args(tmp_path / "a", n_trials, "training.epochs=1", "plots=none"))
@@ -218,6 +220,7 @@ def test_kills_inside_writes_leave_only_whole_files(tmp_path):
     assert every_output_is_whole(root) > 10
 
 
+@pytest.mark.slow
 def test_a_trial_of_a_dead_process_on_another_host_is_found_by_its_stale_heartbeat(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(study_name="s", storage=storage)
@@ -248,6 +251,7 @@ def test_heartbeat_settings_are_checked_before_the_sweep(tmp_path, interval, gra
     assert not (tmp_path / "sweeps").exists()
 
 
+@pytest.mark.slow
 def test_a_trial_asked_but_never_claimed_is_recovered(tmp_path):
     """Reproduction: a crash between asking the study for a trial and claiming it left a RUNNING
     trial with no owner and no heartbeat, and every later run said "started no trial"."""
@@ -268,6 +272,7 @@ def test_a_trial_asked_but_never_claimed_is_recovered(tmp_path):
     assert n_counted(trials) == 2 and "This run started no trial" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_re_run_of_a_finished_sweep_writes_the_studys_summary_and_report(tmp_path):
     """Reproduction: a sweep killed during its summary never got summary.json or report.html,
     and a re-run printed "No trial completed." although the study was complete."""

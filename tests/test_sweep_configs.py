@@ -47,6 +47,7 @@ def as_data(config):
     return OmegaConf.to_container(config, resolve=False)
 
 
+@pytest.mark.slow
 def test_cached_job_configs_equal_hydras_own(hydra_loader):
     loader, master = hydra_loader
     cache = SweepConfigCache(loader)

@@ -38,6 +38,7 @@ def sweep_dir(tmp_path_factory):
     return next((root / "sweeps").iterdir())
 
 
+@pytest.mark.slow
 def test_every_trial_has_its_plots(sweep_dir):
     for job in ("0", "1", "2"):
         for name in TRIAL_PLOTS:
@@ -79,6 +80,7 @@ def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     assert len(pixels.getcolors(maxcolors=1 << 16) or []) > 50  # text, tables and plots, not a blank page
 
 
+@pytest.mark.slow
 def test_multi_objective_sweep_shows_the_pareto_front(tmp_path):
     proc = run_cli(
         "-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", "objective=health", "secondary_objectives=[params]",
@@ -97,6 +99,7 @@ def test_multi_objective_sweep_shows_the_pareto_front(tmp_path):
     assert (sweep_dir / "pareto_front.png").exists() and "Pareto front: jobs" in proc.stdout
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_for_local_runs_only(tmp_path):
     proc = run_cli(*TINY_OVERRIDES, "tensorboard=true", "plots=none", f"output_root={tmp_path}")
     assert proc.returncode == 0, proc.stderr

@@ -65,6 +65,7 @@ def sweep(tmp_path_factory):
     return root, proc
 
 
+@pytest.mark.slow
 def test_every_file_of_a_sweep_gets_the_umask_mode(sweep):
     root, _ = sweep
     files = [p for p in root.rglob("*") if p.is_file()]

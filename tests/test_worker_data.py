@@ -72,6 +72,7 @@ def run_jobs(emu: EmulatorProcess, inputs: list[dict], timeout: float = 120) -> 
     return [done[job_id] for job_id in ids]
 
 
+@pytest.mark.slow
 def test_the_worker_refuses_data_it_must_not_read(worker, volume):
     worker.wait_for_workers()
     access = ["/dev/zero", str(volume / "fifo.npz"), "/proc/self/environ", "/etc/passwd", "/etc/no-such-file",
@@ -92,6 +93,7 @@ def test_the_worker_refuses_data_it_must_not_read(worker, volume):
     assert all(w["alive"] for w in worker.admin("state")["workers"].values())
 
 
+@pytest.mark.slow
 def test_data_only_on_the_worker_trains_and_its_sha256_is_recorded(worker, volume, tmp_path):
     """The client runs (checks, pinning, the trial) while the file does not exist; it appears on
     the 'volume' only once the job waits in the queue."""
