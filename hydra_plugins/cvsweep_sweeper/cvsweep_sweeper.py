@@ -143,8 +143,10 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
                     ret = _job_return(future, job_overrides)
                     told += 1
                     error = self._tell(study, trial, job_idx, ret, directions)
-                    progress.finished(trial.number, _state_name(ret, error), ret._return_value if error is None else None,
-                                      error)
+                    state = _state_name(ret, error)
+                    completed = state == "completed"
+                    progress.finished(trial.number, state, ret._return_value if completed else None,
+                                      None if completed else error or ret._return_value)  # the reason
                     if error is None:
                         streak = []
                         continue
