@@ -10,7 +10,6 @@ job's result instead of paying to train it again, for as long as RunPod keeps th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +17,9 @@ from cvsweep.jsonio import write_json_atomic
 
 
 def ledger_dir() -> Path:
-    return Path(os.environ.get("CVSWEEP_CACHE_DIR") or Path.home() / ".cache" / "cvsweep") / "remote_jobs"
+    from cvsweep.data_access import cache_root
+
+    return cache_root() / "remote_jobs"
 
 
 def _entry(endpoint_id: str, fingerprint: str) -> Path:
