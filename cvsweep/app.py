@@ -1,4 +1,4 @@
-"""The command line: ``python -m cvsweep`` (one run) and ``python -m cvsweep -m`` (a sweep)."""
+"""The command line: ``cvsweep`` (one run) and ``cvsweep -m`` (a sweep); ``python -m cvsweep`` is the same."""
 
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from cvsweep.help_text import register_resolvers  # noqa: E402
 from cvsweep.schema import register_configs  # noqa: E402
 
 register_configs()
+register_resolvers()
 # hydra-optuna-sweeper 1.3 calls Optuna APIs deprecated since Optuna 3 (still working in 5);
 # the warnings say nothing a cvsweep user can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")
 
-# conf/ sits beside the package in the checkout; an absolute path works however cvsweep starts.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# The config tree is the package's conf/: in a checkout a link to the repository's top-level
+# conf/, in the wheel a copy of it (hatch follows the link), so both find it the same way.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -67,9 +67,11 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from cvsweep.help_text import register_resolvers
     from cvsweep.schema import register_configs
 
     register_configs()
+    register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
@@ -80,9 +82,11 @@ def compose_sweep(*overrides: str):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
+    from cvsweep.help_text import register_resolvers
     from cvsweep.schema import register_configs
 
     register_configs()
+    register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return GlobalHydra.instance().hydra.compose_config(
             config_name="config", overrides=list(overrides), run_mode=RunMode.MULTIRUN, with_log_configuration=False)

@@ -1,0 +1,45 @@
+"""What ``cvsweep --help`` lists, derived instead of written out: the config groups and their
+options from the config tree itself, the objectives from the schema. The help page
+(conf/hydra/help/cvsweep.yaml) calls these through OmegaConf resolvers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from cvsweep.schema import OBJECTIVE_DIRECTION, Objective
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+WIDTH = 100  # a group line longer than this is cut: the option's file has the rest
+
+
+def groups(choices) -> str:
+    """Each group of conf/ with its options, the chosen one starred, and what the option's
+    file says of itself (its first comment line)."""
+    lines = []
+    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
+        chosen = (choices or {}).get(group.name)
+        lines.append(f"{group.name}:")
+        for option in sorted(group.glob("*.yaml")):
+            mark = "*" if option.stem == chosen else " "
+            line = f"  {mark} {option.stem:<22} {_first_comment(option)}".rstrip()
+            lines.append(line if len(line) <= WIDTH else line[: WIDTH - 3] + "...")
+    return "\n".join(lines) + "\n"
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        text = line.strip()
+        if text.startswith("#") and not text.startswith("# @package"):
+            return text.lstrip("# ").rstrip()
+    return ""
+
+
+def objectives() -> str:
+    return "".join(f"  {o.value:<14} {OBJECTIVE_DIRECTION[o]}\n" for o in Objective)
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("cvsweep.groups", groups, replace=True)
+    OmegaConf.register_new_resolver("cvsweep.objectives", objectives, replace=True)

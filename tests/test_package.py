@@ -1,0 +1,90 @@
+"""cvsweep as an installed package: the wheel carries the config tree, its ``cvsweep`` command
+runs a sweep in an empty folder, and Hydra's shell completion completes cvsweep's groups."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _run(*args, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=900, **kwargs)
+    assert result.returncode == 0, f"{args} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The wheel built from this checkout, installed as the README says: with uv and the
+    overrides pyproject.toml declares (read from it, never restated). Returns its bin/."""
+    uv = shutil.which("uv")
+    assert uv, "uv is on PATH wherever the tests run (the README installs it first)"
+    root = tmp_path_factory.mktemp("installed")
+    _run(uv, "build", "--wheel", "--out-dir", str(root / "dist"), str(REPO))
+    (wheel,) = (root / "dist").glob("cvsweep-*.whl")
+    overrides = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["uv"]["override-dependencies"]
+    (root / "overrides.txt").write_text("\n".join(overrides) + "\n")
+    _run(uv, "venv", "--quiet", "--python", sys.executable, str(root / "venv"))
+    _run(uv, "pip", "install", "--quiet", "--python", str(root / "venv" / "bin" / "python"),
+         "--override", str(root / "overrides.txt"), str(wheel))
+    return root / "venv" / "bin"
+
+
+def _env(bin_dir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+    return {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+
+
+def test_the_wheel_carries_the_config_tree(installed):
+    site = _run(str(installed / "python"), "-c", "import cvsweep, pathlib; print(pathlib.Path(cvsweep.__file__).parent)",
+                cwd="/", env=_env(installed)).stdout.strip()
+    shipped = {p.relative_to(Path(site) / "conf") for p in (Path(site) / "conf").rglob("*.yaml")}
+    in_repo = {p.relative_to(REPO / "conf") for p in (REPO / "conf").rglob("*.yaml")}
+    assert shipped == in_repo
+    assert not Path(site).is_relative_to(REPO), "the test must use the installed copy, not the checkout"
+
+
+def test_the_installed_command_runs_a_sweep_in_an_empty_folder(installed, tmp_path):
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    run = _run(str(installed / "cvsweep"), "-m", "hydra.sweeper.n_trials=2", "training.epochs=1",
+               cwd=workdir, env=_env(installed))
+    (summary_path,) = workdir.glob("outputs/sweeps/*/summary.json")
+    summary = json.loads(summary_path.read_text())
+    assert [t["status"] for t in summary["trials"]] == ["completed", "completed"], run.stdout[-2000:]
+    assert (workdir / "outputs" / "optuna.db").exists()
+
+
+def test_help_is_cvsweeps_own(installed, tmp_path):
+    text = _run(str(installed / "cvsweep"), "--help", cwd=tmp_path, env=_env(installed)).stdout
+    assert text.startswith("cvsweep: ")
+    assert "powered by Hydra" not in text
+    for group in (p.name for p in (REPO / "conf").iterdir() if p.is_dir() and p.name != "hydra"):
+        assert f"\n{group}:\n" in text, group
+    assert "  * digits " in text and "val_loss       minimize" in text
+
+
+def _complete(bin_dir: Path, line: str, cwd: Path) -> list[str]:
+    """What bash offers for ``line<TAB>``, from the script ``cvsweep -sc install=bash`` prints."""
+    script = _run(str(bin_dir / "cvsweep"), "-sc", "install=bash", cwd=cwd, env=_env(bin_dir)).stdout
+    words = line.split(" ")
+    probe = (f"{script}\nCOMP_LINE={line!r}; COMP_POINT={len(line)}; COMP_CWORD={len(words) - 1}\n"
+             "hydra_bash_completion\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    return _run("bash", "-c", probe, cwd=cwd, env=_env(bin_dir)).stdout.split()
+
+
+def test_shell_completion_completes_groups_and_options(installed, tmp_path):
+    assert "dataset=" in _complete(installed, "cvsweep data", tmp_path)
+    options = _complete(installed, "cvsweep dataset=", tmp_path)
+    assert {"dataset=digits", "dataset=mnist", "dataset=imdb"} <= set(options), options
