@@ -44,7 +44,7 @@ def classify(err: Exception, stage: str, params: Optional[int] = None) -> Failur
     """The failure an exception raised in ``stage`` of a run stands for. ``params``: the
     model's parameter count, when it was built."""
     from cvsweep.data import DataError
-    from cvsweep.model import ModelError
+    from cvsweep.models import ModelError
     from cvsweep.schema import ConfigError
 
     if isinstance(err, (ConfigError, ModelError)):

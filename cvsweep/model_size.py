@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cvsweep.model import conv_filters, conv_output_size
+from cvsweep.models import conv_filters, conv_output_size
 from cvsweep.schema import Architecture, ConfigError, Head, Padding, Pooling
 
 FLOAT_BYTES = 4  # float32
@@ -29,7 +29,7 @@ class ModelSize:
 
 def estimate(cfg, input_shape: tuple[int, ...]) -> ModelSize:
     """``cfg``: a run config (DictConfig); ``input_shape``: one example's shape ([h, w, c] for
-    images, [sequence_length] for text). Counts the layers cvsweep/model.py and lstm.py build."""
+    images, [sequence_length] for text). Counts the layers cvsweep/models.py builds."""
     model, classes = cfg.model, cfg.dataset.num_classes
     if model.architecture == Architecture.lstm:
         params, per_example, width = _lstm(model, cfg.dataset.vocab_size or 1, input_shape[0])

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from cvsweep import model_size
 from cvsweep.data import DataError, load_source
-from cvsweep.model import ModelError, conv_output_size
+from cvsweep.models import ModelError, conv_output_size
 from cvsweep.schema import FOLDER_DATASETS, ConfigError, DataLocation, DatasetName, check_values, omegaconf_problem
 
 log = logging.getLogger("cvsweep.preflight")

@@ -17,11 +17,10 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from cvsweep import failures, model_size, provenance
+from cvsweep import failures, model_size, models, provenance
 from cvsweep.data import load_source, split
 from cvsweep.fingerprint import fingerprint
-from cvsweep.model import build_model
-from cvsweep.schema import SCHEMA_VERSION, Architecture, LearningRateSchedule, load_run_config, run_config_of
+from cvsweep.schema import SCHEMA_VERSION, LearningRateSchedule, load_run_config, run_config_of
 
 log = logging.getLogger("cvsweep.train")
 
@@ -51,10 +50,11 @@ def train(
         result["data"] = splits.describe()
         current = failures.MODEL
         _enter(stage, current)
-        estimated = model_size.check(cfg, splits.x_train.shape[1:]).params  # refused before it is built
+        input_shape = splits.x_train.shape[1:]
+        estimated = model_size.check(cfg, input_shape).params  # refused before it is built
         tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
         result["executed_on"]["device"] = provenance.device()
-        model = _build(cfg, splits)
+        model = models.build(cfg, input_shape)
         current = failures.FIT
         _enter(stage, current)
         _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
@@ -74,17 +74,6 @@ def _params(model) -> Optional[int]:
         return int(model.count_params()) if model is not None else None
     except Exception:  # a model that failed half-built
         return None
-
-
-def _build(cfg, splits):
-    """The model the config names: the CNN for images, the LSTM for token sequences (the
-    schema has already refused any other pairing)."""
-    if cfg.model.architecture == Architecture.lstm:
-        from cvsweep.lstm import build_lstm
-
-        return build_lstm(cfg.model, cfg.dataset.sequence_length, cfg.dataset.vocab_size, cfg.dataset.num_classes,
-                          cfg.training.seed)
-    return build_model(cfg.model, splits.x_train.shape[1:], cfg.dataset.num_classes, cfg.training.seed)
 
 
 def new_result(run_config: dict) -> dict:

@@ -33,13 +33,12 @@ def test_dead_relus_score_low_on_utilisation():
     """The same real CNN, before and after pushing every bias far below zero."""
     import keras
 
-    from cvsweep import diagnostics
-    from cvsweep.model import build_model
+    from cvsweep import diagnostics, models
     from cvsweep.schema import load_run_config
 
     cfg = load_run_config(copy.deepcopy(TINY_RUN))
     keras.utils.set_random_seed(0)
-    model = build_model(cfg.model, (8, 8, 1), 10)
+    model = models.build(cfg, (8, 8, 1))
     images = np.random.default_rng(0).random((64, 8, 8, 1)).astype("float32")
     alive = diagnostics._activation_summary(model, images, cfg.health)["utilisation"]
     for layer in model.layers:

@@ -1,18 +1,35 @@
-"""The CNN builder: conv blocks, a head, dense layers with dropout, a softmax output.
+"""The models a run config names: ``build(cfg, input_shape)`` makes the Keras model for
+``model.architecture``.
 
-``conv_output_size`` is plain arithmetic, so a config can be checked against an image size
-before TensorFlow is imported; ``build_model`` makes the Keras model.
+- cnn: conv blocks (optional seeded augmentation in front), a head (flatten or global
+  pooling), then the classifier head;
+- lstm, the text model of the earlier tool: token embedding (0 pads, masked), an LSTM
+  (optionally bidirectional), then the classifier head.
+
+The classifier head (dense layers with dropout before each, dropout, a softmax output) ends
+both. ``conv_output_size`` and ``conv_filters`` are plain arithmetic, so a config can be
+checked against an image size before TensorFlow is imported (preflight, model_size.py).
 """
 
 from __future__ import annotations
 
 import math
 
-from cvsweep.schema import Flip, Head, Padding, Pooling
+from cvsweep.schema import Architecture, Flip, Head, Padding, Pooling
 
 
 class ModelError(ValueError):
     """A model config that cannot be built for the data's image size."""
+
+
+def build(cfg, input_shape: tuple[int, ...]):
+    """The model for run config ``cfg`` (model, dataset.num_classes, training.seed; for the
+    LSTM dataset.vocab_size) and one example's shape: [h, w, c] for images, [sequence_length]
+    for text. The schema has already refused a model that does not fit the data's kind."""
+    num_classes, seed = cfg.dataset.num_classes, cfg.training.seed
+    if cfg.model.architecture == Architecture.lstm:
+        return _lstm(cfg.model, input_shape, cfg.dataset.vocab_size, num_classes, seed)
+    return _cnn(cfg.model, input_shape, num_classes, seed)
 
 
 def conv_filters(model, layer: int) -> int:
@@ -37,7 +54,7 @@ def conv_output_size(model, image_size: int) -> int:
     return size
 
 
-def build_model(model, input_shape: tuple[int, ...], num_classes: int, seed: int = 0):
+def _cnn(model, input_shape: tuple[int, ...], num_classes: int, seed: int):
     import keras
     from keras import layers
 
@@ -66,12 +83,25 @@ def build_model(model, input_shape: tuple[int, ...], num_classes: int, seed: int
             Head.global_max: layers.GlobalMaxPooling2D,
         }[model.head]()
     )
-    return keras.Sequential(net + classifier_head(model, num_classes), name="cvsweep_cnn")
+    return keras.Sequential(net + _classifier_head(model, num_classes), name="cvsweep_cnn")
 
 
-def classifier_head(model, num_classes: int) -> list:
-    """Dense layers with dropout before each, dropout, then the softmax output: the end of
-    the CNN and of the LSTM (cvsweep/lstm.py) alike."""
+def _lstm(model, input_shape: tuple[int, ...], vocab_size: int, num_classes: int, seed: int):
+    """Inputs are padded token matrices: [N, sequence_length] token ids, 0 pads."""
+    import keras
+    from keras import layers
+
+    recurrent = layers.LSTM(model.lstm_units, seed=seed)
+    net = [
+        keras.Input(shape=tuple(input_shape), dtype="int32"),
+        layers.Embedding(vocab_size, model.embedding_dim, mask_zero=True),
+        layers.Bidirectional(recurrent) if model.bidirectional else recurrent,
+    ]
+    return keras.Sequential(net + _classifier_head(model, num_classes), name="cvsweep_lstm")
+
+
+def _classifier_head(model, num_classes: int) -> list:
+    """Dense layers with dropout before each, dropout, then the softmax output."""
     from keras import layers
 
     init = model.kernel_initializer.name
