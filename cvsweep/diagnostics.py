@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvsweep.health import ALIVE_STD, neuron_utilisation
-from cvsweep.keras_callbacks import finite_or_none
+from cvsweep.result import finite_or_none
 
 HISTOGRAM_BINS = 20
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Optional, Protocol
 
+from cvsweep.result import Result
+
 # Called with each epoch's update (epoch, epochs, seconds, metrics), as train() reports it.
 ProgressCallback = Callable[[dict], None]
 
 
 class Executor(Protocol):
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[ProgressCallback] = None) -> dict: ...
+            progress: Optional[ProgressCallback] = None) -> Result: ...
 
 
 class LocalExecutor:
@@ -25,7 +27,7 @@ class LocalExecutor:
         self.cfg = cfg
 
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[ProgressCallback] = None) -> dict:
+            progress: Optional[ProgressCallback] = None) -> Result:
         from cvsweep.training_process import shared
 
         result = shared().run(run_config, progress=progress, tensorboard_dir=tensorboard_dir)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Callable, Optional
 
 import keras
+
+from cvsweep.result import finite_or_none
 
 log = logging.getLogger("cvsweep.train")
 
@@ -55,9 +56,3 @@ class EpochReport(keras.callbacks.Callback):
         log.info("epoch %d/%d %s (%.1fs)", epoch + 1, self.epochs, shown, seconds)
         if self.progress is not None:
             self.progress({"epoch": epoch + 1, "epochs": self.epochs, "seconds": seconds, **metrics})
-
-
-def finite_or_none(value) -> Optional[float]:
-    """JSON has no NaN or infinity: a diverged metric is recorded as null."""
-    value = float(value)
-    return value if math.isfinite(value) else None

@@ -21,6 +21,7 @@ from cvsweep import failures, remote_jobs
 from cvsweep.fingerprint import fingerprint
 from cvsweep.interrupts import STOP
 from cvsweep.payload import make_input
+from cvsweep.result import Result, failed_result, is_result
 from cvsweep.schema import Fallback
 
 log = logging.getLogger("cvsweep.runpod")
@@ -29,7 +30,6 @@ API_KEY_VARIABLE = "RUNPOD_API_KEY"
 ENDPOINT_VARIABLE = "RUNPOD_ENDPOINT_ID"
 FINAL_STATES = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
 TRANSIENT_HTTP = (408, 429, 500, 502, 503, 504)
-RESULT_KEYS = ("fingerprint", "config", "status", "metrics", "executed_on", "versions")
 
 
 class RemoteError(RuntimeError):
@@ -68,7 +68,7 @@ class RunpodExecutor:
         self.cfg = cfg
 
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[Callable[[dict], None]] = None) -> dict:
+            progress: Optional[Callable[[dict], None]] = None) -> Result:
         # tensorboard_dir: never given (preflight refuses tensorboard=true for remote trials).
         sent_fingerprint = fingerprint(run_config)
         self.job: dict = {}  # endpoint and job id from the moment the job exists, for the record
@@ -86,13 +86,14 @@ class RunpodExecutor:
                 return self._fall_back(run_config, reason, progress)
             return self._failed(run_config, f"remote: {reason}")
 
-    def _failed(self, run_config: dict, reason: str, code: str = failures.REMOTE_ERROR) -> dict:
-        result = _failed_result(run_config, reason, code)
+    def _failed(self, run_config: dict, reason: str, code: str = failures.REMOTE_ERROR) -> Result:
+        result = failed_result(run_config, failures.Failure(code, reason, infeasible=False))
+        result["executed_on"]["executor"] = "runpod"
         if self.job:
             result["remote"] = dict(self.job)
         return result
 
-    def _run_remote(self, run_config: dict, sent_fingerprint: str, progress=None) -> dict:
+    def _run_remote(self, run_config: dict, sent_fingerprint: str, progress=None) -> Result:
         endpoint = self._endpoint()
         submitted_at, started = time.time(), time.monotonic()
         body = {
@@ -116,7 +117,7 @@ class RunpodExecutor:
         if state != "COMPLETED":
             raise RemoteError(f"job {job_id} ended {state}: {_error_text(status.get('error'))}")
         result = status.get("output")
-        if not isinstance(result, dict) or not all(key in result for key in RESULT_KEYS):
+        if not is_result(result):
             raise RemoteError(f"job {job_id} returned a malformed result (not a cvsweep result): {str(result)[:200]}")
         if result["fingerprint"] != sent_fingerprint:
             # Loud and never papered over by a fallback: the worker trained something else.
@@ -247,7 +248,7 @@ class RunpodExecutor:
             if not interruptible:
                 time.sleep(wait)
 
-    def _fall_back(self, run_config: dict, reason: str, progress=None) -> dict:
+    def _fall_back(self, run_config: dict, reason: str, progress=None) -> Result:
         from cvsweep.executors import LocalExecutor
 
         log.warning("fallback: training this trial here after the remote error")
@@ -266,14 +267,6 @@ class LostContact(RemoteError):
 
 class JobInterrupted(RemoteError):
     """The sweep was interrupted (SIGINT / SIGTERM): the job was cancelled or never sent."""
-
-
-def _failed_result(run_config: dict, reason: str, code: str = failures.REMOTE_ERROR) -> dict:
-    from cvsweep.train import failed_result
-
-    result = failed_result(run_config, reason, code)
-    result["executed_on"]["executor"] = "runpod"
-    return result
 
 
 def _hand_on_epoch(status: dict, last_epoch: Any, progress) -> Any:

@@ -16,6 +16,7 @@ from cvsweep.jsonio import read_json, write_json_atomic
 from cvsweep.objectives import directions_of, objectives_of
 from cvsweep.preflight import search_space
 from cvsweep.report import fmt
+from cvsweep.result import is_completed
 
 log = logging.getLogger("cvsweep.summary")
 
@@ -115,7 +116,7 @@ def _trial_row(folder: Path, params: list[str], job: str) -> dict:
     result = read_json(path)
     metrics = result.get("metrics", {})
     config = OmegaConf.create(result["config"])
-    values = result.get("trial", {}).get("objective_values") if result["status"] == "completed" else None
+    values = result.get("trial", {}).get("objective_values") if is_completed(result) else None
     where = result.get("executed_on", {})
     return {
         "job": job,

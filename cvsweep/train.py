@@ -19,12 +19,11 @@ from typing import Any, Callable, Mapping, Optional
 
 from cvsweep import failures, model_size, models, provenance
 from cvsweep.data import load_source, split
-from cvsweep.fingerprint import fingerprint
-from cvsweep.schema import SCHEMA_VERSION, LearningRateSchedule, load_run_config, run_config_of
+from cvsweep.failures import Failure
+from cvsweep.result import Result, fail, finite_or_none, new_result
+from cvsweep.schema import LearningRateSchedule, load_run_config, run_config_of
 
 log = logging.getLogger("cvsweep.train")
-
-COMPLETED, FAILED = "completed", "failed"
 
 
 def train(
@@ -32,7 +31,7 @@ def train(
     progress: Optional[Callable[[dict], None]] = None,
     tensorboard_dir: Optional[str] = None,
     stage: Optional[Callable[[str], None]] = None,
-) -> dict:
+) -> Result:
     """Train and evaluate one run. Raises ConfigError for an invalid config; a run that
     cannot finish comes back with status ``failed``, the reason, and ``failure``
     (``{"code", "problems"}``, cvsweep/failures.py): whatever it raised, from bad data and
@@ -59,8 +58,7 @@ def train(
         _enter(stage, current)
         _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
     except Exception as err:  # MemoryError included; KeyboardInterrupt and the like are not
-        failure = failures.classify(err, current, _params(model) or estimated)
-        return _failed(result, failure.reason, failure.infeasible, failure.code)
+        return fail(result, failures.classify(err, current, _params(model) or estimated))
     return result
 
 
@@ -74,27 +72,6 @@ def _params(model) -> Optional[int]:
         return int(model.count_params()) if model is not None else None
     except Exception:  # a model that failed half-built
         return None
-
-
-def new_result(run_config: dict) -> dict:
-    """A result before training: what will run, where, on which versions."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "fingerprint": fingerprint(run_config),
-        "config": run_config,
-        "status": COMPLETED,
-        "reason": None,
-        "metrics": {},
-        "data": {},
-        "executed_on": provenance.host(),
-        "versions": provenance.versions(),
-    }
-
-
-def failed_result(run_config: dict, reason: str, code: str = failures.INTERNAL_ERROR,
-                  infeasible: bool = False) -> dict:
-    """A result for a run that never trained (refused config, remote job lost)."""
-    return _failed(new_result(run_config), reason, infeasible, code)
 
 
 @functools.cache
@@ -146,11 +123,11 @@ def _forget_earlier_custom_gradients() -> None:
             del registry[name]
 
 
-def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboard_dir) -> None:
+def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorboard_dir) -> None:
     import keras
 
     from cvsweep import diagnostics, health
-    from cvsweep.keras_callbacks import EpochReport, TimeBudget, finite_or_none
+    from cvsweep.keras_callbacks import EpochReport, TimeBudget
 
     training = cfg.training
     optimizer = keras.optimizers.get(
@@ -192,15 +169,15 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
     )
     if any(value is None for value in history.get("loss", [])):
         epoch = history["loss"].index(None) + 1
-        _failed(result, f"diverged: training loss became NaN or infinite in epoch {epoch}", True, failures.DIVERGED)
+        fail(result, Failure(failures.DIVERGED, f"diverged: training loss became NaN or infinite in epoch {epoch}", True))
         return
     if budget is not None and budget.exceeded:
-        _failed(
-            result,
+        fail(result, Failure(
+            failures.TIME_BUDGET,
             f"time budget exceeded: training.time_budget_s={training.time_budget_s} reached after "
             f"{train_seconds:.1f}s in epoch {metrics['epochs_run']} of {training.epochs}",
-            infeasible=True, code=failures.TIME_BUDGET,
-        )
+            infeasible=True,
+        ))
         return
     started = time.perf_counter()
     for part, data in (("val", val_data), ("test", _batched(tf, splits.x_test, splits.y_test, training.batch_size))):
@@ -209,7 +186,7 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: dict, progress, tensorboar
         metrics[f"{part}_accuracy"] = finite_or_none(scores["accuracy"])
     metrics["evaluate_seconds"] = round(time.perf_counter() - started, 3)
     if metrics["val_loss"] is None:
-        _failed(result, "diverged: validation loss is NaN or infinite", True, failures.DIVERGED)
+        fail(result, Failure(failures.DIVERGED, "diverged: validation loss is NaN or infinite", True))
         return
     metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)
     result["diagnostics"] = diagnostics.collect(
@@ -237,14 +214,3 @@ def _batched(tf, x, y, batch_size: int, shuffle_seed: Optional[int] = None):
     if shuffle_seed is not None:
         data = data.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _failed(result: dict, reason: str, infeasible: bool, code: str) -> dict:
-    """``infeasible``: the configuration itself cannot train (it diverges, overruns its time
-    budget, cannot be built, is too big for the memory), an answer a sweep counts and its
-    sampler learns to avoid; not so for data that could not be loaded, a run that was lost or
-    an internal error (see cvsweep/trial.py). ``code``: one of cvsweep/failures.py's."""
-    log.warning("run failed: %s", reason)
-    result.update(status=FAILED, reason=reason, infeasible=infeasible,
-                  failure={"code": code, "problems": [reason]})
-    return result

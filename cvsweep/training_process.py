@@ -27,7 +27,9 @@ import time
 from typing import Callable, Optional
 
 from cvsweep import failures
+from cvsweep.failures import Failure
 from cvsweep.quiet_stderr import handle_relayed
+from cvsweep.result import Result, failed_result
 from cvsweep.schema import ConfigError
 
 log = logging.getLogger("cvsweep.training_process")
@@ -81,7 +83,7 @@ class TrainingProcess:
         return self._process.pid if self._process is not None else None
 
     def run(self, run_config: dict, progress: Optional[Callable[[dict], None]] = None,
-            tensorboard_dir: Optional[str] = None) -> dict:
+            tensorboard_dir: Optional[str] = None) -> Result:
         """train(run_config) in the child: its result, or a failed result when the child was
         killed (by ``kill``, or at the hard time limit) or died. Raises ConfigError as train()
         does; on any exception here (Ctrl-C in the parent) the child is killed first."""
@@ -98,7 +100,7 @@ class TrainingProcess:
                 self.kill()
                 raise
 
-    def _answer(self, process, conn, run_config: dict, progress, budget: Optional[float]) -> dict:
+    def _answer(self, process, conn, run_config: dict, progress, budget: Optional[float]) -> Result:
         deadline, stage = None, None
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -125,25 +127,21 @@ class TrainingProcess:
                 return payload
 
 
-def _over_time(run_config: dict, budget: float, stage: Optional[str]) -> dict:
-    from cvsweep.train import failed_result
-
+def _over_time(run_config: dict, budget: float, stage: Optional[str]) -> Result:
     if stage == failures.FIT:
         reason = (f"time budget exceeded: training.time_budget_s={budget} and {GRACE_S:g}s more passed without "
                   "training stopping at a batch end; the training process was killed")
-        return failed_result(run_config, reason, failures.TIME_BUDGET, infeasible=True)
+        return failed_result(run_config, Failure(failures.TIME_BUDGET, reason, infeasible=True))
     reason = (f"time budget exceeded: loading the data and building the model took longer than "
               f"training.time_budget_s={budget} + {GRACE_S:g}s (a read that never returns?); "
               "the training process was killed")
-    return failed_result(run_config, reason, failures.DATA_ERROR, infeasible=False)
+    return failed_result(run_config, Failure(failures.DATA_ERROR, reason, infeasible=False))
 
 
-def _died(run_config: dict, exitcode: Optional[int]) -> dict:
-    from cvsweep.train import failed_result
-
+def _died(run_config: dict, exitcode: Optional[int]) -> Result:
     how = f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit status {exitcode}"
     reason = f"the training process ended without a result ({how}; stopped, or out of memory)"
-    return failed_result(run_config, reason, failures.INTERNAL_ERROR)
+    return failed_result(run_config, Failure(failures.INTERNAL_ERROR, reason, infeasible=False))
 
 
 def _relay_until(conn, wanted: str) -> None:

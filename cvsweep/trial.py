@@ -14,8 +14,8 @@ from cvsweep.data import pin_dataset
 from cvsweep.executors import create_executor
 from cvsweep.jsonio import write_json_atomic, write_text_atomic
 from cvsweep.progress_file import epoch_writer
+from cvsweep.result import failed_result, is_completed
 from cvsweep.schema import run_config_of
-from cvsweep.train import failed_result
 
 log = logging.getLogger("cvsweep.trial")
 
@@ -48,14 +48,14 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
         result = create_executor(cfg.executor).run(run_config, **options)
     except Exception as err:  # a rule between swept values that preflight cannot see, data
         failure = failures.classify(err, stage)  # that changed since the checks, a fault of ours
-        result = failed_result(run_config, failure.reason, failure.code, failure.infeasible)
+        result = failed_result(run_config, failure)
     result["trial"] = {
         "job": hydra.job.get("num"),
         "overrides": list(hydra.overrides.task),
         "choices": {k: v for k, v in hydra.runtime.choices.items() if not k.startswith("hydra/")},
         "objectives": [o.name for o in objectives.objectives_of(cfg)],
     }
-    if result["status"] == "completed":
+    if is_completed(result):
         result["trial"]["objective_values"] = objectives.values(result, cfg)
     path = write_json_atomic(trial_dir / "result.json", result)
     if cfg.plots.name == "all":
@@ -65,7 +65,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
             plot_trial(result, trial_dir)
         except Exception as err:  # a plot never costs a trial its result
             log.warning("could not draw this trial's plots: %s", err)
-    if result["status"] != "completed":
+    if not is_completed(result):
         raise TrialFailed(f"{result['reason']} (see {path})", infeasible=bool(result.get("infeasible")))
     values = result["trial"]["objective_values"]
     return values[0] if len(values) == 1 else values

@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import runpod  # noqa: E402
 
 from cvsweep.data_access import confine_to_data_roots  # noqa: E402
-from cvsweep.failures import INTERNAL_ERROR  # noqa: E402
+from cvsweep.failures import INTERNAL_ERROR, Failure  # noqa: E402
 from cvsweep.payload import PayloadError, accept_data, accept_input  # noqa: E402
 from cvsweep.training_process import TrainingProcess  # noqa: E402
 
@@ -67,7 +67,7 @@ async def train_in_child(run_config: dict, progress) -> dict:
 
 def _internal_error(err: Exception) -> str:
     text = str(err).splitlines()[0][:500] if str(err) else ""
-    return json.dumps({"code": INTERNAL_ERROR, "problems": [f"{type(err).__name__}: {text}".rstrip(": ")]})
+    return json.dumps(Failure(INTERNAL_ERROR, f"{type(err).__name__}: {text}".rstrip(": "), infeasible=False).to_json())
 
 
 if __name__ == "__main__":
