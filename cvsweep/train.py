@@ -124,17 +124,51 @@ def _forget_earlier_custom_gradients() -> None:
 
 
 def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorboard_dir) -> None:
+    """Fit, then evaluate and score the model; a run that diverged or overran its time budget
+    is marked failed in ``result`` instead, with what it trained so far."""
+    from cvsweep import diagnostics
+    from cvsweep.keras_callbacks import TimeBudget
+
+    training, metrics = cfg.training, result["metrics"]
+    _compile(model, training, splits)
+    budget = TimeBudget(training.time_budget_s) if training.time_budget_s else None
+    recorder = diagnostics.TrainingRecorder(
+        *diagnostics.gradient_batch(splits, cfg.health, training.batch_size, training.seed)
+    )
+    callbacks = _callbacks(training, progress, budget, recorder, tensorboard_dir)
+    train_data = _batched(tf, splits.x_train, splits.y_train, training.batch_size, shuffle_seed=training.seed)
+    val_data = _batched(tf, splits.x_val, splits.y_val, training.batch_size)
+
+    history, train_seconds = _fit(model, train_data, val_data, training.epochs, callbacks)
+    metrics.update(epochs_run=len(history.get("loss", [])), train_seconds=round(train_seconds, 3),
+                   params=int(model.count_params()), history=history)
+    failure = _training_failure(history, budget, training, train_seconds)
+    if failure is None:
+        test_data = _batched(tf, splits.x_test, splits.y_test, training.batch_size)
+        metrics.update(_evaluate(model, {"val": val_data, "test": test_data}))
+        failure = _evaluation_failure(metrics)
+    if failure is not None:
+        fail(result, failure)
+        return
+    _score(model, cfg, splits, recorder, result)
+
+
+def _compile(model, training, splits) -> None:
     import keras
 
-    from cvsweep import diagnostics, health
-    from cvsweep.keras_callbacks import EpochReport, TimeBudget
-
-    training = cfg.training
     optimizer = keras.optimizers.get(
         {"class_name": training.optimizer.name, "config": {"learning_rate": _learning_rate(keras, training, splits)}}
     )
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    budget = TimeBudget(training.time_budget_s) if training.time_budget_s else None
+
+
+def _callbacks(training, progress, budget, recorder, tensorboard_dir) -> list:
+    """Every fit's callbacks, in the order they run: epoch reports, early stopping, the time
+    budget, the diagnostics recorder, TensorBoard."""
+    import keras
+
+    from cvsweep.keras_callbacks import EpochReport
+
     callbacks = [EpochReport(training.epochs, progress)]
     if training.early_stopping_patience > 0:
         callbacks.append(
@@ -144,59 +178,70 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorbo
         )
     if budget is not None:
         callbacks.append(budget)
-    recorder = diagnostics.TrainingRecorder(
-        *diagnostics.gradient_batch(splits, cfg.health, training.batch_size, training.seed)
-    )
     callbacks.append(recorder)
     if tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard_dir))
+    return callbacks
 
-    train_data = _batched(tf, splits.x_train, splits.y_train, training.batch_size, shuffle_seed=training.seed)
-    val_data = _batched(tf, splits.x_val, splits.y_val, training.batch_size)
+
+def _fit(model, train_data, val_data, epochs: int, callbacks: list) -> tuple[dict, float]:
+    """The history (a diverged value recorded as None) and the seconds fit took."""
     started = time.perf_counter()
     history = model.fit(
-        train_data, validation_data=val_data, epochs=training.epochs, callbacks=callbacks, shuffle=False, verbose=0
+        train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
     )  # shuffling is the pipeline's, seeded
-    train_seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return {key: [finite_or_none(v) for v in values] for key, values in history.history.items()}, seconds
 
-    history = {key: [finite_or_none(v) for v in values] for key, values in history.history.items()}
-    metrics = result["metrics"]
-    metrics.update(
-        epochs_run=len(history.get("loss", [])),
-        train_seconds=round(train_seconds, 3),
-        params=int(model.count_params()),
-        history=history,
-    )
+
+def _training_failure(history: dict, budget, training, train_seconds: float) -> Optional[Failure]:
+    """Why the fit gave no model worth evaluating: it diverged, or ran out of its time budget."""
     if any(value is None for value in history.get("loss", [])):
         epoch = history["loss"].index(None) + 1
-        fail(result, Failure(failures.DIVERGED, f"diverged: training loss became NaN or infinite in epoch {epoch}", True))
-        return
+        return Failure(failures.DIVERGED, f"diverged: training loss became NaN or infinite in epoch {epoch}",
+                       infeasible=True)
     if budget is not None and budget.exceeded:
-        fail(result, Failure(
+        return Failure(
             failures.TIME_BUDGET,
             f"time budget exceeded: training.time_budget_s={training.time_budget_s} reached after "
-            f"{train_seconds:.1f}s in epoch {metrics['epochs_run']} of {training.epochs}",
+            f"{train_seconds:.1f}s in epoch {len(history['loss'])} of {training.epochs}",
             infeasible=True,
-        ))
-        return
+        )
+    return None
+
+
+def _evaluate(model, parts: dict) -> dict:
+    """Loss and accuracy on each split of ``parts`` (validation, test), and the seconds it took."""
     started = time.perf_counter()
-    for part, data in (("val", val_data), ("test", _batched(tf, splits.x_test, splits.y_test, training.batch_size))):
+    metrics = {}
+    for part, data in parts.items():
         scores = model.evaluate(data, verbose=0, return_dict=True)
         metrics[f"{part}_loss"] = finite_or_none(scores["loss"])
         metrics[f"{part}_accuracy"] = finite_or_none(scores["accuracy"])
     metrics["evaluate_seconds"] = round(time.perf_counter() - started, 3)
+    return metrics
+
+
+def _evaluation_failure(metrics: dict) -> Optional[Failure]:
     if metrics["val_loss"] is None:
-        fail(result, Failure(failures.DIVERGED, "diverged: validation loss is NaN or infinite", True))
-        return
+        return Failure(failures.DIVERGED, "diverged: validation loss is NaN or infinite", infeasible=True)
+    return None
+
+
+def _score(model, cfg, splits, recorder, result: Result) -> None:
+    """Latency, diagnostics and health scores of a completed run."""
+    from cvsweep import diagnostics, health
+
+    metrics = result["metrics"]
     metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)
     result["diagnostics"] = diagnostics.collect(
-        model, splits, recorder, cfg.health, cfg.dataset.num_classes, training.seed
+        model, splits, recorder, cfg.health, cfg.dataset.num_classes, cfg.training.seed
     )
     result["health"] = health.scores(result["diagnostics"], metrics, cfg.health)
     log.info(
         "val_accuracy=%.4f val_loss=%.4f test_accuracy=%.4f overall_health=%.3f (%d epochs, %.1fs)",
         metrics["val_accuracy"], metrics["val_loss"], metrics["test_accuracy"],
-        result["health"]["overall_health"], metrics["epochs_run"], train_seconds,
+        result["health"]["overall_health"], metrics["epochs_run"], metrics["train_seconds"],
     )
 
 
