@@ -55,12 +55,10 @@ def main() -> None:
     times: dict[str, list[float]] = {"no cache": [], "disk cache (new process)": [], "memory (next trial)": []}
     for _ in range(args.rounds):
         shutil.rmtree(work / "cache", ignore_errors=True)
-        image_folder._memory.clear()
-        image_folder._keys.clear()
+        image_folder.forget_loaded()
         for name in times:
             if name == "disk cache (new process)":
-                image_folder._memory.clear()
-                image_folder._keys.clear()
+                image_folder.forget_loaded()
             started = time.perf_counter()
             _, _, cached = load()
             times[name].append(time.perf_counter() - started)

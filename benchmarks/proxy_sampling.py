@@ -16,7 +16,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -29,8 +28,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist.npz"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "proxy_sampling.json"))
     args = parser.parse_args()
-    from conftest import compose
-
+    from cvsweep.compose import compose
     from cvsweep.schema import run_config_of
     from cvsweep.train import train
 

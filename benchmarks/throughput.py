@@ -58,9 +58,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "throughput.json"))
     args = parser.parse_args()
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import compose
-
+    from cvsweep.compose import compose
     from cvsweep.data import load_source, split
     from cvsweep.schema import load_run_config, run_config_of
 

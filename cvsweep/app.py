@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 # Before anything imports TensorFlow (a trial, a forked worker): its C++ INFO and WARNING lines
 # stay off the console; the rest of its start-up noise is caught in cvsweep/quiet_stderr.py.
@@ -13,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from cvsweep.compose import CONF_DIR  # noqa: E402
 from cvsweep.help_text import register_resolvers  # noqa: E402
 from cvsweep.schema import register_configs  # noqa: E402
 
@@ -22,12 +22,8 @@ register_resolvers()
 # the warnings say nothing a cvsweep user can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")
 
-# The config tree is the package's conf/: in a checkout a link to the repository's top-level
-# conf/, in the wheel a copy of it (hatch follows the link), so both find it the same way.
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     import sys
 

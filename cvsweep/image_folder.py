@@ -86,6 +86,13 @@ def load_folder(root: str, image_size: tuple[int, int], grayscale: bool,
     return _remember(decoded_key, arrays), decoded_key, False
 
 
+def forget_loaded() -> None:
+    """Drop this process's memory of loaded folders (the disk cache stays): the next load
+    lists, hashes and reads as a new process would."""
+    _memory.clear()
+    _keys.clear()
+
+
 def _remember(key: str, arrays: dict) -> dict:
     _memory.clear()  # one folder at a time: decoded image sets are large
     _memory[key] = arrays

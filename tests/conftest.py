@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cvsweep.compose import CONF_DIR, compose  # noqa: F401 (the tests import both from here)
+
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 # The real MNIST shipped beside the checkout (see ../shared/data/README.md).
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
 # Under CI (.ci/run installs and starts everything) a missing service or file is a failure:
@@ -60,20 +61,6 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cvsweep", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
-
-
-def compose(*overrides: str):
-    """The config Hydra composes for these overrides (hydra node included)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from cvsweep.help_text import register_resolvers
-    from cvsweep.schema import register_configs
-
-    register_configs()
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
 
 def compose_sweep(*overrides: str):

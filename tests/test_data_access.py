@@ -27,8 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path / "cache"))
-    image_folder._memory.clear()
-    image_folder._keys.clear()
+    image_folder.forget_loaded()
     return tmp_path / "cache" / "image_folder"
 
 
@@ -199,11 +198,6 @@ def load(root, size=(8, 8)):
     return image_folder.load_folder(str(root), size, True)
 
 
-def forget_in_memory():
-    image_folder._memory.clear()
-    image_folder._keys.clear()
-
-
 def test_an_empty_class_folder_is_refused_by_name(tmp_path):
     root = image_tree(tmp_path / "folder", classes=("a", "b", "c"))
     for image in (root / "b").iterdir():
@@ -230,17 +224,17 @@ def test_a_tampered_or_planted_cache_entry_is_not_trusted(tmp_path, private_cach
     planted = {"classes": np.array(["a", "b"]), "x_train": np.zeros_like(arrays["train"][0]),
                "y_train": arrays["train"][1]}
     np.savez(entry, **planted)  # other pixels under the same key, no stored hash
-    forget_in_memory()
+    image_folder.forget_loaded()
     again, _, from_cache = load(root)
     assert not from_cache and np.array_equal(again["train"][0], arrays["train"][0])
     # With a matching stored hash but writable by others: still not trusted.
     flat = {**planted}
     np.savez(entry, **flat, key=np.array(key), arrays_sha256=np.array(image_folder._arrays_sha256(flat)))
     os.chmod(entry, 0o666)
-    forget_in_memory()
+    image_folder.forget_loaded()
     again, _, from_cache = load(root)
     assert not from_cache and np.array_equal(again["train"][0], arrays["train"][0])
-    forget_in_memory()
+    image_folder.forget_loaded()
     assert load(root)[2]  # the entry it wrote back is good
 
 
@@ -252,7 +246,7 @@ def test_a_cache_entry_of_another_shape_is_not_trusted(tmp_path, private_cache):
     np.savez(private_cache / f"{key}.npz", **flat, key=np.array(key),
              arrays_sha256=np.array(image_folder._arrays_sha256(flat)))
     os.chmod(private_cache / f"{key}.npz", 0o600)
-    forget_in_memory()
+    image_folder.forget_loaded()
     arrays, _, from_cache = load(root)
     assert not from_cache and arrays["train"][0].shape == (8, 8, 8, 1)
 
@@ -298,9 +292,9 @@ def test_a_file_changed_while_the_folder_is_read_is_cached_under_what_was_decode
     load(root)  # the victim changes right after its first read
     watch.close()
     victim.write_bytes(original)  # the first content is back
-    forget_in_memory()
+    image_folder.forget_loaded()
     arrays, _, _ = load(root)
-    image_folder._memory.clear()
+    image_folder.forget_loaded()
     from PIL import Image
     import io
 

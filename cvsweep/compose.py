@@ -1,0 +1,24 @@
+"""A config as the command line would compose it, from Python: for the tests and the
+benchmarks, which need the same config without running the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The config tree is the package's conf/: in a checkout a link to the repository's top-level
+# conf/, in the wheel a copy of it (hatch follows the link), so both find it the same way.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def compose(*overrides: str):
+    """The config Hydra composes for ``python -m cvsweep OVERRIDES`` (hydra node included)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from cvsweep.help_text import register_resolvers
+    from cvsweep.schema import register_configs
+
+    register_configs()
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
