@@ -362,3 +362,35 @@ def _checked(arrays: dict, num_classes: int, where: str, kind: str = "image") ->
         digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.tobytes())
     return Source(**arrays, sha256=digest.hexdigest(), kind=kind)
+
+
+# Sources that need a download: checked when a trial loads them, not here.
+_DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10, DatasetName.cifar100,
+               DatasetName.imdb, DatasetName.reuters}
+
+
+def check_data_and_model(cfg) -> None:
+    """Before any work (cvsweep/preflight.py): the dataset file (keys, shapes, label range),
+    whether the model fits its image size and the size limits; raises ConfigError."""
+    from cvsweep import model_size
+    from cvsweep.models import ModelError, conv_output_size
+    from cvsweep.schema import ConfigError
+
+    if cfg.dataset.location == DataLocation.worker:  # not here to read: check what the config says
+        if cfg.dataset.name in FOLDER_DATASETS:
+            try:
+                conv_output_size(cfg.model, min(cfg.dataset.image_size))
+            except ModelError as err:
+                raise ConfigError(str(err)) from err
+        return
+    try:
+        if cfg.dataset.path is None and cfg.dataset.name in _DOWNLOADED:
+            shape = model_size.known_shape(cfg.dataset)  # the size check needs no download
+        else:
+            source = load_source(cfg.dataset)  # cached: the local trials reuse it
+            shape = source.x_train.shape[1:]
+            if source.kind == "image":
+                conv_output_size(cfg.model, min(shape[0], shape[1]))
+        model_size.check(cfg, shape)  # a model over the limits would be refused in every trial
+    except (DataError, ModelError) as err:
+        raise ConfigError(str(err)) from err

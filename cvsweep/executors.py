@@ -42,3 +42,31 @@ EXECUTORS = {"local": "cvsweep.executors:LocalExecutor", "runpod": "cvsweep.runp
 def create_executor(cfg) -> Executor:
     module, name = EXECUTORS[cfg.name].split(":")
     return getattr(importlib.import_module(module), name)(cfg)
+
+
+def check_executor(cfg) -> None:
+    """Before any work: the executor can run this config (TensorBoard, where the data lives), and
+    a remote one is set up and reachable; raises ConfigError."""
+    from cvsweep.schema import ConfigError
+
+    if cfg.tensorboard and cfg.executor.name != "local":
+        raise ConfigError(f"tensorboard=true: TensorBoard logs are written by executor=local only, not {cfg.executor.name}")
+    _check_data_location(cfg)
+    if cfg.executor.name == "runpod":
+        from cvsweep.runpod_executor import check_setup
+
+        check_setup(cfg.executor)
+
+
+def _check_data_location(cfg) -> None:
+    """Data that lives on the worker can only be trained there."""
+    from cvsweep.schema import ConfigError, DataLocation
+
+    if cfg.dataset.location != DataLocation.worker:
+        return
+    if cfg.executor.name != "runpod":
+        raise ConfigError(f"dataset.location=worker: the data is on the remote worker; executor={cfg.executor.name} "
+                          "trains here. Use executor=runpod, or dataset.location=client with a local path")
+    if cfg.executor.fallback.name == "local":
+        raise ConfigError("executor.fallback=local: a failed trial would train here, but dataset.location=worker "
+                          "data is on the worker only; set executor.fallback=none")

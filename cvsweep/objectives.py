@@ -29,3 +29,25 @@ def directions_of(cfg) -> list[str]:
 
 def values(result: dict, cfg) -> list[float]:
     return [value(result, o, cfg.health_weight) for o in objectives_of(cfg)]
+
+
+def settle_direction(cfg) -> None:
+    """The direction follows from the objectives; written out, it must agree with them."""
+    from omegaconf import OmegaConf, read_write
+
+    from cvsweep.schema import ConfigError
+
+    expected = directions_of(cfg)
+    direction = cfg.hydra.sweeper.direction
+    if direction is None:
+        with read_write(cfg.hydra.sweeper):
+            cfg.hydra.sweeper.direction = expected[0] if len(expected) == 1 else expected
+        return
+    given = [getattr(d, "name", d) for d in direction] if OmegaConf.is_list(direction) else [getattr(direction, "name", direction)]
+    if given != expected:
+        names = ", ".join(o.name for o in objectives_of(cfg))
+        wanted = expected[0] if len(expected) == 1 else f"[{','.join(expected)}]"
+        raise ConfigError(
+            f"hydra.sweeper.direction={direction if not OmegaConf.is_list(direction) else list(direction)}: "
+            f"the objectives ({names}) are to {' and '.join(expected)}; set hydra.sweeper.direction={wanted}"
+        )

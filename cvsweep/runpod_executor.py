@@ -3,7 +3,8 @@ remote/handler.py, sent and watched through the runpod SDK's client.
 
 The job's input is the entire run config with its fingerprint (cvsweep.payload); the worker
 runs the same ``train`` and echoes the fingerprint, which must match. Transient faults
-(HTTP 408, 429, 5xx, dropped connections) are retried with backoff; a job that ends FAILED,
+(HTTP 408, 429, 5xx, dropped connections) are retried with backoff (cvsweep/http_retry.py; a
+submission only when it was not taken, so a job is never sent twice); a job that ends FAILED,
 TIMED_OUT or CANCELLED, an unreachable endpoint or a malformed answer fails the trial with
 the reason, or with ``fallback: local`` trains here instead, recorded as such. The API key
 comes from RUNPOD_API_KEY and appears in no result, log line or error message.
@@ -17,8 +18,9 @@ import os
 import time
 from typing import Any, Callable, Optional
 
-from cvsweep import failures, remote_jobs
+from cvsweep import compat, failures, remote_jobs
 from cvsweep.fingerprint import fingerprint
+from cvsweep.http_retry import TRANSIENT_HTTP, RetriesStopped, policy
 from cvsweep.interrupts import STOP
 from cvsweep.payload import make_input
 from cvsweep.result import Result, failed_result, is_result
@@ -29,7 +31,6 @@ log = logging.getLogger("cvsweep.runpod")
 API_KEY_VARIABLE = "RUNPOD_API_KEY"
 ENDPOINT_VARIABLE = "RUNPOD_ENDPOINT_ID"
 FINAL_STATES = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
-TRANSIENT_HTTP = (408, 429, 500, 502, 503, 504)
 
 
 class RemoteError(RuntimeError):
@@ -146,8 +147,9 @@ class RunpodExecutor:
 
     def _submit(self, endpoint, body: dict, sent_fingerprint: str) -> str:
         timeout = self.cfg.request_timeout_s
-        job_id = self._call("submit", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/run", body, timeout),
-                            interruptible=True)["id"]
+        client = compat.runpod_client(endpoint)
+        job_id = self._call("submit", lambda: client.post(f"{self.cfg.endpoint_id}/run", body, timeout),
+                            interruptible=True, resend_safe=False)["id"]
         remote_jobs.remember(self.cfg.endpoint_id, sent_fingerprint, job_id, time.time())
         log.info("remote job %s submitted (%d bytes)", job_id, len(json.dumps(body)))
         return job_id
@@ -160,7 +162,7 @@ class RunpodExecutor:
             return None
         path = f"{self.cfg.endpoint_id}/status/{entry['job_id']}"
         try:
-            state = self._call("status", lambda: endpoint.rp_client.get(path, timeout=self.cfg.request_timeout_s),
+            state = self._call("status", lambda: compat.runpod_client(endpoint).get(path, timeout=self.cfg.request_timeout_s),
                                interruptible=True).get("status")
         except RequestFailed:  # unknown to RunPod now (expired, or another endpoint)
             state = None
@@ -178,9 +180,11 @@ class RunpodExecutor:
             raise RemoteError(f"the environment variable {API_KEY_VARIABLE} is not set")
         runpod.endpoint_url_base = str(self.cfg.base_url).rstrip("/")
         endpoint = runpod.Endpoint(self.cfg.endpoint_id, api_key=os.environ[API_KEY_VARIABLE])
-        # One retry policy, ours (configurable, for https too): no hidden urllib3 retries below it.
+        # One retry policy, ours, for https too (the SDK's covers http only): each request
+        # sets it on this adapter (_call). A trial's requests are sent one after another.
+        self.adapter = HTTPAdapter()
         for prefix in ("http://", "https://"):
-            endpoint.rp_client.rp_session.mount(prefix, HTTPAdapter(max_retries=0))
+            compat.http_session(compat.runpod_client(endpoint)).mount(prefix, self.adapter)
         return endpoint
 
     def _wait(self, endpoint, job_id: str, progress=None) -> dict:
@@ -189,10 +193,11 @@ class RunpodExecutor:
         reports goes to ``progress``."""
         give_up = time.monotonic() + self.cfg.ttl_s + self.cfg.execution_timeout_s + 60
         path = f"{self.cfg.endpoint_id}/status/{job_id}"
+        client = compat.runpod_client(endpoint)
         last_epoch = None
         while True:
             try:  # a status outage is waited out for as long as the job itself may take
-                status = self._call("status", lambda: endpoint.rp_client.get(path, timeout=self.cfg.request_timeout_s),
+                status = self._call("status", lambda: client.get(path, timeout=self.cfg.request_timeout_s),
                                     until=give_up, interruptible=True)
             except JobInterrupted:
                 self._cancel(endpoint, job_id)
@@ -213,40 +218,35 @@ class RunpodExecutor:
                 raise JobInterrupted(f"the sweep was stopped; job {job_id} cancelled")
 
     def _cancel(self, endpoint, job_id: str) -> None:
-        self._call("cancel", lambda: endpoint.rp_client.post(f"{self.cfg.endpoint_id}/cancel/{job_id}", None,
-                                                             timeout=self.cfg.request_timeout_s))
+        client = compat.runpod_client(endpoint)
+        self._call("cancel", lambda: client.post(f"{self.cfg.endpoint_id}/cancel/{job_id}", None,
+                                                 timeout=self.cfg.request_timeout_s))
 
     def _call(self, what: str, request: Callable[[], Any], until: Optional[float] = None,
-              interruptible: bool = False) -> Any:
-        """One SDK request, retried with exponential backoff on transient faults: ``retries``
-        times, or until the monotonic time ``until``. ``interruptible``: a stopped sweep ends
-        the wait between tries with JobInterrupted (a cancel, by contrast, keeps trying)."""
+              interruptible: bool = False, resend_safe: bool = True) -> Any:
+        """One SDK request under the retry policy of cvsweep/http_retry.py: ``retries`` times, or
+        until the monotonic time ``until``. ``interruptible``: a stopped sweep ends the wait
+        between tries with JobInterrupted (a cancel, by contrast, keeps trying).
+        ``resend_safe=False`` (a submission): never sent again once it may have been taken."""
         import requests
 
-        attempt = 0
-        while True:
-            exhausted = time.monotonic() >= until if until is not None else attempt >= self.cfg.retries
-            try:
-                return request()
-            except requests.HTTPError as err:
-                code = err.response.status_code if err.response is not None else None
-                if code not in TRANSIENT_HTTP or exhausted:
-                    raise RequestFailed(f"{what} request failed: HTTP {code}", code) from None
-                fault = f"HTTP {code}"
-            except (requests.ConnectionError, requests.Timeout) as err:
-                if exhausted:
-                    raise Unreachable(f"{what} request failed: {type(err).__name__}: {_scrub(str(err))[:300]}") from None
-                fault = type(err).__name__
-            except RuntimeError as err:  # the SDK's 401 ("Unauthorized request...")
-                raise RequestFailed(f"{what} request refused: {_scrub(str(err))} (check {API_KEY_VARIABLE})", 401) from None
-            wait = min(self.cfg.backoff_s * 2**attempt, self.cfg.backoff_max_s)
-            attempt += 1
-            shown = f"{attempt}/{self.cfg.retries}" if until is None else f"{attempt}"
-            log.warning("%s request: %s; retry %s in %.1fs", what, fault, shown, wait)
-            if interruptible and STOP.wait(wait):
-                raise JobInterrupted(f"the sweep was stopped during a {what} request's retries")
-            if not interruptible:
-                time.sleep(wait)
+        self.adapter.max_retries = policy(what, self.cfg.retries, self.cfg.backoff_s, self.cfg.backoff_max_s,
+                                          resend_safe=resend_safe, deadline=until,
+                                          stop=STOP if interruptible else None)
+        try:
+            return request()
+        except RetriesStopped:
+            raise JobInterrupted(f"the sweep was stopped during a {what} request's retries") from None
+        except requests.HTTPError as err:
+            code = err.response.status_code if err.response is not None else None
+            raise RequestFailed(f"{what} request failed: HTTP {code}", code) from None
+        except (requests.ConnectionError, requests.Timeout) as err:
+            reason = f"{what} request failed: {type(err).__name__}: {_scrub(str(err))[:300]}"
+            if not resend_safe and not _retries_used_up(err):  # it went out, and the answer never came
+                reason += "; not sent again, as the job may exist"
+            raise Unreachable(reason) from None
+        except RuntimeError as err:  # the SDK's 401 ("Unauthorized request...")
+            raise RequestFailed(f"{what} request refused: {_scrub(str(err))} (check {API_KEY_VARIABLE})", 401) from None
 
     def _fall_back(self, run_config: dict, reason: str, progress=None) -> Result:
         from cvsweep.executors import LocalExecutor
@@ -290,6 +290,14 @@ def _hand_on_last_epoch(result: dict, progress) -> None:
                   **{key: values[-1] for key, values in history.items() if values}})
 
 
+def _retries_used_up(err: Exception) -> bool:
+    """Whether a requests error ended the retries (urllib3's MaxRetryError inside), rather than
+    a fault the policy does not retry."""
+    from urllib3.exceptions import MaxRetryError
+
+    return bool(err.args) and isinstance(err.args[0], MaxRetryError)
+
+
 def _error_text(error: Any) -> str:
     """A worker's error: cvsweep's structured one ({"code", "problems"}) or the SDK's text."""
     if isinstance(error, str):
@@ -318,9 +326,69 @@ def endpoint_health(cfg) -> dict:
     endpoint = executor._endpoint()
     path = f"{cfg.endpoint_id}/health"
     try:
-        health = executor._call("health", lambda: endpoint.rp_client.get(path, timeout=cfg.request_timeout_s))
+        health = executor._call("health", lambda: compat.runpod_client(endpoint).get(path, timeout=cfg.request_timeout_s))
     except ValueError as err:  # a 200 whose body is not JSON: a proxy's page, another service
         raise RemoteError(f"the health answer is not JSON ({type(err).__name__})") from None
     if not isinstance(health, dict):
         raise RemoteError(f"the health answer is not a JSON object: {_scrub(str(health))[:200]}")
     return health
+
+
+def check_setup(executor) -> None:
+    """Before a run or sweep: the settings executor=runpod needs, then the endpoint's health;
+    raises ConfigError."""
+    from cvsweep.schema import ConfigError
+
+    problems = missing_settings(executor)
+    if problems:
+        raise ConfigError(*problems)
+    _check_endpoint(executor)
+
+
+# The worker counts of RunPod's health answer ({"jobs": {...}, "workers": {...}}).
+WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
+
+
+def _check_endpoint(executor) -> None:
+    """Ask the endpoint's health route, with the trials' client, key and retries, so a wrong
+    URL, key or endpoint id, or an endpoint whose every worker fails, stops the sweep now
+    instead of failing each of its trials."""
+    from cvsweep.schema import ConfigError
+
+    endpoint = f"executor.endpoint_id={executor.endpoint_id}"
+    try:
+        workers = _worker_counts(endpoint_health(executor))
+    except Unreachable as err:
+        raise ConfigError(_scrub(f"executor.base_url={executor.base_url}: cannot reach the endpoint: {err}")) from None
+    except RequestFailed as err:
+        if err.status in (401, 403):
+            raise ConfigError(f"{API_KEY_VARIABLE}: the endpoint refused the key (HTTP {err.status}); "
+                              f"set {API_KEY_VARIABLE} to a RunPod API key with access to this endpoint") from None
+        if err.status == 404:
+            raise ConfigError(f"{endpoint}: no such endpoint at {executor.base_url} (HTTP 404); check "
+                              f"executor.endpoint_id (or {ENDPOINT_VARIABLE}) and executor.base_url") from None
+        raise ConfigError(_scrub(f"{endpoint}: the endpoint's health check failed: {err}")) from None
+    except RemoteError as err:
+        raise ConfigError(_scrub(f"{endpoint}: a malformed health answer from {executor.base_url}: {err}")) from None
+    if workers is None:
+        raise ConfigError(f"{endpoint}: a malformed health answer from {executor.base_url}: "
+                          "no 'workers' object of counts (is executor.base_url RunPod's API?)")
+    if workers["unhealthy"] and not any(workers[state] for state in WORKER_STATES if state != "unhealthy"):
+        raise ConfigError(f"{endpoint}: every worker of the endpoint is unhealthy ({workers['unhealthy']}): "
+                          "its image fails to start or to serve; see the workers' logs in the RunPod console")
+    if not any(workers.values()):
+        # Scaled to zero (normal) and max workers 0 (a mistake) look alike here: say it, don't refuse.
+        log.warning("%s: no worker is up now; the first trial waits for a cold start (if the endpoint's max "
+                    "workers is 0, its jobs wait in the queue until executor.ttl_s)", endpoint)
+
+
+def _worker_counts(health: dict) -> dict | None:
+    """The health answer's worker counts by state (absent states count 0), or None when it has
+    no ``workers`` object of non-negative whole numbers."""
+    workers = health.get("workers")
+    if not isinstance(workers, dict):
+        return None
+    counts = {state: workers.get(state, 0) for state in WORKER_STATES}
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts.values()):
+        return None
+    return counts

@@ -16,6 +16,8 @@ from typing import Any, List, Mapping, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from cvsweep import compat
+
 # Bump when a change to RunConfig changes what an existing config means.
 SCHEMA_VERSION = 4
 
@@ -480,7 +482,7 @@ def _unknown_keys(node: DictConfig, prefix: str):
             continue
         if known is not None and key not in known:
             yield f"{prefix}{key}: not a setting of cvsweep; allowed here: {sorted(known)}"
-        elif OmegaConf.is_dict(node._get_node(key)):
+        elif OmegaConf.is_dict(compat.config_node(node, key)):
             yield from _unknown_keys(node[key], f"{prefix}{key}.")
 
 

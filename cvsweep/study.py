@@ -33,6 +33,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from cvsweep import compat
+
 log = logging.getLogger("cvsweep.study")
 # Heartbeats, stale-trial failing and its retry callback are marked experimental, unchanged
 # since Optuna 2.9; the warning would print on every trial.
@@ -74,9 +76,9 @@ def recover_interrupted(study: optuna.Study, grace_period: float = 60) -> list[i
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(OWNER_ATTR)
         if owner is None and t.datetime_start and (now - t.datetime_start).total_seconds() > grace_period:
-            dead.append((t.number, t._trial_id, "interrupted: its sweep process died before claiming it"))
+            dead.append((t.number, compat.trial_id(t), "interrupted: its sweep process died before claiming it"))
         elif owner is not None and _owner_is_dead(owner):
-            dead.append((t.number, t._trial_id, f"interrupted: sweep process {owner['pid']} on {owner['host']} is gone"))
+            dead.append((t.number, compat.trial_id(t), f"interrupted: sweep process {owner['pid']} on {owner['host']} is gone"))
     interrupted = [
         number for number, trial_id, reason in dead
         if fail_interrupted(study, optuna.Trial(study, trial_id), {"reason": reason})
@@ -177,12 +179,12 @@ class Heartbeat:
 
     def add(self, trial: optuna.Trial) -> None:
         with self.lock:
-            self.trials[trial._trial_id] = trial
+            self.trials[compat.trial_id(trial)] = trial
         self._beat([trial])  # at once: the trial is alive before its first interval ends
 
     def remove(self, trial: optuna.Trial) -> None:
         with self.lock:
-            self.trials.pop(trial._trial_id, None)
+            self.trials.pop(compat.trial_id(trial), None)
 
     def __enter__(self) -> "Heartbeat":
         if self.storage is not None:
@@ -203,4 +205,39 @@ class Heartbeat:
     def _beat(self, trials: list) -> None:
         if self.storage is not None:
             for trial in trials:
-                self.storage.record_heartbeat(trial._trial_id)
+                self.storage.record_heartbeat(compat.trial_id(trial))
+
+
+def check_storage(sweeper) -> None:
+    """Open the study's storage now, so a wrong URL, a missing driver or an unreachable
+    database fails before any trial; SQLite's folder is created."""
+    from pathlib import Path
+
+    from cvsweep.schema import ConfigError
+
+    storage = sweeper.storage
+    interval, grace = sweeper.heartbeat_interval, sweeper.grace_period
+    if not (isinstance(interval, int) and interval > 0 and isinstance(grace, int) and grace > interval):
+        raise ConfigError(
+            f"hydra.sweeper.heartbeat_interval={interval}, hydra.sweeper.grace_period={grace}: "
+            "allowed are whole seconds with 0 < heartbeat_interval < grace_period")
+    if not storage:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(storage)
+    except Exception as err:
+        raise ConfigError(f"hydra.sweeper.storage={storage}: not a database URL ({err})") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        open_storage(storage, interval, grace)
+    except ImportError:  # Optuna's wording hides which driver
+        raise ConfigError(
+            f"hydra.sweeper.storage={shown}: no driver for {url.drivername} is installed "
+            "(for PostgreSQL install cvsweep's 'postgres' extra and write postgresql+psycopg://...)") from None
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"hydra.sweeper.storage={shown}: cannot open it: {reason.replace(storage, shown)}") from None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from cvsweep.fingerprint import canonical_json
 from cvsweep.schema import ConfigError, Objective
@@ -28,26 +28,12 @@ IDENTITY_ATTR = "cvsweep.identity"
 HASH_LENGTH = 8
 
 
-def sweep_parameters(cfg: DictConfig) -> tuple[dict, dict]:
-    """The sweep's (distributions, fixed values), parsed as the Optuna sweeper parses them:
-    ``hydra.sweeper.params`` first, then the command line, which wins."""
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-    from optuna.distributions import _convert_old_distribution_to_new_distribution
-
-    params = [f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()]
-    distributions, fixed = create_params_from_overrides(params + list(cfg.hydra.overrides.task))
-    for name in fixed:
-        distributions.pop(name, None)
-    # Upstream builds Optuna 2's distribution classes; current Optuna refuses to mix them.
-    return {name: _convert_old_distribution_to_new_distribution(d) for name, d in distributions.items()}, fixed
-
-
 def identity_of(cfg: DictConfig) -> dict[str, Any]:
     """The study identity of a composed sweep config, as a flat mapping of readable keys."""
     from cvsweep.data import pin_dataset
     from cvsweep.objectives import directions_of, objectives_of
-    from cvsweep.preflight import search_space
     from cvsweep.schema import RUN_KEYS, run_config_of
+    from cvsweep.search_space import search_space, sweep_parameters
 
     distributions, _ = sweep_parameters(cfg)
     base = OmegaConf.masked_copy(cfg, list(RUN_KEYS))
@@ -106,6 +92,27 @@ def adopt_or_refuse(study, identity: dict, name_key: str = "hydra.sweeper.study_
             f"(stored -> now):\n    " + "\n    ".join(changed)
             + "\n  run with the study's settings, choose another study_name, or leave it unset "
             "for a name derived from the experiment")
+
+
+def settle_study(cfg: DictConfig) -> None:
+    """Name the study after the experiment unless named explicitly, and refuse a stored study
+    that is another experiment, before any trial exists."""
+    import optuna
+
+    from cvsweep.objectives import directions_of
+    from cvsweep.study import open_storage
+
+    sweeper = cfg.hydra.sweeper
+    identity = identity_of(cfg)
+    if not sweeper.study_name:
+        with read_write(sweeper):
+            sweeper.study_name = default_study_name(cfg, identity)
+    if not sweeper.storage:  # in memory: a new study every time
+        return
+    storage = open_storage(sweeper.storage, sweeper.heartbeat_interval, sweeper.grace_period)
+    study = optuna.create_study(study_name=sweeper.study_name, storage=storage, directions=directions_of(cfg),
+                                load_if_exists=True)
+    adopt_or_refuse(study, identity)
 
 
 def _plain_value(key: str, expression: str) -> Any:

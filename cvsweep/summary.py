@@ -14,9 +14,9 @@ from rich.table import Table
 
 from cvsweep.jsonio import read_json, write_json_atomic
 from cvsweep.objectives import directions_of, objectives_of
-from cvsweep.preflight import search_space
 from cvsweep.report import fmt
 from cvsweep.result import is_completed
+from cvsweep.search_space import search_space
 
 log = logging.getLogger("cvsweep.summary")
 

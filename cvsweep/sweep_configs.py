@@ -15,9 +15,10 @@ from __future__ import annotations
 import copy
 from typing import Any, List, Optional
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cvsweep import compat
 
 
 class SweepConfigCache:
@@ -42,12 +43,12 @@ class SweepConfigCache:
                 self.templates[keys] = copy.deepcopy(config)  # before the launcher and run_job edit it
             return config
         config = copy.deepcopy(template)
-        ConfigLoaderImpl._apply_overrides_to_config(_values(master_config, parsed), config)
+        compat.apply_overrides(_values(master_config, parsed), config)
         naming = config.hydra.job.config.override_dirname
         with open_dict(config.hydra):
             config.hydra.overrides.task = [o.input_line for o in parsed]
-            config.hydra.job.override_dirname = get_overrides_dirname(
-                overrides=parsed, kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=naming.exclude_keys)
+            config.hydra.job.override_dirname = compat.overrides_dirname(
+                parsed, kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=naming.exclude_keys)
         OmegaConf.copy_cache(from_config=master_config, to_config=config)  # as load_sweep_config does
         return config
 

@@ -115,10 +115,10 @@ def _forget_earlier_custom_gradients() -> None:
     objects a trial, so memory grew and every full garbage collection got slower (0.5 s each
     after 25 short trials). Only the graph being traced looks its entries up, so a finished
     trial's are dead weight."""
-    from tensorflow.python.framework import ops
+    from cvsweep.compat import gradient_registry
 
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    if isinstance(registry, dict):  # a private structure: leave it alone if it changes shape
+    registry = gradient_registry()
+    if registry is not None:  # a private structure: left alone if it changes shape
         for name in [name for name in registry if name.startswith("CustomGradient-")]:
             del registry[name]
 

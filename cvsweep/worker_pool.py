@@ -18,8 +18,8 @@ from typing import Any, List, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_joblib_launcher._core import execute_job
 
+from cvsweep import compat
 from cvsweep.output_relay import OutputRelay
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,7 @@ class WorkerPool:
     def interrupt(self) -> None:
         """The sweep was interrupted: each worker's running trial cancels its remote job and
         returns (cvsweep/interrupts.py)."""
-        # With the fork start method the pool starts every worker up front, so this map of
-        # the pool's processes (private, stable since Python 3.2) holds them all.
-        for process in list(self.pool._processes.values()):
+        for process in compat.pool_processes(self.pool):
             try:
                 os.kill(process.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -82,15 +80,16 @@ class WorkerPool:
 def _run_job(overrides: List[str], job_idx: int) -> JobReturn:
     """One job, as Hydra's joblib launcher runs it: its own config, folder, logging and Hydra
     state. What travels back is what the sweeper reads (the outcome), not the job's configs."""
-    ret = execute_job(job_idx, overrides, _SWEEP["hydra_context"], _SWEEP["config"], _SWEEP["task_function"],
-                      _SWEEP["singleton_state"])
-    value = ret._return_value
+    ret = compat.execute_job(job_idx, overrides, _SWEEP["hydra_context"], _SWEEP["config"], _SWEEP["task_function"],
+                             _SWEEP["singleton_state"])
+    value = compat.job_outcome(ret)
     try:
         pickle.dumps(value)
     except Exception:  # an exception pickle cannot carry: keep its type and message
         value = RuntimeError(f"{type(value).__name__}: {value}")
-    return JobReturn(overrides=ret.overrides, working_dir=ret.working_dir, task_name=ret.task_name,
-                     status=ret.status, _return_value=value)
+    back = JobReturn(overrides=ret.overrides, working_dir=ret.working_dir, task_name=ret.task_name, status=ret.status)
+    back.return_value = value
+    return back
 
 
 def _start_worker(parent_pid: int, output: OutputRelay) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,10 +89,30 @@ def test_http_errors_for_a_while_are_retried(status, runpod_env):
 
 
 def test_dropped_connections_are_retried(runpod_env):
-    runpod_env.admin("faults", {"drop_connections": 2})
+    runpod_env.admin("faults", {"queue_delay_s": 2})  # the client polls the queued job meanwhile
+    before = set(runpod_env.admin("state")["jobs"])
+
+    def drop_once_submitted():
+        while not set(runpod_env.admin("state")["jobs"]) - before:
+            time.sleep(0.05)
+        runpod_env.admin("faults", {"drop_connections": 2})
+
+    threading.Thread(target=drop_once_submitted, daemon=True).start()
     result = _executor(runpod_env.base_url).run(_run_config())
     assert result["status"] == "completed", result["reason"]
     assert runpod_env.admin("state")["faults"]["drop_connections"] == 0  # both were dropped, and retried
+
+
+def test_a_submission_whose_connection_dropped_is_not_sent_again(runpod_env):
+    """The request went out and no answer came: RunPod may have made the job (its API has no
+    idempotency key), so a second submission could run it twice."""
+    runpod_env.admin("faults", {"drop_connections": 1})
+    before = set(runpod_env.admin("state")["jobs"])
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("remote: submit request failed: ConnectionError")
+    assert result["reason"].endswith("not sent again, as the job may exist")
+    assert set(runpod_env.admin("state")["jobs"]) == before  # sent once (the emulator dropped it unmade)
 
 
 def test_transient_faults_beyond_the_retries_fail_the_trial(runpod_env):

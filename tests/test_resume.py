@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
+from cvsweep import compat
 from cvsweep.study import RESULT_ATTR, claim, n_counted, open_storage, recover_interrupted
 from cvsweep.study_identity import IDENTITY_ATTR
 
@@ -227,7 +228,7 @@ def test_a_trial_of_a_dead_process_on_another_host_is_found_by_its_stale_heartbe
     trial = study.ask()
     trial.suggest_float("x", 0, 1)
     trial.set_user_attr("cvsweep.owner", {"host": "another-host", "pid": os.getpid()})
-    storage.record_heartbeat(trial._trial_id)
+    storage.record_heartbeat(compat.trial_id(trial))
     assert recover_interrupted(study) == []  # alive as far as anyone can tell
     time.sleep(3)
     assert recover_interrupted(study) == [0]

@@ -34,12 +34,13 @@ import optuna
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
+
+from cvsweep import compat
 
 # No "from __future__ import annotations" here: Hydra executes plugin modules outside
 # sys.modules, where dataclasses cannot resolve string annotations.
@@ -55,7 +56,7 @@ class CvsweepSweeper(OptunaSweeper):
         self.sweeper.max_consecutive_failures = max_consecutive_failures
 
 
-class CvsweepSweeperImpl(OptunaSweeperImpl):
+class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from cvsweep.sweep_configs import SweepConfigCache
 
@@ -66,7 +67,7 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
 
     def sweep(self, arguments: List[str]) -> None:
         from cvsweep import study as studies
-        from cvsweep.study_identity import sweep_parameters
+        from cvsweep.search_space import sweep_parameters
 
         # The study name and direction were settled by the checks before the sweep
         # (cvsweep/preflight.py): derived from the experiment, or checked against it.
@@ -145,8 +146,9 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
                     error = self._tell(study, trial, job_idx, ret, directions)
                     state = _state_name(ret, error)
                     completed = state == "completed"
-                    progress.finished(trial.number, state, ret._return_value if completed else None,
-                                      None if completed else error or ret._return_value)  # the reason
+                    outcome = compat.job_outcome(ret)
+                    progress.finished(trial.number, state, outcome if completed else None,
+                                      None if completed else error or outcome)  # the reason
                     if error is None:
                         streak = []
                         continue
@@ -172,7 +174,7 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
 
         if ret is not None and ret.status == JobStatus.COMPLETED:
             self._tell(study, trial, job_idx, ret, self._get_directions())
-            progress.finished(trial.number, "completed", ret._return_value)
+            progress.finished(trial.number, "completed", compat.job_outcome(ret))
             return
         result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
         reason = f"interrupted by {_signal_name(interrupts.signum)}"
@@ -204,7 +206,7 @@ class CvsweepSweeperImpl(OptunaSweeperImpl):
         overrides = []
         for trial in trials:
             for name, distribution in distributions.items():
-                trial._suggest(name, distribution)
+                compat.suggest(trial, name, distribution)
             if self.custom_search_space_extender:
                 self.custom_search_space_extender(self.config, trial)
             if fixed_params:
@@ -271,8 +273,9 @@ def _job_return(future: Future, overrides: tuple) -> JobReturn:
     try:
         return future.result()
     except Exception as err:  # BrokenProcessPool: killed by a signal or out of memory
-        return JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
-                         _return_value=RuntimeError(f"the trial's worker process failed: {type(err).__name__}: {err}"))
+        ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+        ret.return_value = RuntimeError(f"the trial's worker process failed: {type(err).__name__}: {err}")
+        return ret
 
 
 def _values(returned: Any, n_objectives: int) -> List[float]:

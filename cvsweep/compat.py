@@ -1,0 +1,135 @@
+"""Every place cvsweep reaches into a library's private parts, one small adapter each.
+
+Each adapter names the pinned version it was written for (pyproject.toml); tests/test_compat.py
+runs each against the installed library and says what changed when an upgrade breaks one. So
+an upgrade is adapted here, not at the call sites. Libraries are imported inside each adapter:
+importing this module costs nothing (``--help`` never imports TensorFlow).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+# -- hydra-optuna-sweeper 1.3.0 ------------------------------------------------------------
+
+def optuna_sweeper_base() -> type:
+    """hydra-optuna-sweeper 1.3.0's ``OptunaSweeperImpl`` (private module ``_impl``), the base of
+    cvsweep's sweeper: it parses ``hydra.sweeper.search_space`` (``_process_searchspace_config``),
+    reads directions (``_get_directions``) and grid choices (``_to_grid_sampler_choices``), and
+    ``setup`` starts the launcher."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+    return OptunaSweeperImpl
+
+
+def optuna_sweep_parameters(overrides: list[str]) -> tuple[dict, dict]:
+    """Override strings (``key=choice(1,2)``, ``key=3``) as hydra-optuna-sweeper 1.3.0 parses them
+    (``_impl.create_params_from_overrides``): (Optuna distributions of the sweeps, fixed values
+    as strings). The distributions are Optuna 5.0.0's current classes (see current_distribution)."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    distributions, fixed = create_params_from_overrides(list(overrides))
+    return {name: current_distribution(d) for name, d in distributions.items()}, fixed
+
+
+# -- optuna 5.0.0 ----------------------------------------------------------------------------
+
+def current_distribution(distribution: Any) -> Any:
+    """Optuna 5.0.0's current distribution class for one of the deprecated classes that
+    hydra-optuna-sweeper 1.3.0 builds (``IntUniformDistribution`` ...), which Optuna refuses to mix
+    with current ones (``optuna.distributions._convert_old_distribution_to_new_distribution``)."""
+    from optuna.distributions import _convert_old_distribution_to_new_distribution
+
+    return _convert_old_distribution_to_new_distribution(distribution)
+
+
+def suggest(trial: Any, name: str, distribution: Any) -> Any:
+    """Ask ``trial`` for parameter ``name`` of an Optuna distribution object, as the sweeper's
+    parsed search space holds them (Optuna 5.0.0's ``Trial._suggest(name, distribution)``; the
+    public ``suggest_*`` methods take bounds, not a distribution)."""
+    return trial._suggest(name, distribution)
+
+
+def trial_id(trial: Any) -> int:
+    """The storage's id of a ``Trial`` or ``FrozenTrial`` (Optuna 5.0.0's ``_trial_id``), which
+    the storage's heartbeat and ``optuna.Trial(study, trial_id)`` take; ``number`` is per study."""
+    return trial._trial_id
+
+
+# -- hydra-core 1.3.8 (and its OmegaConf 2.3) -----------------------------------------------
+
+def apply_overrides(overrides: list, config: Any) -> None:
+    """Apply parsed value overrides to a composed config in place, as hydra-core 1.3.8's config
+    loader does for a job (``hydra._internal.config_loader_impl.ConfigLoaderImpl
+    ._apply_overrides_to_config``)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    ConfigLoaderImpl._apply_overrides_to_config(overrides, config)
+
+
+def overrides_dirname(overrides: list, kv_sep: str, item_sep: str, exclude_keys: list) -> str:
+    """``hydra.job.override_dirname`` of parsed overrides, as hydra-core 1.3.8 sets it
+    (``hydra._internal.config_loader_impl.get_overrides_dirname``)."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    return get_overrides_dirname(overrides=overrides, kv_sep=kv_sep, item_sep=item_sep, exclude_keys=exclude_keys)
+
+
+def job_outcome(ret: Any) -> Any:
+    """A finished Hydra job's return value, or the exception it failed with, without raising
+    it (hydra-core 1.3.8's ``JobReturn._return_value``; the public ``return_value`` re-raises)."""
+    return ret._return_value
+
+
+def config_node(config: Any, key: str) -> Any:
+    """The node under ``key`` of a DictConfig, unresolved (OmegaConf 2.3, from hydra-core 1.3.8:
+    ``DictConfig._get_node``; ``config[key]`` would resolve interpolations and raise on ``???``)."""
+    return config._get_node(key)
+
+
+# -- hydra-joblib-launcher 1.2.0 ---------------------------------------------------------------
+
+def execute_job(idx: int, overrides: list, hydra_context: Any, config: Any, task_function: Any,
+                singleton_state: dict) -> Any:
+    """Run one Hydra job in this process as hydra-joblib-launcher 1.2.0 runs it in a worker: its
+    own config, folder, logging and restored Hydra singletons (private ``_core.execute_job``)."""
+    from hydra_plugins.hydra_joblib_launcher._core import execute_job as joblib_execute_job
+
+    return joblib_execute_job(idx, overrides, hydra_context, config, task_function, singleton_state)
+
+
+# -- runpod 1.12.0 -------------------------------------------------------------------------------
+
+def runpod_client(endpoint: Any) -> Any:
+    """The HTTP client of a ``runpod.Endpoint`` (runpod 1.12.0's ``endpoint.rp_client``, a
+    ``RunPodClient`` with ``get(path, timeout)`` and ``post(path, data, timeout)`` under
+    ``runpod.endpoint_url_base``), for requests the Endpoint API has no method for (cancel with
+    a timeout, health) and for one retry policy over all of them."""
+    return endpoint.rp_client
+
+
+def http_session(client: Any) -> Any:
+    """The ``requests.Session`` a runpod 1.12.0 ``RunPodClient`` sends through (``rp_session``),
+    to mount cvsweep's retry policy on it."""
+    return client.rp_session
+
+
+# -- tensorflow 2.21.0 ---------------------------------------------------------------------------
+
+def gradient_registry() -> Optional[dict]:
+    """TensorFlow 2.21.0's registry of gradient functions by op name
+    (``tensorflow.python.framework.ops._gradient_registry._registry``), where every traced train
+    step leaves a ``CustomGradient-<n>`` entry; None if it is no longer a dict there."""
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    return registry if isinstance(registry, dict) else None
+
+
+# -- Python 3.11's concurrent.futures ------------------------------------------------------------
+
+def pool_processes(pool: Any) -> list:
+    """The worker processes of a ``ProcessPoolExecutor`` (Python 3.11's ``_processes``, a dict
+    by pid; with the fork start method every worker is started up front)."""
+    return list(pool._processes.values())
