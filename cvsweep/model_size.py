@@ -82,7 +82,7 @@ _DOWNLOADED_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar
 
 def known_shape(dataset) -> tuple[int, ...]:
     """One example's shape for a downloaded dataset, from its config alone."""
-    if dataset.sequence_length is not None:  # imdb, reuters
+    if "sequence_length" in dataset:  # text: imdb, reuters
         return (dataset.sequence_length,)
     return _DOWNLOADED_SHAPES[dataset.name.name]
 

@@ -93,9 +93,9 @@ def accept_data(run_config: dict) -> None:
 
     from cvsweep.data import DataError, DataRefused, load_source
     from cvsweep.data_access import AccessRefused, Policy
-    from cvsweep.schema import FOLDER_DATASETS, DatasetConfig
+    from cvsweep.schema import FOLDER_DATASETS, dataset_schema
 
-    dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), run_config["dataset"])
+    dataset = OmegaConf.merge(OmegaConf.structured(dataset_schema(run_config["dataset"])), run_config["dataset"])
     policy = Policy.worker()
     try:
         policy.resolve(dataset.path, folder=dataset.name in FOLDER_DATASETS)

@@ -17,13 +17,10 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from cvsweep import model_size
 from cvsweep.data import DataError, load_source
 from cvsweep.model import ModelError, conv_output_size
-from cvsweep.schema import FOLDER_DATASETS, ConfigError, DataLocation, DatasetName, check_values, omegaconf_problem
+from cvsweep.datasets import REGISTRY
+from cvsweep.schema import FOLDER_DATASETS, ConfigError, DataLocation, check_values, omegaconf_problem
 
 log = logging.getLogger("cvsweep.preflight")
-
-# Sources that need a download: checked when a trial loads them, not here.
-_DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10, DatasetName.cifar100,
-               DatasetName.imdb, DatasetName.reuters}
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -53,7 +50,8 @@ def _check_data_and_model(cfg: DictConfig) -> None:
                 raise ConfigError(str(err)) from err
         return
     try:
-        if cfg.dataset.path is None and cfg.dataset.name in _DOWNLOADED:
+        # A download is checked when a trial loads it, not here.
+        if cfg.dataset.path is None and REGISTRY[cfg.dataset.name.value].downloads:
             shape = model_size.known_shape(cfg.dataset)  # the size check needs no download
         else:
             source = load_source(cfg.dataset)  # cached: the local trials reuse it

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from cvsweep import image_folder
 from cvsweep.data import DataError, DataRefused, load_source, pin_dataset
 from cvsweep.data_access import CONFINED_VARIABLE, ROOTS_VARIABLE
-from cvsweep.schema import ConfigError, DatasetConfig
+from cvsweep.schema import ConfigError, dataset_schema
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -36,7 +36,8 @@ def dataset(path, name="npz", **settings):
     if name in ("image_folder", "gtsrb"):
         settings = {"image_size": [8, 8], "color_mode": "grayscale", "num_classes": 2, "test_fraction": 0.5,
                     **settings}
-    return OmegaConf.merge(OmegaConf.structured(DatasetConfig), {"name": name, "path": str(path), **settings})
+    data = {"name": name, "path": str(path), "num_classes": 10, **settings}
+    return OmegaConf.merge(OmegaConf.structured(dataset_schema(data)), data)
 
 
 def write_npz(path: Path) -> Path:

@@ -1,0 +1,72 @@
+"""The dataset registry: one entry per dataset cvsweep knows, and everything that follows
+from it (the schema's ``DatasetName`` choices and each name's schema, the loaders' dispatch,
+the test-split rule, which sources download, the model and search a dataset picks).
+
+Adding a dataset is one entry here plus one file conf/dataset/<name>.yaml (its preset:
+class count, and for a text set the model and search it picks); tests/test_datasets.py
+checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(Enum):
+    image = "image"  # image arrays: [N, H, W] or [N, H, W, C] with integer labels
+    image_folder = "image_folder"  # a folder of class folders, decoded and resized to arrays
+    text = "text"  # token sequences, padded to dataset.sequence_length
+
+
+class Loader(Enum):
+    sklearn_digits = "sklearn_digits"  # scikit-learn's bundled 8x8 digits
+    keras = "keras"  # keras.datasets.<name>.load_data (downloads once into ~/.keras/datasets)
+    npz = "npz"  # a local .npz in Keras layout (dataset.path)
+    folder = "folder"  # cvsweep/image_folder.py (dataset.path)
+
+
+class TestSplit(Enum):
+    own = "own"  # the source comes with a test split
+    drawn = "drawn"  # none: dataset.test_fraction is drawn from it (stratified, seed 0)
+    folder = "folder"  # a test/ sub-folder when there is one, else dataset.test_fraction
+
+
+@dataclass(frozen=True)
+class Dataset:
+    kind: Kind
+    loader: Loader
+    test_split: TestSplit = TestSplit.own
+    # The model and search space a plain ``dataset=<name>`` picks (conf/dataset/<name>.yaml
+    # sets them; tests/test_datasets.py checks they agree).
+    model: str = "cnn"
+    search: str = "cnn"
+
+    @property
+    def downloads(self) -> bool:
+        """Fetched from the internet unless dataset.path names a local copy."""
+        return self.loader == Loader.keras
+
+    @property
+    def needs_path(self) -> bool:
+        """Nothing to load without dataset.path."""
+        return self.loader in (Loader.npz, Loader.folder)
+
+
+REGISTRY: dict[str, Dataset] = {
+    "digits": Dataset(Kind.image, Loader.sklearn_digits, TestSplit.drawn),
+    "mnist": Dataset(Kind.image, Loader.keras),
+    "fashion_mnist": Dataset(Kind.image, Loader.keras),
+    "cifar10": Dataset(Kind.image, Loader.keras),
+    "cifar100": Dataset(Kind.image, Loader.keras),
+    "npz": Dataset(Kind.image, Loader.npz),
+    "image_folder": Dataset(Kind.image_folder, Loader.folder, TestSplit.folder),
+    "gtsrb": Dataset(Kind.image_folder, Loader.folder, TestSplit.folder),
+    "imdb": Dataset(Kind.text, Loader.keras, model="lstm", search="lstm"),
+    "reuters": Dataset(Kind.text, Loader.keras, model="lstm", search="lstm"),
+}
+
+
+def names_of(kind: Kind) -> list[str]:
+    """The datasets of one kind, in registry order (for sets and messages)."""
+    return [name for name, entry in REGISTRY.items() if entry.kind == kind]
