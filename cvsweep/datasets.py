@@ -26,7 +26,9 @@ class Loader(Enum):
     folder = "folder"  # cvsweep/image_folder.py (dataset.path)
 
 
-class TestSplit(Enum):
+class HeldOut(Enum):
+    """Where a dataset's test set comes from."""
+
     own = "own"  # the source comes with a test split
     drawn = "drawn"  # none: dataset.test_fraction is drawn from it (stratified, seed 0)
     folder = "folder"  # a test/ sub-folder when there is one, else dataset.test_fraction
@@ -36,7 +38,7 @@ class TestSplit(Enum):
 class Dataset:
     kind: Kind
     loader: Loader
-    test_split: TestSplit = TestSplit.own
+    test_set: HeldOut = HeldOut.own
     # The model and search space a plain ``dataset=<name>`` picks (conf/dataset/<name>.yaml
     # sets them; tests/test_datasets.py checks they agree).
     model: str = "cnn"
@@ -54,14 +56,14 @@ class Dataset:
 
 
 REGISTRY: dict[str, Dataset] = {
-    "digits": Dataset(Kind.image, Loader.sklearn_digits, TestSplit.drawn),
+    "digits": Dataset(Kind.image, Loader.sklearn_digits, HeldOut.drawn),
     "mnist": Dataset(Kind.image, Loader.keras),
     "fashion_mnist": Dataset(Kind.image, Loader.keras),
     "cifar10": Dataset(Kind.image, Loader.keras),
     "cifar100": Dataset(Kind.image, Loader.keras),
     "npz": Dataset(Kind.image, Loader.npz),
-    "image_folder": Dataset(Kind.image_folder, Loader.folder, TestSplit.folder),
-    "gtsrb": Dataset(Kind.image_folder, Loader.folder, TestSplit.folder),
+    "image_folder": Dataset(Kind.image_folder, Loader.folder, HeldOut.folder),
+    "gtsrb": Dataset(Kind.image_folder, Loader.folder, HeldOut.folder),
     "imdb": Dataset(Kind.text, Loader.keras, model="lstm", search="lstm"),
     "reuters": Dataset(Kind.text, Loader.keras, model="lstm", search="lstm"),
 }

@@ -20,7 +20,7 @@ from typing import Any, List, Mapping, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from cvsweep.datasets import REGISTRY, Kind, Loader, TestSplit, names_of
+from cvsweep.datasets import REGISTRY, Kind, Loader, HeldOut, names_of
 
 # Bump when a change to RunConfig changes what an existing config means.
 SCHEMA_VERSION = 5
@@ -430,7 +430,8 @@ def register_configs() -> None:
 
 def dataset_schema(dataset: Any) -> Optional[type]:
     """The schema of a dataset's settings, from its name (None for an unknown name)."""
-    entry = REGISTRY.get(_plain(_get(dataset, "name")))
+    name = _plain(_get(dataset, "name"))
+    entry = REGISTRY.get(name) if isinstance(name, str) else None
     return DATASET_SCHEMAS[entry.kind] if entry else None
 
 
@@ -475,25 +476,28 @@ def load_run_config(data: Mapping[str, Any]) -> DictConfig:
     missing = [key for key in RUN_KEYS if key not in data]
     if missing:
         raise ConfigError(f"config is missing {missing}; a run config has exactly {list(RUN_KEYS)}")
-    schemas = {}
-    for section, describe in (("dataset", f"dataset.name: allowed are {list(REGISTRY)}"),
-                              ("model", f"model.architecture: allowed are {[a.value for a in MODEL_SCHEMAS]}")):
-        if not isinstance(data[section], Mapping):
-            raise ConfigError(f"{section}: must be a mapping of settings, not {type(data[section]).__name__}")
-        schemas[section] = _PICKED_SCHEMAS[section](data[section])
-        if schemas[section] is None:
-            key = describe.split(":")[0]
-            raise ConfigError(f"{key}={_get(data[section], key.split('.')[1])!r}: {describe.split(': ', 1)[1]}")
+    schemas = [_picked_schema(data, "dataset", "name", list(REGISTRY)),
+               _picked_schema(data, "model", "architecture", [a.value for a in MODEL_SCHEMAS])]
     problems = list(_unknown_keys(data, RunConfig, prefix=""))
     if problems:
         raise ConfigError(*problems)
     try:
-        cfg = OmegaConf.merge(_run_config_template(schemas["dataset"], schemas["model"]), OmegaConf.create(dict(data)))
+        cfg = OmegaConf.merge(_run_config_template(*schemas), OmegaConf.create(dict(data)))
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as err:  # OmegaConf's messages name the key and the allowed values
         raise ConfigError(omegaconf_problem(err)) from err
     check_values(cfg)
     return cfg
+
+
+def _picked_schema(data: Mapping, section: str, key: str, allowed: list) -> type:
+    """The schema the data's ``section.key`` picks, or ConfigError naming what is allowed."""
+    if not isinstance(data[section], Mapping):
+        raise ConfigError(f"{section}: must be a mapping of settings, not {type(data[section]).__name__}")
+    schema = _PICKED_SCHEMAS[section](data[section])
+    if schema is None:
+        raise ConfigError(f"{section}.{key}={_get(data[section], key)!r}: allowed are {allowed}")
+    return schema
 
 
 @functools.cache
@@ -642,7 +646,7 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
         what = "a local .npz file" if entry.loader == Loader.npz else "a folder of class folders"
         problems.append(f"dataset.path=None: dataset '{dataset.name.value}' needs the path of {what}")
     problems += _kind_problems(cfg)
-    problems += _test_split_problems(dataset, entry.test_split)
+    problems += _test_split_problems(dataset, entry.test_set)
     size = dataset.get("image_size")
     if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= MAX_IMAGE_SIDE for v in size)):
         problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, {MAX_IMAGE_SIDE}]")
@@ -652,13 +656,13 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def _test_split_problems(dataset: DictConfig, test_split: TestSplit) -> list[str]:
-    """A test share exactly where the source has no test split of its own (registry: test_split)."""
+def _test_split_problems(dataset: DictConfig, test_set: HeldOut) -> list[str]:
+    """A test share exactly where the source has no test split of its own (registry: test_set)."""
     test_fraction = dataset.get("test_fraction")
-    if test_split == TestSplit.folder:
+    if test_set == HeldOut.folder:
         return [] if test_fraction is not None else [
             "dataset.test_fraction=None: an image folder without train/ and test/ needs a test share in (0, 1)"]
-    if test_split == TestSplit.drawn and dataset.path is None:  # a given path is an .npz with its own split
+    if test_set == HeldOut.drawn and dataset.path is None:  # a given path is an .npz with its own split
         return [] if test_fraction is not None else [
             f"dataset.test_fraction=None: {dataset.name.value} has no test split; set a value in (0, 1)"]
     if test_fraction is not None:
