@@ -22,7 +22,7 @@ import numpy as np
 from cvsweep import image_folder, text_data
 from cvsweep.data_access import AccessRefused, Policy, limit
 from cvsweep.datasets import REGISTRY, Kind, Loader
-from cvsweep.schema import DataLocation, dataset_schema
+from cvsweep.schema import DataLocation, dataset_config
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # The test split of sources that have none is always drawn with this seed, so every trial
@@ -116,10 +116,8 @@ def pin_dataset(run_config: dict) -> dict:
     unpinned (Keras checks their hashes itself), and so does data that lives on the worker
     (``dataset.location=worker``): its fingerprint covers the path and the sha256 the user
     pinned, if any; the worker reports what it read in ``data.source_sha256``."""
-    from omegaconf import OmegaConf
-
     # The run config comes from a composed, validated config: typing the dataset part suffices.
-    dataset = OmegaConf.merge(OmegaConf.structured(dataset_schema(run_config["dataset"])), run_config["dataset"])
+    dataset = dataset_config(run_config["dataset"])
     local = dataset.path is not None or REGISTRY[dataset.name.value].loader == Loader.sklearn_digits
     if dataset.location == DataLocation.worker or not local:
         return run_config

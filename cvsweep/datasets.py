@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Optional
 
 
 class Kind(Enum):
@@ -43,6 +44,8 @@ class Dataset:
     # sets them; tests/test_datasets.py checks they agree).
     model: str = "cnn"
     search: str = "cnn"
+    # One image's shape, for the size check before a sweep without downloading (Keras image sets).
+    shape: Optional[tuple[int, int, int]] = None
 
     @property
     def downloads(self) -> bool:
@@ -57,10 +60,10 @@ class Dataset:
 
 REGISTRY: dict[str, Dataset] = {
     "digits": Dataset(Kind.image, Loader.sklearn_digits, HeldOut.drawn),
-    "mnist": Dataset(Kind.image, Loader.keras),
-    "fashion_mnist": Dataset(Kind.image, Loader.keras),
-    "cifar10": Dataset(Kind.image, Loader.keras),
-    "cifar100": Dataset(Kind.image, Loader.keras),
+    "mnist": Dataset(Kind.image, Loader.keras, shape=(28, 28, 1)),
+    "fashion_mnist": Dataset(Kind.image, Loader.keras, shape=(28, 28, 1)),
+    "cifar10": Dataset(Kind.image, Loader.keras, shape=(32, 32, 3)),
+    "cifar100": Dataset(Kind.image, Loader.keras, shape=(32, 32, 3)),
     "npz": Dataset(Kind.image, Loader.npz),
     "image_folder": Dataset(Kind.image_folder, Loader.folder, HeldOut.folder),
     "gtsrb": Dataset(Kind.image_folder, Loader.folder, HeldOut.folder),

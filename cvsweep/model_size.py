@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cvsweep.datasets import REGISTRY
 from cvsweep.model import conv_filters, conv_output_size
 from cvsweep.schema import Architecture, ConfigError, Head, Padding, Pooling
 
@@ -75,16 +76,11 @@ def _lstm(model, vocab_size: int, sequence_length: int) -> tuple[int, int, int]:
     return params, per_example, directions * units
 
 
-# The shapes of the sets Keras downloads: checked before a sweep without downloading them.
-_DOWNLOADED_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
-                      "cifar100": (32, 32, 3)}
-
-
 def known_shape(dataset) -> tuple[int, ...]:
-    """One example's shape for a downloaded dataset, from its config alone."""
+    """One example's shape for a downloaded dataset, from its config and the registry alone."""
     if "sequence_length" in dataset:  # text: imdb, reuters
         return (dataset.sequence_length,)
-    return _DOWNLOADED_SHAPES[dataset.name.name]
+    return REGISTRY[dataset.name.value].shape
 
 
 def check(cfg, input_shape: tuple[int, ...]) -> ModelSize:

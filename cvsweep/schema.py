@@ -435,6 +435,11 @@ def dataset_schema(dataset: Any) -> Optional[type]:
     return DATASET_SCHEMAS[entry.kind] if entry else None
 
 
+def dataset_config(data: Mapping) -> DictConfig:
+    """A dataset's settings (plain data from a validated run config) typed by its schema."""
+    return OmegaConf.merge(OmegaConf.structured(dataset_schema(data)), data)
+
+
 def model_schema(model: Any) -> Optional[type]:
     """The schema of a model's settings, from its architecture (the base's default if unset)."""
     architecture = _plain(_get(model, "architecture", ModelConfig.architecture))
