@@ -1,8 +1,8 @@
 """Accuracy anchors on real MNIST (../shared/data/mnist.npz or --data PATH):
 
-1. convnet: model=keras_mnist_convnet (the Keras example: 15 epochs, batch 128) must reach the
+1. convnet: +experiment=keras_mnist_convnet (the Keras example: 15 epochs, batch 128) must reach the
    example's ~99% test accuracy;
-2. sweep: the shipped MNIST sweep, `python -m cvsweep -m dataset=mnist search=mnist` (12 trials
+2. sweep: the shipped MNIST sweep, `python -m cvsweep -m +experiment=mnist_sweep` (12 trials
    of 5 epochs), whose best trial should reach at least 99.0% test accuracy.
 
     uv run python benchmarks/accuracy_anchors.py [--part convnet|sweep|all] [--trials 12]
@@ -47,7 +47,7 @@ def main() -> None:
     data = ["dataset=mnist", f"dataset.path={Path(args.data).resolve()}"]
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("convnet", "all"):
-            wall = cli("model=keras_mnist_convnet", *data, "plots=none", f"output_root={tmp}/convnet")
+            wall = cli("+experiment=keras_mnist_convnet", *data, "plots=none", f"output_root={tmp}/convnet")
             result = json.loads(next(Path(tmp, "convnet", "runs").glob("*/result.json")).read_text())
             report["convnet"] = {"wall_s": round(wall, 1), "test_accuracy": result["metrics"]["test_accuracy"],
                                  "val_accuracy": result["metrics"]["val_accuracy"],
@@ -55,12 +55,12 @@ def main() -> None:
             print(f"keras_mnist_convnet: test accuracy {result['metrics']['test_accuracy']:.4f} in {wall:.0f}s", flush=True)
         if args.part in ("sweep", "all"):
             sampling = ["sampling=full"] if args.fraction >= 1 else ["sampling=proxy", f"sampling.fraction={args.fraction}"]
-            wall = cli("-m", "search=mnist", *data, *sampling, f"hydra.sweeper.n_trials={args.trials}",
+            wall = cli("-m", "+experiment=mnist_sweep", *data, *sampling, f"hydra.sweeper.n_trials={args.trials}",
                        "plots=summary", f"output_root={tmp}/sweep")
             summary = json.loads(next(Path(tmp, "sweep", "sweeps").glob("*/summary.json")).read_text())
             tests = [t["test_accuracy"] for t in summary["trials"] if t["status"] == "completed"]
             report["sweep"] = {"wall_s": round(wall, 1), "trials": args.trials, "fraction": args.fraction,
-                               "command": "python -m cvsweep -m dataset=mnist search=mnist", "best_by_validation_test_accuracy": summary["best"]["test_accuracy"],
+                               "command": "python -m cvsweep -m +experiment=mnist_sweep", "best_by_validation_test_accuracy": summary["best"]["test_accuracy"],
                                "max_test_accuracy": max(tests), "goal": ">= 0.990"}
             print(f"sweep: best trial (by validation) test accuracy {summary['best']['test_accuracy']:.4f}, "
                   f"max {max(tests):.4f}, {args.trials} trials in {wall:.0f}s", flush=True)

@@ -36,7 +36,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         for fraction in FRACTIONS:
             sampling = ["sampling=proxy", f"sampling.fraction={fraction}"] if fraction < 1 else ["sampling=full"]
-            cfg = compose("model=keras_mnist_convnet", "dataset=mnist", f"dataset.path={args.data}",
+            cfg = compose("+experiment=keras_mnist_convnet", "dataset=mnist", f"dataset.path={args.data}",
                           f"training.epochs={args.epochs}", *sampling)
             result = train(run_config_of(cfg))
             metrics = result["metrics"]

@@ -5,7 +5,7 @@ the same data and batch size, alternating in one process, several rounds.
 
 Images per second of fit (validation included in both), median and spread, and the ratio.
 Data: the real MNIST of ../shared/data/mnist.npz (or --data PATH); model: the Keras MNIST
-convnet (model=keras_mnist_convnet), batch 128.
+convnet (+experiment=keras_mnist_convnet), batch 128.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     from cvsweep.data import load_source, split
     from cvsweep.schema import load_run_config, run_config_of
 
-    overrides = ["model=keras_mnist_convnet", "dataset=mnist", f"dataset.path={args.data}",
+    overrides = ["+experiment=keras_mnist_convnet", "dataset=mnist", f"dataset.path={args.data}",
                  f"training.epochs={args.epochs}", "training.early_stopping_patience=0"]
     if args.fraction < 1:
         overrides += ["sampling=proxy", f"sampling.fraction={args.fraction}"]

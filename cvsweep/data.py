@@ -21,7 +21,8 @@ import numpy as np
 
 from cvsweep import image_folder, text_data
 from cvsweep.data_access import AccessRefused, Policy, limit
-from cvsweep.schema import FOLDER_DATASETS, TEXT_DATASETS, DataLocation, DatasetName
+from cvsweep.datasets import REGISTRY, Kind, Loader
+from cvsweep.schema import DataLocation, dataset_config
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # The test split of sources that have none is always drawn with this seed, so every trial
@@ -96,7 +97,7 @@ _splits = _Cache(size=2)  # prepared float32 copies are large (MNIST: about 220 
 
 
 def load_source(dataset, policy: Optional[Policy] = None) -> Source:
-    """Load and check the dataset that ``dataset`` (a DatasetConfig node) names, reading files
+    """Load and check the dataset that ``dataset`` (a dataset config node) names, reading files
     as ``policy`` allows (default: this process's, cvsweep/data_access.py). Local files and
     folders are cached by their content (a changed file is loaded anew, whatever its name),
     after they were read under the policy. A pinned ``dataset.sha256`` must match."""
@@ -115,35 +116,33 @@ def pin_dataset(run_config: dict) -> dict:
     unpinned (Keras checks their hashes itself), and so does data that lives on the worker
     (``dataset.location=worker``): its fingerprint covers the path and the sha256 the user
     pinned, if any; the worker reports what it read in ``data.source_sha256``."""
-    from omegaconf import OmegaConf
-
-    from cvsweep.schema import DatasetConfig
-
     # The run config comes from a composed, validated config: typing the dataset part suffices.
-    dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), run_config["dataset"])
-    if dataset.location == DataLocation.worker or (dataset.path is None and dataset.name != DatasetName.digits):
+    dataset = dataset_config(run_config["dataset"])
+    local = dataset.path is not None or REGISTRY[dataset.name.value].loader == Loader.sklearn_digits
+    if dataset.location == DataLocation.worker or not local:
         return run_config
     sha256 = load_source(dataset).sha256  # refuses a pinned hash that no longer matches
     return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}}
 
 
 def _load(dataset, policy: Policy) -> Source:
-    name = DatasetName(dataset.name) if isinstance(dataset.name, str) else dataset.name
-    if name in FOLDER_DATASETS:
+    name = getattr(dataset.name, "value", dataset.name)
+    entry = REGISTRY[name]
+    if entry.kind == Kind.image_folder:
         return _load_folder(dataset, policy)
-    if name in TEXT_DATASETS:
+    if entry.kind == Kind.text:
         return _load_text(name, dataset, policy)
-    if dataset.path is not None:
+    if dataset.path is not None:  # a local copy in Keras layout, whatever the source
         data = _read_data_file(dataset.path, policy)
         key = ("npz", hashlib.sha256(data).hexdigest(), dataset.num_classes)
         return _sources.get(key, lambda: _decode_npz(data, dataset.path, dataset.num_classes))
-    if name == DatasetName.digits:
+    if entry.loader == Loader.sklearn_digits:
         key = ("digits", dataset.test_fraction, dataset.num_classes)
         return _sources.get(key, lambda: _load_digits(dataset.test_fraction, dataset.num_classes))
-    if name == DatasetName.npz:
-        raise DataError("dataset.path: dataset 'npz' needs the path of a local .npz file")
+    if entry.loader == Loader.npz:
+        raise DataError(f"dataset.path: dataset '{name}' needs the path of a local .npz file")
     # Keras verifies its own downloads' hashes: the name identifies the content.
-    return _sources.get(("keras", name.value, dataset.num_classes), lambda: _load_keras(name.value, dataset.num_classes))
+    return _sources.get(("keras", name, dataset.num_classes), lambda: _load_keras(name, dataset.num_classes))
 
 
 def _load_folder(dataset, policy: Policy) -> Source:
@@ -176,7 +175,7 @@ def _load_folder(dataset, policy: Policy) -> Source:
     return dataclasses.replace(source, cache="cached" if from_cache else "decoded")
 
 
-def _load_text(name: DatasetName, dataset, policy: Policy) -> Source:
+def _load_text(name: str, dataset, policy: Policy) -> Source:
     vocab, length = dataset.vocab_size, dataset.sequence_length
     if dataset.path is not None:
         data = _read_data_file(dataset.path, policy)
@@ -184,8 +183,8 @@ def _load_text(name: DatasetName, dataset, policy: Policy) -> Source:
         where = f"dataset.path={dataset.path}"
         read = lambda: text_data.read_npz(data, where)  # noqa: E731
     else:
-        key, where = ("keras-text", name.value, vocab, length, dataset.num_classes), f"dataset={name.value}"
-        read = lambda: _download(name.value, lambda: text_data.load_keras(name.value, vocab))  # noqa: E731
+        key, where = ("keras-text", name, vocab, length, dataset.num_classes), f"dataset={name}"
+        read = lambda: _download(name, lambda: text_data.load_keras(name, vocab))  # noqa: E731
 
     def build() -> Source:
         try:
@@ -204,8 +203,9 @@ def split(source: Source, dataset, sampling, seed: int, validation_split: float)
     """Carve a stratified, seeded validation set from the training set, then (proxy sampling)
     keep a stratified, seeded fraction of what remains for training. Pixels are scaled to
     float32 and images get a channel axis. Cached: trials that share data and seed share it."""
-    key = (source.sha256, float(dataset.pixel_scale), float(sampling.fraction), seed, float(validation_split))
-    splits = _splits.get(key, lambda: _split(source, dataset.pixel_scale, sampling.fraction, seed, validation_split))
+    pixel_scale = float(dataset.get("pixel_scale", 1.0))  # text datasets have none: token ids stay as they are
+    key = (source.sha256, pixel_scale, float(sampling.fraction), seed, float(validation_split))
+    splits = _splits.get(key, lambda: _split(source, pixel_scale, sampling.fraction, seed, validation_split))
     return dataclasses.replace(splits, cache=source.cache)
 
 
@@ -362,35 +362,3 @@ def _checked(arrays: dict, num_classes: int, where: str, kind: str = "image") ->
         digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.tobytes())
     return Source(**arrays, sha256=digest.hexdigest(), kind=kind)
-
-
-# Sources that need a download: checked when a trial loads them, not here.
-_DOWNLOADED = {DatasetName.mnist, DatasetName.fashion_mnist, DatasetName.cifar10, DatasetName.cifar100,
-               DatasetName.imdb, DatasetName.reuters}
-
-
-def check_data_and_model(cfg) -> None:
-    """Before any work (cvsweep/preflight.py): the dataset file (keys, shapes, label range),
-    whether the model fits its image size and the size limits; raises ConfigError."""
-    from cvsweep import model_size
-    from cvsweep.models import ModelError, conv_output_size
-    from cvsweep.schema import ConfigError
-
-    if cfg.dataset.location == DataLocation.worker:  # not here to read: check what the config says
-        if cfg.dataset.name in FOLDER_DATASETS:
-            try:
-                conv_output_size(cfg.model, min(cfg.dataset.image_size))
-            except ModelError as err:
-                raise ConfigError(str(err)) from err
-        return
-    try:
-        if cfg.dataset.path is None and cfg.dataset.name in _DOWNLOADED:
-            shape = model_size.known_shape(cfg.dataset)  # the size check needs no download
-        else:
-            source = load_source(cfg.dataset)  # cached: the local trials reuse it
-            shape = source.x_train.shape[1:]
-            if source.kind == "image":
-                conv_output_size(cfg.model, min(shape[0], shape[1]))
-        model_size.check(cfg, shape)  # a model over the limits would be refused in every trial
-    except (DataError, ModelError) as err:
-        raise ConfigError(str(err)) from err

@@ -25,16 +25,17 @@ and a result can be re-scored later. The formulas (also in the README):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from cvsweep.schema import HealthWeights
+
 ALIVE_STD = 1e-6
-SCORES = (
-    "neuron_utilisation", "gradient_health", "training_stability", "convergence_quality",
-    "accuracy_consistency", "overfitting", "parameter_efficiency",
-)
+# One score per weight in health.weights.
+SCORES = tuple(f.name for f in dataclasses.fields(HealthWeights))
 
 
 def neuron_utilisation(activations: Iterable[np.ndarray]) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cvsweep.schema import OBJECTIVE_DIRECTION, Objective
+from cvsweep.schema import OBJECTIVES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 WIDTH = 100  # a group line longer than this is cut: the option's file has the rest
@@ -37,7 +37,7 @@ def _first_comment(path: Path) -> str:
 
 
 def objectives() -> str:
-    return "".join(f"  {o.value:<14} {OBJECTIVE_DIRECTION[o]}\n" for o in Objective)
+    return "".join(f"  {name:<14} {spec.direction:<9} {spec.description}\n" for name, spec in OBJECTIVES.items())
 
 
 def register_resolvers() -> None:

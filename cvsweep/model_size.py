@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cvsweep.models import conv_filters, conv_output_size
-from cvsweep.schema import Architecture, ConfigError, Head, Padding, Pooling
+from cvsweep.data import DataError, load_source
+from cvsweep.datasets import REGISTRY
+from cvsweep.models import ModelError, conv_filters, conv_output_size
+from cvsweep.schema import FOLDER_DATASETS, Architecture, ConfigError, DataLocation, Head, Padding, Pooling
 
 FLOAT_BYTES = 4  # float32
 # Stored per activation element in training: the forward value and its gradient.
@@ -75,16 +77,11 @@ def _lstm(model, vocab_size: int, sequence_length: int) -> tuple[int, int, int]:
     return params, per_example, directions * units
 
 
-# The shapes of the sets Keras downloads: checked before a sweep without downloading them.
-_DOWNLOADED_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
-                      "cifar100": (32, 32, 3)}
-
-
 def known_shape(dataset) -> tuple[int, ...]:
-    """One example's shape for a downloaded dataset, from its config alone."""
-    if dataset.sequence_length is not None:  # imdb, reuters
+    """One example's shape for a downloaded dataset, from its config and the registry alone."""
+    if "sequence_length" in dataset:  # text: imdb, reuters
         return (dataset.sequence_length,)
-    return _DOWNLOADED_SHAPES[dataset.name.name]
+    return REGISTRY[dataset.name.value].shape
 
 
 def check(cfg, input_shape: tuple[int, ...]) -> ModelSize:
@@ -104,3 +101,28 @@ def check(cfg, input_shape: tuple[int, ...]) -> ModelSize:
     if problems:
         raise ConfigError(*problems)
     return size
+
+
+def check_data_and_model(cfg) -> None:
+    """Before any work (cvsweep/preflight.py): the dataset file (keys, shapes, label range),
+    whether the model fits its image size and the size limits; raises ConfigError. It lives
+    here, with the model's size, because a model is checked against its data."""
+    if cfg.dataset.location == DataLocation.worker:  # not here to read: check what the config says
+        if cfg.dataset.name in FOLDER_DATASETS:
+            try:
+                conv_output_size(cfg.model, min(cfg.dataset.image_size))
+            except ModelError as err:
+                raise ConfigError(str(err)) from err
+        return
+    try:
+        # A download is checked when a trial loads it, not here.
+        if cfg.dataset.path is None and REGISTRY[cfg.dataset.name.value].downloads:
+            shape = known_shape(cfg.dataset)  # the size check needs no download
+        else:
+            source = load_source(cfg.dataset)  # cached: the local trials reuse it
+            shape = source.x_train.shape[1:]
+            if source.kind == "image":
+                conv_output_size(cfg.model, min(shape[0], shape[1]))
+        check(cfg, shape)  # a model over the limits would be refused in every trial
+    except (DataError, ModelError) as err:
+        raise ConfigError(str(err)) from err

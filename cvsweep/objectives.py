@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from cvsweep.schema import OBJECTIVE_DIRECTION, Objective
+from cvsweep.schema import OBJECTIVES, Objective
 
 
 def value(result: dict, objective: Objective, health_weight: float) -> float:
@@ -24,7 +24,7 @@ def objectives_of(cfg) -> list[Objective]:
 
 
 def directions_of(cfg) -> list[str]:
-    return [OBJECTIVE_DIRECTION[o] for o in objectives_of(cfg)]
+    return [OBJECTIVES[o.value].direction for o in objectives_of(cfg)]
 
 
 def values(result: dict, cfg) -> list[float]:

@@ -89,13 +89,11 @@ def accept_data(run_config: dict) -> None:
     training process, loads the data again: checking it here refuses it before any training.)"""
     if run_config["dataset"].get("path") is None:
         return  # a download or digits: nothing on the worker's disk is named
-    from omegaconf import OmegaConf
-
     from cvsweep.data import DataError, DataRefused, load_source
     from cvsweep.data_access import AccessRefused, Policy
-    from cvsweep.schema import FOLDER_DATASETS, DatasetConfig
+    from cvsweep.schema import FOLDER_DATASETS, dataset_config
 
-    dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), run_config["dataset"])
+    dataset = dataset_config(run_config["dataset"])
     policy = Policy.worker()
     try:
         policy.resolve(dataset.path, folder=dataset.name in FOLDER_DATASETS)

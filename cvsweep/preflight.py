@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from cvsweep.data import check_data_and_model
+from cvsweep.model_size import check_data_and_model
 from cvsweep.executors import check_executor
 from cvsweep.schema import ConfigError, check_values
 

@@ -4,6 +4,10 @@ Hydra validates the YAML under ``conf/`` against these dataclasses when it compo
 (types, unknown keys, enum choices). ``check_values`` adds what types cannot say: the ranges
 declared in each field's metadata and a few rules between fields. The worker validates the
 JSON it receives with the same code, and the fingerprint covers exactly ``RunConfig``.
+
+A default lives here only: conf/ YAML files hold presets, the values that differ from these.
+Each dataset kind (cvsweep/datasets.py) and each model architecture has its own schema, so a
+run config holds the settings of its kind and nothing else.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import Any, List, Mapping, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cvsweep import compat
+from cvsweep.datasets import REGISTRY, Kind, Loader, HeldOut, names_of
 
 # Bump when a change to RunConfig changes what an existing config means.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class ConfigError(ValueError):
@@ -49,23 +54,12 @@ def bounds(low=None, high=None, *, low_open=False, high_open=False) -> dict:
 
 
 # Enum members are named exactly as they are written in YAML and on the command line.
-class DatasetName(Enum):
-    digits = "digits"
-    mnist = "mnist"
-    fashion_mnist = "fashion_mnist"
-    cifar10 = "cifar10"
-    cifar100 = "cifar100"
-    npz = "npz"
-    image_folder = "image_folder"
-    gtsrb = "gtsrb"
-    imdb = "imdb"
-    reuters = "reuters"
-
+DatasetName = Enum("DatasetName", [(name, name) for name in REGISTRY], module=__name__)
 
 # Token sequences, for model.architecture=lstm; every other dataset is images.
-TEXT_DATASETS = {DatasetName.imdb, DatasetName.reuters}
+TEXT_DATASETS = {DatasetName[name] for name in names_of(Kind.text)}
 # Class-per-folder image trees, decoded and resized by cvsweep/image_folder.py.
-FOLDER_DATASETS = {DatasetName.image_folder, DatasetName.gtsrb}
+FOLDER_DATASETS = {DatasetName[name] for name in names_of(Kind.image_folder)}
 
 
 class DataLocation(Enum):
@@ -152,14 +146,22 @@ class Fallback(Enum):
     local = "local"
 
 
-class Objective(Enum):
-    val_accuracy = "val_accuracy"
-    val_loss = "val_loss"
-    # (1 - health_weight) * val_accuracy + health_weight * overall_health
-    health = "health"
-    params = "params"
-    # Inference time per image (ms), measured on a batch of validation images.
-    latency_ms = "latency_ms"
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    direction: str  # which way it improves: the sweeper's direction must agree
+    description: str
+
+
+# What a sweep can optimise (never the test set): the one table the Objective choices and
+# their directions come from.
+OBJECTIVES = {
+    "val_accuracy": ObjectiveSpec("maximize", "validation accuracy"),
+    "val_loss": ObjectiveSpec("minimize", "validation loss"),
+    "health": ObjectiveSpec("maximize", "(1 - health_weight) * val_accuracy + health_weight * overall_health"),
+    "params": ObjectiveSpec("minimize", "the model's parameter count"),
+    "latency_ms": ObjectiveSpec("minimize", "inference time per image (ms), measured on a batch of validation images"),
+}
+Objective = Enum("Objective", [(name, name) for name in OBJECTIVES], module=__name__)
 
 
 class Plots(Enum):
@@ -168,24 +170,27 @@ class Plots(Enum):
     none = "none"
 
 
-# Which way each objective improves; the sweeper's direction must agree.
-OBJECTIVE_DIRECTION = {
-    Objective.val_accuracy: "maximize",
-    Objective.val_loss: "minimize",
-    Objective.health: "maximize",
-    Objective.params: "minimize",
-    Objective.latency_ms: "minimize",
-}
-
-
 @dataclass
 class DatasetConfig:
+    """What every dataset has; each kind (cvsweep/datasets.py) adds its own settings."""
+
     name: DatasetName = MISSING
-    # A local .npz in Keras layout (x_train, y_train, x_test, y_test); None: the built-in source.
+    # A local copy of the data (an .npz in Keras layout, or a folder of class folders); None:
+    # the built-in source.
     path: Optional[str] = None
     # Where path is read: here (client, pinned by content) or only on the remote worker.
     location: DataLocation = DataLocation.client
-    num_classes: int = field(default=10, metadata=bounds(2))
+    num_classes: int = field(default=MISSING, metadata=bounds(2))
+    # sha256 of the source arrays: filled in before a trial for data that can be read here
+    # (a local file or folder, digits), so the fingerprint covers the content, not the name.
+    # With location=worker, what the user pins (the worker checks it), or null.
+    sha256: Optional[str] = None
+
+
+@dataclass
+class ImageDatasetConfig(DatasetConfig):
+    """Image arrays: digits, the Keras image sets, a local .npz."""
+
     # Raw pixel values are divided by this (255 for 8-bit images, 16 for sklearn's digits).
     pixel_scale: float = field(default=255.0, metadata=bounds(0, low_open=True))
     # Held-out test share, only for sources without a test split of their own (digits, and
@@ -193,16 +198,29 @@ class DatasetConfig:
     test_fraction: Optional[float] = field(
         default=None, metadata=bounds(0, 1, low_open=True, high_open=True)
     )
-    # Image folders (image_folder, gtsrb): every image is resized to [height, width].
-    image_size: Optional[List[int]] = None
-    color_mode: Optional[ColorMode] = None
-    # Text datasets (imdb, reuters): words kept by frequency, and tokens per sequence.
-    vocab_size: Optional[int] = field(default=None, metadata=bounds(4, 1_000_000))
-    sequence_length: Optional[int] = field(default=None, metadata=bounds(1, 100_000))
-    # sha256 of the source arrays: filled in before a trial for data that can be read here
-    # (a local file or folder, digits), so the fingerprint covers the content, not the name.
-    # With location=worker, what the user pins (the worker checks it), or null.
-    sha256: Optional[str] = None
+
+
+@dataclass
+class ImageFolderDatasetConfig(ImageDatasetConfig):
+    """A folder of class folders (image_folder, gtsrb), decoded and resized."""
+
+    # [height, width] every image is resized to.
+    image_size: List[int] = field(default_factory=lambda: [32, 32])
+    color_mode: ColorMode = ColorMode.rgb
+
+
+@dataclass
+class TextDatasetConfig(DatasetConfig):
+    """Token sequences (imdb, reuters)."""
+
+    # Words kept, by frequency; the rest become the out-of-vocabulary token.
+    vocab_size: int = field(default=10_000, metadata=bounds(4, 1_000_000))
+    # The last tokens of each text, zeros in front.
+    sequence_length: int = field(default=200, metadata=bounds(1, 100_000))
+
+
+DATASET_SCHEMAS = {Kind.image: ImageDatasetConfig, Kind.image_folder: ImageFolderDatasetConfig,
+                   Kind.text: TextDatasetConfig}
 
 
 @dataclass
@@ -221,10 +239,22 @@ class AugmentationConfig:
 
 @dataclass
 class ModelConfig:
-    """A plain CNN (conv blocks, a head, dense layers with dropout), or with
-    architecture=lstm the text model: embedding, LSTM, the same dense layers."""
+    """What every model has: the architecture, and the dense layers with dropout on top
+    (cvsweep/model.py, classifier_head)."""
 
     architecture: Architecture = Architecture.cnn
+    dense_layers: int = field(default=1, metadata=bounds(0, 8))
+    dense_units: int = field(default=64, metadata=bounds(1, 8192))
+    # Applied after the head (the CNN) or the LSTM, and after each dense layer.
+    dropout: float = field(default=0.25, metadata=bounds(0, 1, high_open=True))
+    # Of the dense layers, and of the CNN's conv layers.
+    activation: Activation = Activation.relu
+    kernel_initializer: Initializer = Initializer.glorot_uniform
+
+
+@dataclass
+class CnnModelConfig(ModelConfig):
+    """A plain CNN for images (cvsweep/model.py): conv blocks, a head, the dense layers."""
 
     conv_layers: int = field(default=2, metadata=bounds(1, 8))
     filters: int = field(default=32, metadata=bounds(1, 1024))
@@ -232,22 +262,25 @@ class ModelConfig:
     filter_growth: float = field(default=2.0, metadata=bounds(0.25, 4.0))
     kernel_size: int = field(default=3, metadata=bounds(1, 11))
     padding: Padding = Padding.same
-    activation: Activation = Activation.relu
-    kernel_initializer: Initializer = Initializer.glorot_uniform
     batch_norm: bool = False
     # Pooling (2x2) after each conv layer.
     pooling: Pooling = Pooling.max
     head: Head = Head.flatten
-    dense_layers: int = field(default=1, metadata=bounds(0, 8))
-    dense_units: int = field(default=64, metadata=bounds(1, 8192))
-    # Applied after the head and after each dense layer.
-    dropout: float = field(default=0.25, metadata=bounds(0, 1, high_open=True))
-    # architecture=lstm only.
+    # Off unless set.
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+
+
+@dataclass
+class LstmModelConfig(ModelConfig):
+    """The text model (cvsweep/lstm.py): embedding, LSTM (bidirectional switch), the dense layers."""
+
+    architecture: Architecture = Architecture.lstm
     embedding_dim: int = field(default=64, metadata=bounds(1, 4096))
     lstm_units: int = field(default=64, metadata=bounds(1, 4096))
     bidirectional: bool = False
-    # architecture=cnn only; off unless set.
-    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+
+
+MODEL_SCHEMAS = {Architecture.cnn: CnnModelConfig, Architecture.lstm: LstmModelConfig}
 
 
 @dataclass
@@ -321,8 +354,11 @@ class RunConfig:
     """Everything that shapes a training run, and nothing else: what ``train`` receives,
     what travels to a remote worker and what the fingerprint covers."""
 
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # Each dataset kind and each architecture brings its own schema (DATASET_SCHEMAS,
+    # MODEL_SCHEMAS): conf/dataset/*.yaml and conf/model/*.yaml pick it, as conf/executor/
+    # does; load_run_config picks it from dataset.name and model.architecture.
+    dataset: Any = MISSING
+    model: Any = MISSING
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
@@ -382,13 +418,52 @@ RUN_KEYS = tuple(f.name for f in fields(RunConfig))
 
 
 def register_configs() -> None:
-    """Register the schemas in Hydra's ConfigStore (conf/ YAML files extend them)."""
+    """Register the schemas in Hydra's ConfigStore (conf/ YAML files extend them): the whole
+    config, and per group option the schema it picks (schema/<group>/<kind>)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     store.store(name="cvsweep_schema", node=Config)
-    for name, schema in EXECUTOR_SCHEMAS.items():
-        store.store(group="schema/executor", name=name, node=schema)
+    for group, schemas in (("executor", EXECUTOR_SCHEMAS), ("dataset", DATASET_SCHEMAS), ("model", MODEL_SCHEMAS)):
+        for key, schema in schemas.items():
+            store.store(group=f"schema/{group}", name=getattr(key, "value", key), node=schema)
+
+
+def dataset_schema(dataset: Any) -> Optional[type]:
+    """The schema of a dataset's settings, from its name (None for an unknown name)."""
+    name = _plain(_get(dataset, "name"))
+    entry = REGISTRY.get(name) if isinstance(name, str) else None
+    return DATASET_SCHEMAS[entry.kind] if entry else None
+
+
+def dataset_config(data: Mapping) -> DictConfig:
+    """A dataset's settings (plain data from a validated run config) typed by its schema."""
+    return OmegaConf.merge(OmegaConf.structured(dataset_schema(data)), data)
+
+
+def model_schema(model: Any) -> Optional[type]:
+    """The schema of a model's settings, from its architecture (the base's default if unset)."""
+    architecture = _plain(_get(model, "architecture", ModelConfig.architecture))
+    return next((schema for arch, schema in MODEL_SCHEMAS.items() if arch.value == architecture), None)
+
+
+def _executor_schema(executor: Any) -> Optional[type]:
+    return EXECUTOR_SCHEMAS.get(_plain(_get(executor, "name")))
+
+
+# Sections whose schema depends on their content.
+_PICKED_SCHEMAS = {"dataset": dataset_schema, "model": model_schema, "executor": _executor_schema}
+
+
+def _get(node: Any, key: str, default: Any = None) -> Any:
+    if isinstance(node, DictConfig):
+        child = compat.config_node(node, key)
+        return default if child is None or child._is_missing() else node[key]
+    return node.get(key, default) if isinstance(node, Mapping) else default
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
 
 
 def run_config_of(cfg: DictConfig) -> dict:
@@ -397,7 +472,8 @@ def run_config_of(cfg: DictConfig) -> dict:
 
 
 def load_run_config(data: Mapping[str, Any]) -> DictConfig:
-    """Validate plain data (e.g. JSON from a client) as a RunConfig: types, keys, values."""
+    """Validate plain data (e.g. JSON from a client) as a RunConfig: types, keys, values. The
+    dataset's schema follows from dataset.name, the model's from model.architecture."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config must be a mapping with keys {list(RUN_KEYS)}, not {type(data).__name__}")
     problems = list(_hostile_content(data, prefix=""))
@@ -406,8 +482,13 @@ def load_run_config(data: Mapping[str, Any]) -> DictConfig:
     missing = [key for key in RUN_KEYS if key not in data]
     if missing:
         raise ConfigError(f"config is missing {missing}; a run config has exactly {list(RUN_KEYS)}")
+    schemas = [_picked_schema(data, "dataset", "name", list(REGISTRY)),
+               _picked_schema(data, "model", "architecture", [a.value for a in MODEL_SCHEMAS])]
+    problems = list(_unknown_keys(data, RunConfig, prefix=""))
+    if problems:
+        raise ConfigError(*problems)
     try:
-        cfg = OmegaConf.merge(_run_config_template(), OmegaConf.create(dict(data)))
+        cfg = OmegaConf.merge(_run_config_template(*schemas), OmegaConf.create(dict(data)))
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as err:  # OmegaConf's messages name the key and the allowed values
         raise ConfigError(omegaconf_problem(err)) from err
@@ -415,11 +496,23 @@ def load_run_config(data: Mapping[str, Any]) -> DictConfig:
     return cfg
 
 
+def _picked_schema(data: Mapping, section: str, key: str, allowed: list) -> type:
+    """The schema the data's ``section.key`` picks, or ConfigError naming what is allowed."""
+    if not isinstance(data[section], Mapping):
+        raise ConfigError(f"{section}: must be a mapping of settings, not {type(data[section]).__name__}")
+    schema = _PICKED_SCHEMAS[section](data[section])
+    if schema is None:
+        raise ConfigError(f"{section}.{key}={_get(data[section], key)!r}: allowed are {allowed}")
+    return schema
+
+
 @functools.cache
-def _run_config_template() -> DictConfig:
-    """The schema as an OmegaConf node, made once: building it from the dataclasses costs
-    more than the merge (merge copies it, so the template never changes)."""
-    return OmegaConf.structured(RunConfig)
+def _run_config_template(dataset: type, model: type) -> DictConfig:
+    """The schema as an OmegaConf node, made once per kind: building it from the dataclasses
+    costs more than the merge (merge copies it, so the template never changes)."""
+    template = OmegaConf.structured(RunConfig)
+    template.dataset, template.model = OmegaConf.structured(dataset), OmegaConf.structured(model)
+    return template
 
 
 def _hostile_content(data: Any, prefix: str):
@@ -456,44 +549,72 @@ def _is_utf8(text: str) -> bool:
 def check_values(cfg: DictConfig) -> None:
     """Range checks from field metadata plus cross-field rules, for the run config and (in a
     full application config) the executor; raises one ConfigError listing every problem."""
-    problems = list(_unknown_keys(cfg, prefix=""))
+    schema = Config if "executor" in cfg else RunConfig  # a full application config, maybe a masked copy
+    problems = list(_unknown_keys(cfg, schema, prefix=""))
     if problems:  # the range checks below would trip over them
         raise ConfigError(*problems)
-    problems = list(_range_problems(cfg, RunConfig, prefix=""))
-    if isinstance(cfg, DictConfig) and "executor" in cfg:  # a full application config
-        executor = cfg.executor
-        if executor.get("name") in EXECUTOR_SCHEMAS:
-            problems += _range_problems(executor, EXECUTOR_SCHEMAS[executor.name], prefix="executor.")
-        problems += _range_problems(cfg, Config, prefix="", skip=RUN_KEYS)
+    problems = list(_range_problems(cfg, schema, prefix=""))
     problems += _rule_problems(cfg)
     if problems:
         raise ConfigError(*problems)
 
 
-def _unknown_keys(node: DictConfig, prefix: str):
-    """Keys no schema defines. Hydra's ``+key=value`` adds them even to a structured config,
-    where they would pass silently and change nothing."""
-    schema = OmegaConf.get_type(node)
-    if not prefix and "executor" in node:  # a full application config, maybe a masked copy
-        schema = Config
-    known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+def _sub_schema(f, node: Any, prefix: str) -> Optional[type]:
+    """The schema of a nested section: declared, or (dataset, model, executor) the node's own
+    (a composed config's group option picked it) or else picked by content (plain data)."""
+    if f.default_factory is not MISSING and is_dataclass(f.default_factory):
+        return f.default_factory
+    if not prefix and f.name in _PICKED_SCHEMAS:
+        typed = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        return typed if is_dataclass(typed) else _PICKED_SCHEMAS[f.name](node)
+    return None
+
+
+def _unknown_keys(node: Any, schema: type, prefix: str):
+    """Keys no schema defines (in a DictConfig or plain data). Hydra's ``+key=value`` adds them
+    even to a structured config, where they would pass silently and change nothing."""
+    known = {f.name: f for f in fields(schema)}
     for key in node.keys():
         if key == "hydra" and not prefix:
             continue
-        if known is not None and key not in known:
-            yield f"{prefix}{key}: not a setting of cvsweep; allowed here: {sorted(known)}"
-        elif OmegaConf.is_dict(compat.config_node(node, key)):
-            yield from _unknown_keys(node[key], f"{prefix}{key}.")
-
-
-def _range_problems(node: Any, schema: type, prefix: str, skip: tuple = ()):
-    for f in fields(schema):
-        if f.name in skip:
+        if key not in known:
+            yield f"{prefix}{key}: not a setting of {_what(prefix, schema)}{_where_it_belongs(prefix, key)}; " \
+                  f"allowed here: {sorted(known)}"
             continue
+        child = compat.config_node(node, key) if isinstance(node, DictConfig) else node[key]
+        if OmegaConf.is_dict(child) or isinstance(child, Mapping):
+            value = node[key]
+            sub = _sub_schema(known[key], value, prefix)
+            if sub is not None:
+                yield from _unknown_keys(value, sub, f"{prefix}{key}.")
+
+
+def _what(prefix: str, schema: type) -> str:
+    if prefix == "dataset.":
+        return f"{schema.__name__} ({', '.join(n for k, s in DATASET_SCHEMAS.items() if s is schema for n in names_of(k))})"
+    if prefix == "model.":
+        return f"{schema.__name__} (model.architecture={schema.architecture.value})"
+    return "cvsweep" if not prefix else schema.__name__
+
+
+def _where_it_belongs(prefix: str, key: str) -> str:
+    """For a setting of another dataset kind or architecture: which ones have it."""
+    if prefix == "dataset.":
+        kinds = [kind for kind, schema in DATASET_SCHEMAS.items() if key in {f.name for f in fields(schema)}]
+        return ("; only for " + " and ".join(f"{kind.value.replace('_', ' ')} datasets ({', '.join(names_of(kind))})"
+                                             for kind in kinds)) if kinds else ""
+    if prefix == "model.":
+        archs = [arch.value for arch, schema in MODEL_SCHEMAS.items() if key in {f.name for f in fields(schema)}]
+        return f"; only for model.architecture={' or '.join(archs)} (model={archs[0]})" if archs else ""
+    return ""
+
+
+def _range_problems(node: Any, schema: type, prefix: str):
+    for f in fields(schema):
         key = f"{prefix}{f.name}"
         value = node[f.name]
-        sub_schema = f.default_factory if f.default_factory is not MISSING else None  # type: ignore[misc]
-        if is_dataclass(sub_schema):
+        sub_schema = _sub_schema(f, value, prefix)
+        if sub_schema is not None:
             yield from _range_problems(value, sub_schema, prefix=f"{key}.")
             continue
         if "bounds" not in f.metadata or value is None:
@@ -526,21 +647,34 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
         )
     if sampling.strategy == SamplingStrategy.proxy and sampling.fraction == 1.0:
         problems.append("sampling.fraction=1.0: strategy 'proxy' needs a fraction in (0, 1)")
-    if dataset.name == DatasetName.npz and not dataset.path:
-        problems.append("dataset.path=None: dataset 'npz' needs the path of a local .npz file")
+    entry = REGISTRY[dataset.name.value]
+    if entry.needs_path and not dataset.path:
+        what = "a local .npz file" if entry.loader == Loader.npz else "a folder of class folders"
+        problems.append(f"dataset.path=None: dataset '{dataset.name.value}' needs the path of {what}")
     problems += _kind_problems(cfg)
-    if dataset.name in FOLDER_DATASETS:
-        return problems + ([] if dataset.test_fraction is not None else [
-            "dataset.test_fraction=None: an image folder without train/ and test/ needs a test share in (0, 1)"])
-    has_own_test_split = dataset.name != DatasetName.digits or dataset.path is not None
-    if has_own_test_split and dataset.test_fraction is not None:
-        problems.append(
-            f"dataset.test_fraction={dataset.test_fraction}: this source has its own test split; "
-            "set dataset.test_fraction=null"
-        )
-    if not has_own_test_split and dataset.test_fraction is None:
-        problems.append("dataset.test_fraction=None: digits has no test split; set a value in (0, 1)")
+    problems += _test_split_problems(dataset, entry.test_set)
+    size = dataset.get("image_size")
+    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= MAX_IMAGE_SIDE for v in size)):
+        problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, {MAX_IMAGE_SIDE}]")
+    problems += _location_problems(dataset)
+    if dataset.sha256 is not None and not (isinstance(dataset.sha256, str) and len(dataset.sha256) == 64):
+        problems.append(f"dataset.sha256={dataset.sha256}: a sha256 hex digest (64 characters) or null")
     return problems
+
+
+def _test_split_problems(dataset: DictConfig, test_set: HeldOut) -> list[str]:
+    """A test share exactly where the source has no test split of its own (registry: test_set)."""
+    test_fraction = dataset.get("test_fraction")
+    if test_set == HeldOut.folder:
+        return [] if test_fraction is not None else [
+            "dataset.test_fraction=None: an image folder without train/ and test/ needs a test share in (0, 1)"]
+    if test_set == HeldOut.drawn and dataset.path is None:  # a given path is an .npz with its own split
+        return [] if test_fraction is not None else [
+            f"dataset.test_fraction=None: {dataset.name.value} has no test split; set a value in (0, 1)"]
+    if test_fraction is not None:
+        return [f"dataset.test_fraction={test_fraction}: this source has its own test split; "
+                "set dataset.test_fraction=null"]
+    return []
 
 
 def _location_problems(dataset: DictConfig) -> list[str]:
@@ -559,33 +693,23 @@ def _location_problems(dataset: DictConfig) -> list[str]:
 
 
 def _kind_problems(cfg: DictConfig) -> list[str]:
-    """Image data with image settings and the CNN; token sequences with text settings and the LSTM."""
+    """Each section's settings are those of its own kind; images go with the CNN, token
+    sequences with the LSTM."""
     dataset, model = cfg.dataset, cfg.model
-    text = dataset.name in TEXT_DATASETS
     problems = []
+    picked, typed = dataset_schema(dataset), OmegaConf.get_type(dataset)
+    if is_dataclass(typed) and typed is not picked:
+        problems.append(f"dataset.name={dataset.name.value}: its settings are {picked.__name__}'s, not "
+                        f"{typed.__name__}'s; choose it with dataset={dataset.name.value}")
+    picked, typed = model_schema(model), OmegaConf.get_type(model)
+    if is_dataclass(typed) and typed is not picked:
+        problems.append(f"model.architecture={model.architecture.value}: its settings are {picked.__name__}'s, "
+                        f"not {typed.__name__}'s; choose it with model={model.architecture.value}")
+    text = REGISTRY[dataset.name.value].kind == Kind.text
     if text and model.architecture != Architecture.lstm:
-        problems.append(f"model.architecture={model.architecture.name} cannot read dataset={dataset.name.name} "
+        problems.append(f"model.architecture={model.architecture.value} cannot read dataset={dataset.name.value} "
                         "(token sequences): use model=lstm")
     if not text and model.architecture == Architecture.lstm:
-        problems.append(f"model.architecture=lstm reads token sequences; dataset={dataset.name.name} is images: "
-                        "use model=cnn, or a text dataset (imdb, reuters)")
-    if model.architecture == Architecture.lstm and AugmentationConfig(**model.augmentation).enabled():
-        problems.append("model.augmentation: image augmentation does not apply to model.architecture=lstm; "
-                        "leave it off")
-    for key, applies in (("vocab_size", text), ("sequence_length", text),
-                         ("image_size", dataset.name in FOLDER_DATASETS),
-                         ("color_mode", dataset.name in FOLDER_DATASETS)):
-        value = dataset[key]
-        if applies and value is None:
-            problems.append(f"dataset.{key}=None: dataset={dataset.name.name} needs it")
-        elif not applies and value is not None:
-            problems.append(f"dataset.{key}={value}: only for "
-                            + ("text datasets (imdb, reuters)" if key in ("vocab_size", "sequence_length")
-                               else "image folders (image_folder, gtsrb)") + "; set it to null")
-    size = dataset.image_size
-    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= MAX_IMAGE_SIDE for v in size)):
-        problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, {MAX_IMAGE_SIDE}]")
-    problems += _location_problems(dataset)
-    if dataset.sha256 is not None and not (isinstance(dataset.sha256, str) and len(dataset.sha256) == 64):
-        problems.append(f"dataset.sha256={dataset.sha256}: a sha256 hex digest (64 characters) or null")
+        problems.append(f"model.architecture=lstm reads token sequences; dataset={dataset.name.value} is images: "
+                        f"use model=cnn, or a text dataset ({', '.join(names_of(Kind.text))})")
     return problems

@@ -24,6 +24,8 @@ EXTRA = {
     ("search", "lstm"): ["dataset=imdb"],
     # The Keras example's valid-padded convs need MNIST-sized images, not 8x8 digits.
     ("model", "keras_mnist_convnet"): ["dataset=mnist", "dataset.path={data}/mnist_sized.npz"],
+    ("experiment", "keras_mnist_convnet"): ["dataset.path={data}/mnist_sized.npz"],
+    ("experiment", "mnist_sweep"): ["dataset.path={data}/mnist_sized.npz"],
 }
 
 
@@ -56,7 +58,7 @@ def _written_values(option: str) -> dict:
 
 
 def test_every_group_is_listed():
-    assert GROUPS == ["dataset", "executor", "health", "model", "sampling", "search", "training"]
+    assert GROUPS == ["dataset", "executor", "experiment", "model", "sampling", "search"]
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -68,7 +70,8 @@ def test_every_option_composes_and_passes_value_checks(group, option, tmp_path, 
         monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", endpoint.base_url)
     monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path / "cache"))  # decoded folders
     extra = [override.format(data=small_data) for override in EXTRA.get((group, option), [])]
-    cfg = compose(f"{group}={option}", f"output_root={tmp_path}", *extra)
+    chosen = f"+{group}={option}" if group == "experiment" else f"{group}={option}"  # no default: appended
+    cfg = compose(chosen, f"output_root={tmp_path}", *extra)
     assert cfg.hydra.runtime.choices[group] == option
     app_keys = [key for key in cfg if key != "hydra"]
     OmegaConf.to_container(OmegaConf.masked_copy(cfg, app_keys), resolve=True, throw_on_missing=True)
@@ -85,14 +88,25 @@ def test_every_option_composes_and_passes_value_checks(group, option, tmp_path, 
     check_sweep(cfg)
 
 
-def test_keras_mnist_convnet_preset_matches_the_keras_example():
-    cfg = compose("model=keras_mnist_convnet")
+def test_keras_mnist_convnet_experiment_matches_the_keras_example():
+    cfg = compose("+experiment=keras_mnist_convnet")
     m, t = cfg.model, cfg.training
     assert (m.conv_layers, m.filters, m.filter_growth, m.kernel_size) == (2, 32, 2.0, 3)
     assert (m.padding.name, m.pooling.name, m.head.name, m.dense_layers, m.dropout) == ("valid", "max", "flatten", 0, 0.5)
-    assert (t.batch_size, t.epochs, t.optimizer.name, t.validation_split) == (128, 15, "adam", 0.1)
-    assert cfg.hydra.runtime.choices.search == "keras_mnist_convnet"  # the preset brings its search
-    assert compose("model=keras_mnist_convnet", "search=cnn").hydra.runtime.choices.search == "cnn"
+    assert (t.batch_size, t.epochs, t.optimizer.name, t.learning_rate, t.validation_split) == (128, 15, "adam", 1e-3, 0.1)
+    assert t.early_stopping_patience == 0  # the example trains all 15 epochs
+    choices = cfg.hydra.runtime.choices
+    assert (choices.dataset, choices.model, choices.search) == ("mnist", "keras_mnist_convnet", "keras_mnist_convnet")
+    # The command line wins over the experiment's choices; the model preset alone is only the model.
+    assert compose("+experiment=keras_mnist_convnet", "search=cnn").hydra.runtime.choices.search == "cnn"
+    alone = compose("model=keras_mnist_convnet")
+    assert alone.model == m and alone.training.epochs == 20 and alone.hydra.runtime.choices.search == "cnn"
+
+
+def test_mnist_sweep_experiment_picks_mnist_and_its_search():
+    choices = compose("+experiment=mnist_sweep").hydra.runtime.choices
+    assert (choices.dataset, choices.model, choices.search) == ("mnist", "cnn", "mnist")
+    assert compose("+experiment=mnist_sweep", "dataset=fashion_mnist").hydra.runtime.choices.dataset == "fashion_mnist"
 
 
 def test_search_is_seeded_tpe_with_log_learning_rate():
@@ -170,7 +184,7 @@ def test_cli_bad_value_fails_before_any_folder(tmp_path):
 
 def test_cli_unknown_key_and_bad_choice_fail_at_composition(tmp_path):
     proc = run_cli("model.dropuot=0.3", f"output_root={tmp_path}")
-    assert proc.returncode != 0 and "Key 'dropuot' not in 'ModelConfig'" in proc.stderr
+    assert proc.returncode != 0 and "Key 'dropuot' not in 'CnnModelConfig'" in proc.stderr
     proc = run_cli("model.activation=sigmoidx", f"output_root={tmp_path}")
     assert proc.returncode != 0 and "Invalid value 'sigmoidx', expected one of [relu, leaky_relu" in proc.stderr
     assert _no_output(tmp_path)

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from cvsweep import image_folder
 from cvsweep.data import DataError, DataRefused, load_source, pin_dataset
 from cvsweep.data_access import CONFINED_VARIABLE, ROOTS_VARIABLE
-from cvsweep.schema import ConfigError, DatasetConfig
+from cvsweep.schema import ConfigError, dataset_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -35,7 +34,7 @@ def dataset(path, name="npz", **settings):
     if name in ("image_folder", "gtsrb"):
         settings = {"image_size": [8, 8], "color_mode": "grayscale", "num_classes": 2, "test_fraction": 0.5,
                     **settings}
-    return OmegaConf.merge(OmegaConf.structured(DatasetConfig), {"name": name, "path": str(path), **settings})
+    return dataset_config({"name": name, "path": str(path), "num_classes": 10, **settings})
 
 
 def write_npz(path: Path) -> Path:

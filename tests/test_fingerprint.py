@@ -8,12 +8,13 @@ import random
 from dataclasses import fields, is_dataclass
 from enum import Enum
 
+import pytest
 import yaml
 from omegaconf import OmegaConf
 
 from conftest import TINY_RUN, compose
 from cvsweep.fingerprint import canonical_json, fingerprint
-from cvsweep.schema import RunConfig, load_run_config, run_config_of
+from cvsweep.schema import RunConfig, dataset_schema, load_run_config, model_schema, run_config_of
 
 
 def fp(data) -> str:
@@ -51,16 +52,18 @@ def test_canonical_json_is_compact_sorted_and_strict():
     assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'
 
 
-def _leaves(schema, prefix=""):
+def _leaves(schema, data, prefix=""):
+    """Every setting of a run config's schema: each dataset kind and architecture its own."""
     for f in fields(schema):
-        sub = f.default_factory if callable(f.default_factory) else None
+        picked = {"dataset.": dataset_schema, "model.": model_schema}.get(f"{prefix}{f.name}.")
+        sub = picked(data[f.name]) if picked else f.default_factory if callable(f.default_factory) else None
         if is_dataclass(sub):
-            yield from _leaves(sub, f"{prefix}{f.name}.")
+            yield from _leaves(sub, data.get(f.name, {}), f"{prefix}{f.name}.")
         else:
             yield f"{prefix}{f.name}"
 
 
-def _other_value(key, value, node_type):
+def _other_value(key, value):
     if isinstance(value, bool):
         return not value
     if isinstance(value, Enum):
@@ -69,26 +72,41 @@ def _other_value(key, value, node_type):
         return value + 1
     if isinstance(value, float):
         return value * 0.5 if value else 0.1
+    if isinstance(value, str):
+        return value + "-other"
+    if key == "dataset.image_size":
+        return [v + 1 for v in value]
     if value is None:
-        return {"dataset.path": "/data/other.npz", "training.time_budget_s": 60.0, "dataset.image_size": [30, 30],
-                "dataset.color_mode": "grayscale", "dataset.vocab_size": 5000, "dataset.sequence_length": 100,
-                "dataset.sha256": "0" * 64}[key]
+        return {"dataset.path": "/data/other.npz", "training.time_budget_s": 60.0, "dataset.sha256": "0" * 64}[key]
     raise AssertionError(f"no perturbation for {key}={value!r}")
 
 
-def test_every_setting_in_the_schema_changes_the_fingerprint():
-    base = load_run_config(TINY_RUN)
+# One run config per dataset kind (images with the CNN, an image folder, text with the LSTM).
+KINDS = {
+    "images": TINY_RUN,
+    "image_folder": {**TINY_RUN, "dataset": {"name": "gtsrb", "path": "/data/gtsrb", "num_classes": 43,
+                                             "test_fraction": 0.2}},
+    "text": {**TINY_RUN, "dataset": {"name": "imdb", "num_classes": 2}, "model": {"architecture": "lstm"}},
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_setting_in_the_schema_changes_the_fingerprint(kind):
+    base = load_run_config(KINDS[kind])
     reference = fingerprint(run_config_of(base))
-    keys = list(_leaves(RunConfig))  # derived from the schema, not a hand-kept list
+    keys = list(_leaves(RunConfig, KINDS[kind]))  # derived from the schema, not a hand-kept list
+
     def flat(data, prefix=""):
         for key, value in data.items():
             yield from flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
 
-    assert sorted(keys) == sorted(flat(run_config_of(base)))
+    assert sorted(keys) == sorted(flat(run_config_of(base)))  # the kind's settings, no other kind's
     for key in keys:
+        if key in ("dataset.name", "model.architecture"):
+            continue  # they pick the schema: another value is another kind of run (refused alone)
         changed = base.copy()
         value = OmegaConf.select(changed, key)
-        OmegaConf.update(changed, key, _other_value(key, value, None))
+        OmegaConf.update(changed, key, _other_value(key, value))
         assert fingerprint(run_config_of(changed)) != reference, key
 
 

@@ -97,7 +97,9 @@ def imdb_layout(path, n_train=400, n_test=100, seed=0):
 def run_config(**sections) -> dict:
     data = copy.deepcopy(TINY_RUN)
     for section, values in sections.items():
-        data[section] = {**data.get(section, {}), **values} if section != "dataset" else values
+        # A dataset, or a model of another architecture, has settings of its own: it replaces TINY_RUN's.
+        replaces = section == "dataset" or values.get("architecture", "cnn") != "cnn"
+        data[section] = values if replaces else {**data.get(section, {}), **values}
     return run_config_of(load_run_config(data))
 
 
@@ -197,12 +199,25 @@ def test_a_text_file_cannot_run_code(tmp_path, capfd):
 @pytest.mark.parametrize("args, message", [
     (["dataset=imdb", "model=cnn"], "model.architecture=cnn cannot read dataset=imdb"),
     (["dataset=mnist", "model=lstm"], "model.architecture=lstm reads token sequences"),
-    (["dataset=digits", "dataset.vocab_size=100"], "dataset.vocab_size"),
-    (["dataset=imdb", "model.augmentation.flip=horizontal"], "model.augmentation"),
+    (["dataset=digits", "+dataset.vocab_size=100"],
+     "dataset.vocab_size: not a setting of ImageDatasetConfig (digits, mnist, fashion_mnist, cifar10, cifar100, npz); "
+     "only for text datasets (imdb, reuters)"),
+    (["dataset=imdb", "model=lstm", "model.architecture=cnn"],
+     "model.architecture=cnn: its settings are CnnModelConfig's, not LstmModelConfig's; choose it with model=cnn"),
 ])
 def test_incompatible_model_and_dataset_are_refused_before_training(tmp_path, args, message):
     proc = run_cli(*args, f"output_root={tmp_path}")
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["dataset=digits", "dataset.vocab_size=100"], "Key 'vocab_size' not in 'ImageDatasetConfig'"),
+    (["dataset=imdb", "model.augmentation.flip=horizontal"], "Key 'augmentation' not in 'LstmModelConfig'"),
+])
+def test_settings_of_another_kind_fail_at_composition(tmp_path, args, message):
+    proc = run_cli(*args, f"output_root={tmp_path}")
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
 
 

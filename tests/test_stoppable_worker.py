@@ -34,10 +34,12 @@ def worker(tmp_path_factory, data_root):
     emu.close()
 
 
-def job_input(**changes) -> dict:
+def job_input(replacing=(), **changes) -> dict:
+    """TINY_RUN with these changes; the sections in ``replacing`` (another dataset kind or
+    architecture, with settings of its own) replace TINY_RUN's instead of updating them."""
     run = copy.deepcopy(TINY_RUN)
     for section, values in changes.items():
-        run[section].update(values)
+        run[section] = values if section in replacing else {**run[section], **values}
     return make_input(run_config_of(load_run_config(run)))
 
 
@@ -146,10 +148,10 @@ def test_every_kind_of_failure_comes_back_structured(worker, data_root):
         "lone surrogate": (surrogate, "invalid_config"),
         "NUL byte in a path": (nul, "invalid_config"),
         "restricted unpickler's TypeError": (job_input(
-            dataset={"name": "imdb", "path": str(bad_pickle), "num_classes": 2, "pixel_scale": 255.0,
-                     "test_fraction": None, "vocab_size": 100, "sequence_length": 10},
-            model={"architecture": "lstm", "conv_layers": 2, "dense_layers": 0, "embedding_dim": 4,
-                   "lstm_units": 4}), "invalid_data"),  # the worker's data check, before training
+            replacing=("dataset", "model"),
+            dataset={"name": "imdb", "path": str(bad_pickle), "num_classes": 2, "vocab_size": 100,
+                     "sequence_length": 10},
+            model={"architecture": "lstm", "dense_layers": 0, "embedding_dim": 4, "lstm_units": 4}), "invalid_data"),  # the worker's data check, before training
         "a schema-valid giant CNN": (job_input(model=giant), "invalid_config"),
         "the same with the size limits raised: ResourceExhaustedError": (job_input(
             model=giant, training={"max_params": 10**11, "max_activation_mb": 10**7, "batch_size": 1}),
