@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist.npz"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "image_folder_cache.json"))
     args = parser.parse_args()
-    from cvsweep import image_folder
+    from cvsweep.data import image_folder
 
     work = Path(tempfile.mkdtemp(prefix="cvsweep-bench-"))
     images = write_tree(work / "tree", Path(args.data), args.per_class)

@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "proxy_sampling.json"))
     args = parser.parse_args()
     from cvsweep.compose import compose
-    from cvsweep.schema import run_config_of
-    from cvsweep.train import train
+    from cvsweep.config.schema import run_config_of
+    from cvsweep.training.train import train
 
     runs: dict[float, list[dict]] = {f: [] for f in FRACTIONS}
     for round_ in range(args.rounds):

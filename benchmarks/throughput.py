@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def cvsweep_run(run_config: dict) -> float:
-    from cvsweep.train import train
+    from cvsweep.training.train import train
 
     result = train(run_config)
     assert result["status"] == "completed", result["reason"]
@@ -59,8 +59,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from cvsweep.compose import compose
-    from cvsweep.data import load_source, split
-    from cvsweep.schema import load_run_config, run_config_of
+    from cvsweep.data.sources import load_source, split
+    from cvsweep.config.schema import load_run_config, run_config_of
 
     overrides = ["+experiment=keras_mnist_convnet", "dataset=mnist", f"dataset.path={args.data}",
                  f"training.epochs={args.epochs}", "training.early_stopping_patience=0"]

@@ -6,7 +6,7 @@ import os
 import warnings
 
 # Before anything imports TensorFlow (a trial, a forked worker): its C++ INFO and WARNING lines
-# stay off the console; the rest of its start-up noise is caught in cvsweep/quiet_stderr.py.
+# stay off the console; the rest of its start-up noise is caught in cvsweep/training/quiet_stderr.py.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import hydra  # noqa: E402
@@ -14,7 +14,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from cvsweep.compose import CONF_DIR  # noqa: E402
 from cvsweep.help_text import register_resolvers  # noqa: E402
-from cvsweep.schema import register_configs  # noqa: E402
+from cvsweep.config.schema import register_configs  # noqa: E402
 
 register_configs()
 register_resolvers()
@@ -30,7 +30,7 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from cvsweep.trial import TrialFailed, run_trial
+    from cvsweep.sweep.trial import TrialFailed, run_trial
 
     try:
         return run_trial(cfg)

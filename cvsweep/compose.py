@@ -16,7 +16,7 @@ def compose(*overrides: str):
     from hydra import initialize_config_dir
 
     from cvsweep.help_text import register_resolvers
-    from cvsweep.schema import register_configs
+    from cvsweep.config.schema import register_configs
 
     register_configs()
     register_resolvers()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cvsweep.schema import OBJECTIVES
+from cvsweep.config.schema import OBJECTIVES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 WIDTH = 100  # a group line longer than this is cut: the option's file has the rest

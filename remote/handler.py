@@ -1,11 +1,11 @@
-"""The RunPod serverless worker: one job is one trial, trained by cvsweep.train.train in a
-child process (cvsweep/training_process.py).
+"""The RunPod serverless worker: one job is one trial, trained by cvsweep.training.train.train in a
+child process (cvsweep/training/process.py).
 
     python remote/handler.py                                  # serve (on RunPod, or the emulator)
     python remote/handler.py --test_input "$(cat remote/test_input.json)"   # one local job
 
 The input is refused with a structured error, before any training, unless it is exactly
-what cvsweep.payload accepts (schema, size, keys, fingerprint) and its dataset.path is data
+what cvsweep.execution.payload accepts (schema, size, keys, fingerprint) and its dataset.path is data
 the worker may read and use (under its data roots: CVSWEEP_DATA_ROOTS). The output is train()'s
 result as plain JSON, plus the worker's id; a run that failed says why in its ``failure``
 (``{"code", "problems"}``). Anything else that goes wrong is a FAILED job whose error is
@@ -31,10 +31,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import runpod  # noqa: E402
 
-from cvsweep.data_access import confine_to_data_roots  # noqa: E402
-from cvsweep.failures import INTERNAL_ERROR, Failure  # noqa: E402
-from cvsweep.payload import PayloadError, accept_data, accept_input  # noqa: E402
-from cvsweep.training_process import TrainingProcess  # noqa: E402
+from cvsweep.data.access import confine_to_data_roots  # noqa: E402
+from cvsweep.training.failures import INTERNAL_ERROR, Failure  # noqa: E402
+from cvsweep.execution.payload import PayloadError, accept_data, accept_input  # noqa: E402
+from cvsweep.training.process import TrainingProcess  # noqa: E402
 
 TRAINING = TrainingProcess()
 

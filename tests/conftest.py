@@ -70,7 +70,7 @@ def compose_sweep(*overrides: str):
     from hydra.types import RunMode
 
     from cvsweep.help_text import register_resolvers
-    from cvsweep.schema import register_configs
+    from cvsweep.config.schema import register_configs
 
     register_configs()
     register_resolvers()
@@ -143,7 +143,7 @@ def emulator(tmp_path_factory):
 @pytest.fixture
 def runpod_env(emulator, monkeypatch, tmp_path_factory):
     """The client's environment for the emulator, with clean faults, every worker up, and a
-    remote job ledger of the test's own (cvsweep/remote_jobs.py: otherwise a test would
+    remote job ledger of the test's own (cvsweep/execution/remote_jobs.py: otherwise a test would
     collect the finished job of an earlier test's trial with the same config)."""
     emulator.wait_for_workers()
     emulator.reset_faults()

@@ -12,8 +12,8 @@ import optuna
 import pytest
 
 from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
-from cvsweep.fingerprint import fingerprint
-from cvsweep.schema import load_run_config, run_config_of
+from cvsweep.config.fingerprint import fingerprint
+from cvsweep.config.schema import load_run_config, run_config_of
 
 RESULT_KEYS = {"schema_version", "fingerprint", "config", "status", "reason", "metrics", "data", "executed_on", "versions", "trial"}
 

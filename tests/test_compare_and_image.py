@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, TINY_RUN
 from cvsweep.compare import COMPARED, explain, is_timing, without_timings
-from cvsweep.train import train
+from cvsweep.training.train import train
 
 
 @pytest.fixture(scope="module")

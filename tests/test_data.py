@@ -7,8 +7,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import SHARED_MNIST, TINY_RUN, require
-from cvsweep.data import DataError, load_source, split
-from cvsweep.schema import load_run_config
+from cvsweep.data.sources import DataError, load_source, split
+from cvsweep.config.schema import load_run_config
 
 
 def _cfg(**changes):

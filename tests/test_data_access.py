@@ -1,4 +1,4 @@
-"""What data cvsweep reads (cvsweep/data_access.py) on this machine and on a worker, the caps
+"""What data cvsweep reads (cvsweep/data/access.py) on this machine and on a worker, the caps
 on sizes and image dimensions, and the image-folder cache's integrity. Real files, FIFOs,
 devices, /proc, symlinks; no mocks."""
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cvsweep import image_folder
-from cvsweep.data import DataError, DataRefused, load_source, pin_dataset
-from cvsweep.data_access import CONFINED_VARIABLE, ROOTS_VARIABLE
-from cvsweep.schema import ConfigError, dataset_config
+from cvsweep.data import image_folder
+from cvsweep.data.sources import DataError, DataRefused, load_source, pin_dataset
+from cvsweep.data.access import CONFINED_VARIABLE, ROOTS_VARIABLE
+from cvsweep.config.schema import ConfigError, dataset_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -145,7 +145,7 @@ def test_image_file_and_decoded_size_caps(tmp_path, monkeypatch):
 
 def test_image_size_has_an_upper_bound():
     from conftest import TINY_RUN
-    from cvsweep.schema import load_run_config
+    from cvsweep.config.schema import load_run_config
 
     config = {**TINY_RUN, "dataset": {"name": "image_folder", "path": "/data/photos", "num_classes": 2,
                                       "pixel_scale": 255.0, "test_fraction": 0.2, "image_size": [4096, 4096],
@@ -303,7 +303,7 @@ def test_a_file_changed_while_the_folder_is_read_is_cached_under_what_was_decode
 
 def test_pin_dataset_leaves_worker_data_alone(tmp_path):
     from conftest import TINY_RUN
-    from cvsweep.schema import load_run_config, run_config_of
+    from cvsweep.config.schema import load_run_config, run_config_of
 
     config = run_config_of(load_run_config({**TINY_RUN, "dataset": {
         "name": "npz", "path": "/runpod-volume/data/mnist.npz", "location": "worker", "num_classes": 10,

@@ -1,4 +1,4 @@
-"""The dataset registry (cvsweep/datasets.py) is the one table of datasets: every entry has
+"""The dataset registry (cvsweep/config/datasets.py) is the one table of datasets: every entry has
 its conf/dataset preset and back, and what derives from it agrees with it."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, TINY_RUN, compose
-from cvsweep.datasets import REGISTRY, HeldOut, Kind, names_of
-from cvsweep.schema import (
+from cvsweep.config.datasets import REGISTRY, HeldOut, Kind, names_of
+from cvsweep.config.schema import (
     DATASET_SCHEMAS, FOLDER_DATASETS, TEXT_DATASETS, ConfigError, DatasetName, load_run_config,
 )
 

@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import REPO, TINY_OVERRIDES, read_json, require
-from cvsweep.study import FIXED_ATTR, OWNER_ATTR, RESULT_ATTR, n_counted
+from cvsweep.study.storage import FIXED_ATTR, OWNER_ATTR, RESULT_ATTR, n_counted
 
 PROCESSES = 3
 N_TRIALS = 9

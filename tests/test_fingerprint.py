@@ -13,8 +13,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import TINY_RUN, compose
-from cvsweep.fingerprint import canonical_json, fingerprint
-from cvsweep.schema import RunConfig, dataset_schema, load_run_config, model_schema, run_config_of
+from cvsweep.config.fingerprint import canonical_json, fingerprint
+from cvsweep.config.schema import RunConfig, dataset_schema, load_run_config, model_schema, run_config_of
 
 
 def fp(data) -> str:

@@ -1,4 +1,4 @@
-"""Health scores on crafted cases: real networks, real training, the formulas of cvsweep/health.py."""
+"""Health scores on crafted cases: real networks, real training, the formulas of cvsweep/training/health.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_RUN
-from cvsweep import health
-from cvsweep.train import train
+from cvsweep.training import health
+from cvsweep.training.train import train
 
 
 def test_formulas_on_known_numbers():
@@ -33,8 +33,10 @@ def test_dead_relus_score_low_on_utilisation():
     """The same real CNN, before and after pushing every bias far below zero."""
     import keras
 
-    from cvsweep import diagnostics, models
-    from cvsweep.schema import load_run_config
+    from cvsweep.training import diagnostics
+
+    from cvsweep.models import architectures as models
+    from cvsweep.config.schema import load_run_config
 
     cfg = load_run_config(copy.deepcopy(TINY_RUN))
     keras.utils.set_random_seed(0)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_MNIST, TINY_RUN, read_json, require, run_cli
-from cvsweep.data import DataError, pin_dataset
-from cvsweep.schema import ConfigError, load_run_config, run_config_of
-from cvsweep.train import train
+from cvsweep.data.sources import DataError, pin_dataset
+from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
+from cvsweep.training.train import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -145,7 +145,7 @@ def test_changing_one_image_changes_the_fingerprint(small_folder):
     Image.fromarray(pixels).save(victim)
     after = pin_dataset(folder_run(small_folder))
     assert after["dataset"]["sha256"] != before["dataset"]["sha256"]
-    from cvsweep.fingerprint import fingerprint
+    from cvsweep.config.fingerprint import fingerprint
 
     assert fingerprint(after) != fingerprint(before)
     # A pinned hash that no longer matches the data fails the run, naming both.
@@ -231,7 +231,7 @@ def test_a_text_dataset_picks_the_lstm_model_and_search(tmp_path):
 
 @pytest.mark.slow
 def test_augmentation_is_in_the_model_and_the_fingerprint():
-    from cvsweep.fingerprint import fingerprint
+    from cvsweep.config.fingerprint import fingerprint
 
     plain = run_config()
     augmented = run_config(model={"augmentation": {"flip": "horizontal", "rotation": 0.05, "zoom": 0.1,

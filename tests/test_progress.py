@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
-from cvsweep.progress import SweepProgress
+from cvsweep.reporting.progress import SweepProgress
 
 TINY = [o for o in TINY_OVERRIDES if not o.startswith("training.epochs=")]
 
@@ -100,7 +100,7 @@ def test_best_so_far_follows_the_direction_and_the_estimate_the_trials_in_flight
     assert "trial 5 of 6 (job 2) failed after 0:00:00: worker lost" in out
     assert "trial 5 of 6 (job 3) infeasible after 0:00:00: diverged" in out
     last = out.strip().splitlines()[-1]
-    # Failed trials count towards nothing; infeasible ones are finished (cvsweep/study.py).
+    # Failed trials count towards nothing; infeasible ones are finished (cvsweep/study/storage.py).
     assert last.startswith("[progress] 5 of 6 trials finished (1 failed this run), 0 running; "
                            "best so far val_loss=0.2500 (job 1)"), last
     assert last.endswith("about 0:00:00 left")  # instant trials: one more of no time

@@ -17,9 +17,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
-from cvsweep.executors import LocalExecutor
-from cvsweep.runpod_executor import RunpodExecutor
-from cvsweep.schema import RunpodExecutorConfig, load_run_config, run_config_of
+from cvsweep.execution.executors import LocalExecutor
+from cvsweep.execution.runpod import RunpodExecutor
+from cvsweep.config.schema import RunpodExecutorConfig, load_run_config, run_config_of
 
 # Real sweeps or the RunPod emulator's workers (each with its training process): the full
 # suite's lane, not `pytest -m "not slow"`.
@@ -302,7 +302,7 @@ def test_the_sdk_endpoint_api_works_against_the_emulator(runpod_env):
     """The emulator serves what runpod.Endpoint calls: run_sync, run/status, cancel, health."""
     import runpod
 
-    from cvsweep.payload import make_input
+    from cvsweep.execution.payload import make_input
 
     runpod.endpoint_url_base = runpod_env.base_url
     endpoint = runpod.Endpoint("local-endpoint", api_key=SENTINEL_API_KEY)

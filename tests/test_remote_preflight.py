@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from conftest import BARE_ENDPOINT_ID, SENTINEL_API_KEY, TINY_OVERRIDES, compose, run_cli
-from cvsweep.preflight import check_run
+from cvsweep.sweep.preflight import check_run
 
 # Real sweeps or the RunPod emulator's workers (each with its training process): the full
 # suite's lane, not `pytest -m "not slow"`.

@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 
 from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
 from cvsweep import compat
-from cvsweep.study import RESULT_ATTR, claim, n_counted, open_storage, recover_interrupted
-from cvsweep.study_identity import IDENTITY_ATTR
+from cvsweep.study.storage import RESULT_ATTR, claim, n_counted, open_storage, recover_interrupted
+from cvsweep.study.identity import IDENTITY_ATTR
 
 def load(root: Path) -> optuna.Study:
     """The one study of the storage (named digits-cnn-cnn-<hash of the experiment>)."""

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from conftest import SHARED_MNIST, TINY_OVERRIDES, TINY_RUN, read_json, require, run_cli
-from cvsweep import failures
-from cvsweep.executors import LocalExecutor
-from cvsweep.training_process import GRACE_S
+from cvsweep.training import failures
+from cvsweep.execution.executors import LocalExecutor
+from cvsweep.training.process import GRACE_S
 
 
 @pytest.mark.slow

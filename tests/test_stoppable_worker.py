@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from conftest import SENTINEL_API_KEY, TINY_RUN, EmulatorProcess
-from cvsweep.payload import make_input
-from cvsweep.schema import load_run_config, run_config_of
+from cvsweep.execution.payload import make_input
+from cvsweep.config.schema import load_run_config, run_config_of
 
 pytestmark = pytest.mark.slow
 

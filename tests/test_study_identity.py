@@ -9,8 +9,8 @@ import optuna
 import pytest
 
 from conftest import TINY_OVERRIDES, compose_sweep, read_json, run_cli
-from cvsweep.preflight import check_sweep
-from cvsweep.study_identity import IDENTITY_ATTR, differences, identity_of
+from cvsweep.sweep.preflight import check_sweep
+from cvsweep.study.identity import IDENTITY_ATTR, differences, identity_of
 
 
 def settled(*overrides: str, root) -> tuple[str, list]:

@@ -11,8 +11,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR
-from cvsweep.schema import register_configs
-from cvsweep.sweep_configs import SweepConfigCache
+from cvsweep.config.schema import register_configs
+from cvsweep.sweep.job_configs import SweepConfigCache
 
 JOBS = [
     ["model.filters=8", "model.dropout=0.1", "training.learning_rate=0.001", "plots=none"],

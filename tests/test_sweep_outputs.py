@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_OVERRIDES, read_json, require, run_cli
-from cvsweep.plots import TRIAL_PLOTS
+from cvsweep.reporting.plots import TRIAL_PLOTS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

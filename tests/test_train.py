@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from cvsweep.fingerprint import fingerprint
-from cvsweep.schema import ConfigError
-from cvsweep.train import train
+from cvsweep.config.fingerprint import fingerprint
+from cvsweep.config.schema import ConfigError
+from cvsweep.training.train import train
 
 
 @pytest.fixture(scope="module")

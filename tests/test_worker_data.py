@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from conftest import REPO, SENTINEL_API_KEY, TINY_RUN, EmulatorProcess, read_json
-from cvsweep.payload import make_input
-from cvsweep.schema import load_run_config, run_config_of
+from cvsweep.execution.payload import make_input
+from cvsweep.config.schema import load_run_config, run_config_of
 from test_data_access import dataset, image_tree, png_header_only
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -123,7 +123,7 @@ def test_data_only_on_the_worker_trains_and_its_sha256_is_recorded(worker, volum
         worker.reset_faults()
     assert client.returncode == 0, output[-3000:]
     result = read_json(next(tmp_path.glob("sweeps/*/0/result.json")))
-    from cvsweep.data import load_source
+    from cvsweep.data.sources import load_source
 
     assert result["status"] == "completed" and result["executed_on"]["worker_id"] == "worker-0"
     assert result["config"]["dataset"]["location"] == "worker" and result["config"]["dataset"]["sha256"] is None

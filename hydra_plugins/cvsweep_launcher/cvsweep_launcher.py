@@ -7,7 +7,7 @@ remote sweeps, starts loky workers as fresh interpreters that import Hydra, cvsw
 runpod SDK again (seconds before the first job goes out) and runs batches that wait for their
 slowest trial. Here the workers are forked once, when the sweep starts, after the sweep
 process has imported the ``preload`` modules, and serve every trial of the sweep
-(cvsweep/worker_pool.py). Each job runs as under the joblib launcher: its own config, folder,
+(cvsweep/sweep/worker_pool.py). Each job runs as under the joblib launcher: its own config, folder,
 logging and Hydra state.
 """
 
@@ -34,7 +34,7 @@ class CvsweepLauncher(Launcher):
         self.preload = list(preload)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from cvsweep.worker_pool import WorkerPool, can_fork
+        from cvsweep.sweep.worker_pool import WorkerPool, can_fork
 
         if not can_fork():
             raise RuntimeError("hydra/launcher=cvsweep forks its workers, which this platform cannot; "

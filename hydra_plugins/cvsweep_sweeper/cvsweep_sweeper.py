@@ -4,19 +4,19 @@ shares its study with other sweep processes.
 Registered as ``hydra/sweeper: cvsweep``; it takes the Optuna sweeper's settings (plus
 heartbeats and ``max_consecutive_failures``) and reuses its parsing of the search space and
 its configuring of trials. The study's name and direction arrive settled by the checks before
-the sweep (cvsweep/study_identity.py: one study per experiment). What differs from upstream's
-loop (cvsweep/study.py has the semantics):
+the sweep (cvsweep/study/identity.py: one study per experiment). What differs from upstream's
+loop (cvsweep/study/storage.py has the semantics):
 - ``n_trials`` is the number of *finished* trials the study should hold, not how many to add:
   a re-run after a crash finishes the sweep, a re-run of a finished sweep runs nothing, and
   failed trials use up nothing; ``max_consecutive_failures`` failures in a row stop the run.
 - Trials whose process died are marked failed and their parameters asked again.
 - SIGINT / SIGTERM stop the trials in flight (remote jobs cancelled) and end the run with its
-  summary (cvsweep/interrupts.py).
+  summary (cvsweep/execution/interrupts.py).
 - A seeded sampler gets a seed per trial number, so re-runs and parallel processes never
   repeat earlier suggestions.
 - Each trial records its process and, once finished, where its result.json lies.
 - Jobs that differ in values only get their config without Hydra recomposing it
-  (cvsweep/sweep_configs.py).
+  (cvsweep/sweep/job_configs.py).
 - A sweep in which no trial completed ends normally, so its summary still gets written
   (upstream asks the study for its best trial and crashes when there is none).
 """
@@ -58,7 +58,7 @@ class CvsweepSweeper(OptunaSweeper):
 
 class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from cvsweep.sweep_configs import SweepConfigCache
+        from cvsweep.sweep.job_configs import SweepConfigCache
 
         # Jobs that differ in values only get their config without Hydra recomposing it.
         cached = HydraContext(config_loader=SweepConfigCache(hydra_context.config_loader),
@@ -66,11 +66,11 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
         super().setup(hydra_context=cached, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> None:
-        from cvsweep import study as studies
-        from cvsweep.search_space import sweep_parameters
+        from cvsweep.study import storage as studies
+        from cvsweep.study.search_space import sweep_parameters
 
         # The study name and direction were settled by the checks before the sweep
-        # (cvsweep/preflight.py): derived from the experiment, or checked against it.
+        # (cvsweep/sweep/preflight.py): derived from the experiment, or checked against it.
         self._process_searchspace_config()
         distributions, fixed_params = sweep_parameters(self.config)
         distributions = {**(self.search_space_distributions or {}), **distributions}
@@ -91,11 +91,11 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
         a launcher that can submit one job (cvsweep's), a trial starts as soon as any one
         ends; with any other launcher, trials run in batches of n_jobs. Stops early after
         max_consecutive_failures failures in a row, or on SIGINT / SIGTERM (see
-        cvsweep/interrupts.py); cvsweep/early_end.py carries the exit status to the hook."""
-        from cvsweep import early_end
-        from cvsweep import study as studies
-        from cvsweep.interrupts import SweepInterrupted, SweepInterrupts
-        from cvsweep.progress import SweepProgress
+        cvsweep/execution/interrupts.py); cvsweep/sweep/early_end.py carries the exit status to the hook."""
+        from cvsweep.sweep import early_end
+        from cvsweep.study import storage as studies
+        from cvsweep.execution.interrupts import SweepInterrupted, SweepInterrupts
+        from cvsweep.reporting.progress import SweepProgress
 
         running: dict = {}  # future -> (trial, job number, overrides)
         told, failures, streak = 0, [], []
@@ -170,7 +170,7 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
                           ret: Optional[JobReturn] = None) -> None:
         """A trial the interrupt stopped: FAIL (reason "interrupted ..."), its parameters asked
         again by the next run. One that completed before the stop reached it keeps its result."""
-        from cvsweep import study as studies
+        from cvsweep.study import storage as studies
 
         if ret is not None and ret.status == JobStatus.COMPLETED:
             self._tell(study, trial, job_idx, ret, self._get_directions())
@@ -201,7 +201,7 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
     def _configure_trials(self, trials, distributions, fixed_params) -> List[tuple]:
         """As upstream, except that the fixed parameters (the command line's plain values) go
         into one trial attribute: one database write per trial instead of one per parameter."""
-        from cvsweep.study import FIXED_ATTR
+        from cvsweep.study.storage import FIXED_ATTR
 
         overrides = []
         for trial in trials:
@@ -222,7 +222,7 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
             self.n_trials = min(self.n_trials, _product(len(v) for v in grid.values()))
 
     def _ask(self, study: optuna.Study) -> optuna.Trial:
-        from cvsweep import study as studies
+        from cvsweep.study import storage as studies
 
         with warnings.catch_warnings():  # Optuna expects heartbeats inside optimize() only
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
@@ -236,7 +236,7 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
     def _tell(self, study, trial, job_idx: int, ret, directions) -> Optional[Exception]:
         """Record the trial's outcome and where its result.json lies; returns its error, unless
         the configuration itself was infeasible (an answer, recorded as studies.INFEASIBLE)."""
-        from cvsweep import study as studies
+        from cvsweep.study import storage as studies
 
         result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
         record = {"host": socket.gethostname(), "path": str(result.resolve())}
@@ -317,7 +317,7 @@ def _shown(storage: Optional[str]) -> str:
 class CvsweepSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.cvsweep_sweeper.cvsweep_sweeper.CvsweepSweeper"
     # Seconds between a running trial's heartbeats, and how old its last one may get before
-    # another process takes the trial's process for dead (see cvsweep/study.py).
+    # another process takes the trial's process for dead (see cvsweep/study/storage.py).
     heartbeat_interval: int = 10
     grace_period: int = 60
     # A run stops (exit 1, with the first one's reason) after this many failed trials in a

@@ -1,0 +1,122 @@
+"""The remote job's input: what a client sends and what a worker accepts.
+
+``{"schema_version": int, "fingerprint": sha256 hex, "config": <run config>}``. The worker
+accepts nothing else: it checks the size, the keys, the schema version, validates the config
+with the same schema the client used, and recomputes the fingerprint. Nothing in an input
+can make the worker import or call anything: it is plain data checked against dataclasses.
+Then ``accept_data`` loads a ``dataset.path`` as the worker may (cvsweep/data/access.py), so
+that data it must not read, or cannot use, is refused before training, too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from cvsweep.config.fingerprint import fingerprint
+from cvsweep.config.schema import SCHEMA_VERSION, ConfigError, load_run_config, run_config_of
+
+INPUT_KEYS = ("schema_version", "fingerprint", "config")
+# A run config is about 1 KB; anything near this limit is not one.
+MAX_INPUT_BYTES = 64 * 1024
+# A run config nests 3 levels deep; deeper input is refused before anything recurses into it.
+MAX_INPUT_DEPTH = 16
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class PayloadError(ValueError):
+    """An input the worker refuses; ``to_error()`` is what goes back to the client."""
+
+    def __init__(self, code: str, *problems: str):
+        self.code = code
+        self.problems = list(problems)
+        super().__init__(f"{code}: " + "; ".join(problems))
+
+    def to_error(self) -> str:
+        """RunPod reports a failed job's error as text: a JSON object, so clients can parse it."""
+        return json.dumps({"code": self.code, "problems": self.problems})
+
+
+def make_input(run_config: dict) -> dict:
+    return {"schema_version": SCHEMA_VERSION, "fingerprint": fingerprint(run_config), "config": run_config}
+
+
+def accept_input(data: Any) -> dict:
+    """The validated run config of a job input, or PayloadError saying why not."""
+    if _deeper_than(data, MAX_INPUT_DEPTH):
+        raise PayloadError("invalid_input", f"input nests deeper than {MAX_INPUT_DEPTH} levels")
+    try:
+        size = len(json.dumps(data, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise PayloadError("invalid_input", f"input is not plain JSON: {err}") from None
+    if size > MAX_INPUT_BYTES:
+        raise PayloadError("invalid_input", f"input is {size} bytes; the limit is {MAX_INPUT_BYTES}")
+    if not isinstance(data, dict):
+        raise PayloadError("invalid_input", f"input must be an object with keys {list(INPUT_KEYS)}")
+    unknown = sorted(str(key) for key in data if key not in INPUT_KEYS)
+    missing = [key for key in INPUT_KEYS if key not in data]
+    if unknown or missing:
+        raise PayloadError(
+            "invalid_input", f"input keys must be exactly {list(INPUT_KEYS)} (unknown: {unknown}, missing: {missing})"
+        )
+    version = data["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
+        raise PayloadError(
+            "schema_version_mismatch", f"schema_version={version!r}; this worker speaks {SCHEMA_VERSION}"
+        )
+    claimed = data["fingerprint"]
+    if not isinstance(claimed, str) or not _SHA256.fullmatch(claimed):
+        raise PayloadError("invalid_input", "fingerprint must be 64 lowercase hex digits (sha256)")
+    try:
+        run_config = run_config_of(load_run_config(data["config"]))
+    except ConfigError as err:
+        raise PayloadError("invalid_config", *err.problems) from None
+    computed = fingerprint(run_config)
+    if computed != claimed:
+        raise PayloadError(
+            "fingerprint_mismatch",
+            f"the client sent {claimed} but this worker computes {computed} for the same config",
+        )
+    return run_config
+
+
+def accept_data(run_config: dict) -> None:
+    """Refuse, with PayloadError, a ``dataset.path`` the worker may not read (``data_refused``:
+    outside its data roots, not a regular file, over a cap, an image bomb) or cannot use
+    (``invalid_data``: not a dataset, a pinned sha256 that differs). The roots apply whether or
+    not this process was confined, to the path and everything read below it. (train(), in the
+    training process, loads the data again: checking it here refuses it before any training.)"""
+    if run_config["dataset"].get("path") is None:
+        return  # a download or digits: nothing on the worker's disk is named
+    from cvsweep.data.sources import DataError, DataRefused, load_source
+    from cvsweep.data.access import AccessRefused, Policy
+    from cvsweep.config.schema import FOLDER_DATASETS, dataset_config
+
+    dataset = dataset_config(run_config["dataset"])
+    policy = Policy.worker()
+    try:
+        policy.resolve(dataset.path, folder=dataset.name in FOLDER_DATASETS)
+        load_source(dataset, policy)
+    except (AccessRefused, DataRefused) as err:
+        raise PayloadError("data_refused", str(err)) from None
+    except DataError as err:
+        raise PayloadError("invalid_data", str(err)) from None
+    except Exception as err:  # a reader that trips on crafted content (the restricted unpickler)
+        text = str(err).splitlines()[0][:300] if str(err) else ""
+        raise PayloadError("invalid_data", f"dataset.path={dataset.path}: cannot be read as "
+                                           f"{dataset.name.name} data ({type(err).__name__}: {text})") from None
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Without recursion, so that no input can exhaust the stack."""
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((value, depth + 1) for value in node)
+    return False

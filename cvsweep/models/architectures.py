@@ -1,0 +1,133 @@
+"""The models a run config names: ``build(cfg, input_shape)`` makes the Keras model for
+``model.architecture``.
+
+- cnn: conv blocks (optional seeded augmentation in front), a head (flatten or global
+  pooling), then the classifier head;
+- lstm, the text model of the earlier tool: token embedding (0 pads, masked), an LSTM
+  (optionally bidirectional), then the classifier head.
+
+The classifier head (dense layers with dropout before each, dropout, a softmax output) ends
+both. ``conv_output_size`` and ``conv_filters`` are plain arithmetic, so a config can be
+checked against an image size before TensorFlow is imported (preflight, model_size.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+from cvsweep.config.schema import Architecture, Flip, Head, Padding, Pooling
+
+
+class ModelError(ValueError):
+    """A model config that cannot be built for the data's image size."""
+
+
+def build(cfg, input_shape: tuple[int, ...]):
+    """The model for run config ``cfg`` (model, dataset.num_classes, training.seed; for the
+    LSTM dataset.vocab_size) and one example's shape: [h, w, c] for images, [sequence_length]
+    for text. The schema has already refused a model that does not fit the data's kind."""
+    num_classes, seed = cfg.dataset.num_classes, cfg.training.seed
+    if cfg.model.architecture == Architecture.lstm:
+        return _lstm(cfg.model, input_shape, cfg.dataset.vocab_size, num_classes, seed)
+    return _cnn(cfg.model, input_shape, num_classes, seed)
+
+
+def conv_filters(model, layer: int) -> int:
+    return max(1, round(model.filters * model.filter_growth**layer))
+
+
+def conv_output_size(model, image_size: int) -> int:
+    """Side length of the last feature map; raises ModelError if a layer would shrink it to 0."""
+    size = image_size
+    for layer in range(model.conv_layers):
+        if model.padding == Padding.valid:
+            size -= model.kernel_size - 1
+        if size >= 1 and model.pooling != Pooling.none:
+            size = size // 2 if model.padding == Padding.valid else math.ceil(size / 2)
+        if size < 1:
+            raise ModelError(
+                f"model.conv_layers={model.conv_layers}: a {image_size}x{image_size} image is used "
+                f"up after {layer + 1} conv layer(s) (kernel_size={model.kernel_size}, "
+                f"padding={model.padding.name}, pooling={model.pooling.name}); use fewer conv "
+                "layers, padding=same or a smaller kernel"
+            )
+    return size
+
+
+def _cnn(model, input_shape: tuple[int, ...], num_classes: int, seed: int):
+    import keras
+    from keras import layers
+
+    conv_output_size(model, min(input_shape[0], input_shape[1]))
+    init = model.kernel_initializer.name
+    pool = {Pooling.max: layers.MaxPooling2D, Pooling.avg: layers.AveragePooling2D}.get(model.pooling)
+    pool_padding = "valid" if model.padding == Padding.valid else "same"
+
+    net = [keras.Input(shape=input_shape), *_augmentation(model.augmentation, seed)]
+    for layer in range(model.conv_layers):
+        net.append(
+            layers.Conv2D(
+                conv_filters(model, layer), model.kernel_size, padding=model.padding.name,
+                kernel_initializer=init, use_bias=not model.batch_norm,
+            )
+        )
+        if model.batch_norm:
+            net.append(layers.BatchNormalization())
+        net.append(layers.Activation(model.activation.name))
+        if pool is not None:
+            net.append(pool(pool_size=2, padding=pool_padding))
+    net.append(
+        {
+            Head.flatten: layers.Flatten,
+            Head.global_avg: layers.GlobalAveragePooling2D,
+            Head.global_max: layers.GlobalMaxPooling2D,
+        }[model.head]()
+    )
+    return keras.Sequential(net + _classifier_head(model, num_classes), name="cvsweep_cnn")
+
+
+def _lstm(model, input_shape: tuple[int, ...], vocab_size: int, num_classes: int, seed: int):
+    """Inputs are padded token matrices: [N, sequence_length] token ids, 0 pads."""
+    import keras
+    from keras import layers
+
+    recurrent = layers.LSTM(model.lstm_units, seed=seed)
+    net = [
+        keras.Input(shape=tuple(input_shape), dtype="int32"),
+        layers.Embedding(vocab_size, model.embedding_dim, mask_zero=True),
+        layers.Bidirectional(recurrent) if model.bidirectional else recurrent,
+    ]
+    return keras.Sequential(net + _classifier_head(model, num_classes), name="cvsweep_lstm")
+
+
+def _classifier_head(model, num_classes: int) -> list:
+    """Dense layers with dropout before each, dropout, then the softmax output."""
+    from keras import layers
+
+    init = model.kernel_initializer.name
+    net = []
+    for _ in range(model.dense_layers):
+        if model.dropout > 0:
+            net.append(layers.Dropout(model.dropout))
+        net.append(layers.Dense(model.dense_units, kernel_initializer=init))
+        net.append(layers.Activation(model.activation.name))
+    if model.dropout > 0:
+        net.append(layers.Dropout(model.dropout))
+    net.append(layers.Dense(num_classes, activation="softmax", kernel_initializer=init))
+    return net
+
+
+def _augmentation(augmentation, seed: int) -> list:
+    """Keras's random preprocessing layers, seeded: active in fit() only, the same on CPU and GPU."""
+    from keras import layers
+
+    steps = []
+    if augmentation.flip != Flip.none:
+        steps.append(layers.RandomFlip(augmentation.flip.name, seed=seed))
+    if augmentation.rotation:
+        steps.append(layers.RandomRotation(augmentation.rotation, seed=seed))
+    if augmentation.zoom:
+        steps.append(layers.RandomZoom(augmentation.zoom, seed=seed))
+    if augmentation.translation:
+        steps.append(layers.RandomTranslation(augmentation.translation, augmentation.translation, seed=seed))
+    return steps

@@ -1,0 +1,272 @@
+"""The end of a sweep: gather every trial's result.json into summary.json, draw the study's
+plots, print parameter importances and a table, and write report.html."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from cvsweep.jsonio import read_json, write_json_atomic
+from cvsweep.config.objectives import directions_of, objectives_of
+from cvsweep.reporting.report import fmt
+from cvsweep.training.result import is_completed
+from cvsweep.study.search_space import search_space
+
+log = logging.getLogger("cvsweep.summary")
+
+
+def summarize_sweep(cfg: DictConfig, console: Console | None = None) -> dict:
+    sweep_dir = Path(cfg.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)  # absent when the study needed no more trials
+    names = [o.name for o in objectives_of(cfg)]
+    directions = directions_of(cfg)
+    params = list(search_space(cfg))
+    study = _load_study(cfg)
+    folders, covers = _trial_folders(sweep_dir), "run"
+    if not folders and study is not None:  # a re-run of a finished sweep: summarize the study
+        folders, covers = _study_trial_folders(study), "study"
+    trials = [_trial_row(folder, params, os.path.relpath(folder, sweep_dir)) for folder in folders]
+    completed = [t for t in trials if t["status"] == "completed"]
+    front = pareto_front(completed, directions)
+    best = _best(completed, directions[0]) if len(names) == 1 else (front[0] if front else None)
+    summary = {
+        "sweep_dir": str(sweep_dir),
+        # "run": this run's trials; "study": this run started none, so the study's trials
+        # whose result.json lies on this host (a re-run after a kill during the summary).
+        "covers": covers,
+        "objectives": names,
+        "directions": directions,
+        "study": _study_info(cfg, study),
+        "n_trials": len(trials),
+        "n_completed": len(completed),
+        "n_failed": len(trials) - len(completed),
+        "n_infeasible": sum(1 for t in trials if t["status"] == "infeasible"),
+        "best": best and {**best, "config": read_json(sweep_dir / best["job"] / "result.json")["config"]},
+        "pareto_front": front if len(names) > 1 else None,
+        "importances": _importances(study, len(names)),
+        "trials": trials,
+    }
+    sweep_plots = []
+    if cfg.plots.name != "none" and study is not None:
+        from cvsweep.reporting.plots import plot_study
+
+        sweep_plots = plot_study(study, sweep_dir, len(names), names)
+    summary["plots"] = [p.name for p in sweep_plots]
+    write_json_atomic(sweep_dir / "summary.json", summary)
+    from cvsweep.reporting.report import write_report
+
+    write_report(summary, sweep_dir, sweep_plots)
+    # Piped or logged output gets a wide table instead of rich's 80-column default.
+    _print(summary, params, console or Console(width=None if Console().is_terminal else 200))
+    return summary
+
+
+def pareto_front(trials: list[dict], directions: list[str]) -> list[dict]:
+    """The completed trials no other trial beats on every objective."""
+    signs = [1 if d == "maximize" else -1 for d in directions]
+    scored = [(t, [s * v for s, v in zip(signs, t["objective_values"])]) for t in trials]
+
+    def dominated(a):
+        return any(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a)) for _, b in scored)
+
+    return [t for t, values in scored if not dominated(values)]
+
+
+def _best(completed: list[dict], direction: str):
+    if not completed:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(completed, key=lambda t: t["objective_values"][0])
+
+
+def _trial_folders(sweep_dir: Path) -> list[Path]:
+    """Hydra's job folders (named by job number), in launch order."""
+    folders = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(folders, key=lambda p: int(p.name))
+
+
+def _study_trial_folders(study) -> list[Path]:
+    """The trial folders of the study's trials that ran on this host, in trial order."""
+    import socket
+
+    from cvsweep.study.storage import RESULT_ATTR
+
+    folders = []
+    for trial in study.get_trials(deepcopy=False):
+        record = trial.user_attrs.get(RESULT_ATTR) or {}
+        if record.get("host") == socket.gethostname() and record.get("path") and Path(record["path"]).exists():
+            folder = Path(record["path"]).parent
+            if folder not in folders:
+                folders.append(folder)
+    return folders
+
+
+def _trial_row(folder: Path, params: list[str], job: str) -> dict:
+    path = folder / "result.json"
+    if not path.exists():
+        return {"job": job, "status": "failed",
+                "reason": "no result.json: the trial was stopped (interrupted or killed) before it wrote one",
+                "objective": None, "objective_values": None, "fingerprint": None, "params": {}}
+    result = read_json(path)
+    metrics = result.get("metrics", {})
+    config = OmegaConf.create(result["config"])
+    values = result.get("trial", {}).get("objective_values") if is_completed(result) else None
+    where = result.get("executed_on", {})
+    return {
+        "job": job,
+        # infeasible: failed because of its configuration (an answer the sampler learns from)
+        "status": "infeasible" if result.get("infeasible") else result["status"],
+        "reason": result.get("reason"),
+        "objective": values[0] if values else None,
+        "objective_values": values,
+        "test_accuracy": metrics.get("test_accuracy"),
+        "overall_health": (result.get("health") or {}).get("overall_health"),
+        "epochs_run": metrics.get("epochs_run"),
+        "train_seconds": metrics.get("train_seconds"),
+        "fingerprint": result["fingerprint"],
+        "executor": where.get("executor"),
+        "where": f"{where.get('executor')}:{where.get('worker_id') or where.get('hostname')}",
+        "fallback": bool(result.get("fallback")),
+        "params": {key: OmegaConf.select(config, key) for key in params},
+    }
+
+
+def _load_study(cfg: DictConfig):
+    import optuna
+
+    storage, name = cfg.hydra.sweeper.storage, cfg.hydra.sweeper.study_name
+    if not storage:
+        return None
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except Exception as err:  # the summary still stands without the study
+        log.warning("could not read study %s: %s", name, err)
+        return None
+
+
+def _study_info(cfg: DictConfig, study) -> dict:
+    """The whole study, over every run of this command and every process sharing it: where it
+    lives (password hidden), its trials by state, and its best trial with where that trial's
+    result.json lies. Every process reading the same study reports the same best trial."""
+    from sqlalchemy.engine import make_url
+
+    from cvsweep.study.storage import RESULT_ATTR, interrupted_numbers, is_infeasible, n_counted
+
+    storage = cfg.hydra.sweeper.storage
+    info = {
+        "name": cfg.hydra.sweeper.study_name,
+        "storage": make_url(storage).render_as_string(hide_password=True) if storage else None,
+        "n_trials_in_study": None,
+    }
+    if study is None:
+        return info
+    trials = study.get_trials(deepcopy=False)
+    interrupted = interrupted_numbers(trials)
+    states = {}
+    for t in trials:
+        state = "interrupted" if t.number in interrupted else "infeasible" if is_infeasible(t) else t.state.name.lower()
+        states[state] = states.get(state, 0) + 1
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    best = []
+    if complete:
+        best = [study.best_trial] if len(study.directions) == 1 else study.best_trials
+    info.update({
+        "n_trials_in_study": len(trials),
+        "n_finished": n_counted(trials),
+        "n_trials_target": cfg.hydra.sweeper.n_trials,
+        "states": states,
+        "best": [{"number": t.number, "values": t.values, "params": t.params, "result": t.user_attrs.get(RESULT_ATTR)}
+                 for t in best],
+    })
+    return info
+
+
+def _print_study(study: dict, names: list[str], console: Console) -> None:
+    line = f"Study '{study['name']}' in {study['storage']}"
+    if study["n_trials_in_study"] is None:
+        console.print(line + ".")
+        return
+    states = ", ".join(f"{n} {state}" for state, n in sorted(study["states"].items()))
+    console.print(f"{line}: {study['n_finished']} of {study['n_trials_target']} trials finished ({states}).")
+    for best in study["best"]:
+        where = best["result"] or {}
+        console.print(f"Study best: trial {best['number']}, " + ", ".join(
+            f"{n}={fmt(v)}" for n, v in zip(names, best["values"])) + f", result {where.get('host')}:{where.get('path')}")
+
+
+def _importances(study, n_objectives: int) -> dict | None:
+    """Optuna's parameter importances (fANOVA) for the primary objective, over the whole study."""
+    import optuna
+
+    if study is None:
+        return None
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return None
+    target = (lambda t: t.values[0]) if n_objectives > 1 else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(study, target=target)
+    except Exception as err:  # e.g. every completed trial has the same parameters
+        log.warning("no parameter importances: %s", err)
+        return None
+    return {name: round(float(value), 6) for name, value in importances.items()}
+
+
+def _print(summary: dict, params: list[str], console: Console) -> None:
+    names = summary["objectives"]
+    title = ", ".join(f"{n} ({d})" for n, d in zip(names, summary["directions"]))
+    table = Table(title=f"Sweep {summary['sweep_dir']}: {title}")
+    for column in ("job", "status", *names, "test_acc", "health", "epochs", "secs", "where"):
+        table.add_column(column)
+    for key in params:  # the last part of each swept key names its column
+        table.add_column(key.rsplit(".", 1)[-1], overflow="fold")
+    best_job = summary["best"] and summary["best"]["job"]
+    for trial in summary["trials"]:
+        values = trial["objective_values"] or [None] * len(names)
+        shown = [fmt(v) for v in values]
+        if trial["status"] != "completed":
+            shown = [f"{trial['status']}: {trial['reason']}"] + ["-"] * (len(names) - 1)
+        table.add_row(
+            trial["job"] + (" *" if trial["job"] == best_job else ""),
+            trial["status"],
+            *shown,
+            fmt(trial.get("test_accuracy")),
+            fmt(trial.get("overall_health")),
+            fmt(trial.get("epochs_run")),
+            fmt(trial.get("train_seconds")),
+            trial.get("where") or "-",
+            *(fmt(trial["params"].get(key)) for key in params),
+            style="bold" if trial["job"] == best_job else None,
+        )
+    console.print(table)
+    if summary["importances"]:
+        console.print("Parameter importances (" + names[0] + "): " + ", ".join(
+            f"{key} {value:.3f}" for key, value in summary["importances"].items()))
+    _print_study(summary["study"], names, console)
+    if summary["covers"] == "study":
+        console.print("This run started no trial: the study already holds hydra.sweeper.n_trials finished trials "
+                      f"(raise it to run more). The table shows the study's {len(summary['trials'])} trials "
+                      "whose result.json lies on this host.")
+    else:
+        console.print(f"This run: {summary['n_completed']} completed, {summary['n_failed']} failed"
+                      + (f" ({summary['n_infeasible']} of them infeasible)." if summary["n_infeasible"] else "."))
+    if summary["pareto_front"]:
+        console.print("Pareto front: jobs " + ", ".join(t["job"] for t in summary["pareto_front"]))
+    console.print(f"Report: {Path(summary['sweep_dir']) / 'report.html'}")
+    if summary["best"] is None:
+        console.print("No trial completed.")
+        return
+    best = summary["best"]
+    console.print(
+        f"Best: job {best['job']}, " + ", ".join(f"{n}={fmt(v)}" for n, v in zip(names, best["objective_values"]))
+        + f", test_accuracy={fmt(best['test_accuracy'])}, fingerprint {best['fingerprint'][:12]}"
+    )
+    console.print(OmegaConf.to_yaml(OmegaConf.create(best["config"])).rstrip(), markup=False)

@@ -1,0 +1,243 @@
+"""The Optuna study a sweep runs in: opening it, resuming it after a crash, and sharing it
+between several sweep processes.
+
+Semantics (the README's "Crash, resume, several processes" section says the same):
+- A sweep stops when the study holds ``n_trials`` *finished* trials (completed, pruned, or
+  infeasible: a configuration that cannot train is an answer too), counting earlier runs of
+  the same command and every other process on the same study. Failed trials (remote errors,
+  lost workers, data that could not be loaded) are recorded but use up nothing: a corrected
+  re-run after a broken first attempt still runs ``n_trials``. Re-running a finished sweep
+  runs nothing.
+- A trial whose sweep process died, or that a Ctrl-C or SIGTERM stopped, is *interrupted*:
+  it is marked FAIL and its parameters are asked again as a new trial (Optuna's
+  RetryHeartbeatStaleTrialCallback, at most MAX_RETRIES times). A dead process's trial is
+  found at once when it ran on this host, or by its stale heartbeat (any host).
+- A seeded sampler is re-seeded for every trial from (seed, trial number), so a re-run or a
+  second process never asks the parameters an earlier one asked, and the same study history
+  still gives the same suggestions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from cvsweep import compat
+
+log = logging.getLogger("cvsweep.study")
+# Heartbeats, stale-trial failing and its retry callback are marked experimental, unchanged
+# since Optuna 2.9; the warning would print on every trial.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"(optuna|cvsweep)\.")
+
+MAX_RETRIES = 2
+OWNER_ATTR = "cvsweep.owner"
+RESULT_ATTR = "cvsweep.result"
+FIXED_ATTR = "cvsweep.fixed"  # the command line's plain values, as the sweeper passed them
+
+
+def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    """A trial whose last heartbeat is older than grace_period belongs to a dead process.
+    Processes that open a new database at the same moment race to create Optuna's tables; the
+    loser's CREATE fails on a unique constraint and simply opens what the winner made."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(3):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+            )
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def recover_interrupted(study: optuna.Study, grace_period: float = 60) -> list[int]:
+    """Fail the running trials whose process is dead and ask their parameters again; returns
+    their numbers. A trial that was asked but never claimed (its process died in between, so
+    it has no owner and never had a heartbeat) is dead once it is older than ``grace_period``."""
+    now = datetime.datetime.now()  # Optuna stamps trials with naive local time
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get(OWNER_ATTR)
+        if owner is None and t.datetime_start and (now - t.datetime_start).total_seconds() > grace_period:
+            dead.append((t.number, compat.trial_id(t), "interrupted: its sweep process died before claiming it"))
+        elif owner is not None and _owner_is_dead(owner):
+            dead.append((t.number, compat.trial_id(t), f"interrupted: sweep process {owner['pid']} on {owner['host']} is gone"))
+    interrupted = [
+        number for number, trial_id, reason in dead
+        if fail_interrupted(study, optuna.Trial(study, trial_id), {"reason": reason})
+    ]
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    optuna.storages.fail_stale_trials(study)  # any host: a heartbeat older than the grace period
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    interrupted += sorted(after - before)
+    for number in interrupted:
+        log.warning("trial %d was interrupted (its sweep process died): marked failed, its parameters are asked again",
+                    number)
+    return interrupted
+
+
+def fail_interrupted(study: optuna.Study, trial: optuna.Trial, record: dict) -> bool:
+    """Mark a trial that was stopped from outside FAIL with ``record`` (its reason and where
+    its result lies), and ask its parameters again; False if another process was first."""
+    try:  # the record first: a finished trial takes no more attributes
+        trial.set_user_attr(RESULT_ATTR, record)
+        study.tell(trial, state=TrialState.FAIL)
+    except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+        return False
+    frozen = next(t for t in study.get_trials(deepcopy=True) if t.number == trial.number)  # the callback edits it
+    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, frozen)
+    return True
+
+
+def _owner_is_dead(owner: dict) -> bool:
+    """Only a process on this host can be checked directly; others go by heartbeat."""
+    return owner.get("host") == socket.gethostname() and not _alive(owner.get("pid"))
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def interrupted_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """Trials whose process died and whose parameters were asked again."""
+    return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+
+
+# A configuration that cannot train (it diverged, overran its time budget, or cannot be
+# built) is an answer about that configuration. Optuna has no state for it, and its samplers
+# never see FAIL trials: TPE keeps proposing such a region (measured: 100 failures in a row in
+# tests/test_faults_end_to_end.py). PRUNED is the state TPE ranks below every completed trial,
+# so such a trial is told as PRUNED; its record says "infeasible" and why.
+INFEASIBLE = TrialState.PRUNED
+# What n_trials counts: trials that taught the sampler something about their configuration.
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def n_counted(trials: list[FrozenTrial]) -> int:
+    """Finished trials (completed, pruned, infeasible); failed ones use up nothing of n_trials."""
+    return sum(1 for t in trials if t.state in FINISHED_STATES)
+
+
+def is_infeasible(trial: FrozenTrial) -> bool:
+    return trial.state == INFEASIBLE and bool((trial.user_attrs.get(RESULT_ATTR) or {}).get("infeasible"))
+
+
+def n_to_ask(study: optuna.Study, n_trials: int) -> int:
+    """How many more trials this process should start: the target less what is finished and
+    what other processes are running now."""
+    trials = study.get_trials(deepcopy=False)
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+    return max(0, n_trials - n_counted(trials) - running)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """A sampler seed of its own for each trial number, derived from the sweep's seed."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def claim(trial: optuna.Trial) -> None:
+    """Record which process runs the trial, so a re-run can tell whether it is still alive."""
+    trial.set_user_attr(OWNER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
+
+
+class Heartbeat:
+    """Beats every ``interval`` seconds for each running trial of this process, from the moment
+    it is added until it is removed (Optuna beats only inside optimize()). Use as a context:
+    the thread stops at its end."""
+
+    def __init__(self, storage: Optional[RDBStorage], interval: int):
+        self.storage, self.interval = storage, interval
+        self.trials: dict[int, optuna.Trial] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat_every_interval, name="cvsweep-heartbeat", daemon=True)
+
+    def add(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trials[compat.trial_id(trial)] = trial
+        self._beat([trial])  # at once: the trial is alive before its first interval ends
+
+    def remove(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trials.pop(compat.trial_id(trial), None)
+
+    def __enter__(self) -> "Heartbeat":
+        if self.storage is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _beat_every_interval(self) -> None:
+        while not self.stop.wait(self.interval):
+            with self.lock:
+                trials = list(self.trials.values())
+            self._beat(trials)
+
+    def _beat(self, trials: list) -> None:
+        if self.storage is not None:
+            for trial in trials:
+                self.storage.record_heartbeat(compat.trial_id(trial))
+
+
+def check_storage(sweeper) -> None:
+    """Open the study's storage now, so a wrong URL, a missing driver or an unreachable
+    database fails before any trial; SQLite's folder is created."""
+    from pathlib import Path
+
+    from cvsweep.config.schema import ConfigError
+
+    storage = sweeper.storage
+    interval, grace = sweeper.heartbeat_interval, sweeper.grace_period
+    if not (isinstance(interval, int) and interval > 0 and isinstance(grace, int) and grace > interval):
+        raise ConfigError(
+            f"hydra.sweeper.heartbeat_interval={interval}, hydra.sweeper.grace_period={grace}: "
+            "allowed are whole seconds with 0 < heartbeat_interval < grace_period")
+    if not storage:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(storage)
+    except Exception as err:
+        raise ConfigError(f"hydra.sweeper.storage={storage}: not a database URL ({err})") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        open_storage(storage, interval, grace)
+    except ImportError:  # Optuna's wording hides which driver
+        raise ConfigError(
+            f"hydra.sweeper.storage={shown}: no driver for {url.drivername} is installed "
+            "(for PostgreSQL install cvsweep's 'postgres' extra and write postgresql+psycopg://...)") from None
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"hydra.sweeper.storage={shown}: cannot open it: {reason.replace(storage, shown)}") from None

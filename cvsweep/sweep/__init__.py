@@ -1,0 +1,2 @@
+"""One sweep or run end to end: the checks before it, one trial's flow, Hydra's callbacks,
+the forked worker pool. The top layer: imports every other."""

@@ -1,0 +1,55 @@
+"""Hydra callbacks: checks before a run or sweep starts, the summary after a sweep ends.
+
+Hydra turns an exception raised in a callback into a warning and carries on, so a failed
+check leaves through SystemExit: the message goes to stderr, the exit status is 2, and no
+run or trial folder has been created yet.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+EXIT_INVALID_CONFIG = 2
+EXIT_NO_TRIAL_COMPLETED = 1
+
+
+class CvsweepHooks(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from cvsweep.sweep.preflight import check_run
+
+        _or_exit(check_run, config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from cvsweep.sweep.preflight import check_sweep
+
+        _or_exit(check_sweep, config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from cvsweep.sweep import early_end
+        from cvsweep.reporting.summary import summarize_sweep
+
+        summary = summarize_sweep(config)
+        ended = early_end.take()  # interrupted, or too many failures in a row
+        if ended is not None:
+            print(f"cvsweep: {ended.message}", file=sys.stderr)
+            raise SystemExit(ended.exit_code)
+        if summary["covers"] == "run" and summary["n_trials"] and not summary["n_completed"]:  # nothing to do is fine
+            print("cvsweep: no trial of this run completed", file=sys.stderr)
+            raise SystemExit(EXIT_NO_TRIAL_COMPLETED)
+
+
+def _or_exit(check: Callable[[DictConfig], None], config: DictConfig) -> None:
+    from cvsweep.config.schema import ConfigError
+
+    try:
+        check(config)
+    except ConfigError as err:
+        print(f"cvsweep: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID_CONFIG) from None
+    except Exception as err:  # a check that cannot run must stop the run too
+        print(f"cvsweep: the checks before the run failed: {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID_CONFIG) from None

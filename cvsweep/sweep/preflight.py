@@ -1,0 +1,68 @@
+"""Checks that run before any trial folder exists or any training starts.
+
+A single run checks its config and data. A sweep also checks its search space: every value
+a parameter can take (each choice, both ends of a range or interval) is applied to the
+config and checked alone, so a search space that reaches a forbidden value fails now, not
+in trial 37 of an overnight sweep.
+
+Each concern owns its check; this module calls them in order: the executor
+(cvsweep/execution/executors.py, cvsweep/execution/runpod.py), the output folder, the direction
+(cvsweep/config/objectives.py), the search space (cvsweep/study/search_space.py) with the values, data and
+model of each config it reaches (cvsweep/config/schema.py, cvsweep/data/sources.py), the sweeper's settings
+and storage (cvsweep/study/storage.py), then the study (cvsweep/study/identity.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from cvsweep.models.size import check_data_and_model
+from cvsweep.execution.executors import check_executor
+from cvsweep.config.schema import ConfigError, check_values
+
+
+def check_run(cfg: DictConfig) -> None:
+    _check_values_and_data(cfg)
+    check_executor(cfg)
+    _check_output_root(cfg.output_root)
+
+
+def check_sweep(cfg: DictConfig) -> None:
+    """Also settles hydra.sweeper.direction and study_name in ``cfg`` before the sweeper is
+    made from it: derived from the objectives and the experiment, or checked against them."""
+    from cvsweep.config.objectives import settle_direction
+    from cvsweep.study.search_space import check_search_space
+    from cvsweep.study.storage import check_storage
+    from cvsweep.study.identity import settle_study
+
+    check_executor(cfg)
+    _check_output_root(cfg.output_root)
+    settle_direction(cfg)
+    check_search_space(cfg, _check_values_and_data)
+    _check_sweeper_settings(cfg.hydra.sweeper)
+    check_storage(cfg.hydra.sweeper)
+    settle_study(cfg)
+
+
+def _check_values_and_data(cfg: DictConfig) -> None:
+    check_values(cfg)
+    check_data_and_model(cfg)
+
+
+def _check_output_root(output_root: str) -> None:
+    root = Path(output_root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"output_root={output_root}: cannot create it ({err.strerror})") from err
+    if not os.access(root, os.W_OK):
+        raise ConfigError(f"output_root={output_root}: not writable")
+
+
+def _check_sweeper_settings(sweeper: DictConfig) -> None:
+    limit = sweeper.max_consecutive_failures
+    if not (isinstance(limit, int) and limit >= 1):
+        raise ConfigError(f"hydra.sweeper.max_consecutive_failures={limit}: allowed is a whole number >= 1")

@@ -1,0 +1,82 @@
+"""One trial: hand the run config to the executor, keep its result in the trial folder, and
+give the sweeper a number, or an exception it records as a failed trial (never NaN)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from cvsweep.training import failures
+
+from cvsweep.config import objectives
+from cvsweep.data.sources import pin_dataset
+from cvsweep.execution.executors import create_executor
+from cvsweep.jsonio import write_json_atomic, write_text_atomic
+from cvsweep.training.progress_file import epoch_writer
+from cvsweep.training.result import failed_result, is_completed
+from cvsweep.config.schema import run_config_of
+
+log = logging.getLogger("cvsweep.trial")
+
+
+class TrialFailed(RuntimeError):
+    """The trial produced no objective; its result.json says why. ``infeasible``: its
+    configuration cannot train (diverged, over its time budget, impossible model), which the
+    sweeper records so that the sampler avoids it (cvsweep/study/storage.py)."""
+
+    def __init__(self, message: str, infeasible: bool = False):
+        super().__init__(message)
+        self.infeasible = infeasible
+
+    def __reduce__(self):  # travels from a forked worker process with its flag
+        return TrialFailed, (str(self), self.infeasible)
+
+
+def run_trial(cfg: DictConfig) -> float | list[float]:
+    hydra = HydraConfig.get()
+    run_config = run_config_of(cfg)
+    trial_dir = Path(hydra.runtime.output_dir)
+    options = {"tensorboard_dir": str(trial_dir / "tensorboard")} if cfg.tensorboard else {}
+    options["progress"] = epoch_writer(trial_dir)  # the sweep's display reads it, wherever this runs
+    # Whatever happens, the trial gets a result.json that says why (cvsweep/training/failures.py).
+    stage = failures.DATA
+    try:
+        run_config = pin_dataset(run_config)  # the fingerprint covers the data's content
+        write_run_config(trial_dir, run_config)
+        stage = failures.FIT
+        result = create_executor(cfg.executor).run(run_config, **options)
+    except Exception as err:  # a rule between swept values that preflight cannot see, data
+        failure = failures.classify(err, stage)  # that changed since the checks, a fault of ours
+        result = failed_result(run_config, failure)
+    result["trial"] = {
+        "job": hydra.job.get("num"),
+        "overrides": list(hydra.overrides.task),
+        "choices": {k: v for k, v in hydra.runtime.choices.items() if not k.startswith("hydra/")},
+        "objectives": [o.name for o in objectives.objectives_of(cfg)],
+    }
+    if is_completed(result):
+        result["trial"]["objective_values"] = objectives.values(result, cfg)
+    path = write_json_atomic(trial_dir / "result.json", result)
+    if cfg.plots.name == "all":
+        from cvsweep.reporting.plots import plot_trial
+
+        try:
+            plot_trial(result, trial_dir)
+        except Exception as err:  # a plot never costs a trial its result
+            log.warning("could not draw this trial's plots: %s", err)
+    if not is_completed(result):
+        raise TrialFailed(f"{result['reason']} (see {path})", infeasible=bool(result.get("infeasible")))
+    values = result["trial"]["objective_values"]
+    return values[0] if len(values) == 1 else values
+
+
+def write_run_config(trial_dir: Path, run_config: dict) -> Path:
+    """``run_config.yaml``: the run config exactly as the executor gets it (resolved, data
+    pinned), beside Hydra's ``.hydra/``, whose composed config still holds interpolations
+    and the executor's settings. It has no executor part, so no secret can reach it."""
+    import yaml
+
+    return write_text_atomic(trial_dir / "run_config.yaml", yaml.safe_dump(run_config, sort_keys=False))

@@ -1,0 +1,58 @@
+"""Keras callbacks that train() adds to every fit: a wall-clock budget and epoch reporting."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Optional
+
+import keras
+
+from cvsweep.training.result import finite_or_none
+
+log = logging.getLogger("cvsweep.train")
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once ``seconds`` of wall-clock time have passed since fit began. Only
+    added when a budget is set: a per-batch hook costs Keras its asynchronous dispatch."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.exceeded = False
+
+    def on_train_begin(self, logs=None):
+        self.deadline = time.monotonic() + self.seconds
+
+    def on_train_batch_end(self, batch, logs=None):
+        # One clock read per batch: negligible next to a training step.
+        if time.monotonic() > self.deadline:
+            self.exceeded = True
+            self.model.stop_training = True
+
+
+class EpochReport(keras.callbacks.Callback):
+    """Logs each epoch's metrics, hands them to an optional progress hook, and stops training
+    after an epoch whose loss is NaN or infinite. Nothing runs per batch, so Keras keeps
+    dispatching batches asynchronously (TerminateOnNaN would read the loss after every batch)."""
+
+    def __init__(self, epochs: int, progress: Optional[Callable[[dict], None]] = None):
+        super().__init__()
+        self.epochs = epochs
+        self.progress = progress
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # as keras.callbacks.LearningRateScheduler does: a schedule shows in the history
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        metrics = {key: finite_or_none(value) for key, value in (logs or {}).items()}
+        if metrics.get("loss") is None:
+            self.model.stop_training = True
+        seconds = time.monotonic() - self.started
+        shown = " ".join(f"{k}={v:.4f}" if v is not None else f"{k}=nan" for k, v in metrics.items())
+        log.info("epoch %d/%d %s (%.1fs)", epoch + 1, self.epochs, shown, seconds)
+        if self.progress is not None:
+            self.progress({"epoch": epoch + 1, "epochs": self.epochs, "seconds": seconds, **metrics})

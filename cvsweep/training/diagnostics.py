@@ -1,0 +1,193 @@
+"""Diagnostics of a training run, recorded as compact JSON-safe data (plots are drawn from it
+later, wherever the run happened): per-layer gradient norms and weight changes per epoch,
+final weight and bias distributions, the validation confusion matrix with per-class
+precision and recall, an activation summary with neuron utilisation, activation maps of
+the first conv layer, and inference latency.
+
+Gradients are taken in inference mode (dropout off, batch norm on its moving statistics), so
+recording them draws no random numbers and leaves training exactly as it would be without.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cvsweep.training.health import ALIVE_STD, neuron_utilisation
+from cvsweep.training.result import finite_or_none
+
+HISTOGRAM_BINS = 20
+
+
+def _weighted_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+
+
+def _kernel_and_bias(layer):
+    kernel = layer.kernel.numpy()
+    bias = layer.bias.numpy() if layer.bias is not None else None
+    return kernel, bias
+
+
+class TrainingRecorder(keras.callbacks.Callback):
+    """At each epoch end: per-layer gradient norms on a fixed batch, and the change since the
+    previous epoch: relative for kernels, RMS for biases."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        super().__init__()
+        self.x, self.y = tf.constant(x), tf.constant(y)
+        self.loss = keras.losses.SparseCategoricalCrossentropy()
+        self.gradient_norms: dict[str, list] = {}
+        self.relative_change: dict[str, dict[str, list]] = {}
+        self.weight_stats: dict[str, list] = {}
+
+    def on_train_begin(self, logs=None):
+        self.previous = {layer.name: _kernel_and_bias(layer) for layer in _weighted_layers(self.model)}
+        self.layers = [layer for layer in self.model.layers if layer.trainable_weights]
+        # Traced once per run: run eagerly, the same pass cost more at every epoch end.
+        self.squared_norms = tf.function(self._squared_norms)
+
+    def _squared_norms(self):
+        """Each trainable variable's squared gradient norm (0 where it gets no gradient)."""
+        variables = [w for layer in self.layers for w in layer.trainable_weights]
+        with tf.GradientTape() as tape:
+            loss = self.loss(self.y, self.model(self.x, training=False))
+        grads = tape.gradient(loss, variables)
+        return [tf.reduce_sum(tf.square(g)) if g is not None else tf.constant(0.0) for g in grads]
+
+    def on_epoch_end(self, epoch, logs=None):
+        squared = [float(v) for v in self.squared_norms()]
+        start = 0
+        for layer in self.layers:
+            parts = squared[start:start + len(layer.trainable_weights)]
+            start += len(layer.trainable_weights)
+            self.gradient_norms.setdefault(layer.name, []).append(finite_or_none(math.sqrt(sum(parts))))
+        for layer in _weighted_layers(self.model):
+            kernel, bias = _kernel_and_bias(layer)
+            old_kernel, old_bias = self.previous[layer.name]
+            change = self.relative_change.setdefault(layer.name, {"kernel": [], "bias": []})
+            change["kernel"].append(_relative(kernel, old_kernel))
+            if bias is not None:  # biases start at 0: an absolute (RMS) change, not a relative one
+                change["bias"].append(finite_or_none(np.sqrt(np.mean((bias - old_bias) ** 2))))
+            self.weight_stats.setdefault(layer.name, []).append({
+                "kernel_mean": finite_or_none(kernel.mean()), "kernel_std": finite_or_none(kernel.std()),
+                "bias_mean": finite_or_none(bias.mean()) if bias is not None else None,
+                "bias_std": finite_or_none(bias.std()) if bias is not None else None,
+            })
+            self.previous[layer.name] = (kernel, bias)
+
+
+def _relative(new: np.ndarray, old: np.ndarray):
+    return finite_or_none(np.linalg.norm(new - old) / (np.linalg.norm(old) + 1e-8))
+
+
+def gradient_batch(splits, health_cfg, batch_size: int, seed: int):
+    """The fixed, seeded training images whose gradients are recorded every epoch."""
+    rng = np.random.default_rng(seed)
+    size = min(len(splits.y_train), health_cfg.gradient_batches * batch_size)
+    index = np.sort(rng.choice(len(splits.y_train), size=size, replace=False))
+    return splits.x_train[index], splits.y_train[index]
+
+
+def collect(model, splits, recorder: TrainingRecorder, health_cfg, num_classes: int, seed: int) -> dict:
+    """Everything recorded after training (the model holds its final, or best, weights)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    predicted = predict(model, splits.x_val).argmax(axis=1)
+    labels = list(range(num_classes))
+    precision, recall, _, support = precision_recall_fscore_support(
+        splits.y_val, predicted, labels=labels, zero_division=0
+    )
+    rng = np.random.default_rng(seed)
+    sample_index = np.sort(rng.choice(len(splits.y_val), size=min(health_cfg.sample_size, len(splits.y_val)), replace=False))
+    activations = _activation_summary(model, splits.x_val[sample_index], health_cfg)
+    return {
+        "gradient_norms": recorder.gradient_norms,
+        "relative_change": recorder.relative_change,
+        "weight_stats": recorder.weight_stats,
+        "weight_histograms": {layer.name: _histograms(layer) for layer in _weighted_layers(model)},
+        "confusion_matrix": confusion_matrix(splits.y_val, predicted, labels=labels).tolist(),
+        "per_class": {"precision": _rounded(precision), "recall": _rounded(recall), "support": support.tolist()},
+        "activations": activations,
+    }
+
+
+# Every prediction here goes through predict_on_batch with batches of one shape: Keras traces
+# its predict function once per trial (tracing costs more than predicting a validation set).
+PREDICT_BATCH = 256
+
+
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """The model's outputs for x, in batches of PREDICT_BATCH; the last batch is padded to
+    that shape and the padding dropped."""
+    size = min(len(x), PREDICT_BATCH)
+    outputs = []
+    for start in range(0, len(x), size):
+        batch = x[start:start + size]
+        padded = np.concatenate([batch, np.zeros((size - len(batch), *x.shape[1:]), x.dtype)])
+        outputs.append(np.asarray(model.predict_on_batch(padded))[: len(batch)])
+    return np.concatenate(outputs)
+
+
+def latency_ms(model, x: np.ndarray, repeats: int = 3) -> float:
+    """Best of a few timed predictions on one batch, per image."""
+    batch = x[: min(len(x), PREDICT_BATCH)]
+    model.predict_on_batch(batch)  # warm-up: tracing and allocation
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict_on_batch(batch)
+        best = min(best, time.perf_counter() - started)
+    return round(best / len(batch) * 1000, 6)
+
+
+def _activation_summary(model, sample: np.ndarray, health_cfg) -> dict:
+    # Activations after each nonlinearity, and the text model's recurrent state (every model
+    # cvsweep builds has at least one of them).
+    kinds = (keras.layers.Activation, keras.layers.LSTM, keras.layers.Bidirectional)
+    layers = [layer for layer in model.layers if isinstance(layer, kinds)]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    outputs = probe(tf.constant(sample), training=False)  # one call: no predict function to trace
+    outputs = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+    per_layer = []
+    for layer, output in zip(layers, outputs):
+        per_unit = output.reshape(-1, output.shape[-1])
+        per_layer.append({
+            "name": layer.name, "units": int(output.shape[-1]),
+            "alive": float((per_unit.std(axis=0) > ALIVE_STD).mean()),
+            "mean": finite_or_none(output.mean()), "mean_abs": finite_or_none(np.abs(output).mean()),
+        })
+    maps = []
+    first_conv = next((o for o in outputs if o.ndim == 4), None)
+    if first_conv is not None:
+        for i in range(min(health_cfg.activation_images, len(sample))):
+            channels = first_conv[i][..., : health_cfg.activation_channels]
+            maps.append({"image": _quantised(sample[i][..., 0] if sample.shape[-1] == 1 else sample[i].mean(axis=-1)),
+                         "channels": [_quantised(channels[..., c]) for c in range(channels.shape[-1])]})
+    return {"utilisation": neuron_utilisation(outputs), "layers": per_layer, "maps": maps}
+
+
+def _quantised(image: np.ndarray) -> list:
+    """An image as 0-255 integers, scaled to its own range: small in JSON, enough to look at."""
+    low, high = float(image.min()), float(image.max())
+    scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return np.round(scaled * 255).astype(np.uint8).tolist()
+
+
+def _histograms(layer) -> dict:
+    kernel, bias = _kernel_and_bias(layer)
+    result = {}
+    for name, values in (("kernel", kernel), ("bias", bias)):
+        if values is None or not np.isfinite(values).all():
+            continue
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+        result[name] = {"counts": counts.tolist(), "edges": _rounded(edges)}
+    return result
+
+
+def _rounded(values) -> list:
+    return [round(float(v), 6) for v in values]

@@ -1,0 +1,226 @@
+"""train() in a child process that can be killed: on a cancelled or timed-out RunPod job, at a
+local trial's hard time limit, on Ctrl-C. A thread cannot be stopped inside a TensorFlow op or
+a blocking read (a FIFO as dataset.path), a process can.
+
+One long-lived child serves runs one at a time, so TensorFlow, the datasets and the traced
+functions stay warm between runs as they did in one process. It is started with multiprocessing's
+'spawn' (a fresh interpreter: nothing of the parent's threads or TensorFlow state), imports
+TensorFlow at once, and talks to the parent over a pipe: the run config goes in; log records,
+epoch reports, the stage train() is in, and the result come back. A killed child is replaced at
+once, so the next run finds a warm one sooner.
+
+The hard time limit: with ``training.time_budget_s`` set, each stage of train() (loading the
+data and building the model; fitting and evaluating) may take the budget plus ``GRACE_S``; the
+epoch-end check inside fit stops a run over budget gracefully, the kill is for a run that
+never reaches a batch end (one enormous batch, a read that never returns).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Callable, Optional
+
+from cvsweep.training import failures
+from cvsweep.training.failures import Failure
+from cvsweep.training.quiet_stderr import handle_relayed
+from cvsweep.training.result import Result, failed_result
+from cvsweep.config.schema import ConfigError
+
+log = logging.getLogger("cvsweep.training_process")
+
+_CONTEXT = multiprocessing.get_context("spawn")
+GRACE_S = 10.0  # beyond training.time_budget_s, per stage, before the child is killed
+PARENT_CHECK_S = 1.0
+
+
+class TrainingProcess:
+    """Runs train() in the child; ``kill`` (from any thread) stops the run in progress."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # one run at a time
+        self._start_lock = threading.Lock()  # a kill and a run may both replace a dead child
+        self._process = None
+        self._conn = None
+
+    def start(self, wait: bool = False) -> None:
+        """Start the child unless one is alive; with ``wait``, until it has imported TensorFlow."""
+        with self._start_lock:
+            if self._process is None or not self._process.is_alive():
+                parent, child = _CONTEXT.Pipe()
+                process = _CONTEXT.Process(target=_serve, args=(child, os.getpid()), name="cvsweep-training",
+                                           daemon=True)
+                process.start()
+                child.close()
+                self._process, self._conn = process, parent
+        if wait:
+            with self._lock:
+                _relay_until(self._conn, "ready")
+
+    def kill(self) -> None:
+        """Kill the child (a run in progress then returns a failed result, which nobody may
+        wait for any more) and start its replacement."""
+        process = self._process
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join()
+            log.info("killed the training process %s", process.pid)
+        self.start()
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join()
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._process.pid if self._process is not None else None
+
+    def run(self, run_config: dict, progress: Optional[Callable[[dict], None]] = None,
+            tensorboard_dir: Optional[str] = None) -> Result:
+        """train(run_config) in the child: its result, or a failed result when the child was
+        killed (by ``kill``, or at the hard time limit) or died. Raises ConfigError as train()
+        does; on any exception here (Ctrl-C in the parent) the child is killed first."""
+        budget = (run_config.get("training") or {}).get("time_budget_s")
+        with self._lock:
+            self.start()
+            process, conn = self._process, self._conn
+            try:
+                conn.send((run_config, tensorboard_dir))
+                return self._answer(process, conn, run_config, progress, budget)
+            except ConfigError:  # train() refused the config: the child is fine
+                raise
+            except BaseException:
+                self.kill()
+                raise
+
+    def _answer(self, process, conn, run_config: dict, progress, budget: Optional[float]) -> Result:
+        deadline, stage = None, None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                if not conn.poll(timeout):  # the stage ran past the hard limit
+                    self.kill()
+                    return _over_time(run_config, budget, stage)
+                kind, payload = conn.recv()
+            except (EOFError, OSError):  # killed (a cancelled job), or it died
+                process.join()
+                self.start()
+                return _died(run_config, process.exitcode)
+            if kind == "log":
+                handle_relayed(payload)
+            elif kind == "progress" and progress is not None:
+                progress(payload)
+            elif kind == "stage":
+                stage = payload
+                if budget and stage != failures.MODEL:  # data and model share one limit
+                    deadline = time.monotonic() + budget + GRACE_S
+            elif kind == "raise":
+                raise payload
+            elif kind == "result":
+                return payload
+
+
+def _over_time(run_config: dict, budget: float, stage: Optional[str]) -> Result:
+    if stage == failures.FIT:
+        reason = (f"time budget exceeded: training.time_budget_s={budget} and {GRACE_S:g}s more passed without "
+                  "training stopping at a batch end; the training process was killed")
+        return failed_result(run_config, Failure(failures.TIME_BUDGET, reason, infeasible=True))
+    reason = (f"time budget exceeded: loading the data and building the model took longer than "
+              f"training.time_budget_s={budget} + {GRACE_S:g}s (a read that never returns?); "
+              "the training process was killed")
+    return failed_result(run_config, Failure(failures.DATA_ERROR, reason, infeasible=False))
+
+
+def _died(run_config: dict, exitcode: Optional[int]) -> Result:
+    how = f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit status {exitcode}"
+    reason = f"the training process ended without a result ({how}; stopped, or out of memory)"
+    return failed_result(run_config, Failure(failures.INTERNAL_ERROR, reason, infeasible=False))
+
+
+def _relay_until(conn, wanted: str) -> None:
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except EOFError:
+            raise RuntimeError("the training process exited while starting (see its output above)") from None
+        if kind == "log":
+            handle_relayed(payload)
+        elif kind == wanted:
+            return
+
+
+# -- the child ---------------------------------------------------------------------------------
+def _serve(conn, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the parent decides
+    _exit_with_parent(parent_pid)
+    send = _sender(conn)
+    root = logging.getLogger()
+    root.handlers[:] = [_PipeHandler(send)]
+    root.setLevel(logging.INFO)
+
+    from cvsweep.training.train import import_tensorflow, train
+
+    import_tensorflow()  # warm before the first run
+    send(("ready", None))
+    while True:
+        try:
+            run_config, tensorboard_dir = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        try:
+            result = train(run_config, progress=lambda update: send(("progress", update)),
+                           tensorboard_dir=tensorboard_dir, stage=lambda name: send(("stage", name)))
+        except ConfigError as err:
+            send(("raise", ConfigError(*err.problems)))
+            continue
+        send(("result", result))
+
+
+def _sender(conn) -> Callable:
+    lock = threading.Lock()  # log records may come from TensorFlow's threads too
+
+    def send(message) -> None:
+        with lock:
+            conn.send(message)
+
+    return send
+
+
+class _PipeHandler(logging.handlers.QueueHandler):
+    """Log records go to the parent, which hands them to its own loggers (a trial's app.log)."""
+
+    def __init__(self, send) -> None:
+        super().__init__(None)
+        self._send = send
+
+    def enqueue(self, record) -> None:
+        self._send(("log", record))
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A child whose parent died (kill -9) stops training at once instead of running on."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cvsweep-parent-watch", daemon=True).start()
+
+
+_shared: Optional[TrainingProcess] = None
+
+
+def shared() -> TrainingProcess:
+    """The process's one training child (local trials of a sweep share it)."""
+    global _shared
+    if _shared is None:
+        _shared = TrainingProcess()
+    return _shared

@@ -1,0 +1,101 @@
+"""A run's result: what ``train`` returns, a worker sends back and a trial keeps as
+``result.json``. One record, shaped here only: ``Result`` names its keys (the keys, their
+order and their nesting are result.json's), ``new_result`` and ``failed_result`` make one,
+``fail`` marks one failed. It stays a plain dict, so it is JSON as it is and every reader
+(summary, compare, plots, objectives) reads the file and the record alike.
+"""
+
+# No ``from __future__ import annotations`` here: with it, Python 3.11's TypedDict cannot
+# see NotRequired, and REQUIRED_KEYS would name every key.
+import logging
+import math
+from typing import Any, NotRequired, Optional, TypedDict
+
+from cvsweep.training import failures
+
+from cvsweep.training import provenance
+from cvsweep.training.failures import Failure
+from cvsweep.config.fingerprint import fingerprint
+from cvsweep.config.schema import SCHEMA_VERSION
+
+log = logging.getLogger("cvsweep.train")  # where "run failed" has always been logged
+
+COMPLETED, FAILED = "completed", "failed"
+
+
+class FailureRecord(TypedDict):
+    code: str  # one of cvsweep/training/failures.py's codes
+    problems: list[str]
+
+
+class Result(TypedDict):
+    """The keys in result.json's order; the NotRequired ones appear when they apply."""
+
+    schema_version: int
+    fingerprint: str  # of ``config``; a worker echoes the one it was sent
+    config: dict  # the run config exactly as it ran (data pinned)
+    status: str  # COMPLETED or FAILED
+    reason: Optional[str]  # why it failed; None when completed
+    metrics: dict  # val/test loss and accuracy, history, epochs_run, params, timings
+    data: dict  # the splits' sizes and shapes, the source's sha256 (data.Splits.describe)
+    executed_on: dict  # provenance.host(), plus device, executor and worker_id
+    versions: dict  # provenance.versions() where it trained
+    diagnostics: NotRequired[dict]  # completed runs (cvsweep/training/diagnostics.py)
+    health: NotRequired[dict]  # completed runs (cvsweep/training/health.py)
+    infeasible: NotRequired[bool]  # failed runs: the configuration itself cannot train
+    failure: NotRequired[FailureRecord]  # failed runs
+    remote: NotRequired[dict]  # executor=runpod: endpoint, job, worker and timings
+    client_versions: NotRequired[dict]  # executor=runpod: the versions on the sending side
+    fallback: NotRequired[dict]  # trained here after a remote error: {"used", "remote_error"}
+    trial: NotRequired[dict]  # added by the trial: job, overrides, choices, objectives
+
+
+# What every result has; an answer without them is not a cvsweep result.
+REQUIRED_KEYS = Result.__required_keys__
+
+
+def new_result(run_config: dict) -> Result:
+    """A result before training: what will run, where, on which versions; completed until
+    ``fail`` says otherwise."""
+    return Result(
+        schema_version=SCHEMA_VERSION,
+        fingerprint=fingerprint(run_config),
+        config=run_config,
+        status=COMPLETED,
+        reason=None,
+        metrics={},
+        data={},
+        executed_on=provenance.host(),
+        versions=provenance.versions(),
+    )
+
+
+def failed_result(run_config: dict, failure: Failure) -> Result:
+    """The result of a run that never trained (a refused config, a lost job, a killed process)."""
+    return fail(new_result(run_config), failure)
+
+
+def fail(result: Result, failure: Failure) -> Result:
+    """Mark ``result`` failed, for ``failure``'s reason, and return it. ``infeasible``: the
+    configuration itself cannot train (it diverges, overruns its time budget, cannot be built,
+    is too big for the memory), an answer a sweep counts and its sampler learns to avoid; not
+    so for data that could not be loaded, a run that was lost or an internal error (see
+    cvsweep/sweep/trial.py)."""
+    log.warning("run failed: %s", failure.reason)
+    result.update(status=FAILED, reason=failure.reason, infeasible=failure.infeasible, failure=failure.to_json())
+    return result
+
+
+def is_completed(result: Result) -> bool:
+    return result["status"] == COMPLETED
+
+
+def is_result(value: Any) -> bool:
+    """Whether ``value`` (a worker's answer) has the shape of a result."""
+    return isinstance(value, dict) and REQUIRED_KEYS <= value.keys()
+
+
+def finite_or_none(value) -> Optional[float]:
+    """JSON has no NaN or infinity: a diverged metric is recorded as null."""
+    value = float(value)
+    return value if math.isfinite(value) else None

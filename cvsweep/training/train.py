@@ -1,0 +1,268 @@
+"""The one training function. Every executor, local or remote, calls exactly ``train``.
+
+``train(config)`` takes a run config as plain data (the JSON a worker receives or
+``schema.run_config_of`` of a composed config), validates it against the schema, loads and
+splits the data, builds the model, trains with every seed fixed, and returns a JSON-safe
+result. The objective metrics come from the validation split; the test set is only
+evaluated and reported.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, Optional
+
+from cvsweep.training import failures
+
+from cvsweep.models import size as model_size
+
+from cvsweep.models import architectures as models
+
+from cvsweep.training import provenance
+from cvsweep.data.sources import load_source, split
+from cvsweep.training.failures import Failure
+from cvsweep.training.result import Result, fail, finite_or_none, new_result
+from cvsweep.config.schema import LearningRateSchedule, load_run_config, run_config_of
+
+log = logging.getLogger("cvsweep.train")
+
+
+def train(
+    config: Mapping[str, Any],
+    progress: Optional[Callable[[dict], None]] = None,
+    tensorboard_dir: Optional[str] = None,
+    stage: Optional[Callable[[str], None]] = None,
+) -> Result:
+    """Train and evaluate one run. Raises ConfigError for an invalid config; a run that
+    cannot finish comes back with status ``failed``, the reason, and ``failure``
+    (``{"code", "problems"}``, cvsweep/training/failures.py): whatever it raised, from bad data and
+    impossible or oversized models to out of memory, divergence, the time budget or a bug.
+    A completed run also carries its diagnostics and health scores. ``stage`` hears each
+    stage as it begins (``data``, ``model``, ``fit``): the training process's hard time
+    limit starts with the fit (cvsweep/training/process.py)."""
+    cfg = load_run_config(config)
+    result = new_result(run_config_of(cfg))
+    current, model, estimated = failures.DATA, None, None
+    try:
+        _enter(stage, current)
+        source = load_source(cfg.dataset)
+        splits = split(source, cfg.dataset, cfg.sampling, cfg.training.seed, cfg.training.validation_split)
+        result["data"] = splits.describe()
+        current = failures.MODEL
+        _enter(stage, current)
+        input_shape = splits.x_train.shape[1:]
+        estimated = model_size.check(cfg, input_shape).params  # refused before it is built
+        tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
+        result["executed_on"]["device"] = provenance.device()
+        model = models.build(cfg, input_shape)
+        current = failures.FIT
+        _enter(stage, current)
+        _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
+    except Exception as err:  # MemoryError included; KeyboardInterrupt and the like are not
+        return fail(result, failures.classify(err, current, _params(model) or estimated))
+    return result
+
+
+def _enter(stage: Optional[Callable[[str], None]], name: str) -> None:
+    if stage is not None:
+        stage(name)
+
+
+def _params(model) -> Optional[int]:
+    try:
+        return int(model.count_params()) if model is not None else None
+    except Exception:  # a model that failed half-built
+        return None
+
+
+@functools.cache
+def import_tensorflow():
+    """Import TensorFlow and Keras quietly, once per process. Then move every object that
+    exists so far (about 400,000, most from these imports) out of the garbage collector's
+    sight with gc.freeze: they live as long as the process, and every full collection
+    would otherwise scan them again (0.1-0.5 s each, several per sweep of short trials)."""
+    from cvsweep.training.quiet_stderr import stderr_to_log_files
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's INFO and WARNING lines
+    with stderr_to_log_files("tensorflow.startup"):  # what that variable cannot reach (see there)
+        import keras
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe, and its cuInit line, now
+    tf.get_logger().setLevel("ERROR")  # per-trial models retrace predict functions: expected
+    gc.freeze()
+    return tf, keras
+
+
+def _tensorflow(seed: int, deterministic: bool):
+    """TensorFlow, with every seed fixed and the op determinism switch set for this run."""
+    tf, keras = import_tensorflow()  # first: it keeps TensorFlow's start-up lines off the console
+    from tensorflow.python.framework import config as tf_config
+
+    keras.backend.clear_session(free_memory=False)  # names restart; skip the costly gc pass
+    _forget_earlier_custom_gradients()
+    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
+    if deterministic:
+        tf_config.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()  # the switch is process-wide: undo an earlier trial's
+    return tf
+
+
+def _forget_earlier_custom_gradients() -> None:
+    """Drop the custom gradients earlier trials' train steps registered. TensorFlow registers
+    one for every traced train step (the default distribution strategy's all_reduce), under a
+    new name, and never removes it; each keeps that step's whole graph alive: about 9,300
+    objects a trial, so memory grew and every full garbage collection got slower (0.5 s each
+    after 25 short trials). Only the graph being traced looks its entries up, so a finished
+    trial's are dead weight."""
+    from cvsweep.compat import gradient_registry
+
+    registry = gradient_registry()
+    if registry is not None:  # a private structure: left alone if it changes shape
+        for name in [name for name in registry if name.startswith("CustomGradient-")]:
+            del registry[name]
+
+
+def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorboard_dir) -> None:
+    """Fit, then evaluate and score the model; a run that diverged or overran its time budget
+    is marked failed in ``result`` instead, with what it trained so far."""
+    from cvsweep.training import diagnostics
+    from cvsweep.training.callbacks import TimeBudget
+
+    training, metrics = cfg.training, result["metrics"]
+    _compile(model, training, splits)
+    budget = TimeBudget(training.time_budget_s) if training.time_budget_s else None
+    recorder = diagnostics.TrainingRecorder(
+        *diagnostics.gradient_batch(splits, cfg.health, training.batch_size, training.seed)
+    )
+    callbacks = _callbacks(training, progress, budget, recorder, tensorboard_dir)
+    train_data = _batched(tf, splits.x_train, splits.y_train, training.batch_size, shuffle_seed=training.seed)
+    val_data = _batched(tf, splits.x_val, splits.y_val, training.batch_size)
+
+    history, train_seconds = _fit(model, train_data, val_data, training.epochs, callbacks)
+    metrics.update(epochs_run=len(history.get("loss", [])), train_seconds=round(train_seconds, 3),
+                   params=int(model.count_params()), history=history)
+    failure = _training_failure(history, budget, training, train_seconds)
+    if failure is None:
+        test_data = _batched(tf, splits.x_test, splits.y_test, training.batch_size)
+        metrics.update(_evaluate(model, {"val": val_data, "test": test_data}))
+        failure = _evaluation_failure(metrics)
+    if failure is not None:
+        fail(result, failure)
+        return
+    _score(model, cfg, splits, recorder, result)
+
+
+def _compile(model, training, splits) -> None:
+    import keras
+
+    optimizer = keras.optimizers.get(
+        {"class_name": training.optimizer.name, "config": {"learning_rate": _learning_rate(keras, training, splits)}}
+    )
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def _callbacks(training, progress, budget, recorder, tensorboard_dir) -> list:
+    """Every fit's callbacks, in the order they run: epoch reports, early stopping, the time
+    budget, the diagnostics recorder, TensorBoard."""
+    import keras
+
+    from cvsweep.training.callbacks import EpochReport
+
+    callbacks = [EpochReport(training.epochs, progress)]
+    if training.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    if budget is not None:
+        callbacks.append(budget)
+    callbacks.append(recorder)
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard_dir))
+    return callbacks
+
+
+def _fit(model, train_data, val_data, epochs: int, callbacks: list) -> tuple[dict, float]:
+    """The history (a diverged value recorded as None) and the seconds fit took."""
+    started = time.perf_counter()
+    history = model.fit(
+        train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
+    )  # shuffling is the pipeline's, seeded
+    seconds = time.perf_counter() - started
+    return {key: [finite_or_none(v) for v in values] for key, values in history.history.items()}, seconds
+
+
+def _training_failure(history: dict, budget, training, train_seconds: float) -> Optional[Failure]:
+    """Why the fit gave no model worth evaluating: it diverged, or ran out of its time budget."""
+    if any(value is None for value in history.get("loss", [])):
+        epoch = history["loss"].index(None) + 1
+        return Failure(failures.DIVERGED, f"diverged: training loss became NaN or infinite in epoch {epoch}",
+                       infeasible=True)
+    if budget is not None and budget.exceeded:
+        return Failure(
+            failures.TIME_BUDGET,
+            f"time budget exceeded: training.time_budget_s={training.time_budget_s} reached after "
+            f"{train_seconds:.1f}s in epoch {len(history['loss'])} of {training.epochs}",
+            infeasible=True,
+        )
+    return None
+
+
+def _evaluate(model, parts: dict) -> dict:
+    """Loss and accuracy on each split of ``parts`` (validation, test), and the seconds it took."""
+    started = time.perf_counter()
+    metrics = {}
+    for part, data in parts.items():
+        scores = model.evaluate(data, verbose=0, return_dict=True)
+        metrics[f"{part}_loss"] = finite_or_none(scores["loss"])
+        metrics[f"{part}_accuracy"] = finite_or_none(scores["accuracy"])
+    metrics["evaluate_seconds"] = round(time.perf_counter() - started, 3)
+    return metrics
+
+
+def _evaluation_failure(metrics: dict) -> Optional[Failure]:
+    if metrics["val_loss"] is None:
+        return Failure(failures.DIVERGED, "diverged: validation loss is NaN or infinite", infeasible=True)
+    return None
+
+
+def _score(model, cfg, splits, recorder, result: Result) -> None:
+    """Latency, diagnostics and health scores of a completed run."""
+    from cvsweep.training import diagnostics
+    from cvsweep.training import health
+
+    metrics = result["metrics"]
+    metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)
+    result["diagnostics"] = diagnostics.collect(
+        model, splits, recorder, cfg.health, cfg.dataset.num_classes, cfg.training.seed
+    )
+    result["health"] = health.scores(result["diagnostics"], metrics, cfg.health)
+    log.info(
+        "val_accuracy=%.4f val_loss=%.4f test_accuracy=%.4f overall_health=%.3f (%d epochs, %.1fs)",
+        metrics["val_accuracy"], metrics["val_loss"], metrics["test_accuracy"],
+        result["health"]["overall_health"], metrics["epochs_run"], metrics["train_seconds"],
+    )
+
+
+def _learning_rate(keras, training, splits):
+    """A float for a constant rate, else Keras's schedule over every planned step."""
+    if training.lr_schedule == LearningRateSchedule.constant:
+        return training.learning_rate
+    steps = training.epochs * math.ceil(len(splits.y_train) / training.batch_size)
+    return keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=steps)
+
+
+def _batched(tf, x, y, batch_size: int, shuffle_seed: Optional[int] = None):
+    """An in-memory tf.data pipeline; reshuffled every epoch from a fixed seed when training."""
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
