@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from cvsweep.config.schema import OBJECTIVES
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-WIDTH = 100  # a group line longer than this is cut: the option's file has the rest
+SUMMARY_WIDTH = 72  # an option's first comment line: what it is, in one short line
 
 
 def groups(choices) -> str:
@@ -23,12 +23,12 @@ def groups(choices) -> str:
         lines.append(f"{group.name}:")
         for option in sorted(group.glob("*.yaml")):
             mark = "*" if option.stem == chosen else " "
-            line = f"  {mark} {option.stem:<22} {_first_comment(option)}".rstrip()
-            lines.append(line if len(line) <= WIDTH else line[: WIDTH - 3] + "...")
+            lines.append(f"  {mark} {option.stem:<22} {summary(option)}".rstrip())
     return "\n".join(lines) + "\n"
 
 
-def _first_comment(path: Path) -> str:
+def summary(path: Path) -> str:
+    """An option file's first comment line, which says what the option is."""
     for line in path.read_text().splitlines():
         text = line.strip()
         if text.startswith("#") and not text.startswith("# @package"):

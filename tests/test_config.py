@@ -57,6 +57,14 @@ def _written_values(option: str) -> dict:
     return data.get("dataset", data)  # a global-package option nests its dataset values
 
 
+def test_every_option_says_what_it_is_in_one_short_line():
+    """--help lists each option with its file's first comment line (cvsweep/help_text.py)."""
+    from cvsweep.help_text import SUMMARY_WIDTH, summary
+
+    for path in CONF_DIR.glob("*/*.yaml"):
+        assert 10 <= len(summary(path)) <= SUMMARY_WIDTH, f"{path}: {summary(path)!r}"
+
+
 def test_every_group_is_listed():
     assert GROUPS == ["dataset", "executor", "experiment", "model", "sampling", "search"]
 
