@@ -59,8 +59,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from cvsweep.compose import compose
-    from cvsweep.data.sources import load_source, split
     from cvsweep.config.schema import load_run_config, run_config_of
+    from cvsweep.data.sources import load_source, split
 
     overrides = ["+experiment=keras_mnist_convnet", "dataset=mnist", f"dataset.path={args.data}",
                  f"training.epochs={args.epochs}", "training.early_stopping_patience=0"]

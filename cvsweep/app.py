@@ -13,8 +13,8 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from cvsweep.compose import CONF_DIR  # noqa: E402
-from cvsweep.help_text import register_resolvers  # noqa: E402
 from cvsweep.config.schema import register_configs  # noqa: E402
+from cvsweep.help_text import register_resolvers  # noqa: E402
 
 register_configs()
 register_resolvers()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-
 # -- hydra-optuna-sweeper 1.3.0 ------------------------------------------------------------
 
 def optuna_sweeper_base() -> type:

@@ -15,8 +15,8 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from cvsweep.help_text import register_resolvers
     from cvsweep.config.schema import register_configs
+    from cvsweep.help_text import register_resolvers
 
     register_configs()
     register_resolvers()

@@ -32,8 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import runpod  # noqa: E402
 
 from cvsweep.data.access import confine_to_data_roots  # noqa: E402
-from cvsweep.training.failures import INTERNAL_ERROR, Failure  # noqa: E402
 from cvsweep.execution.payload import PayloadError, accept_data, accept_input  # noqa: E402
+from cvsweep.training.failures import INTERNAL_ERROR, Failure  # noqa: E402
 from cvsweep.training.process import TrainingProcess  # noqa: E402
 
 TRAINING = TrainingProcess()

@@ -69,8 +69,8 @@ def compose_sweep(*overrides: str):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from cvsweep.help_text import register_resolvers
     from cvsweep.config.schema import register_configs
+    from cvsweep.help_text import register_resolvers
 
     register_configs()
     register_resolvers()

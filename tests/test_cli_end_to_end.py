@@ -10,8 +10,8 @@ import sys
 
 import optuna
 import pytest
-
 from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
+
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import load_run_config, run_config_of
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, TINY_RUN
+
 from cvsweep.compare import COMPARED, explain, is_timing, without_timings
 from cvsweep.training.train import train
 

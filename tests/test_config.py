@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, TINY_RUN, compose, run_cli
 from omegaconf import OmegaConf
 
-from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, TINY_RUN, compose, run_cli
-from cvsweep.sweep.preflight import check_run, check_sweep
 from cvsweep.config.schema import RUN_KEYS, ConfigError, load_run_config
+from cvsweep.sweep.preflight import check_run, check_sweep
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")  # hydra/: its help page
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SHARED_MNIST, TINY_RUN, require
 from omegaconf import OmegaConf
 
-from conftest import SHARED_MNIST, TINY_RUN, require
-from cvsweep.data.sources import DataError, load_source, split
 from cvsweep.config.schema import load_run_config
+from cvsweep.data.sources import DataError, load_source, split
 
 
 def _cfg(**changes):

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cvsweep.data import image_folder
-from cvsweep.data.sources import DataError, DataRefused, load_source, pin_dataset
-from cvsweep.data.access import CONFINED_VARIABLE, ROOTS_VARIABLE
 from cvsweep.config.schema import ConfigError, dataset_config
+from cvsweep.data import image_folder
+from cvsweep.data.access import CONFINED_VARIABLE, ROOTS_VARIABLE
+from cvsweep.data.sources import DataError, DataRefused, load_source, pin_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -145,6 +145,7 @@ def test_image_file_and_decoded_size_caps(tmp_path, monkeypatch):
 
 def test_image_size_has_an_upper_bound():
     from conftest import TINY_RUN
+
     from cvsweep.config.schema import load_run_config
 
     config = {**TINY_RUN, "dataset": {"name": "image_folder", "path": "/data/photos", "num_classes": 2,
@@ -294,8 +295,9 @@ def test_a_file_changed_while_the_folder_is_read_is_cached_under_what_was_decode
     image_folder.forget_loaded()
     arrays, _, _ = load(root)
     image_folder.forget_loaded()
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     expected = np.asarray(Image.open(io.BytesIO(original)).convert("L").resize((8, 8), Image.BILINEAR))
     assert np.array_equal(arrays["train"][0][0, ..., 0], expected)
@@ -303,6 +305,7 @@ def test_a_file_changed_while_the_folder_is_read_is_cached_under_what_was_decode
 
 def test_pin_dataset_leaves_worker_data_alone(tmp_path):
     from conftest import TINY_RUN
+
     from cvsweep.config.schema import load_run_config, run_config_of
 
     config = run_config_of(load_run_config({**TINY_RUN, "dataset": {

@@ -4,12 +4,17 @@ its conf/dataset preset and back, and what derives from it agrees with it."""
 from __future__ import annotations
 
 import pytest
+from conftest import CONF_DIR, TINY_RUN, compose
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, TINY_RUN, compose
 from cvsweep.config.datasets import REGISTRY, HeldOut, Kind, names_of
 from cvsweep.config.schema import (
-    DATASET_SCHEMAS, FOLDER_DATASETS, TEXT_DATASETS, ConfigError, DatasetName, load_run_config,
+    DATASET_SCHEMAS,
+    FOLDER_DATASETS,
+    TEXT_DATASETS,
+    ConfigError,
+    DatasetName,
+    load_run_config,
 )
 
 

@@ -14,9 +14,9 @@ import uuid
 
 import optuna
 import pytest
+from conftest import REPO, TINY_OVERRIDES, read_json, require
 from optuna.trial import TrialState
 
-from conftest import REPO, TINY_OVERRIDES, read_json, require
 from cvsweep.study.storage import FIXED_ATTR, OWNER_ATTR, RESULT_ATTR, n_counted
 
 PROCESSES = 3

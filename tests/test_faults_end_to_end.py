@@ -4,15 +4,13 @@ API key is in nothing the sweep wrote or printed, failure paths included."""
 
 from __future__ import annotations
 
-import pytest
-
 import threading
 import time
 
 import optuna
-from optuna.trial import TrialState
-
+import pytest
 from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, read_json, run_cli
+from optuna.trial import TrialState
 
 N_TRIALS = 14
 # Remote faults, one job each in this order (the emulator fires them on successive jobs),

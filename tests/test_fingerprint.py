@@ -10,9 +10,9 @@ from enum import Enum
 
 import pytest
 import yaml
+from conftest import TINY_RUN, compose
 from omegaconf import OmegaConf
 
-from conftest import TINY_RUN, compose
 from cvsweep.config.fingerprint import canonical_json, fingerprint
 from cvsweep.config.schema import RunConfig, dataset_schema, load_run_config, model_schema, run_config_of
 

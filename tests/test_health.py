@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import TINY_RUN
+
 from cvsweep.training import health
 from cvsweep.training.train import train
 
@@ -33,10 +33,9 @@ def test_dead_relus_score_low_on_utilisation():
     """The same real CNN, before and after pushing every bias far below zero."""
     import keras
 
-    from cvsweep.training import diagnostics
-
-    from cvsweep.models import architectures as models
     from cvsweep.config.schema import load_run_config
+    from cvsweep.models import architectures as models
+    from cvsweep.training import diagnostics
 
     cfg = load_run_config(copy.deepcopy(TINY_RUN))
     keras.utils.set_random_seed(0)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-
 from conftest import TINY_OVERRIDES, run_cli
 
 # Over thirty command lines, each a fresh interpreter, after a real sweep: the full suite's

@@ -14,12 +14,12 @@ import time
 
 import pytest
 import requests
+from conftest import REPO, TINY_RUN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, TINY_RUN
-from cvsweep.execution.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_input
 from cvsweep.config.schema import SCHEMA_VERSION, load_run_config, run_config_of
+from cvsweep.execution.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_input
 
 sys.path.insert(0, str(REPO / "remote"))
 import handler as worker  # noqa: E402

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, read_json
+from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ import copy
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_MNIST, TINY_RUN, read_json, require, run_cli
-from cvsweep.data.sources import DataError, pin_dataset
+
 from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
+from cvsweep.data.sources import DataError, pin_dataset
 from cvsweep.training.train import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

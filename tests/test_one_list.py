@@ -10,11 +10,10 @@ import inspect
 
 import pytest
 import yaml
+from conftest import CONF_DIR, REPO, compose
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, REPO, compose
-from cvsweep.config import objectives
-from cvsweep.config import schema
+from cvsweep.config import objectives, schema
 
 FILES = sorted(path for path in CONF_DIR.rglob("*.yaml"))
 

@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
+
 from cvsweep.reporting.progress import SweepProgress
 
 TINY = [o for o in TINY_OVERRIDES if not o.startswith("training.epochs=")]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
 from omegaconf import OmegaConf
 
-from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
+from cvsweep.config.schema import RunpodExecutorConfig, load_run_config, run_config_of
 from cvsweep.execution.executors import LocalExecutor
 from cvsweep.execution.runpod import RunpodExecutor
-from cvsweep.config.schema import RunpodExecutorConfig, load_run_config, run_config_of
 
 # Real sweeps or the RunPod emulator's workers (each with its training process): the full
 # suite's lane, not `pytest -m "not slow"`.

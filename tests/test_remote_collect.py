@@ -13,7 +13,6 @@ import time
 
 import optuna
 import pytest
-
 from conftest import REPO, TINY_OVERRIDES, read_json
 from test_remote import _executor, _run_config
 

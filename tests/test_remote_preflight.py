@@ -7,8 +7,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from conftest import BARE_ENDPOINT_ID, SENTINEL_API_KEY, TINY_OVERRIDES, compose, run_cli
+
 from cvsweep.sweep.preflight import check_run
 
 # Real sweeps or the RunPod emulator's workers (each with its training process): the full

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
 from optuna.trial import TrialState
 
-from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
 from cvsweep import compat
-from cvsweep.study.storage import RESULT_ATTR, claim, n_counted, open_storage, recover_interrupted
 from cvsweep.study.identity import IDENTITY_ATTR
+from cvsweep.study.storage import RESULT_ATTR, claim, n_counted, open_storage, recover_interrupted
+
 
 def load(root: Path) -> optuna.Study:
     """The one study of the storage (named digits-cnn-cnn-<hash of the experiment>)."""

@@ -9,10 +9,10 @@ import os
 import time
 
 import pytest
-
 from conftest import SHARED_MNIST, TINY_OVERRIDES, TINY_RUN, read_json, require, run_cli
-from cvsweep.training import failures
+
 from cvsweep.execution.executors import LocalExecutor
+from cvsweep.training import failures
 from cvsweep.training.process import GRACE_S
 
 

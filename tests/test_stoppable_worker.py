@@ -13,10 +13,10 @@ import zipfile
 
 import pytest
 import requests
-
 from conftest import SENTINEL_API_KEY, TINY_RUN, EmulatorProcess
-from cvsweep.execution.payload import make_input
+
 from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.execution.payload import make_input
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-
 from conftest import TINY_OVERRIDES, compose_sweep, read_json, run_cli
-from cvsweep.sweep.preflight import check_sweep
+
 from cvsweep.study.identity import IDENTITY_ATTR, differences, identity_of
+from cvsweep.sweep.preflight import check_sweep
 
 
 def settled(*overrides: str, root) -> tuple[str, list]:

@@ -4,13 +4,13 @@ override is more than a value (a group choice, +key, ~key, hydra.*)."""
 from __future__ import annotations
 
 import pytest
+from conftest import CONF_DIR
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR
 from cvsweep.config.schema import register_configs
 from cvsweep.sweep.job_configs import SweepConfigCache
 

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_OVERRIDES, read_json, require, run_cli
+
 from cvsweep.reporting.plots import TRIAL_PLOTS
 
 PNG = b"\x89PNG\r\n\x1a\n"

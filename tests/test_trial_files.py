@@ -11,8 +11,8 @@ from pathlib import Path
 import matplotlib
 import pytest
 import yaml
-
 from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, read_json, run_cli
+
 from cvsweep.jsonio import replaced_atomically, write_json_atomic, write_text_atomic
 
 matplotlib.use("Agg")

@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pytest
 import requests
-
 from conftest import REPO, SENTINEL_API_KEY, TINY_RUN, EmulatorProcess, read_json
-from cvsweep.execution.payload import make_input
-from cvsweep.config.schema import load_run_config, run_config_of
 from test_data_access import dataset, image_tree, png_header_only
+
+from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.execution.payload import make_input
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 CANARY = "canary-5b2e-outside-the-volume"

@@ -10,10 +10,10 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, TINY_RUN, read_json
-from cvsweep.execution.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_input
+
 from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.execution.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_input
 
 sys.path.insert(0, str(REPO / "remote"))
 from handler import handler as async_handler  # noqa: E402

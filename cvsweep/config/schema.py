@@ -21,7 +21,7 @@ from typing import Any, List, Mapping, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cvsweep import compat
-from cvsweep.config.datasets import REGISTRY, Kind, Loader, HeldOut, names_of
+from cvsweep.config.datasets import REGISTRY, HeldOut, Kind, Loader, names_of
 
 # Bump when a change to RunConfig changes what an existing config means.
 SCHEMA_VERSION = 5

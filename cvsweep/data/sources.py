@@ -19,12 +19,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from cvsweep.data import image_folder
-
-from cvsweep.data import text as text_data
-from cvsweep.data.access import AccessRefused, Policy, limit
 from cvsweep.config.datasets import REGISTRY, Kind, Loader
 from cvsweep.config.schema import DataLocation, dataset_config
+from cvsweep.data import image_folder
+from cvsweep.data import text as text_data
+from cvsweep.data.access import AccessRefused, Policy, limit
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # The test split of sources that have none is always drawn with this seed, so every trial

@@ -89,9 +89,9 @@ def accept_data(run_config: dict) -> None:
     training process, loads the data again: checking it here refuses it before any training.)"""
     if run_config["dataset"].get("path") is None:
         return  # a download or digits: nothing on the worker's disk is named
-    from cvsweep.data.sources import DataError, DataRefused, load_source
-    from cvsweep.data.access import AccessRefused, Policy
     from cvsweep.config.schema import FOLDER_DATASETS, dataset_config
+    from cvsweep.data.access import AccessRefused, Policy
+    from cvsweep.data.sources import DataError, DataRefused, load_source
 
     dataset = dataset_config(run_config["dataset"])
     policy = Policy.worker()

@@ -19,16 +19,14 @@ import time
 from typing import Any, Callable, Optional
 
 from cvsweep import compat
-
-from cvsweep.training import failures
-
-from cvsweep.execution import remote_jobs
 from cvsweep.config.fingerprint import fingerprint
+from cvsweep.config.schema import Fallback
+from cvsweep.execution import remote_jobs
 from cvsweep.execution.http_retry import TRANSIENT_HTTP, RetriesStopped, policy
 from cvsweep.execution.interrupts import STOP
 from cvsweep.execution.payload import make_input
+from cvsweep.training import failures
 from cvsweep.training.result import Result, failed_result, is_result
-from cvsweep.config.schema import Fallback
 
 log = logging.getLogger("cvsweep.runpod")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cvsweep.data.sources import DataError, load_source
 from cvsweep.config.datasets import REGISTRY
-from cvsweep.models.architectures import ModelError, conv_filters, conv_output_size
 from cvsweep.config.schema import FOLDER_DATASETS, Architecture, ConfigError, DataLocation, Head, Padding, Pooling
+from cvsweep.data.sources import DataError, load_source
+from cvsweep.models.architectures import ModelError, conv_filters, conv_output_size
 
 FLOAT_BYTES = 4  # float32
 # Stored per activation element in training: the forward value and its gradient.

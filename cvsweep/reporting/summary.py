@@ -12,11 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from cvsweep.jsonio import read_json, write_json_atomic
 from cvsweep.config.objectives import directions_of, objectives_of
+from cvsweep.jsonio import read_json, write_json_atomic
 from cvsweep.reporting.report import fmt
-from cvsweep.training.result import is_completed
 from cvsweep.study.search_space import search_space
+from cvsweep.training.result import is_completed
 
 log = logging.getLogger("cvsweep.summary")
 

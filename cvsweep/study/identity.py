@@ -30,9 +30,9 @@ HASH_LENGTH = 8
 
 def identity_of(cfg: DictConfig) -> dict[str, Any]:
     """The study identity of a composed sweep config, as a flat mapping of readable keys."""
-    from cvsweep.data.sources import pin_dataset
     from cvsweep.config.objectives import directions_of, objectives_of
     from cvsweep.config.schema import RUN_KEYS, run_config_of
+    from cvsweep.data.sources import pin_dataset
     from cvsweep.study.search_space import search_space, sweep_parameters
 
     distributions, _ = sweep_parameters(cfg)

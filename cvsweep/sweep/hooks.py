@@ -29,8 +29,8 @@ class CvsweepHooks(Callback):
         _or_exit(check_sweep, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from cvsweep.sweep import early_end
         from cvsweep.reporting.summary import summarize_sweep
+        from cvsweep.sweep import early_end
 
         summary = summarize_sweep(config)
         ended = early_end.take()  # interrupted, or too many failures in a row

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from cvsweep.models.size import check_data_and_model
-from cvsweep.execution.executors import check_executor
 from cvsweep.config.schema import ConfigError, check_values
+from cvsweep.execution.executors import check_executor
+from cvsweep.models.size import check_data_and_model
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -34,9 +34,9 @@ def check_sweep(cfg: DictConfig) -> None:
     """Also settles hydra.sweeper.direction and study_name in ``cfg`` before the sweeper is
     made from it: derived from the objectives and the experiment, or checked against them."""
     from cvsweep.config.objectives import settle_direction
+    from cvsweep.study.identity import settle_study
     from cvsweep.study.search_space import check_search_space
     from cvsweep.study.storage import check_storage
-    from cvsweep.study.identity import settle_study
 
     check_executor(cfg)
     _check_output_root(cfg.output_root)

@@ -9,15 +9,14 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from cvsweep.training import failures
-
 from cvsweep.config import objectives
+from cvsweep.config.schema import run_config_of
 from cvsweep.data.sources import pin_dataset
 from cvsweep.execution.executors import create_executor
 from cvsweep.jsonio import write_json_atomic, write_text_atomic
+from cvsweep.training import failures
 from cvsweep.training.progress_file import epoch_writer
 from cvsweep.training.result import failed_result, is_completed
-from cvsweep.config.schema import run_config_of
 
 log = logging.getLogger("cvsweep.trial")
 

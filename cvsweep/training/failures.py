@@ -43,9 +43,9 @@ class Failure:
 def classify(err: Exception, stage: str, params: Optional[int] = None) -> Failure:
     """The failure an exception raised in ``stage`` of a run stands for. ``params``: the
     model's parameter count, when it was built."""
+    from cvsweep.config.schema import ConfigError
     from cvsweep.data.sources import DataError
     from cvsweep.models.architectures import ModelError
-    from cvsweep.config.schema import ConfigError
 
     if isinstance(err, (ConfigError, ModelError)):
         return Failure(INVALID_CONFIG, str(err), infeasible=True)

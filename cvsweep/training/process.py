@@ -26,11 +26,11 @@ import threading
 import time
 from typing import Callable, Optional
 
+from cvsweep.config.schema import ConfigError
 from cvsweep.training import failures
 from cvsweep.training.failures import Failure
 from cvsweep.training.quiet_stderr import handle_relayed
 from cvsweep.training.result import Result, failed_result
-from cvsweep.config.schema import ConfigError
 
 log = logging.getLogger("cvsweep.training_process")
 

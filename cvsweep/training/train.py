@@ -17,17 +17,13 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from cvsweep.training import failures
-
-from cvsweep.models import size as model_size
-
-from cvsweep.models import architectures as models
-
-from cvsweep.training import provenance
+from cvsweep.config.schema import LearningRateSchedule, load_run_config, run_config_of
 from cvsweep.data.sources import load_source, split
+from cvsweep.models import architectures as models
+from cvsweep.models import size as model_size
+from cvsweep.training import failures, provenance
 from cvsweep.training.failures import Failure
 from cvsweep.training.result import Result, fail, finite_or_none, new_result
-from cvsweep.config.schema import LearningRateSchedule, load_run_config, run_config_of
 
 log = logging.getLogger("cvsweep.train")
 
@@ -236,8 +232,7 @@ def _evaluation_failure(metrics: dict) -> Optional[Failure]:
 
 def _score(model, cfg, splits, recorder, result: Result) -> None:
     """Latency, diagnostics and health scores of a completed run."""
-    from cvsweep.training import diagnostics
-    from cvsweep.training import health
+    from cvsweep.training import diagnostics, health
 
     metrics = result["metrics"]
     metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)

@@ -33,10 +33,10 @@ from typing import Any, List, Optional
 import optuna
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
@@ -92,10 +92,10 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
         ends; with any other launcher, trials run in batches of n_jobs. Stops early after
         max_consecutive_failures failures in a row, or on SIGINT / SIGTERM (see
         cvsweep/execution/interrupts.py); cvsweep/sweep/early_end.py carries the exit status to the hook."""
-        from cvsweep.sweep import early_end
-        from cvsweep.study import storage as studies
         from cvsweep.execution.interrupts import SweepInterrupted, SweepInterrupts
         from cvsweep.reporting.progress import SweepProgress
+        from cvsweep.study import storage as studies
+        from cvsweep.sweep import early_end
 
         running: dict = {}  # future -> (trial, job number, overrides)
         told, failures, streak = 0, [], []
