@@ -164,6 +164,12 @@ OBJECTIVES = {
 Objective = Enum("Objective", [(name, name) for name in OBJECTIVES], module=__name__)
 
 
+class Artifacts(Enum):
+    all = "all"  # every completed trial's model.keras
+    best = "best"  # when the sweep ends, only the study's best trial's
+    none = "none"  # no model is saved
+
+
 class Plots(Enum):
     all = "all"  # per-trial plots, and per-sweep plots and report
     summary = "summary"  # per-sweep plots and report only
@@ -408,6 +414,9 @@ class Config(RunConfig):
     # The share of overall_health in objective=health.
     health_weight: float = field(default=0.3, metadata=bounds(0, 1))
     plots: Plots = Plots.all
+    # Which trained models a sweep keeps as model.keras (not in the fingerprint: it changes
+    # what is saved, never what is trained).
+    artifacts: Artifacts = Artifacts.all
     # Keras TensorBoard logs in each trial folder (executor=local only).
     tensorboard: bool = False
     # Runs, sweeps and the default study storage live below this folder.

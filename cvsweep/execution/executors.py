@@ -14,7 +14,8 @@ ProgressCallback = Callable[[dict], None]
 
 class Executor(Protocol):
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[ProgressCallback] = None) -> Result: ...
+            progress: Optional[ProgressCallback] = None, model_dir: str | None = None) -> Result:
+        """``model_dir``: where a completed run's model.keras goes (None: not kept)."""
 
 
 class LocalExecutor:
@@ -27,10 +28,10 @@ class LocalExecutor:
         self.cfg = cfg
 
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[ProgressCallback] = None) -> Result:
+            progress: Optional[ProgressCallback] = None, model_dir: str | None = None) -> Result:
         from cvsweep.training.process import shared
 
-        result = shared().run(run_config, progress=progress, tensorboard_dir=tensorboard_dir)
+        result = shared().run(run_config, progress=progress, tensorboard_dir=tensorboard_dir, model_dir=model_dir)
         result["executed_on"]["executor"] = "local"
         return result
 

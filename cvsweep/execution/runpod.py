@@ -71,8 +71,9 @@ class RunpodExecutor:
         self.cfg = cfg
 
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[Callable[[dict], None]] = None) -> Result:
+            progress: Optional[Callable[[dict], None]] = None, model_dir: str | None = None) -> Result:
         # tensorboard_dir: never given (preflight refuses tensorboard=true for remote trials).
+        self.model_dir = model_dir
         sent_fingerprint = fingerprint(run_config)
         self.job: dict = {}  # endpoint and job id from the moment the job exists, for the record
         try:
@@ -254,7 +255,7 @@ class RunpodExecutor:
         from cvsweep.execution.executors import LocalExecutor
 
         log.warning("fallback: training this trial here after the remote error")
-        result = LocalExecutor(None).run(run_config, progress=progress)
+        result = LocalExecutor(None).run(run_config, progress=progress, model_dir=self.model_dir)
         result["fallback"] = {"used": True, "remote_error": reason}
         return result
 

@@ -40,6 +40,8 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     trial_dir = Path(hydra.runtime.output_dir)
     options = {"tensorboard_dir": str(trial_dir / "tensorboard")} if cfg.tensorboard else {}
     options["progress"] = epoch_writer(trial_dir)  # the sweep's display reads it, wherever this runs
+    if cfg.artifacts.name != "none":
+        options["model_dir"] = str(trial_dir)  # model.keras beside result.json
     # Whatever happens, the trial gets a result.json that says why (cvsweep/training/failures.py).
     stage = failures.DATA
     try:

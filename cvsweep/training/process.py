@@ -83,7 +83,7 @@ class TrainingProcess:
         return self._process.pid if self._process is not None else None
 
     def run(self, run_config: dict, progress: Optional[Callable[[dict], None]] = None,
-            tensorboard_dir: Optional[str] = None) -> Result:
+            tensorboard_dir: Optional[str] = None, model_dir: Optional[str] = None) -> Result:
         """train(run_config) in the child: its result, or a failed result when the child was
         killed (by ``kill``, or at the hard time limit) or died. Raises ConfigError as train()
         does; on any exception here (Ctrl-C in the parent) the child is killed first."""
@@ -92,7 +92,7 @@ class TrainingProcess:
             self.start()
             process, conn = self._process, self._conn
             try:
-                conn.send((run_config, tensorboard_dir))
+                conn.send((run_config, tensorboard_dir, model_dir))
                 return self._answer(process, conn, run_config, progress, budget)
             except ConfigError:  # train() refused the config: the child is fine
                 raise
@@ -171,12 +171,13 @@ def _serve(conn, parent_pid: int) -> None:
     send(("ready", None))
     while True:
         try:
-            run_config, tensorboard_dir = conn.recv()
+            run_config, tensorboard_dir, model_dir = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
         try:
             result = train(run_config, progress=lambda update: send(("progress", update)),
-                           tensorboard_dir=tensorboard_dir, stage=lambda name: send(("stage", name)))
+                           tensorboard_dir=tensorboard_dir, stage=lambda name: send(("stage", name)),
+                           model_dir=model_dir)
         except ConfigError as err:
             send(("raise", ConfigError(*err.problems)))
             continue

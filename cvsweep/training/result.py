@@ -40,6 +40,9 @@ class Result(TypedDict):
     versions: dict  # provenance.versions() where it trained
     diagnostics: NotRequired[dict]  # completed runs (cvsweep/training/diagnostics.py)
     health: NotRequired[dict]  # completed runs (cvsweep/training/health.py)
+    # Completed runs asked to keep their model: {"path", "bytes", "sha256"} of model.keras
+    # beside result.json, or {"missing": why} (cvsweep/training/artifact.py).
+    model: NotRequired[dict]
     infeasible: NotRequired[bool]  # failed runs: the configuration itself cannot train
     failure: NotRequired[FailureRecord]  # failed runs
     remote: NotRequired[dict]  # executor=runpod: endpoint, job, worker and timings

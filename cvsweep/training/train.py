@@ -23,7 +23,7 @@ from cvsweep.models import architectures as models
 from cvsweep.models import size as model_size
 from cvsweep.training import failures, provenance
 from cvsweep.training.failures import Failure
-from cvsweep.training.result import Result, fail, finite_or_none, new_result
+from cvsweep.training.result import Result, fail, finite_or_none, is_completed, new_result
 
 log = logging.getLogger("cvsweep.train")
 
@@ -33,6 +33,7 @@ def train(
     progress: Optional[Callable[[dict], None]] = None,
     tensorboard_dir: Optional[str] = None,
     stage: Optional[Callable[[str], None]] = None,
+    model_dir: Optional[str] = None,
 ) -> Result:
     """Train and evaluate one run. Raises ConfigError for an invalid config; a run that
     cannot finish comes back with status ``failed``, the reason, and ``failure``
@@ -40,7 +41,9 @@ def train(
     impossible or oversized models to out of memory, divergence, the time budget or a bug.
     A completed run also carries its diagnostics and health scores. ``stage`` hears each
     stage as it begins (``data``, ``model``, ``fit``): the training process's hard time
-    limit starts with the fit (cvsweep/training/process.py)."""
+    limit starts with the fit (cvsweep/training/process.py). With ``model_dir``, a completed
+    run's model (its best weights, when early stopping restored them) is saved there as
+    model.keras (cvsweep/training/artifact.py)."""
     cfg = load_run_config(config)
     result = new_result(run_config_of(cfg))
     current, model, estimated = failures.DATA, None, None
@@ -61,6 +64,10 @@ def train(
         _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
     except Exception as err:  # MemoryError included; KeyboardInterrupt and the like are not
         return fail(result, failures.classify(err, current, _params(model) or estimated))
+    if model_dir is not None and is_completed(result):
+        from cvsweep.training import artifact
+
+        result["model"] = artifact.save(model, model_dir)
     return result
 
 

@@ -1,0 +1,49 @@
+"""A trained model as a file: ``model.keras`` (Keras's own format: architecture, weights and
+optimizer state) written atomically, with the size and sha256 every later reader checks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+MODEL_FILE = "model.keras"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def saved(path: Path) -> dict:
+    """The record of a model file: its path (as given, relative to the result's folder when it
+    is one), size and sha256."""
+    return {"path": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def missing(reason: str) -> dict:
+    """The record of a model that is not there, and why."""
+    return {"missing": reason}
+
+
+def save(model, folder: str | os.PathLike) -> dict:
+    """Write ``model`` as ``folder/model.keras`` (a reader never sees half a file) and return
+    its record; a model that cannot be saved is recorded as missing, never a failed run."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=folder, prefix=".model-", suffix=".keras")
+        os.close(handle)
+        try:
+            model.save(partial)  # Keras wants the .keras suffix
+            os.replace(partial, folder / MODEL_FILE)
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+        return saved(folder / MODEL_FILE)
+    except Exception as err:  # a full disk, a read-only folder: the run itself is fine
+        return missing(f"could not be saved in {folder}: {type(err).__name__}: {err}")
