@@ -26,7 +26,7 @@ CLI_INPUTS = [
     # (id, arguments, what the message must say)
     ("unknown-group-option", ["dataset=imagenet"], "Could not find 'dataset/imagenet'"),
     ("added-top-level-key", ["+optimizer=adam"], "optimizer: not a setting of cvsweep"),
-    ("added-nested-key", ["+model.dropuot=0.1"], "model.dropuot: not a setting of cvsweep"),
+    ("added-nested-key", ["+model.dropuot=0.1"], "model.dropuot: not a setting of CnnModelConfig"),
     ("unknown-key", ["model.dropuot=0.1"], "Key 'dropuot' not in 'CnnModelConfig'"),
     ("unknown-top-level-key", ["learning_rate=0.1"], "Key 'learning_rate' not in 'Config'"),
     ("wrong-type-int", ["training.epochs=many"], "training.epochs"),
