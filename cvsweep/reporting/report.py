@@ -28,7 +28,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
     best = summary["best"]
     params = list(summary["trials"][0]["params"]) if summary["trials"] else []
     head = ["job", "status", *names, "test acc", "health", "epochs", "where", *(p.rsplit(".", 1)[-1] for p in params),
-            "model", "plots"]
+            "model file", "plots"]
     rows = []
     for trial in summary["trials"]:
         job = trial["job"]
