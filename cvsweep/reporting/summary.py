@@ -102,7 +102,7 @@ def best_model(summary: dict, sweep_dir: Path) -> dict | None:
             folder = Path(where["path"]).parent
             break
     if folder is None and summary["best"]:
-        folder = Path(sweep_dir) / summary["best"]["job"]
+        folder = (Path(sweep_dir) / summary["best"]["job"]).resolve()  # a command that works from anywhere
     if folder is None:
         return None
     record = read_json(folder / "result.json").get("model")
