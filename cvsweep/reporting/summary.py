@@ -317,8 +317,8 @@ def _print_models(summary: dict, console: Console) -> None:
     """What artifacts=best deleted, where the best model is, and how to evaluate it."""
     deleted = summary["models_deleted"]
     if deleted:
-        console.print(f"artifacts=best: deleted the models of {len(deleted)} trial(s) that are not the study's best: "
-                      + ", ".join(d["folder"] for d in deleted), markup=False, soft_wrap=True)
+        console.print(f"artifacts=best: deleted the models of {len(deleted)} trial(s) not the study's best "
+                      "(with several objectives: not on its Pareto front): " + ", ".join(d["folder"] for d in deleted), markup=False, soft_wrap=True)
     where = summary["best_model"]
     if where is None:
         return
