@@ -21,13 +21,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 @contextmanager
-def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
+def replaced_atomically(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """A temporary path beside ``path``: what the block writes there replaces ``path`` in one
     step when the block succeeds, and is removed when it fails. A kill in between leaves the
-    old file (or none) and a hidden ``.NAME.*.tmp``."""
+    old file (or none) and a hidden ``.NAME.*.tmp``. ``suffix`` ends the temporary name, for
+    writers that go by it (Keras saves only to a name ending in .keras)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_hidden_file(path)
+    tmp = _new_hidden_file(path, suffix)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:  # on disk before it takes the name
@@ -38,12 +39,12 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _new_hidden_file(path: Path) -> Path:
+def _new_hidden_file(path: Path, suffix: str = "") -> Path:
     """A new, empty ``.NAME.<random>.tmp`` beside ``path``, with the mode ``open(path, "w")``
     would give (0666 less the umask, 0644 under umask 022): mkstemp's 0600 would make every
     result private to its writer, unlike every other file of a run."""
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the kernel applies the umask
             return tmp

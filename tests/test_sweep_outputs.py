@@ -59,7 +59,9 @@ def test_report_is_self_contained_and_links_every_trial_plot(sweep_dir):
     assert len(page.images) == 4
     for src in page.images:
         assert src.startswith("data:image/png;base64,") and base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
-    assert len(page.links) == 3 * len(TRIAL_PLOTS)
+    # each trial's plots and its model.keras, and the best trial's model once more at the top
+    assert len(page.links) == 3 * (len(TRIAL_PLOTS) + 1) + 1
+    assert {f"{job}/model.keras" for job in "012"} <= set(page.links)
     assert all((sweep_dir / link).exists() for link in page.links)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from html import escape
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
     names = summary["objectives"]
     best = summary["best"]
     params = list(summary["trials"][0]["params"]) if summary["trials"] else []
-    head = ["job", "status", *names, "test acc", "health", "epochs", "where", *(p.rsplit(".", 1)[-1] for p in params), "plots"]
+    head = ["job", "status", *names, "test acc", "health", "epochs", "where", *(p.rsplit(".", 1)[-1] for p in params),
+            "model file", "plots"]
     rows = []
     for trial in summary["trials"]:
         job = trial["job"]
@@ -39,7 +41,8 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
         cells = [job, status, *map(fmt, values), fmt(trial.get("test_accuracy")), fmt(trial.get("overall_health")),
                  fmt(trial.get("epochs_run")), trial.get("where") or "-", *(fmt(trial["params"].get(p)) for p in params)]
         css = "best" if best and job == best["job"] else ("failed" if trial["status"] != "completed" else "")
-        rows.append(f'<tr class="{css}">' + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + f'<td class="links">{links}</td></tr>')
+        rows.append(f'<tr class="{css}">' + "".join(f"<td>{escape(str(c))}</td>" for c in cells)
+                    + f'<td>{_model_link(trial.get("model"), sweep_dir)}</td><td class="links">{links}</td></tr>')
     images = "".join(
         f'<img alt="{escape(p.stem)}" title="{escape(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
         for p in sweep_plots
@@ -62,7 +65,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
 {summary["n_completed"]} completed, {summary["n_failed"]} failed.
 Study <code>{escape(str(study["name"]))}</code> in <code>{escape(str(study["storage"]))}</code>
 holds {escape(str(study["n_trials_in_study"]))} trials.</p>
-<h2>Best trial</h2>{best_html}
+<h2>Best trial</h2>{best_html}{_best_model_html(summary.get("best_model"), sweep_dir)}
 {f"<p>Pareto front: jobs {escape(', '.join(t['job'] for t in pareto))}</p>" if pareto else ""}
 <h2>Trials</h2>
 <table><tr>{"".join(f"<th>{escape(h)}</th>" for h in head)}</tr>{"".join(rows)}</table>
@@ -73,6 +76,25 @@ holds {escape(str(study["n_trials_in_study"]))} trials.</p>
 </body></html>
 """
     return write_text_atomic(sweep_dir / "report.html", html)
+
+
+def _best_model_html(where: dict | None, sweep_dir: Path) -> str:
+    if not where:
+        return ""
+    shown = _model_link({k: v for k, v in where.items() if k in ("model", "bytes", "missing")}, sweep_dir)
+    return (f"<p>Best model (the study's best trial, {escape(where['trial_dir'])}): {shown}. "
+            f"Evaluate it: <code>{escape(where['evaluate'])}</code></p>")
+
+
+def _model_link(cell: dict | None, sweep_dir: Path) -> str:
+    """A link to the trial's model.keras (relative to the report), or why there is none."""
+    if not cell:
+        return "-"
+    if "model" not in cell:
+        return f'<span class="muted">missing: {escape(cell["missing"])}</span>'
+    href = os.path.relpath(cell["model"], sweep_dir)
+    size = f' ({cell["bytes"] / 1024:.0f} KiB)' if cell.get("bytes") is not None else ""
+    return f'<a href="{escape(href)}">{escape(Path(href).name)}</a>{size}'
 
 
 def fmt(value) -> str:

@@ -21,13 +21,14 @@ from cvsweep.training.result import is_completed
 log = logging.getLogger("cvsweep.summary")
 
 
-def summarize_sweep(cfg: DictConfig, console: Console | None = None) -> dict:
+def summarize_sweep(cfg: DictConfig, console: Console | None = None, models_deleted: list | None = None) -> dict:
+    """``models_deleted``: the models artifacts=best deleted (cvsweep/sweep/keep_models.py)."""
     sweep_dir = Path(cfg.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)  # absent when the study needed no more trials
     names = [o.name for o in objectives_of(cfg)]
     directions = directions_of(cfg)
     params = list(search_space(cfg))
-    study = _load_study(cfg)
+    study = load_study(cfg)
     folders, covers = _trial_folders(sweep_dir), "run"
     if not folders and study is not None:  # a re-run of a finished sweep: summarize the study
         folders, covers = _study_trial_folders(study), "study"
@@ -51,7 +52,10 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None) -> dict:
         "pareto_front": front if len(names) > 1 else None,
         "importances": _importances(study, len(names)),
         "trials": trials,
+        "artifacts": cfg.artifacts.name,
+        "models_deleted": models_deleted or [],
     }
+    summary["best_model"] = best_model(summary, sweep_dir)
     sweep_plots = []
     if cfg.plots.name != "none" and study is not None:
         from cvsweep.reporting.plots import plot_study
@@ -83,6 +87,40 @@ def _best(completed: list[dict], direction: str):
         return None
     pick = max if direction == "maximize" else min
     return pick(completed, key=lambda t: t["objective_values"][0])
+
+
+def best_model(summary: dict, sweep_dir: Path) -> dict | None:
+    """Where the best trial's model is, and the command that evaluates it. The best is the
+    study's (over every run of this command) when its result.json lies on this host, else this
+    run's; a multi-objective study's first Pareto-front trial."""
+    import socket
+
+    folder = None
+    for best in (summary["study"].get("best") or []):
+        where = best.get("result") or {}
+        if where.get("host") == socket.gethostname() and where.get("path") and Path(where["path"]).exists():
+            folder = Path(where["path"]).parent
+            break
+    if folder is None and summary["best"]:
+        folder = (Path(sweep_dir) / summary["best"]["job"]).resolve()  # a command that works from anywhere
+    if folder is None:
+        return None
+    record = read_json(folder / "result.json").get("model")
+    return {"trial_dir": str(folder), **model_cell(folder, record),
+            "evaluate": f"python -m cvsweep.evaluate {folder}"}
+
+
+def model_cell(folder: Path, record: dict | None) -> dict:
+    """A trial's model as the summary shows it: ``{"model": path}`` when the file is there,
+    else ``{"missing": why}``."""
+    if not record:
+        return {"missing": "not saved (artifacts=none, or no model to save)"}
+    if "path" not in record:
+        return {"missing": record.get("missing") or "not recorded"}
+    path = Path(folder) / record["path"]
+    if not path.exists():
+        return {"missing": f"{path} is gone (deleted after the run)"}
+    return {"model": str(path), "bytes": record.get("bytes")}
 
 
 def _trial_folders(sweep_dir: Path) -> list[Path]:
@@ -133,11 +171,12 @@ def _trial_row(folder: Path, params: list[str], job: str) -> dict:
         "executor": where.get("executor"),
         "where": f"{where.get('executor')}:{where.get('worker_id') or where.get('hostname')}",
         "fallback": bool(result.get("fallback")),
+        **({"model": model_cell(folder, result.get("model"))} if is_completed(result) else {}),
         "params": {key: OmegaConf.select(config, key) for key in params},
     }
 
 
-def _load_study(cfg: DictConfig):
+def load_study(cfg: DictConfig):
     import optuna
 
     storage, name = cfg.hydra.sweeper.storage, cfg.hydra.sweeper.study_name
@@ -224,7 +263,7 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
     names = summary["objectives"]
     title = ", ".join(f"{n} ({d})" for n, d in zip(names, summary["directions"]))
     table = Table(title=f"Sweep {summary['sweep_dir']}: {title}")
-    for column in ("job", "status", *names, "test_acc", "health", "epochs", "secs", "where"):
+    for column in ("job", "status", *names, "test_acc", "health", "epochs", "secs", "where", "model"):
         table.add_column(column)
     for key in params:  # the last part of each swept key names its column
         table.add_column(key.rsplit(".", 1)[-1], overflow="fold")
@@ -243,6 +282,7 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
             fmt(trial.get("epochs_run")),
             fmt(trial.get("train_seconds")),
             trial.get("where") or "-",
+            model_text(trial.get("model"), Path(summary["sweep_dir"])),
             *(fmt(trial["params"].get(key)) for key in params),
             style="bold" if trial["job"] == best_job else None,
         )
@@ -270,3 +310,36 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
         + f", test_accuracy={fmt(best['test_accuracy'])}, fingerprint {best['fingerprint'][:12]}"
     )
     console.print(OmegaConf.to_yaml(OmegaConf.create(best["config"])).rstrip(), markup=False)
+    _print_models(summary, console)
+
+
+def _print_models(summary: dict, console: Console) -> None:
+    """What artifacts=best deleted, where the best model is, and how to evaluate it."""
+    deleted = summary["models_deleted"]
+    if deleted:
+        console.print(f"artifacts=best: deleted the models of {len(deleted)} trial(s) not the study's best "
+                      "(with several objectives: not on its Pareto front): " + ", ".join(d["folder"] for d in deleted), markup=False, soft_wrap=True)
+    where = summary["best_model"]
+    if where is None:
+        return
+    if "model" in where:
+        console.print(f"Best model: {where['model']} ({_size(where['bytes'])})", markup=False, soft_wrap=True)
+        console.print(f"Evaluate it: {where['evaluate']}", markup=False, soft_wrap=True)
+    else:
+        console.print(f"Best model: missing ({where['missing']}), trial {where['trial_dir']}", markup=False,
+                      soft_wrap=True)
+
+
+def model_text(cell: dict | None, sweep_dir: Path) -> str:
+    """A table cell: the model file (relative to the sweep folder when inside it), or why not."""
+    if not cell:
+        return "-"
+    if "model" not in cell:
+        return f"missing: {cell['missing']}"
+    path = Path(cell["model"])
+    shown = path.relative_to(sweep_dir) if path.is_relative_to(sweep_dir) else path
+    return f"{shown} ({_size(cell.get('bytes'))})"
+
+
+def _size(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"

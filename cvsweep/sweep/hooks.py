@@ -31,8 +31,9 @@ class CvsweepHooks(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from cvsweep.reporting.summary import summarize_sweep
         from cvsweep.sweep import early_end
+        from cvsweep.sweep.keep_models import keep_best
 
-        summary = summarize_sweep(config)
+        summary = summarize_sweep(config, models_deleted=keep_best(config))  # artifacts=best first
         ended = early_end.take()  # interrupted, or too many failures in a row
         if ended is not None:
             print(f"cvsweep: {ended.message}", file=sys.stderr)

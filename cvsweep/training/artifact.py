@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
+
+from cvsweep.jsonio import replaced_atomically
 
 MODEL_FILE = "model.keras"
 
@@ -35,15 +36,9 @@ def save(model, folder: str | os.PathLike) -> dict:
     its record; a model that cannot be saved is recorded as missing, never a failed run."""
     folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=folder, prefix=".model-", suffix=".keras")
-        os.close(handle)
-        try:
+        # The mode every file of a run gets (the umask's), not mkstemp's 0600.
+        with replaced_atomically(folder / MODEL_FILE, suffix=".keras") as partial:
             model.save(partial)  # Keras wants the .keras suffix
-            os.replace(partial, folder / MODEL_FILE)
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
         return saved(folder / MODEL_FILE)
     except Exception as err:  # a full disk, a read-only folder: the run itself is fine
         return missing(f"could not be saved in {folder}: {type(err).__name__}: {err}")

@@ -231,6 +231,17 @@ def _evaluate(model, parts: dict) -> dict:
     return metrics
 
 
+def evaluate_saved(model_path, cfg, splits) -> dict:
+    """Load a saved model and evaluate it on ``splits``' test split exactly as a run evaluated
+    it: the run's seeds and determinism, its batching, its evaluate call (python -m
+    cvsweep.evaluate). Raises what Keras raises for a file it cannot load."""
+    tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
+    import keras
+
+    model = keras.models.load_model(model_path)
+    return _evaluate(model, {"test": _batched(tf, splits.x_test, splits.y_test, cfg.training.batch_size)})
+
+
 def _evaluation_failure(metrics: dict) -> Optional[Failure]:
     if metrics["val_loss"] is None:
         return Failure(failures.DIVERGED, "diverged: validation loss is NaN or infinite", infeasible=True)

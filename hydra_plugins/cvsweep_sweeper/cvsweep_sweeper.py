@@ -248,6 +248,12 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
             study.tell(trial, state=studies.INFEASIBLE if infeasible else TrialState.FAIL)
             log.warning("%s: %s", "Infeasible configuration" if infeasible else "Failed experiment", err)
             return None if infeasible else err
+        if self.config.artifacts.name != "none":  # before tell: a finished trial takes no more attributes
+            from cvsweep.study.artifacts import register_model
+
+            artifact_id = register_model(trial, result, self.config.output_root)
+            if artifact_id is not None:
+                record["artifact_id"] = artifact_id  # its model.keras in <output_root>/artifacts
         trial.set_user_attr(studies.RESULT_ATTR, record)
         study.tell(trial, values=values)
         return None

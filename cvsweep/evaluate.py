@@ -1,0 +1,166 @@
+"""Evaluate a trial's saved model on its test split and check it against its result:
+
+    python -m cvsweep.evaluate outputs/sweeps/<time>/3              # a trial folder
+    python -m cvsweep.evaluate outputs/sweeps/<time>/3/result.json  # its result
+    python -m cvsweep.evaluate outputs/sweeps/<time>                # a sweep: the study's best trial
+
+Before anything is loaded: the result is a completed run that kept its model, its config
+still has the fingerprint it recorded, and model.keras has the size and sha256 it recorded.
+Then the data is loaded as the trial loaded it (its sha256 must be the recorded one), the test
+split is rebuilt from the recorded config, the model is loaded with Keras and evaluated
+exactly as train() evaluated it (the same batching and TensorFlow settings,
+cvsweep/training/train.py ``evaluate_saved``), and test loss and accuracy are printed beside
+the recorded ones. On the machine that trained the model they are equal, bit for bit.
+
+Exit status 0 when both are equal, 1 when they differ (another device or library versions:
+see ``python -m cvsweep.compare``), 2 for input that cannot be evaluated, with a message that
+names the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from cvsweep.jsonio import read_json
+
+USAGE = "usage: python -m cvsweep.evaluate PATH  (a trial folder, its result.json, or a sweep folder)"
+COMPARED = ("test_loss", "test_accuracy")
+
+
+class BadInput(Exception):
+    """Input that cannot be evaluated; the message names the file and what is wrong."""
+
+
+def find_result(given: str) -> Path:
+    """The result.json that PATH means: a trial folder's, the file itself, or the best trial's
+    of a sweep folder (the study's best, as its summary names it)."""
+    path = Path(given)
+    if path.is_file() and path.name == "result.json":
+        return path
+    if path.is_dir() and (path / "result.json").is_file():
+        return path / "result.json"
+    if path.is_dir() and (path / "summary.json").is_file():
+        from cvsweep.reporting.summary import best_model
+
+        summary = _read(path / "summary.json")
+        try:
+            best = best_model(summary, path)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise BadInput(f"{path / 'summary.json'}: not a summary whose best trial can be found ({err})") from None
+        if best is None:
+            raise BadInput(f"{path / 'summary.json'}: the sweep has no completed trial to evaluate")
+        return Path(best["trial_dir"]) / "result.json"
+    raise BadInput(f"{given}: not a trial folder (with result.json), a result.json or a sweep folder "
+                   "(with summary.json)")
+
+
+def checked_config(result_path: Path, result: dict):
+    """The recorded run config, validated, after checking it still has its fingerprint."""
+    from cvsweep.config.fingerprint import fingerprint
+    from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
+
+    try:
+        cfg = load_run_config(result["config"])
+    except ConfigError as err:
+        raise BadInput(f"{result_path}: its config is not a valid run config: {err}") from None
+    now = fingerprint(run_config_of(cfg))
+    if now != result.get("fingerprint"):
+        raise BadInput(f"{result_path}: its config no longer matches its fingerprint (recorded "
+                       f"{str(result.get('fingerprint'))[:12]}, the config now gives {now[:12]}): the file was edited")
+    return cfg
+
+
+def checked_model(result_path: Path, result: dict) -> Path:
+    """model.keras beside the result, with the size and sha256 the result recorded."""
+    from cvsweep.training.artifact import sha256_of
+
+    record = result.get("model")
+    if not record:
+        raise BadInput(f"{result_path}: no model was kept for this trial (artifacts=none, or it ran before "
+                       "models were saved)")
+    if "path" not in record:
+        raise BadInput(f"{result_path}: the model is missing: {record.get('missing')}")
+    model = result_path.parent / record["path"]
+    if not model.is_file():
+        raise BadInput(f"{model}: not found, although {result_path} records it")
+    size, sha256 = model.stat().st_size, sha256_of(model)
+    if (size, sha256) != (record.get("bytes"), record.get("sha256")):
+        raise BadInput(f"{model}: {size} bytes with sha256 {sha256[:12]}..., but {result_path} records "
+                       f"{record.get('bytes')} bytes with sha256 {str(record.get('sha256'))[:12]}...: "
+                       "the file was changed, truncated or replaced")
+    return model
+
+
+def test_split(result_path: Path, result: dict, cfg):
+    """The splits the trial trained on, rebuilt from its config; the data must hash as recorded."""
+    from cvsweep.data.sources import DataError, load_source, split
+
+    recorded = (result.get("data") or {}).get("source_sha256")
+    try:
+        source = load_source(cfg.dataset)  # a pinned dataset.sha256 must match too
+    except DataError as err:
+        raise BadInput(f"{result_path}: the data cannot be loaded as recorded: {err}") from None
+    if recorded is not None and source.sha256 != recorded:
+        raise BadInput(f"{result_path}: the data now hashes to {source.sha256}, the trial trained on {recorded}: "
+                       "it changed since")
+    return split(source, cfg.dataset, cfg.sampling, cfg.training.seed, cfg.training.validation_split)
+
+
+def evaluate(given: str) -> tuple[Path, dict, dict]:
+    """The result.json PATH means, its recorded metrics and the metrics now; raises BadInput."""
+    result_path = find_result(given)
+    result = _read(result_path)
+    if not isinstance(result, dict) or result.get("status") != "completed":
+        status = result.get("status") if isinstance(result, dict) else None
+        raise BadInput(f"{result_path}: not a completed trial's result (status {status!r}), so it has no model")
+    cfg = checked_config(result_path, result)
+    model = checked_model(result_path, result)
+    splits = test_split(result_path, result, cfg)
+    from cvsweep.training.train import evaluate_saved
+
+    try:
+        now = evaluate_saved(model, cfg, splits)
+    except Exception as err:  # Keras's message for a file it cannot read or a model that does not fit
+        raise BadInput(f"{model}: cannot be loaded or evaluated: {type(err).__name__}: {err}") from None
+    return result_path, result["metrics"], now
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the cvsweep command: TensorFlow's INFO lines off
+    logging.getLogger("tensorflow.startup").disabled = True  # its start-up lines, caught off fd 2 (quiet_stderr.py)
+    try:
+        result_path, recorded, now = evaluate(args[0])
+    except BadInput as err:
+        print(f"cvsweep.evaluate: {err}", file=sys.stderr)
+        return 2
+    print(f"model: {result_path.parent}")
+    print(f"{'metric':<14} {'recorded':>22} {'now':>22}")
+    equal = True
+    for key in COMPARED:
+        same = recorded.get(key) == now[key]
+        equal &= same
+        print(f"{key:<14} {recorded.get(key)!r:>22} {now[key]!r:>22}  {'equal' if same else 'DIFFERS'}")
+    if equal:
+        print("test loss and accuracy equal the recorded ones exactly")
+        return 0
+    print("test loss or accuracy differ from the recorded ones: another device or library versions give other "
+          "low-order bits (the result records where it trained: executed_on, versions)", file=sys.stderr)
+    return 1
+
+
+def _read(path: Path):
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as err:  # unreadable, or not JSON
+        raise BadInput(f"{path}: cannot be read as JSON: {err}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
