@@ -87,7 +87,10 @@ def copy_tree(dest: Path, tests_from: str | None) -> None:
                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
         source = REPO / name
-        if source.is_file():
+        if source.is_symlink():  # cvsweep/conf -> ../conf: a link, as in the checkout
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).symlink_to(os.readlink(source))
+        elif source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     (dest / ".venv").symlink_to(REPO / ".venv")  # no reinstall
