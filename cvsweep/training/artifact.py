@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 MODEL_FILE = "model.keras"
 
@@ -35,15 +37,40 @@ def save(model, folder: str | os.PathLike) -> dict:
     its record; a model that cannot be saved is recorded as missing, never a failed run."""
     folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=folder, prefix=".model-", suffix=".keras")
-        os.close(handle)
-        try:
+        with _partial_file(folder) as partial:
             model.save(partial)  # Keras wants the .keras suffix
-            os.replace(partial, folder / MODEL_FILE)
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
         return saved(folder / MODEL_FILE)
     except Exception as err:  # a full disk, a read-only folder: the run itself is fine
         return missing(f"could not be saved in {folder}: {type(err).__name__}: {err}")
+
+
+class ChecksumMismatch(ValueError):
+    """Bytes that are not the model whose sha256 was reported."""
+
+
+def place(folder: str | os.PathLike, fill: Callable[[str], None], sha256: str) -> dict:
+    """Write ``folder/model.keras`` with ``fill(partial_path)`` (a model that came from elsewhere:
+    a remote worker), atomically and only when its sha256 is ``sha256``; returns its record.
+    Raises ChecksumMismatch, or what ``fill`` raises; either way no model.keras is written."""
+    folder = Path(folder)
+    with _partial_file(folder) as partial:
+        fill(partial)
+        actual = sha256_of(Path(partial))
+        if actual != sha256:
+            raise ChecksumMismatch(f"its sha256 is {actual}, not the {sha256} the worker reported")
+    return saved(folder / MODEL_FILE)
+
+
+@contextmanager
+def _partial_file(folder: Path) -> Iterator[str]:
+    """A new file in ``folder`` that becomes ``folder/model.keras`` when the block ends without
+    an error, and is deleted otherwise: a reader never sees half a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=".model-", suffix=".keras")
+    os.close(handle)
+    try:
+        yield partial
+        os.replace(partial, folder / MODEL_FILE)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
