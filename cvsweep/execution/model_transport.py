@@ -7,7 +7,9 @@ train() save the model in a temporary folder, then ``pack`` makes the result's `
 record: the file zlib-compressed and base64-encoded in the output when that text is at most
 ``max_inline_bytes`` long; otherwise uploaded to ``<store url>/<fingerprint>/<job id>/model.keras``
 with boto3; otherwise ``{"missing": why}``. The client's ``bring_home`` writes it into the
-trial folder atomically, only if its sha256 is the one the worker reported.
+trial folder atomically, only if its sha256 is the one the worker reported, and records how it
+came in the result's ``remote.model_transport`` (``via``; ``worker_seconds``: packing and any
+upload on the worker; ``seconds``: decoding or downloading and writing here).
 
 A model that cannot come home fails nothing already trained: it is recorded as missing, with
 the reason. Store credentials come from the environment only (``CREDENTIALS``, on the client
@@ -105,10 +107,11 @@ def pack(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: 
     ``folder/model.keras``: the file inline, or where it was uploaded, or missing and why."""
     if "missing" in record:
         return record
+    started = time.monotonic()
     path = Path(folder) / artifact.MODEL_FILE
     encoded = base64.b64encode(zlib.compress(path.read_bytes())).decode("ascii")
     if len(encoded) <= transport["max_inline_bytes"]:
-        return {**record, "encoding": ENCODING, "inline": encoded}
+        return {**record, "encoding": ENCODING, "inline": encoded, "seconds": _since(started)}
     too_big = (f"{len(encoded)} bytes compressed and base64-encoded, over the inline limit of "
                f"{transport['max_inline_bytes']} (executor.max_inline_model_mb)")
     if transport["store"] is None:
@@ -122,7 +125,7 @@ def pack(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: 
     except Exception as err:  # a store that is down, refused credentials, no such bucket
         return artifact.missing(f"not brought home: {too_big}, and the worker could not upload it to {url}: "
                                 f"{_describe(err)}")
-    return {**record, "store_url": url}
+    return {**record, "store_url": url, "seconds": _since(started)}
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -136,7 +139,7 @@ def bring_home(record: Any, folder: str | os.PathLike, store) -> tuple[dict, Opt
         if not isinstance(record, dict):
             raise TransportError("the worker returned no model record")
         if "missing" in record:
-            return artifact.missing(str(record["missing"])), None
+            return artifact.missing(str(record["missing"])[:1000]), None
         sha256, size = record.get("sha256"), record.get("bytes")
         if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)) or not isinstance(size, int):
             raise TransportError("the worker's model record has no valid sha256 and size")
@@ -155,7 +158,7 @@ def bring_home(record: Any, folder: str | os.PathLike, store) -> tuple[dict, Opt
         return artifact.missing(str(err)), None
     except Exception as err:  # a full disk here: still a completed trial
         return artifact.missing(f"could not be written in {folder}: {_describe(err)}"), None
-    return saved, {**how, "seconds": round(time.monotonic() - started, 3)}
+    return saved, {**how, "worker_seconds": record.get("seconds"), "seconds": _since(started)}
 
 
 def _write_inline(record: dict, partial: str) -> None:
@@ -223,6 +226,10 @@ def scrub(text: str) -> str:
         if value:
             text = text.replace(value, "***")
     return text
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
 
 
 def _short(value: Any) -> str:

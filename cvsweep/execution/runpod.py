@@ -161,7 +161,8 @@ class RunpodExecutor:
         if self.model_dir is None or not is_completed(result):
             return
         if sent is None:
-            sent = {"missing": "the worker returned no model (is its image older than this client?)"}
+            sent = {"missing": "the worker returned no model (a worker image older than this client, or a job "
+                               "collected from an earlier run that asked for none)"}
         result["model"], how = model_transport.bring_home(sent, self.model_dir, self.cfg.artifact_store)
         if how is not None:
             result["remote"]["model_transport"] = how
