@@ -20,6 +20,7 @@ Faults, for tests and rehearsals: ``POST /admin/faults`` with a JSON object of t
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +63,7 @@ class Faults:
     slow_job_s: float = 10.0
     malformed_health: int = 0  # the next N health answers have no "workers" object
     unhealthy_workers: int = 0  # health counts this many more workers, all unhealthy (a crash-looping image)
+    corrupt_models: int = 0  # the next N results with an inline model: one byte of the model changed
 
     def take(self, name: str) -> bool:
         if getattr(self, name) > 0:
@@ -231,6 +234,8 @@ class Emulator:
                 output = {"unexpected": "this is not a cvsweep result"}
             elif self.faults.take("wrong_fingerprints") and isinstance(output, dict):
                 output = {**output, "fingerprint": "0" * 64}
+            elif _inline_model(output) and self.faults.take("corrupt_models"):
+                output = {**output, "model": {**output["model"], "inline": _corrupted(output["model"]["inline"])}}
             job.output = output
             self._end(job, "COMPLETED")
 
@@ -331,6 +336,17 @@ class Emulator:
                 "workers": {w: {"pid": p.pid, "alive": p.poll() is None, "ready": w in self.polled}
                             for w, p in self.processes.items()},
             }
+
+
+def _inline_model(output) -> bool:
+    return isinstance(output, dict) and isinstance(output.get("model"), dict) and "inline" in output["model"]
+
+
+def _corrupted(inline: str) -> str:
+    """The same model (zlib, base64) with one byte changed: it decodes, its sha256 differs."""
+    data = bytearray(zlib.decompress(base64.b64decode(inline)))
+    data[len(data) // 2] ^= 0xFF
+    return base64.b64encode(zlib.compress(bytes(data))).decode("ascii")
 
 
 def make_handler(emulator: Emulator):

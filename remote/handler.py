@@ -8,7 +8,9 @@ The input is refused with a structured error, before any training, unless it is 
 what cvsweep.execution.payload accepts (schema, size, keys, fingerprint) and its dataset.path is data
 the worker may read and use (under its data roots: CVSWEEP_DATA_ROOTS). The output is train()'s
 result as plain JSON, plus the worker's id; a run that failed says why in its ``failure``
-(``{"code", "problems"}``). Anything else that goes wrong is a FAILED job whose error is
+(``{"code", "problems"}``). When the input asks for the model (``transport``), train() saves it
+in a temporary folder and the result's ``model`` carries it home: inline, through an S3 store,
+or missing and why (cvsweep/execution/model_transport.py). Anything else that goes wrong is a FAILED job whose error is
 ``{"code": "internal_error", "problems": [...]}``, never a traceback.
 
 The handler is async, so the SDK's event loop keeps running while a job trains: when RunPod
@@ -22,16 +24,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 # The image and the emulator run this file from a checkout: make the package importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The SDK's default, DEBUG, writes each job's whole output to the log twice: with an inline
+# model, up to max_inline_model_mb of base64 per line (and ~0.4 s a job). RUNPOD_LOG_LEVEL=DEBUG
+# on the endpoint brings it back.
+os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
 from cvsweep.data.access import confine_to_data_roots  # noqa: E402
+from cvsweep.execution import model_transport  # noqa: E402
 from cvsweep.execution.payload import PayloadError, accept_data, accept_input  # noqa: E402
 from cvsweep.training.failures import INTERNAL_ERROR, Failure  # noqa: E402
 from cvsweep.training.process import TrainingProcess  # noqa: E402
@@ -47,9 +56,15 @@ async def handler(job: dict) -> dict:
         return {"error": err.to_error()}
     except Exception as err:  # whatever the checks trip over: still an answer the client can read
         return {"error": _internal_error(err)}
+    transport = job["input"].get("transport")  # None: the client wants no model back
+    model_dir = tempfile.mkdtemp(prefix="cvsweep-model-") if transport is not None else None
     try:
-        result = await train_in_child(run_config, lambda update: runpod.serverless.progress_update(job, update))
+        result = await train_in_child(run_config, lambda update: runpod.serverless.progress_update(job, update),
+                                      model_dir=model_dir)
         result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
+        if "model" in result:  # an upload waits in a thread: a cancel is still heard
+            result["model"] = await asyncio.to_thread(model_transport.pack, result["model"], model_dir, transport,
+                                                      result["fingerprint"], str(job.get("id")))
         # The SDK silently drops what json.dumps rejects: make sure there is nothing of the kind.
         return json.loads(json.dumps(result, allow_nan=False))
     except asyncio.CancelledError:  # RunPod stopped the job: stop billing for it now
@@ -57,12 +72,15 @@ async def handler(job: dict) -> dict:
         raise
     except Exception as err:
         return {"error": _internal_error(err)}
+    finally:
+        if model_dir is not None:
+            shutil.rmtree(model_dir, ignore_errors=True)
 
 
-async def train_in_child(run_config: dict, progress) -> dict:
+async def train_in_child(run_config: dict, progress, model_dir: str | None = None) -> dict:
     """The run in the training process, waited for in a thread: the event loop stays free to
     hear that the job was stopped."""
-    return await asyncio.to_thread(TRAINING.run, run_config, progress)
+    return await asyncio.to_thread(TRAINING.run, run_config, progress, model_dir=model_dir)
 
 
 def _internal_error(err: Exception) -> str:

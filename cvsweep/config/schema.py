@@ -376,6 +376,20 @@ class LocalExecutorConfig:
 
 
 @dataclass
+class ArtifactStoreConfig:
+    """An S3-compatible bucket (AWS S3, RunPod's S3 API for network volumes, Cloudflare R2,
+    MinIO) through which a remote trial's model comes home when it is too large for the job's
+    output. Its credentials are read from the environment only (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, optionally AWS_SESSION_TOKEN and AWS_DEFAULT_REGION), on the client
+    and on the endpoint's workers: they are never part of a config."""
+
+    # s3://bucket/prefix; None: a model too large to come inline is recorded as missing.
+    url: Optional[str] = None
+    # The store's S3 API address when it is not AWS (e.g. https://<account>.r2.cloudflarestorage.com).
+    endpoint_url: Optional[str] = None
+
+
+@dataclass
 class RunpodExecutorConfig:
     """A RunPod serverless endpoint running remote/handler.py. The API key is read from
     RUNPOD_API_KEY at run time only: it is never part of a config."""
@@ -397,6 +411,11 @@ class RunpodExecutorConfig:
     max_in_flight: int = field(default=4, metadata=bounds(1, 1000))
     # What a trial does when its remote job fails: fail (none) or train here (local).
     fallback: Fallback = Fallback.none
+    # A trained model comes home in the job's output when it is at most this large, compressed
+    # and base64-encoded; RunPod caps a job's payload at 10 MB (/run) and 20 MB (/runsync).
+    max_inline_model_mb: float = field(default=5.0, metadata=bounds(0, 20))
+    # Where larger models go (executor.artifact_store.url=s3://bucket/prefix).
+    artifact_store: ArtifactStoreConfig = field(default_factory=ArtifactStoreConfig)
 
 
 EXECUTOR_SCHEMAS = {"local": LocalExecutorConfig, "runpod": RunpodExecutorConfig}

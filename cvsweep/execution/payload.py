@@ -1,6 +1,8 @@
 """The remote job's input: what a client sends and what a worker accepts.
 
-``{"schema_version": int, "fingerprint": sha256 hex, "config": <run config>}``. The worker
+``{"schema_version": int, "fingerprint": sha256 hex, "config": <run config>}``, and, when the
+client wants the trained model back, ``"transport"``: how it comes home
+(cvsweep/execution/model_transport.py), outside the config and its fingerprint. The worker
 accepts nothing else: it checks the size, the keys, the schema version, validates the config
 with the same schema the client used, and recomputes the fingerprint. Nothing in an input
 can make the worker import or call anything: it is plain data checked against dataclasses.
@@ -16,8 +18,10 @@ from typing import Any
 
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import SCHEMA_VERSION, ConfigError, load_run_config, run_config_of
+from cvsweep.execution.model_transport import transport_problems
 
 INPUT_KEYS = ("schema_version", "fingerprint", "config")
+OPTIONAL_KEYS = ("transport",)
 # A run config is about 1 KB; anything near this limit is not one.
 MAX_INPUT_BYTES = 64 * 1024
 # A run config nests 3 levels deep; deeper input is refused before anything recurses into it.
@@ -38,8 +42,12 @@ class PayloadError(ValueError):
         return json.dumps({"code": self.code, "problems": self.problems})
 
 
-def make_input(run_config: dict) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "fingerprint": fingerprint(run_config), "config": run_config}
+def make_input(run_config: dict, transport: dict | None = None) -> dict:
+    """The job input; with ``transport`` (model_transport.transport_of), the worker returns the model."""
+    job_input = {"schema_version": SCHEMA_VERSION, "fingerprint": fingerprint(run_config), "config": run_config}
+    if transport is not None:
+        job_input["transport"] = transport
+    return job_input
 
 
 def accept_input(data: Any) -> dict:
@@ -54,12 +62,17 @@ def accept_input(data: Any) -> dict:
         raise PayloadError("invalid_input", f"input is {size} bytes; the limit is {MAX_INPUT_BYTES}")
     if not isinstance(data, dict):
         raise PayloadError("invalid_input", f"input must be an object with keys {list(INPUT_KEYS)}")
-    unknown = sorted(str(key) for key in data if key not in INPUT_KEYS)
+    unknown = sorted(str(key) for key in data if key not in INPUT_KEYS + OPTIONAL_KEYS)
     missing = [key for key in INPUT_KEYS if key not in data]
     if unknown or missing:
         raise PayloadError(
-            "invalid_input", f"input keys must be exactly {list(INPUT_KEYS)} (unknown: {unknown}, missing: {missing})"
+            "invalid_input", f"input keys must be exactly {list(INPUT_KEYS)}, optionally with {list(OPTIONAL_KEYS)} "
+                             f"(unknown: {unknown}, missing: {missing})"
         )
+    if "transport" in data:
+        problems = transport_problems(data["transport"])
+        if problems:
+            raise PayloadError("invalid_input", *problems)
     version = data["schema_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
         raise PayloadError(

@@ -8,6 +8,10 @@ submission only when it was not taken, so a job is never sent twice); a job that
 TIMED_OUT or CANCELLED, an unreachable endpoint or a malformed answer fails the trial with
 the reason, or with ``fallback: local`` trains here instead, recorded as such. The API key
 comes from RUNPOD_API_KEY and appears in no result, log line or error message.
+
+A trial with a ``model_dir`` asks the worker for its model and writes it there as model.keras
+(cvsweep/execution/model_transport.py: inline in the output, or through an S3 store); a model
+that does not come home leaves the trial completed, its ``model`` recorded as missing and why.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from typing import Any, Callable, Optional
 from cvsweep import compat
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import Fallback
-from cvsweep.execution import remote_jobs
+from cvsweep.execution import model_transport, remote_jobs
 from cvsweep.execution.http_retry import TRANSIENT_HTTP, RetriesStopped, policy
 from cvsweep.execution.interrupts import STOP
 from cvsweep.execution.payload import make_input
 from cvsweep.training import failures
-from cvsweep.training.result import Result, failed_result, is_result
+from cvsweep.training.result import Result, failed_result, is_completed, is_result
 
 log = logging.getLogger("cvsweep.runpod")
 
@@ -63,7 +67,7 @@ def missing_settings(cfg) -> list[str]:
         )
     if not str(cfg.base_url).startswith(("http://", "https://")):
         problems.append(f"executor.base_url={cfg.base_url}: must start with http:// or https://")
-    return problems
+    return problems + model_transport.client_problems(cfg)
 
 
 class RunpodExecutor:
@@ -100,8 +104,9 @@ class RunpodExecutor:
     def _run_remote(self, run_config: dict, sent_fingerprint: str, progress=None) -> Result:
         endpoint = self._endpoint()
         submitted_at, started = time.time(), time.monotonic()
+        transport = model_transport.transport_of(self.cfg) if self.model_dir is not None else None
         body = {
-            "input": make_input(run_config),
+            "input": make_input(run_config, transport),
             "policy": {"executionTimeout": int(self.cfg.execution_timeout_s * 1000), "ttl": int(self.cfg.ttl_s * 1000)},
         }
         if STOP.is_set():
@@ -143,10 +148,28 @@ class RunpodExecutor:
             "finished_at": round(submitted_at + round_trip, 3),
             "input_bytes": len(json.dumps(body["input"])),
         }
+        self._bring_model_home(result, job_id)
         from cvsweep.training import provenance
 
         result["client_versions"] = provenance.versions()
         return result
+
+    def _bring_model_home(self, result: dict, job_id: str) -> None:
+        """The worker's model into model_dir/model.keras; ``result["model"]`` becomes its record
+        (as a local trial's) or says why it is missing."""
+        sent = result.pop("model", None)  # never the inline bytes in result.json
+        if self.model_dir is None or not is_completed(result):
+            return
+        if sent is None:
+            sent = {"missing": "the worker returned no model (a worker image older than this client, or a job "
+                               "collected from an earlier run that asked for none)"}
+        result["model"], how = model_transport.bring_home(sent, self.model_dir, self.cfg.artifact_store)
+        if how is not None:
+            result["remote"]["model_transport"] = how
+            log.info("remote job %s: its model came home (%s, %d bytes, %.2f s)", job_id, how["via"],
+                     result["model"]["bytes"], how["seconds"])
+        else:
+            log.warning("remote job %s: its model did not come home: %s", job_id, result["model"]["missing"])
 
     def _submit(self, endpoint, body: dict, sent_fingerprint: str) -> str:
         timeout = self.cfg.request_timeout_s

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Callable
 
 from cvsweep.jsonio import replaced_atomically
 
@@ -42,3 +43,20 @@ def save(model, folder: str | os.PathLike) -> dict:
         return saved(folder / MODEL_FILE)
     except Exception as err:  # a full disk, a read-only folder: the run itself is fine
         return missing(f"could not be saved in {folder}: {type(err).__name__}: {err}")
+
+
+class ChecksumMismatch(ValueError):
+    """Bytes that are not the model whose sha256 was reported."""
+
+
+def place(folder: str | os.PathLike, fill: Callable[[str], None], sha256: str) -> dict:
+    """Write ``folder/model.keras`` with ``fill(partial_path)`` (a model that came from elsewhere:
+    a remote worker), atomically and only when its sha256 is ``sha256``; returns its record.
+    Raises ChecksumMismatch, or what ``fill`` raises; either way no model.keras is written."""
+    folder = Path(folder)
+    with replaced_atomically(folder / MODEL_FILE, suffix=".keras") as partial:
+        fill(str(partial))
+        actual = sha256_of(Path(partial))
+        if actual != sha256:
+            raise ChecksumMismatch(f"its sha256 is {actual}, not the {sha256} the worker reported")
+    return saved(folder / MODEL_FILE)
