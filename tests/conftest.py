@@ -55,6 +55,12 @@ def tiny_run() -> dict:
     return copy.deepcopy(TINY_RUN)
 
 
+def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m cvsweep.evaluate ARGS`` in a fresh interpreter, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "cvsweep.evaluate", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m cvsweep ARGS`` in a fresh interpreter, from the repository root."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}

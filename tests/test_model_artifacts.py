@@ -15,17 +15,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
+from conftest import REPO, TINY_OVERRIDES, evaluate_cli, read_json, run_cli
 
 from cvsweep.study.storage import RESULT_ATTR
 from cvsweep.training.artifact import MODEL_FILE, sha256_of
 
 pytestmark = pytest.mark.slow  # every test here trains through the real CLI
-
-
-def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cvsweep.evaluate", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def sweep(root: Path, *overrides: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, EmulatorProcess, read_json, run_cli
+from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, EmulatorProcess, evaluate_cli, read_json, run_cli
 from omegaconf import OmegaConf
 
 from cvsweep.config.schema import RunpodExecutorConfig, load_run_config, run_config_of
@@ -186,20 +186,6 @@ def _worker_output(endpoint, job_id: str) -> dict:
     return endpoint.admin("state")["jobs"][job_id]["output"]
 
 
-def _evaluate_here(model_path: Path, result: dict) -> dict:
-    """The test split rebuilt from the recorded config, the model loaded with Keras."""
-    import keras
-    import tensorflow as tf
-
-    from cvsweep.data.sources import load_source, split
-
-    cfg = load_run_config(result["config"])
-    splits = split(load_source(cfg.dataset), cfg.dataset, cfg.sampling, cfg.training.seed,
-                   cfg.training.validation_split)
-    test = tf.data.Dataset.from_tensor_slices((splits.x_test, splits.y_test)).batch(cfg.training.batch_size)
-    return keras.models.load_model(model_path).evaluate(test, verbose=0, return_dict=True)
-
-
 def _assert_no_secret_in(folder: Path, *texts: str) -> None:
     for path in [p for p in folder.rglob("*") if p.is_file()]:
         data = path.read_bytes()
@@ -231,12 +217,26 @@ def test_a_remote_sweep_brings_every_model_home(via, remote_env, tmp_path):
             key = f"sweeps/{result['fingerprint']}/{result['remote']['job_id']}/{MODEL_FILE}"
             assert sent["store_url"] == f"s3://{BUCKET}/{key}" and "inline" not in sent
             assert hashlib.sha256(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).hexdigest() == digest
-        # The model trained in the worker evaluates here to the figures the worker recorded.
-        scores = _evaluate_here(path, result)
-        assert scores["accuracy"] == result["metrics"]["test_accuracy"]
-        assert scores["loss"] == result["metrics"]["test_loss"]
+        # The model trained in the worker evaluates here to the figures the worker recorded,
+        # exactly (cvsweep.evaluate exits 1 on any difference).
+        evaluated = evaluate_cli(str(sweep_dir / job))
+        assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     _assert_no_secret_in(tmp_path, proc.stdout, proc.stderr)
     _assert_no_secret_in(endpoint.log_dir)
+
+
+@pytest.mark.slow
+def test_artifacts_best_keeps_only_the_best_remote_model(remote_env, tmp_path):
+    proc = run_cli("-m", "executor=runpod", "executor.max_in_flight=2", "executor.poll_interval_s=0.2",
+                   "hydra.sweeper.n_trials=3", "artifacts=best", *TINY_OVERRIDES, f"output_root={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    summary = read_json(sweep_dir / "summary.json")
+    (kept,) = sweep_dir.glob(f"*/{MODEL_FILE}")
+    assert Path(summary["best_model"]["model"]).resolve() == kept.resolve()
+    assert len(summary["models_deleted"]) == 2
+    evaluated = evaluate_cli(str(sweep_dir))  # a sweep folder: its study's best, the kept one
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
 
 
 def _run(endpoint, model_dir, **changes) -> dict:
