@@ -37,7 +37,7 @@ MUTANTS = [
      ["tests/test_hostile_worker_input.py::test_another_valid_config_under_the_old_fingerprint_is_refused",
       "tests/test_hostile_worker_input.py::test_a_valid_input_with_one_thing_changed_is_refused"]),
     ("plain-writes", "cvsweep/jsonio.py",
-     "    tmp = _new_hidden_file(path)\n    try:\n        yield tmp\n", "    tmp = path\n    try:\n        yield tmp\n",
+     "    tmp = _new_hidden_file(path, suffix)\n    try:\n        yield tmp\n", "    tmp = path\n    try:\n        yield tmp\n",
      ["tests/test_resume.py::test_kills_inside_writes_leave_only_whole_files"]),
     ("nan-instead-of-failure", "cvsweep/sweep/trial.py",
      '        raise TrialFailed(f"{result[\'reason\']} (see {path})", infeasible=bool(result.get("infeasible")))',
