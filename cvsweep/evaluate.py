@@ -10,7 +10,9 @@ Then the data is loaded as the trial loaded it (its sha256 must be the recorded 
 split is rebuilt from the recorded config, the model is loaded with Keras and evaluated
 exactly as train() evaluated it (the same batching and TensorFlow settings,
 cvsweep/training/train.py ``evaluate_saved``), and test loss and accuracy are printed beside
-the recorded ones. On the machine that trained the model they are equal, bit for bit.
+the recorded ones. On the machine that trained the model, with training.deterministic=true
+(the default), they are equal, bit for bit. The data must be on this machine: a trial that
+read it on a remote worker (dataset.location=worker) is evaluated where that path exists.
 
 Exit status 0 when both are equal, 1 when they differ (another device or library versions:
 see ``python -m cvsweep.compare``), 2 for input that cannot be evaluated, with a message that
@@ -48,7 +50,7 @@ def find_result(given: str) -> Path:
         summary = _read(path / "summary.json")
         try:
             best = best_model(summary, path)
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise BadInput(f"{path / 'summary.json'}: not a summary whose best trial can be found ({err})") from None
         if best is None:
             raise BadInput(f"{path / 'summary.json'}: the sweep has no completed trial to evaluate")
@@ -63,7 +65,7 @@ def checked_config(result_path: Path, result: dict):
     from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
 
     try:
-        cfg = load_run_config(result["config"])
+        cfg = load_run_config(result.get("config"))
     except ConfigError as err:
         raise BadInput(f"{result_path}: its config is not a valid run config: {err}") from None
     now = fingerprint(run_config_of(cfg))
@@ -75,15 +77,20 @@ def checked_config(result_path: Path, result: dict):
 
 def checked_model(result_path: Path, result: dict) -> Path:
     """model.keras beside the result, with the size and sha256 the result recorded."""
-    from cvsweep.training.artifact import sha256_of
+    from cvsweep.training.artifact import MODEL_FILE, sha256_of
 
     record = result.get("model")
     if not record:
         raise BadInput(f"{result_path}: no model was kept for this trial (artifacts=none, or it ran before "
                        "models were saved)")
+    if not isinstance(record, dict):
+        raise BadInput(f"{result_path}: its model record is not a mapping but {type(record).__name__}")
     if "path" not in record:
         raise BadInput(f"{result_path}: the model is missing: {record.get('missing')}")
-    model = result_path.parent / record["path"]
+    if record["path"] != MODEL_FILE:  # never a file elsewhere, whatever the result names
+        raise BadInput(f"{result_path}: its model path is {str(record['path'])[:100]!r}; a trial's model is "
+                       f"always {MODEL_FILE} beside its result.json")
+    model = result_path.parent / MODEL_FILE
     if not model.is_file():
         raise BadInput(f"{model}: not found, although {result_path} records it")
     size, sha256 = model.stat().st_size, sha256_of(model)
@@ -96,12 +103,18 @@ def checked_model(result_path: Path, result: dict) -> Path:
 
 def test_split(result_path: Path, result: dict, cfg):
     """The splits the trial trained on, rebuilt from its config; the data must hash as recorded."""
+    from cvsweep.config.schema import DataLocation
     from cvsweep.data.sources import DataError, load_source, split
 
-    recorded = (result.get("data") or {}).get("source_sha256")
+    data = result.get("data") or {}
+    recorded = data.get("source_sha256") if isinstance(data, dict) else None
     try:
         source = load_source(cfg.dataset)  # a pinned dataset.sha256 must match too
     except DataError as err:
+        if cfg.dataset.get("location") == DataLocation.worker:
+            raise BadInput(f"{result_path}: the trial read its data on the remote worker (dataset.location=worker, "
+                           f"dataset.path={cfg.dataset.path}); evaluating needs that data on this machine at the "
+                           f"same path: {err}") from None
         raise BadInput(f"{result_path}: the data cannot be loaded as recorded: {err}") from None
     if recorded is not None and source.sha256 != recorded:
         raise BadInput(f"{result_path}: the data now hashes to {source.sha256}, the trial trained on {recorded}: "
@@ -116,6 +129,8 @@ def evaluate(given: str) -> tuple[Path, dict, dict]:
     if not isinstance(result, dict) or result.get("status") != "completed":
         status = result.get("status") if isinstance(result, dict) else None
         raise BadInput(f"{result_path}: not a completed trial's result (status {status!r}), so it has no model")
+    if not isinstance(result.get("metrics"), dict):
+        raise BadInput(f"{result_path}: it records no metrics to compare with (\"metrics\" is not a mapping)")
     cfg = checked_config(result_path, result)
     model = checked_model(result_path, result)
     splits = test_split(result_path, result, cfg)
@@ -150,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     if equal:
         print("test loss and accuracy equal the recorded ones exactly")
         return 0
-    print("test loss or accuracy differ from the recorded ones: another device or library versions give other "
-          "low-order bits (the result records where it trained: executed_on, versions)", file=sys.stderr)
+    print("test loss or accuracy differ from the recorded ones: they are equal only on the machine that trained "
+          "the model, with the same library versions and training.deterministic=true (the default); another device "
+          "or library versions give other low-order bits (the result records where it trained: executed_on, "
+          "versions)", file=sys.stderr)
     return 1
 
 
