@@ -193,11 +193,11 @@ class SweepProgress:
                 for trial in sorted(self.running.values(), key=lambda t: t.ordinal):
                     epoch = trial.epoch
                     metric = self._epoch_metric(epoch) if epoch else None
-                    table.add_row(
+                    table.add_row(*map(Text, (  # Text: a worker's progress.json is never read as rich markup
                         f"{trial.ordinal} of {self.total}", str(trial.job_idx),
                         f"{epoch['epoch']}/{epoch.get('epochs', '?')}" if epoch else "starting",
                         f"{metric[0]}={metric[1]:.4f}" if metric else "-", _clock(now - trial.started_at),
-                    )
+                    )))
                 parts.append(table)
             return Group(*parts)
 

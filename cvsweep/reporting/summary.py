@@ -10,26 +10,29 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cvsweep.config.objectives import directions_of, objectives_of
 from cvsweep.jsonio import read_json, write_json_atomic
 from cvsweep.reporting.report import fmt
 from cvsweep.study.search_space import search_space
+from cvsweep.training.artifact import MODEL_FILE
 from cvsweep.training.result import is_completed
 
 log = logging.getLogger("cvsweep.summary")
 
 
-def summarize_sweep(cfg: DictConfig, console: Console | None = None, models_deleted: list | None = None) -> dict:
-    """``models_deleted``: the models artifacts=best deleted (cvsweep/sweep/keep_models.py)."""
+def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models: dict | None = None) -> dict:
+    """``kept_models``: what artifacts=best deleted and kept (cvsweep/sweep/keep_models.py)."""
     sweep_dir = Path(cfg.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)  # absent when the study needed no more trials
     names = [o.name for o in objectives_of(cfg)]
     directions = directions_of(cfg)
     params = list(search_space(cfg))
     study = load_study(cfg)
-    folders, covers = _trial_folders(sweep_dir), "run"
+    folders, covers = trial_folders(sweep_dir), "run"
     if not folders and study is not None:  # a re-run of a finished sweep: summarize the study
         folders, covers = _study_trial_folders(study), "study"
     trials = [_trial_row(folder, params, os.path.relpath(folder, sweep_dir)) for folder in folders]
@@ -53,7 +56,9 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, models_dele
         "importances": _importances(study, len(names)),
         "trials": trials,
         "artifacts": cfg.artifacts.name,
-        "models_deleted": models_deleted or [],
+        "models_deleted": (kept_models or {}).get("deleted") or [],
+        # artifacts=best kept these instead, since the best trial has no model on this host
+        "models_kept_instead": (kept_models or {}).get("kept_instead"),
     }
     summary["best_model"] = best_model(summary, sweep_dir)
     sweep_plots = []
@@ -83,10 +88,20 @@ def pareto_front(trials: list[dict], directions: list[str]) -> list[dict]:
 
 
 def _best(completed: list[dict], direction: str):
+    """The best trial; of several equal ones, the first (in job order)."""
     if not completed:
         return None
     pick = max if direction == "maximize" else min
     return pick(completed, key=lambda t: t["objective_values"][0])
+
+
+def kept_best(completed: list[dict], directions: list[str]) -> list[dict]:
+    """The trials that are best as this summary chooses them, in the order given (job order):
+    the best one (a tie: the first), or with several objectives the Pareto front."""
+    if len(directions) > 1:
+        return pareto_front(completed, directions)
+    best = _best(completed, directions[0])
+    return [best] if best else []
 
 
 def best_model(summary: dict, sweep_dir: Path) -> dict | None:
@@ -115,15 +130,15 @@ def model_cell(folder: Path, record: dict | None) -> dict:
     else ``{"missing": why}``."""
     if not record:
         return {"missing": "not saved (artifacts=none, or no model to save)"}
-    if "path" not in record:
-        return {"missing": record.get("missing") or "not recorded"}
-    path = Path(folder) / record["path"]
+    if not isinstance(record, dict) or record.get("path") != MODEL_FILE:  # only ever model.keras beside it
+        return {"missing": str((isinstance(record, dict) and record.get("missing")) or "not recorded")}
+    path = Path(folder) / MODEL_FILE
     if not path.exists():
         return {"missing": f"{path} is gone (deleted after the run)"}
     return {"model": str(path), "bytes": record.get("bytes")}
 
 
-def _trial_folders(sweep_dir: Path) -> list[Path]:
+def trial_folders(sweep_dir: Path) -> list[Path]:
     """Hydra's job folders (named by job number), in launch order."""
     folders = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
     return sorted(folders, key=lambda p: int(p.name))
@@ -229,14 +244,16 @@ def _study_info(cfg: DictConfig, study) -> dict:
 def _print_study(study: dict, names: list[str], console: Console) -> None:
     line = f"Study '{study['name']}' in {study['storage']}"
     if study["n_trials_in_study"] is None:
-        console.print(line + ".")
+        console.print(line + ".", markup=False)
         return
     states = ", ".join(f"{n} {state}" for state, n in sorted(study["states"].items()))
-    console.print(f"{line}: {study['n_finished']} of {study['n_trials_target']} trials finished ({states}).")
+    console.print(f"{line}: {study['n_finished']} of {study['n_trials_target']} trials finished ({states}).",
+                  markup=False)
     for best in study["best"]:
         where = best["result"] or {}
-        console.print(f"Study best: trial {best['number']}, " + ", ".join(
-            f"{n}={fmt(v)}" for n, v in zip(names, best["values"])) + f", result {where.get('host')}:{where.get('path')}")
+        values = ", ".join(f"{n}={fmt(v)}" for n, v in zip(names, best["values"]))
+        console.print(f"Study best: trial {best['number']}, {values}, result {where.get('host')}:{where.get('path')}",
+                      markup=False)
 
 
 def _importances(study, n_objectives: int) -> dict | None:
@@ -262,7 +279,7 @@ def _importances(study, n_objectives: int) -> dict | None:
 def _print(summary: dict, params: list[str], console: Console) -> None:
     names = summary["objectives"]
     title = ", ".join(f"{n} ({d})" for n, d in zip(names, summary["directions"]))
-    table = Table(title=f"Sweep {summary['sweep_dir']}: {title}")
+    table = Table(title=escape(f"Sweep {summary['sweep_dir']}: {title}"))
     for column in ("job", "status", *names, "test_acc", "health", "epochs", "secs", "where", "model"):
         table.add_column(column)
     for key in params:  # the last part of each swept key names its column
@@ -273,7 +290,7 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
         shown = [fmt(v) for v in values]
         if trial["status"] != "completed":
             shown = [f"{trial['status']}: {trial['reason']}"] + ["-"] * (len(names) - 1)
-        table.add_row(
+        cells = (
             trial["job"] + (" *" if trial["job"] == best_job else ""),
             trial["status"],
             *shown,
@@ -284,12 +301,12 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
             trial.get("where") or "-",
             model_text(trial.get("model"), Path(summary["sweep_dir"])),
             *(fmt(trial["params"].get(key)) for key in params),
-            style="bold" if trial["job"] == best_job else None,
-        )
+        )  # Text: reasons, hosts and values from workers or users are never read as rich markup
+        table.add_row(*(Text(str(cell)) for cell in cells), style="bold" if trial["job"] == best_job else None)
     console.print(table)
     if summary["importances"]:
         console.print("Parameter importances (" + names[0] + "): " + ", ".join(
-            f"{key} {value:.3f}" for key, value in summary["importances"].items()))
+            f"{key} {value:.3f}" for key, value in summary["importances"].items()), markup=False)
     _print_study(summary["study"], names, console)
     if summary["covers"] == "study":
         console.print("This run started no trial: the study already holds hydra.sweeper.n_trials finished trials "
@@ -299,15 +316,15 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
         console.print(f"This run: {summary['n_completed']} completed, {summary['n_failed']} failed"
                       + (f" ({summary['n_infeasible']} of them infeasible)." if summary["n_infeasible"] else "."))
     if summary["pareto_front"]:
-        console.print("Pareto front: jobs " + ", ".join(t["job"] for t in summary["pareto_front"]))
-    console.print(f"Report: {Path(summary['sweep_dir']) / 'report.html'}")
+        console.print("Pareto front: jobs " + ", ".join(t["job"] for t in summary["pareto_front"]), markup=False)
+    console.print(f"Report: {Path(summary['sweep_dir']) / 'report.html'}", markup=False)
     if summary["best"] is None:
         console.print("No trial completed.")
         return
     best = summary["best"]
     console.print(
         f"Best: job {best['job']}, " + ", ".join(f"{n}={fmt(v)}" for n, v in zip(names, best["objective_values"]))
-        + f", test_accuracy={fmt(best['test_accuracy'])}, fingerprint {best['fingerprint'][:12]}"
+        + f", test_accuracy={fmt(best['test_accuracy'])}, fingerprint {best['fingerprint'][:12]}", markup=False
     )
     console.print(OmegaConf.to_yaml(OmegaConf.create(best["config"])).rstrip(), markup=False)
     _print_models(summary, console)
@@ -319,6 +336,10 @@ def _print_models(summary: dict, console: Console) -> None:
     if deleted:
         console.print(f"artifacts=best: deleted the models of {len(deleted)} trial(s) not the study's best "
                       "(with several objectives: not on its Pareto front): " + ", ".join(d["folder"] for d in deleted), markup=False, soft_wrap=True)
+    instead = summary["models_kept_instead"]
+    if instead:
+        console.print(f"artifacts=best: the best trial has no model on this host ({instead['because']}), so the best "
+                      "trial here that has one kept it: " + ", ".join(instead["folders"]), markup=False, soft_wrap=True)
     where = summary["best_model"]
     if where is None:
         return

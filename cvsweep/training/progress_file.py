@@ -30,9 +30,12 @@ def epoch_writer(trial_dir: str | Path) -> Callable[[dict], None]:
 
 
 def read_epoch(trial_dir: str | Path) -> Optional[dict]:
-    """The trial's latest epoch, or None before its first one ends."""
+    """The trial's latest epoch, or None before its first one ends (or when a remote worker's
+    update has no whole numbers for ``epoch`` and ``epochs``: the display computes with them)."""
     try:
         update = read_json(Path(trial_dir) / FILE_NAME)
     except (OSError, ValueError):
         return None
-    return update if isinstance(update, dict) and isinstance(update.get("epoch"), int) else None
+    if not isinstance(update, dict) or not all(isinstance(update.get(key, 1), int) for key in ("epoch", "epochs")):
+        return None
+    return update if "epoch" in update else None
