@@ -33,7 +33,7 @@ class CvsweepHooks(Callback):
         from cvsweep.sweep import early_end
         from cvsweep.sweep.keep_models import keep_best
 
-        summary = summarize_sweep(config, models_deleted=keep_best(config))  # artifacts=best first
+        summary = summarize_sweep(config, kept_models=keep_best(config))  # artifacts=best first
         ended = early_end.take()  # interrupted, or too many failures in a row
         if ended is not None:
             print(f"cvsweep: {ended.message}", file=sys.stderr)

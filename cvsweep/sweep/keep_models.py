@@ -2,94 +2,133 @@
 (a multi-objective study: every trial on its Pareto front). The best is the study's, over
 every run of the same command, so a resumed run never deletes the model of an earlier run's
 best trial; the models of earlier runs' trials that a later trial beat are deleted then.
+Without a study storage the best is this run's, chosen as the summary chooses it
+(cvsweep/reporting/summary.py ``kept_best``: a tie keeps the first job).
+
+When the best has no model on this host (its model could not come home, or its result.json
+lies on another host), the best of this host's trials that kept one keeps it instead, so
+artifacts=best never leaves no model; the summary says so.
 
 Each deleted model's result.json then records it as missing, with the reason, and its
-Optuna artifact's file is removed from the store (cvsweep/study/artifacts.py)."""
+Optuna artifact's file is removed from the store (cvsweep/study/artifacts.py). Only ever a
+trial folder's model.keras is deleted, whatever path its result.json names."""
 
 from __future__ import annotations
 
 import logging
 import socket
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig
 
-from cvsweep.config.objectives import objectives_of
+from cvsweep.config.objectives import directions_of
 from cvsweep.jsonio import read_json, write_json_atomic
 from cvsweep.training import artifact
 
 log = logging.getLogger("cvsweep.summary")
 
 
-def keep_best(cfg: DictConfig) -> list[dict]:
+def keep_best(cfg: DictConfig) -> dict:
     """Delete the models of the study's completed trials whose result.json lies on this host,
-    except the best; returns what was deleted (``{"trial", "folder"}``), empty unless
-    artifacts=best."""
+    except the best. Returns ``{"deleted": [{"trial", "folder"}], "kept_instead": None or
+    {"folders", "because"}}`` (the trials kept because the best has no model here); nothing
+    unless artifacts=best."""
+    kept_models = {"deleted": [], "kept_instead": None}
     if cfg.artifacts.name != "best":
-        return []
-    from cvsweep.reporting.summary import load_study
+        return kept_models
+    from cvsweep.reporting.summary import kept_best, load_study
 
     study = load_study(cfg)
-    doomed = _not_best_in_study(study) if study is not None else _not_best_in_run(cfg)
-    single = len(objectives_of(cfg)) == 1
+    directions = directions_of(cfg)
+    candidates, best = _in_study(study) if study is not None else _in_run(cfg, directions)
+    kept = best
+    why_not = [_no_model_here(c["folder"]) for c in best]
+    if best and all(why_not):  # keep the best of this host's trials that have a model
+        kept = kept_best([c for c in candidates if not _no_model_here(c["folder"])], directions)
+        if kept:
+            kept_models["kept_instead"] = {"folders": [str(c["folder"]) for c in kept], "because": why_not[0]}
     reason = ("deleted when the sweep ended (artifacts=best): not "
-              + ("the study's best trial" if single else "on the study's Pareto front"))
-    deleted = []
-    for number, folder, artifact_id in doomed:
-        if _delete(folder, reason):
-            deleted.append({"trial": number, "folder": str(folder)})
-        if artifact_id:
+              + ("the study's best trial" if len(directions) == 1 else "on the study's Pareto front"))
+    for candidate in candidates:
+        if candidate in kept or candidate["folder"] is None:  # kept, or not on this host
+            continue
+        if _delete(candidate["folder"], reason):
+            kept_models["deleted"].append({"trial": candidate["trial"], "folder": str(candidate["folder"])})
+        if candidate["artifact_id"]:
             from cvsweep.study import artifacts
 
-            artifacts.remove(cfg.output_root, artifact_id)
-    return deleted
+            artifacts.remove(cfg.output_root, candidate["artifact_id"])
+    return kept_models
 
 
-def _not_best_in_study(study) -> list[tuple]:
-    """(trial number, folder, artifact id) of every completed trial of this host but the best.
-    The trials are read before the best: a trial that completes in between (another process)
-    is then neither deleted nor wrongly kept as best."""
+def _in_study(study) -> tuple[list[dict], list[dict]]:
+    """The study's completed trials, and its best ones. The trials are read before the best:
+    a trial that completes in between (another process) is then neither deleted nor wrongly
+    kept as best."""
     from optuna.trial import TrialState
-
-    from cvsweep.study.storage import RESULT_ATTR
 
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
-        return []
-    best = {t.number for t in ([study.best_trial] if len(study.directions) == 1 else study.best_trials)}
-    doomed = []
-    for trial in completed:
-        record = trial.user_attrs.get(RESULT_ATTR) or {}
-        if trial.number not in best and record.get("host") == socket.gethostname() and record.get("path"):
-            doomed.append((trial.number, Path(record["path"]).parent, record.get("artifact_id")))
-    return doomed
+        return [], []
+    best = [study.best_trial] if len(study.directions) == 1 else study.best_trials
+    return [_candidate(t) for t in completed], [_candidate(t) for t in best]
 
 
-def _not_best_in_run(cfg: DictConfig) -> list[tuple]:
-    """Without a study storage (hydra.sweeper.storage=null) the best is this run's."""
-    from cvsweep.config.objectives import directions_of
-    from cvsweep.reporting.summary import pareto_front
+def _candidate(trial) -> dict:
+    """A study trial: its number, its folder when its result.json lies on this host (else
+    None), its Optuna artifact and its objective values."""
+    from cvsweep.study.storage import RESULT_ATTR
 
-    sweep_dir = Path(cfg.hydra.sweep.dir)
+    record = trial.user_attrs.get(RESULT_ATTR) or {}
+    here = record.get("host") == socket.gethostname() and record.get("path")
+    return {"trial": trial.number, "folder": Path(record["path"]).parent if here else None,
+            "artifact_id": record.get("artifact_id"), "objective_values": trial.values}
+
+
+def _in_run(cfg: DictConfig, directions: list[str]) -> tuple[list[dict], list[dict]]:
+    """Without a study storage (hydra.sweeper.storage=null): this run's completed trials, in
+    job order, and the ones the summary shows as best."""
+    from cvsweep.reporting.summary import kept_best, trial_folders
+
     rows = []
-    for path in sorted(sweep_dir.glob("*/result.json")):
-        values = (read_json(path).get("trial") or {}).get("objective_values")
+    for folder in trial_folders(Path(cfg.hydra.sweep.dir)):
+        path = folder / "result.json"
+        values = (read_json(path).get("trial") or {}).get("objective_values") if path.is_file() else None
         if values:
-            rows.append({"folder": path.parent, "objective_values": values})
-    front = pareto_front(rows, directions_of(cfg))
-    kept = front[:1] if len(front) and len(front[0]["objective_values"]) == 1 else front
-    return [(None, row["folder"], None) for row in rows if row not in kept]
+            rows.append({"trial": None, "folder": folder, "artifact_id": None, "objective_values": values})
+    return rows, kept_best(rows, directions)
+
+
+def _no_model_here(folder: Optional[Path]) -> Optional[str]:
+    """None when ``folder`` (None: on another host) keeps its model.keras, else why not."""
+    if folder is None:
+        return "its result.json lies on another host"
+    try:
+        record = read_json(folder / "result.json").get("model") or {}
+    except (OSError, ValueError) as err:
+        return f"its result.json cannot be read: {err}"
+    if not isinstance(record, dict) or record.get("path") != artifact.MODEL_FILE:
+        return (record.get("missing") if isinstance(record, dict) else None) or "it kept no model"
+    if not (folder / artifact.MODEL_FILE).is_file():
+        return f"{folder / artifact.MODEL_FILE} is gone"
+    return None
 
 
 def _delete(folder: Path, reason: str) -> bool:
-    """Delete ``folder``'s model file and record why in its result.json; False when it kept none."""
+    """Delete ``folder``'s model.keras and record why in its result.json; False when it kept
+    none. Never another file: a result.json that names another path keeps it."""
     path = folder / "result.json"
     try:
         result = read_json(path)
         record = result.get("model") or {}
-        if "path" not in record:
+        if not isinstance(record, dict) or "path" not in record:
             return False
-        (folder / record["path"]).unlink(missing_ok=True)
+        if record["path"] != artifact.MODEL_FILE:
+            log.warning("artifacts=best: %s names the model %r, not %s: left alone", path, record["path"],
+                        artifact.MODEL_FILE)
+            return False
+        (folder / artifact.MODEL_FILE).unlink(missing_ok=True)
         result["model"] = artifact.missing(reason)
         write_json_atomic(path, result)
         return True
