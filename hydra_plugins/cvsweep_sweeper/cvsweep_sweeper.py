@@ -248,7 +248,9 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
             study.tell(trial, state=studies.INFEASIBLE if infeasible else TrialState.FAIL)
             log.warning("%s: %s", "Infeasible configuration" if infeasible else "Failed experiment", err)
             return None if infeasible else err
-        if self.config.artifacts.name != "none":  # before tell: a finished trial takes no more attributes
+        # Before tell: a finished trial takes no more attributes. Not for an in-memory study
+        # (storage null): it is gone after the run, and its artifact copies would stay behind.
+        if self.config.artifacts.name != "none" and self.storage:
             from cvsweep.study.artifacts import register_model
 
             artifact_id = register_model(trial, result, self.config.output_root)
