@@ -127,6 +127,14 @@ def test_artifacts_best_keeps_only_the_study_best_also_after_a_resumed_run(tmp_p
     assert evaluate_cli(str(models[0].parent)).returncode == 0
 
 
+def test_an_in_memory_study_registers_no_artifact_and_best_keeps_one_model(tmp_path):
+    proc = sweep(tmp_path, "artifacts=best", "hydra.sweeper.storage=null", "hydra.sweeper.n_trials=2")
+    models = _models(tmp_path)
+    assert len(models) == 1
+    assert not (tmp_path / "artifacts").exists()  # nothing that no one could ever remove
+    assert f"Best model: {models[0]} (" in proc.stdout
+
+
 def test_artifacts_none_keeps_no_model(tmp_path):
     proc = sweep(tmp_path, "artifacts=none", "hydra.sweeper.n_trials=2")
     assert _models(tmp_path) == []
