@@ -107,14 +107,19 @@ def _inline_record(data: bytes = MODEL_BYTES, **changes) -> dict:
             "encoding": model_transport.ENCODING, "inline": base64.b64encode(zlib.compress(data)).decode(), **changes}
 
 
-def test_an_inline_model_is_written_with_the_workers_sha256(tmp_path):
-    record, how = model_transport.bring_home(_inline_record(), tmp_path, None)
-    assert (tmp_path / MODEL_FILE).read_bytes() == MODEL_BYTES
-    assert record == {"path": MODEL_FILE, "bytes": len(MODEL_BYTES), "sha256": hashlib.sha256(MODEL_BYTES).hexdigest()}
-    assert how["via"] == "inline" and how["encoded_bytes"] == len(_inline_record()["inline"])
+NO_STORE = {"max_inline_bytes": 5 * 2**20, "store": None}  # what the client asked for (transport_of)
+
+
+@pytest.mark.parametrize("data", [MODEL_BYTES, os.urandom(3 * 2**20)], ids=["small", "decoded-in-blocks"])
+def test_an_inline_model_is_written_with_the_workers_sha256(tmp_path, data):
+    record, how = model_transport.bring_home(_inline_record(data), tmp_path, NO_STORE)
+    assert (tmp_path / MODEL_FILE).read_bytes() == data
+    assert record == {"path": MODEL_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert how["via"] == "inline" and how["encoded_bytes"] == len(_inline_record(data)["inline"])
 
 
 BOMB = zlib.compress(b"\0" * 5_000_000)
+BOMB_TEXT = base64.b64encode(BOMB).decode()
 
 
 @pytest.mark.parametrize("record,fragment", [
@@ -122,7 +127,17 @@ BOMB = zlib.compress(b"\0" * 5_000_000)
     (_inline_record(inline="!!not base64!!"), "cannot be decoded"),
     (_inline_record(inline=base64.b64encode(b"not zlib at all").decode()), "cannot be decoded"),
     (_inline_record(sha256="0" * 64), "not the one the worker saved: its sha256 is"),
-    (_inline_record(inline=base64.b64encode(BOMB).decode()), "another size than the 30000 bytes reported"),
+    (_inline_record(inline=BOMB_TEXT), "another size than the 30000 bytes reported"),
+    # a zlib bomb whose record claims no limit, or one larger than the client ever accepts inline
+    (_inline_record(inline=BOMB_TEXT, bytes=-1), "allowed is 1 to 5242880 (the inline limit"),
+    (_inline_record(inline=BOMB_TEXT, bytes=0), "allowed is 1 to 5242880 (the inline limit"),
+    (_inline_record(inline=BOMB_TEXT, bytes=2**40), "allowed is 1 to 5242880 (the inline limit"),
+    (_inline_record(inline="A" * (5 * 2**20 + 4)), "not text of at most 5242880 characters"),
+    (_inline_record(inline=["not", "text"]), "not text of at most"),
+    ({"path": MODEL_FILE, "bytes": -1, "sha256": "0" * 64, "store_url": f"{STORE_URL}/f/j/model.keras"},
+     "allowed is 1 to"),
+    ({"path": MODEL_FILE, "bytes": 3, "sha256": "0" * 64, "store_url": f"{STORE_URL}/" + "x" * 2000},
+     "not a URL of at most 1024 characters"),
     (_inline_record(encoding="gzip"), "not zlib+base64"),
     (_inline_record(sha256="nope"), "no valid sha256 and size"),
     ({"path": MODEL_FILE, "bytes": 3, "sha256": "0" * 64}, "neither inline nor in a store"),
@@ -130,7 +145,7 @@ BOMB = zlib.compress(b"\0" * 5_000_000)
     ({"missing": "could not be saved in /tmp/x: OSError: disk full"}, "disk full"),
 ])
 def test_a_model_that_cannot_come_home_is_missing_with_the_reason(tmp_path, record, fragment):
-    model, how = model_transport.bring_home(record, tmp_path, None)
+    model, how = model_transport.bring_home(record, tmp_path, NO_STORE)
     assert how is None and fragment in model["missing"], model
     assert list(tmp_path.iterdir()) == []  # no model.keras, no half-written file
 
@@ -142,8 +157,43 @@ def test_a_model_that_cannot_come_home_is_missing_with_the_reason(tmp_path, reco
 def test_a_stored_model_comes_only_from_the_configured_store(tmp_path, store, fragment):
     cfg = _executor_cfg(artifact_store=store) if store else _executor_cfg()
     record = {"path": MODEL_FILE, "bytes": 3, "sha256": "0" * 64, "store_url": f"{STORE_URL}/f/j/model.keras"}
-    model, how = model_transport.bring_home(record, tmp_path, cfg.artifact_store)
+    model, how = model_transport.bring_home(record, tmp_path, model_transport.transport_of(cfg))
     assert how is None and fragment in model["missing"] and list(tmp_path.iterdir()) == []
+
+
+def test_a_workers_seconds_that_are_not_a_number_are_not_recorded(tmp_path):
+    _, how = model_transport.bring_home(_inline_record(seconds="soon"), tmp_path, NO_STORE)
+    assert how["via"] == "inline" and how["worker_seconds"] is None
+
+
+def test_a_message_is_scrubbed_before_it_is_cut(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SENTINEL_SECRET)
+    # the secret straddles the 300th character: cut first, its first half would show
+    text = model_transport._describe(RuntimeError("x" * 290 + SENTINEL_SECRET))
+    assert SENTINEL_SECRET[:10] not in text and "***" in text
+
+
+def test_configured_endpoints_never_redirect_the_store(monkeypatch, tmp_path):
+    config_file = tmp_path / "aws-config"
+    config_file.write_text("[default]\nendpoint_url = http://config-file-host.invalid\n"
+                           "[services s3]\ns3 =\n  endpoint_url = http://config-file-s3.invalid\n")
+    for name, value in {**STORE_ENV, "AWS_ENDPOINT_URL_S3": "http://env-s3.invalid",
+                        "AWS_ENDPOINT_URL": "http://env-all.invalid", "AWS_CONFIG_FILE": str(config_file)}.items():
+        monkeypatch.setenv(name, value)
+    assert model_transport._s3(None).meta.endpoint_url == "https://s3.amazonaws.com"
+    assert model_transport._s3("http://127.0.0.1:9000").meta.endpoint_url == "http://127.0.0.1:9000"
+
+
+def test_a_large_model_is_not_read_for_inline_and_a_packing_error_is_a_missing_model(tmp_path):
+    transport = {"max_inline_bytes": 100, "store": None}
+    (tmp_path / MODEL_FILE).write_bytes(b"\0" * 1000)  # compresses to far under 100 bytes, still not inline
+    record = {"path": MODEL_FILE, "bytes": 1000, "sha256": "0" * 64}
+    packed = model_transport.pack(record, tmp_path, transport, "f" * 64, "job-1")
+    assert "1000 bytes, over the inline limit of 100" in packed["missing"]
+    small = {**record, "bytes": 50}
+    (tmp_path / MODEL_FILE).unlink()  # the file vanished: any error while packing
+    assert "the worker could not pack it: FileNotFoundError" in \
+        model_transport.pack(small, tmp_path, transport, "f" * 64, "job-1")["missing"]
 
 
 # -- through the emulator and a real S3 server ----------------------------------------------------
@@ -180,6 +230,26 @@ def remote_env(store_endpoint, s3_server, monkeypatch, tmp_path_factory):
     if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET)
     return store_endpoint, s3_server, s3
+
+
+def test_a_stored_model_of_another_size_is_refused_before_download(s3_server, monkeypatch, tmp_path):
+    import boto3
+
+    for name, value in STORE_ENV.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET)
+    key = "sweeps/f/size-check/model.keras"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=MODEL_BYTES)
+    transport = {"max_inline_bytes": 0, "store": {"url": STORE_URL, "endpoint_url": s3_server}}
+    record = {"path": MODEL_FILE, "bytes": 1000, "sha256": hashlib.sha256(MODEL_BYTES).hexdigest(),
+              "store_url": f"s3://{BUCKET}/{key}"}
+    model, how = model_transport.bring_home(record, tmp_path, transport)
+    assert how is None and f"holds {len(MODEL_BYTES)} bytes, not the 1000 bytes the worker reported" in model["missing"]
+    assert list(tmp_path.iterdir()) == []
+    model, how = model_transport.bring_home({**record, "bytes": len(MODEL_BYTES)}, tmp_path, transport)
+    assert how["via"] == "store" and (tmp_path / MODEL_FILE).read_bytes() == MODEL_BYTES
 
 
 def _worker_output(endpoint, job_id: str) -> dict:

@@ -411,9 +411,10 @@ class RunpodExecutorConfig:
     max_in_flight: int = field(default=4, metadata=bounds(1, 1000))
     # What a trial does when its remote job fails: fail (none) or train here (local).
     fallback: Fallback = Fallback.none
-    # A trained model comes home in the job's output when it is at most this large, compressed
-    # and base64-encoded; RunPod caps a job's payload at 10 MB (/run) and 20 MB (/runsync).
-    max_inline_model_mb: float = field(default=5.0, metadata=bounds(0, 20))
+    # A trained model comes home in the job's output when its file, and its text compressed and
+    # base64-encoded, are at most this large. At most 8: RunPod refuses a job's input over 10 MB
+    # (/run) and results near 20 MB, and the result's history and diagnostics come on top.
+    max_inline_model_mb: float = field(default=5.0, metadata=bounds(0, 8))
     # Where larger models go (executor.artifact_store.url=s3://bucket/prefix).
     artifact_store: ArtifactStoreConfig = field(default_factory=ArtifactStoreConfig)
 

@@ -4,23 +4,26 @@ The client says how in the job's input, beside the run config and outside its fi
 ``transport = {"max_inline_bytes", "store": {"url", "endpoint_url"} | null}`` (no ``transport``:
 the worker returns no model, as with ``artifacts=none``). The worker (remote/handler.py) has
 train() save the model in a temporary folder, then ``pack`` makes the result's ``model``
-record: the file zlib-compressed and base64-encoded in the output when that text is at most
-``max_inline_bytes`` long; otherwise uploaded to ``<store url>/<fingerprint>/<job id>/model.keras``
+record: the file zlib-compressed and base64-encoded in the output when the file and that text
+are both at most ``max_inline_bytes`` long; otherwise uploaded to ``<store url>/<fingerprint>/<job id>/model.keras``
 with boto3; otherwise ``{"missing": why}``. The client's ``bring_home`` writes it into the
-trial folder atomically, only if its sha256 is the one the worker reported, and records how it
+trial folder atomically, only if its sha256 is the one the worker reported (never decoding or
+downloading more than the size it reported, itself at most the client's own limits), and records how it
 came in the result's ``remote.model_transport`` (``via``; ``worker_seconds``: packing and any
 upload on the worker; ``seconds``: decoding or downloading and writing here).
 
 A model that cannot come home fails nothing already trained: it is recorded as missing, with
 the reason. Store credentials come from the environment only (``CREDENTIALS``, on the client
 and on the worker), are handed to boto3 explicitly (no config file or instance role is
-consulted) and are scrubbed from every message.
+consulted, and no endpoint but ``endpoint_url``: ``AWS_ENDPOINT_URL*`` and config-file endpoints
+are ignored) and are scrubbed from every message.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 import time
@@ -30,15 +33,20 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 from urllib.parse import urlparse
 
-from cvsweep.config.schema import ArtifactStoreConfig
+from cvsweep.config.schema import ArtifactStoreConfig, RunpodExecutorConfig
 from cvsweep.training import artifact
 
 ENCODING = "zlib+base64"
 TRANSPORT_KEYS = ("max_inline_bytes", "store")
 STORE_KEYS = tuple(f.name for f in fields(ArtifactStoreConfig))
 MB = 2**20
-# RunPod's largest job payload (/runsync, 20 MB): nothing larger can come inline.
-MAX_INLINE_BYTES = 20 * MB
+# The schema's bound on executor.max_inline_model_mb (why: there, and in remote/README.md).
+MAX_INLINE_BYTES = int(next(f for f in fields(RunpodExecutorConfig)
+                            if f.name == "max_inline_model_mb").metadata["bounds"][1] * MB)
+# The largest model a store may bring home: a billion parameters with Adam's two moments (12 GB),
+# twenty times training.max_params's default. A model record over it is refused before any download.
+MAX_MODEL_BYTES = 16 * 2**30
+MAX_URL_CHARS = 1024
 CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 REGION = "AWS_DEFAULT_REGION"
 _BUCKET_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._-]+)*/?")
@@ -107,13 +115,23 @@ def pack(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: 
     ``folder/model.keras``: the file inline, or where it was uploaded, or missing and why."""
     if "missing" in record:
         return record
-    started = time.monotonic()
-    path = Path(folder) / artifact.MODEL_FILE
-    encoded = base64.b64encode(zlib.compress(path.read_bytes())).decode("ascii")
-    if len(encoded) <= transport["max_inline_bytes"]:
-        return {**record, "encoding": ENCODING, "inline": encoded, "seconds": _since(started)}
-    too_big = (f"{len(encoded)} bytes compressed and base64-encoded, over the inline limit of "
-               f"{transport['max_inline_bytes']} (executor.max_inline_model_mb)")
+    try:  # whatever goes wrong here, the trial stays completed
+        return _pack(record, Path(folder) / artifact.MODEL_FILE, transport, fingerprint, job_id)
+    except Exception as err:
+        return artifact.missing(f"not brought home: the worker could not pack it: {_describe(err)}")
+
+
+def _pack(record: dict, path: Path, transport: dict, fingerprint: str, job_id: str) -> dict:
+    started, limit = time.monotonic(), transport["max_inline_bytes"]
+    # The client accepts inline only a file of at most max_inline_bytes (its decompression cap), so
+    # a larger one is not even read into memory here.
+    too_big = f"{record['bytes']} bytes, over the inline limit of {limit} (executor.max_inline_model_mb)"
+    if record["bytes"] <= limit:
+        encoded = base64.b64encode(zlib.compress(path.read_bytes())).decode("ascii")
+        if len(encoded) <= limit:
+            return {**record, "encoding": ENCODING, "inline": encoded, "seconds": _since(started)}
+        too_big = f"{len(encoded)} bytes compressed and base64-encoded, over the inline limit of {limit} " \
+                  "(executor.max_inline_model_mb)"
     if transport["store"] is None:
         return artifact.missing(f"not brought home: {too_big}, and executor.artifact_store.url is not set")
     if not _JOB_ID.fullmatch(job_id):
@@ -129,9 +147,10 @@ def pack(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: 
 
 
 # -- the client ------------------------------------------------------------------------------
-def bring_home(record: Any, folder: str | os.PathLike, store) -> tuple[dict, Optional[dict]]:
+def bring_home(record: Any, folder: str | os.PathLike, transport: dict) -> tuple[dict, Optional[dict]]:
     """Write the model the worker sent (``record``, its result's ``model``) as
-    ``folder/model.keras``, checking the sha256 the worker reported. Returns the result's model
+    ``folder/model.keras``, checking the sha256 the worker reported, within the limits of
+    ``transport`` (what the client asked for: ``transport_of``). Returns the result's model
     record (as a local trial's, or missing and why) and how it came (None when it did not).
     Never raises: the trial is completed whether or not its model came home."""
     started = time.monotonic()
@@ -141,15 +160,19 @@ def bring_home(record: Any, folder: str | os.PathLike, store) -> tuple[dict, Opt
         if "missing" in record:
             return artifact.missing(str(record["missing"])[:1000]), None
         sha256, size = record.get("sha256"), record.get("bytes")
-        if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)) or not isinstance(size, int):
+        if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)) or not _whole(size):
             raise TransportError("the worker's model record has no valid sha256 and size")
         if "inline" in record:
-            how = {"via": "inline", "encoded_bytes": len(str(record["inline"]))}
+            _check_size(size, transport["max_inline_bytes"], "the inline limit (executor.max_inline_model_mb)")
+            how = {"via": "inline", "encoded_bytes": _inline_length(record["inline"], transport["max_inline_bytes"])}
             saved = artifact.place(folder, lambda partial: _write_inline(record, partial), sha256)
         elif "store_url" in record:
-            url = str(record["store_url"])
+            _check_size(size, MAX_MODEL_BYTES, "the largest model a store may bring home")
+            url = record["store_url"]
+            if not isinstance(url, str) or len(url) > MAX_URL_CHARS:
+                raise TransportError(f"the worker's store_url is not a URL of at most {MAX_URL_CHARS} characters")
             how = {"via": "store", "url": url}
-            saved = artifact.place(folder, lambda partial: _download(url, store, partial), sha256)
+            saved = artifact.place(folder, lambda partial: _download(url, size, transport["store"], partial), sha256)
         else:
             raise TransportError("the worker's model record is neither inline nor in a store")
     except artifact.ChecksumMismatch as err:
@@ -158,35 +181,70 @@ def bring_home(record: Any, folder: str | os.PathLike, store) -> tuple[dict, Opt
         return artifact.missing(str(err)), None
     except Exception as err:  # a full disk here: still a completed trial
         return artifact.missing(f"could not be written in {folder}: {_describe(err)}"), None
-    return saved, {**how, "worker_seconds": record.get("seconds"), "seconds": _since(started)}
+    seconds = record.get("seconds")
+    worker_seconds = seconds if _number(seconds) else None
+    return saved, {**how, "worker_seconds": worker_seconds, "seconds": _since(started)}
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_size(size: int, cap: int, what: str) -> None:
+    if not 0 < size <= cap:
+        raise TransportError(f"the worker reports a model of {size} bytes: allowed is 1 to {cap} ({what})")
+
+
+def _inline_length(text: Any, limit: int) -> int:
+    if not isinstance(text, str) or len(text) > limit:
+        raise TransportError(f"the inline model is not text of at most {limit} characters "
+                             "(executor.max_inline_model_mb)")
+    return len(text)
 
 
 def _write_inline(record: dict, partial: str) -> None:
+    """Decode into ``partial`` a block at a time, never more than the ``bytes`` reported (a zlib
+    bomb stops there)."""
     if record.get("encoding") != ENCODING:
         raise TransportError(f"the worker's model has the encoding {_short(record.get('encoding'))}, not {ENCODING}")
+    size, written = record["bytes"], 0
     try:
         packed = base64.b64decode(record["inline"], validate=True)
         inflate = zlib.decompressobj()
-        data = inflate.decompress(packed, record["bytes"] + 1)  # never more than the worker reported
+        with open(partial, "wb") as file:
+            while written <= size:
+                block = inflate.decompress(packed, min(MB, size + 1 - written))
+                packed = inflate.unconsumed_tail
+                if not block:  # the end of the stream, or of the text
+                    break
+                written += len(block)
+                file.write(block)
     except (binascii.Error, ValueError, TypeError, zlib.error) as err:
         raise TransportError(f"the inline model cannot be decoded ({ENCODING}): {type(err).__name__}: {err}") from None
-    if len(data) > record["bytes"] or (inflate.eof and len(data) != record["bytes"]):
-        raise TransportError(f"the inline model decodes to another size than the {record['bytes']} bytes reported")
+    if written > size or (inflate.eof and written != size):
+        raise TransportError(f"the inline model decodes to another size than the {size} bytes reported")
     if not inflate.eof:
         raise TransportError(f"the inline model cannot be decoded ({ENCODING}): it ends early (truncated)")
-    Path(partial).write_bytes(data)
 
 
-def _download(url: str, store, partial: str) -> None:
-    home = (store.url or "").rstrip("/") if store is not None else ""
+def _download(url: str, size: int, store: Optional[dict], partial: str) -> None:
+    home = store["url"].rstrip("/") if store is not None else ""
     if not home:
         raise TransportError(f"the worker uploaded it to {url}, but executor.artifact_store.url is not set here")
     if not url.startswith(home + "/"):
         raise TransportError(f"the worker uploaded it to {url}, outside executor.artifact_store.url={home}")
     try:
         bucket, key = _bucket_and_key(url)
+        s3 = _s3(store["endpoint_url"])
+        stored = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        if stored != size:  # before downloading anything: the sha256 check comes after
+            raise TransportError(f"{url} holds {stored} bytes, not the {size} bytes the worker reported")
         with open(partial, "wb") as file:
-            _s3(store.endpoint_url).download_fileobj(bucket, key, file)
+            s3.download_fileobj(bucket, key, file)
     except TransportError:
         raise
     except Exception as err:
@@ -205,7 +263,10 @@ def _s3(endpoint_url: Optional[str]):
     session = boto3.session.Session(
         aws_access_key_id=os.environ[CREDENTIALS[0]], aws_secret_access_key=os.environ[CREDENTIALS[1]],
         aws_session_token=os.environ.get(CREDENTIALS[2]) or None, region_name=os.environ.get(REGION) or "us-east-1")
-    config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
+    # ignore_configured_endpoint_urls: AWS_ENDPOINT_URL(_S3) or a config file's endpoint_url never
+    # sends the requests (and the credentials' signatures) to another host than endpoint_url's.
+    config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
+                    ignore_configured_endpoint_urls=True)
     return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
@@ -215,8 +276,8 @@ def _bucket_and_key(url: str) -> tuple[str, str]:
 
 
 def _describe(err: Exception) -> str:
-    text = str(err).splitlines()[0][:300] if str(err) else ""
-    return scrub(f"{type(err).__name__}: {text}".rstrip(": "))
+    text = scrub(str(err)).splitlines()[0][:300] if str(err) else ""  # scrubbed before it is cut
+    return f"{type(err).__name__}: {text}".rstrip(": ")
 
 
 def scrub(text: str) -> str:

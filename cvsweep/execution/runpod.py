@@ -163,7 +163,8 @@ class RunpodExecutor:
         if sent is None:
             sent = {"missing": "the worker returned no model (a worker image older than this client, or a job "
                                "collected from an earlier run that asked for none)"}
-        result["model"], how = model_transport.bring_home(sent, self.model_dir, self.cfg.artifact_store)
+        result["model"], how = model_transport.bring_home(sent, self.model_dir,
+                                                          model_transport.transport_of(self.cfg))
         if how is not None:
             result["remote"]["model_transport"] = how
             log.info("remote job %s: its model came home (%s, %d bytes, %.2f s)", job_id, how["via"],
