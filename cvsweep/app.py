@@ -12,12 +12,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from cvsweep.compose import CONF_DIR  # noqa: E402
-from cvsweep.config.schema import register_configs  # noqa: E402
-from cvsweep.help_text import register_resolvers  # noqa: E402
+from cvsweep.compose import CONF_DIR, register  # noqa: E402
 
-register_configs()
-register_resolvers()
+register()
 # hydra-optuna-sweeper 1.3 calls Optuna APIs deprecated since Optuna 3 (still working in 5);
 # the warnings say nothing a cvsweep user can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")

@@ -10,15 +10,21 @@ from pathlib import Path
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
-def compose(*overrides: str):
-    """The config Hydra composes for ``python -m cvsweep OVERRIDES`` (hydra node included)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
+def register() -> None:
+    """What Hydra needs before it composes cvsweep's config: the schemas in its ConfigStore and
+    the help page's resolvers. Idempotent; the command does it at import."""
     from cvsweep.config.schema import register_configs
     from cvsweep.help_text import register_resolvers
 
     register_configs()
     register_resolvers()
+
+
+def compose(*overrides: str):
+    """The config Hydra composes for ``python -m cvsweep OVERRIDES`` (hydra node included)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)

@@ -126,7 +126,9 @@ def evaluate(given: str) -> tuple[Path, dict, dict]:
     """The result.json PATH means, its recorded metrics and the metrics now; raises BadInput."""
     result_path = find_result(given)
     result = _read(result_path)
-    if not isinstance(result, dict) or result.get("status") != "completed":
+    from cvsweep.training.result import COMPLETED
+
+    if not isinstance(result, dict) or result.get("status") != COMPLETED:
         status = result.get("status") if isinstance(result, dict) else None
         raise BadInput(f"{result_path}: not a completed trial's result (status {status!r}), so it has no model")
     if not isinstance(result.get("metrics"), dict):

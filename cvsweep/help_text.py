@@ -8,9 +8,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from cvsweep.compose import CONF_DIR
 from cvsweep.config.schema import OBJECTIVES
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"
 SUMMARY_WIDTH = 72  # an option's first comment line: what it is, in one short line
 
 

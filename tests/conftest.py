@@ -75,11 +75,9 @@ def compose_sweep(*overrides: str):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from cvsweep.config.schema import register_configs
-    from cvsweep.help_text import register_resolvers
+    from cvsweep.compose import register
 
-    register_configs()
-    register_resolvers()
+    register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return GlobalHydra.instance().hydra.compose_config(
             config_name="config", overrides=list(overrides), run_mode=RunMode.MULTIRUN, with_log_configuration=False)

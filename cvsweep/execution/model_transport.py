@@ -34,6 +34,8 @@ from typing import Any, Mapping, Optional
 from urllib.parse import urlparse
 
 from cvsweep.config.schema import ArtifactStoreConfig, RunpodExecutorConfig
+from cvsweep.execution.redact import STORE_CREDENTIALS as CREDENTIALS
+from cvsweep.execution.redact import scrub
 from cvsweep.training import artifact
 
 ENCODING = "zlib+base64"
@@ -47,7 +49,6 @@ MAX_INLINE_BYTES = int(next(f for f in fields(RunpodExecutorConfig)
 # twenty times training.max_params's default. A model record over it is refused before any download.
 MAX_MODEL_BYTES = 16 * 2**30
 MAX_URL_CHARS = 1024
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 REGION = "AWS_DEFAULT_REGION"
 _BUCKET_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._-]+)*/?")
 _ENDPOINT_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
@@ -278,15 +279,6 @@ def _bucket_and_key(url: str) -> tuple[str, str]:
 def _describe(err: Exception) -> str:
     text = scrub(str(err)).splitlines()[0][:300] if str(err) else ""  # scrubbed before it is cut
     return f"{type(err).__name__}: {text}".rstrip(": ")
-
-
-def scrub(text: str) -> str:
-    """The store's credentials never leave this process in a message."""
-    for name in CREDENTIALS:
-        value = os.environ.get(name)
-        if value:
-            text = text.replace(value, "***")
-    return text
 
 
 def _since(started: float) -> float:

@@ -29,12 +29,12 @@ from cvsweep.execution import model_transport, remote_jobs
 from cvsweep.execution.http_retry import TRANSIENT_HTTP, RetriesStopped, policy
 from cvsweep.execution.interrupts import STOP
 from cvsweep.execution.payload import make_input
+from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
 from cvsweep.training import failures
 from cvsweep.training.result import Result, failed_result, is_completed, is_result
 
 log = logging.getLogger("cvsweep.runpod")
 
-API_KEY_VARIABLE = "RUNPOD_API_KEY"
 ENDPOINT_VARIABLE = "RUNPOD_ENDPOINT_ID"
 FINAL_STATES = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
 
@@ -84,11 +84,11 @@ class RunpodExecutor:
             return self._run_remote(run_config, sent_fingerprint, progress)
         except FingerprintMismatch as err:
             log.error("%s", err)
-            return self._failed(run_config, f"remote: {_scrub(str(err))}")
+            return self._failed(run_config, f"remote: {scrub(str(err))}")
         except JobInterrupted as err:  # the sweep is stopping: never a fallback
-            return self._failed(run_config, f"interrupted: {_scrub(str(err))}", failures.INTERRUPTED)
+            return self._failed(run_config, f"interrupted: {scrub(str(err))}", failures.INTERRUPTED)
         except RemoteError as err:
-            reason = _scrub(str(err))
+            reason = scrub(str(err))
             log.error("remote trial failed: %s", reason)
             if self.cfg.fallback == Fallback.local:
                 return self._fall_back(run_config, reason, progress)
@@ -268,12 +268,12 @@ class RunpodExecutor:
             code = err.response.status_code if err.response is not None else None
             raise RequestFailed(f"{what} request failed: HTTP {code}", code) from None
         except (requests.ConnectionError, requests.Timeout) as err:
-            reason = f"{what} request failed: {type(err).__name__}: {_scrub(str(err))[:300]}"
+            reason = f"{what} request failed: {type(err).__name__}: {scrub(str(err))[:300]}"
             if not resend_safe and not _retries_used_up(err):  # it went out, and the answer never came
                 reason += "; not sent again, as the job may exist"
             raise Unreachable(reason) from None
         except RuntimeError as err:  # the SDK's 401 ("Unauthorized request...")
-            raise RequestFailed(f"{what} request refused: {_scrub(str(err))} (check {API_KEY_VARIABLE})", 401) from None
+            raise RequestFailed(f"{what} request refused: {scrub(str(err))} (check {API_KEY_VARIABLE})", 401) from None
 
     def _fall_back(self, run_config: dict, reason: str, progress=None) -> Result:
         from cvsweep.execution.executors import LocalExecutor
@@ -339,12 +339,6 @@ def _error_text(error: Any) -> str:
     return str(error) if error is not None else "no error text"
 
 
-def _scrub(text: str) -> str:
-    """The API key never leaves this process in a message."""
-    key = os.environ.get(API_KEY_VARIABLE)
-    return text.replace(key, "***") if key else text
-
-
 def endpoint_health(cfg) -> dict:
     """The endpoint's answer to ``GET {base_url}/{endpoint_id}/health``, asked with the trials'
     client, key and retry policy (checked before a sweep's first trial). Raises Unreachable,
@@ -357,7 +351,7 @@ def endpoint_health(cfg) -> dict:
     except ValueError as err:  # a 200 whose body is not JSON: a proxy's page, another service
         raise RemoteError(f"the health answer is not JSON ({type(err).__name__})") from None
     if not isinstance(health, dict):
-        raise RemoteError(f"the health answer is not a JSON object: {_scrub(str(health))[:200]}")
+        raise RemoteError(f"the health answer is not a JSON object: {scrub(str(health))[:200]}")
     return health
 
 
@@ -386,7 +380,7 @@ def _check_endpoint(executor) -> None:
     try:
         workers = _worker_counts(endpoint_health(executor))
     except Unreachable as err:
-        raise ConfigError(_scrub(f"executor.base_url={executor.base_url}: cannot reach the endpoint: {err}")) from None
+        raise ConfigError(scrub(f"executor.base_url={executor.base_url}: cannot reach the endpoint: {err}")) from None
     except RequestFailed as err:
         if err.status in (401, 403):
             raise ConfigError(f"{API_KEY_VARIABLE}: the endpoint refused the key (HTTP {err.status}); "
@@ -394,9 +388,9 @@ def _check_endpoint(executor) -> None:
         if err.status == 404:
             raise ConfigError(f"{endpoint}: no such endpoint at {executor.base_url} (HTTP 404); check "
                               f"executor.endpoint_id (or {ENDPOINT_VARIABLE}) and executor.base_url") from None
-        raise ConfigError(_scrub(f"{endpoint}: the endpoint's health check failed: {err}")) from None
+        raise ConfigError(scrub(f"{endpoint}: the endpoint's health check failed: {err}")) from None
     except RemoteError as err:
-        raise ConfigError(_scrub(f"{endpoint}: a malformed health answer from {executor.base_url}: {err}")) from None
+        raise ConfigError(scrub(f"{endpoint}: a malformed health answer from {executor.base_url}: {err}")) from None
     if workers is None:
         raise ConfigError(f"{endpoint}: a malformed health answer from {executor.base_url}: "
                           "no 'workers' object of counts (is executor.base_url RunPod's API?)")

@@ -13,7 +13,7 @@ from typing import Any, NotRequired, Optional, TypedDict
 
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import SCHEMA_VERSION
-from cvsweep.training import failures, provenance
+from cvsweep.training import provenance
 from cvsweep.training.failures import Failure
 
 log = logging.getLogger("cvsweep.train")  # where "run failed" has always been logged
