@@ -59,8 +59,7 @@ async def handler(job: dict) -> dict:
     transport = job["input"].get("transport")  # None: the client wants no model back
     model_dir = tempfile.mkdtemp(prefix="cvsweep-model-") if transport is not None else None
     try:
-        result = await train_in_child(run_config, lambda update: runpod.serverless.progress_update(job, update),
-                                      model_dir=model_dir)
+        result = await train_in_child(run_config, progress_reporter(job), model_dir=model_dir)
         result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
         if "model" in result:  # an upload waits in a thread: a cancel is still heard
             result["model"] = await asyncio.to_thread(model_transport.pack, result["model"], model_dir, transport,
@@ -75,6 +74,21 @@ async def handler(job: dict) -> dict:
     finally:
         if model_dir is not None:
             shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def progress_reporter(job: dict):
+    """Each epoch's report goes out as the job's progress (its ``output`` while IN_PROGRESS),
+    with the history so far: a client that prunes the job, or polls less often than epochs
+    end, still has every epoch it trained (cvsweep/execution/runpod.py)."""
+    history: dict[str, list] = {}
+
+    def report(update: dict) -> None:
+        for key, value in update.items():
+            if key not in ("epoch", "epochs"):
+                history.setdefault(key, []).append(value)
+        runpod.serverless.progress_update(job, {**update, "history": history})
+
+    return report
 
 
 async def train_in_child(run_config: dict, progress, model_dir: str | None = None) -> dict:

@@ -34,13 +34,18 @@ class TimeBudget(keras.callbacks.Callback):
 
 class EpochReport(keras.callbacks.Callback):
     """Logs each epoch's metrics, hands them to an optional progress hook, and stops training
-    after an epoch whose loss is NaN or infinite. Nothing runs per batch, so Keras keeps
-    dispatching batches asynchronously (TerminateOnNaN would read the loss after every batch)."""
+    after an epoch whose loss is NaN or infinite, or when the optional ``prune`` hook, asked
+    with the same report, says the sweep's pruner stops this run (``pruned_after`` is then
+    that epoch). Nothing runs per batch, so Keras keeps dispatching batches asynchronously
+    (TerminateOnNaN would read the loss after every batch)."""
 
-    def __init__(self, epochs: int, progress: Optional[Callable[[dict], None]] = None):
+    def __init__(self, epochs: int, progress: Optional[Callable[[dict], None]] = None,
+                 prune: Optional[Callable[[dict], bool]] = None):
         super().__init__()
         self.epochs = epochs
         self.progress = progress
+        self.prune = prune
+        self.pruned_after: Optional[int] = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.monotonic()
@@ -54,5 +59,9 @@ class EpochReport(keras.callbacks.Callback):
         seconds = time.monotonic() - self.started
         shown = " ".join(f"{k}={v:.4f}" if v is not None else f"{k}=nan" for k, v in metrics.items())
         log.info("epoch %d/%d %s (%.1fs)", epoch + 1, self.epochs, shown, seconds)
+        update = {"epoch": epoch + 1, "epochs": self.epochs, "seconds": seconds, **metrics}
         if self.progress is not None:
-            self.progress({"epoch": epoch + 1, "epochs": self.epochs, "seconds": seconds, **metrics})
+            self.progress(update)
+        if self.prune is not None and not self.model.stop_training and self.prune(update):
+            self.pruned_after = epoch + 1
+            self.model.stop_training = True
