@@ -14,9 +14,11 @@ or missing and why (cvsweep/execution/model_transport.py). Anything else that go
 ``{"code": "internal_error", "problems": [...]}``, never a traceback.
 
 The handler is async, so the SDK's event loop keeps running while a job trains: when RunPod
-stops a job (a cancel, its executionTimeout), the SDK cancels the job's task, and the handler
-kills the training process; the worker takes its next job within a second or so, and a warm
-replacement of the training process is already starting.
+stops a job (a cancel, a pruned trial, its executionTimeout), the SDK cancels the job's task,
+and the handler asks the training process to end the run at its next batch end: the worker
+takes its next job within a second or so, with TensorFlow still warm. A run that does not end
+within 10 s (a read that never returns) has its training process killed, and a replacement
+starts at once.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ async def handler(job: dict) -> dict:
                                                       result["fingerprint"], str(job.get("id")))
         # The SDK silently drops what json.dumps rejects: make sure there is nothing of the kind.
         return json.loads(json.dumps(result, allow_nan=False))
-    except asyncio.CancelledError:  # RunPod stopped the job: stop billing for it now
-        TRAINING.kill()
+    except asyncio.CancelledError:  # RunPod stopped the job (a cancel, a pruned trial): stop billing now
+        TRAINING.stop()  # at the next batch end, keeping TensorFlow warm; killed if it does not end
         raise
     except Exception as err:
         return {"error": _internal_error(err)}

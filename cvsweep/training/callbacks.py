@@ -12,6 +12,28 @@ from cvsweep.training.result import finite_or_none
 
 log = logging.getLogger("cvsweep.train")
 
+# A stop asked from outside the run (a cancelled or pruned remote job: the training process's
+# SIGUSR1, cvsweep/training/process.py), and the model being fitted, which it stops.
+_stop_requested = False
+_fitting: Optional[keras.Model] = None
+
+
+def request_stop() -> None:
+    """Stop the run in progress at its next batch end (called from a signal handler)."""
+    global _stop_requested
+    _stop_requested = True
+    if _fitting is not None:
+        _fitting.stop_training = True
+
+
+def stop_requested() -> bool:
+    return _stop_requested
+
+
+def clear_stop() -> None:
+    global _stop_requested
+    _stop_requested = False
+
 
 class TimeBudget(keras.callbacks.Callback):
     """Stops training once ``seconds`` of wall-clock time have passed since fit began. Only
@@ -46,6 +68,16 @@ class EpochReport(keras.callbacks.Callback):
         self.progress = progress
         self.prune = prune
         self.pruned_after: Optional[int] = None
+
+    def on_train_begin(self, logs=None):
+        global _fitting
+        _fitting = self.model
+        if _stop_requested:  # asked while the data loaded: stop after the first batch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        global _fitting
+        _fitting = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.monotonic()

@@ -9,7 +9,9 @@ TensorFlow at once, and talks to the parent over a pipe: the run config goes in;
 epoch reports, the stage train() is in, and the result come back. A run with a ``prune`` hook
 also asks the parent after each epoch whether the sweep's pruner stops it, and waits for the
 answer, so a pruned run stops at that epoch's end. A killed child is replaced at once, so the
-next run finds a warm one sooner.
+next run finds a warm one sooner; ``stop`` (a cancelled remote job) instead asks the run to end
+at its next batch end, which keeps the child and its warm TensorFlow, and kills only a run
+that does not end within a grace period.
 
 The hard time limit: with ``training.time_budget_s`` set, each stage of train() (loading the
 data and building the model; fitting and evaluating) may take the budget plus ``GRACE_S``; the
@@ -49,6 +51,8 @@ class TrainingProcess:
         self._start_lock = threading.Lock()  # a kill and a run may both replace a dead child
         self._process = None
         self._conn = None
+        self._ended = threading.Condition()  # notified as each run ends
+        self._runs_ended = 0
 
     def start(self, wait: bool = False) -> None:
         """Start the child unless one is alive; with ``wait``, until it has imported TensorFlow."""
@@ -73,6 +77,26 @@ class TrainingProcess:
             process.join()
             log.info("killed the training process %s", process.pid)
         self.start()
+
+    def stop(self, grace_s: float = GRACE_S) -> None:
+        """Ask the run in progress to end at its next batch end (it comes back failed,
+        ``interrupted``, unevaluated); kill the child if it has not ended within ``grace_s``
+        (a read that never returns, a stage without batches). From any thread."""
+        process = self._process
+        if process is None or not process.is_alive() or not self._lock.locked():
+            return
+        with self._ended:
+            run = self._runs_ended
+        os.kill(process.pid, signal.SIGUSR1)
+        threading.Thread(target=self._kill_unless_ended, args=(run, process, grace_s), daemon=True,
+                         name="cvsweep-stop-grace").start()
+
+    def _kill_unless_ended(self, run: int, process, grace_s: float) -> None:
+        with self._ended:
+            ended = self._ended.wait_for(lambda: self._runs_ended > run, timeout=grace_s)
+        if not ended and self._process is process:
+            log.warning("the run did not stop within %.0fs of being asked: killing its training process", grace_s)
+            self.kill()
 
     def close(self) -> None:
         process, self._process = self._process, None
@@ -104,6 +128,10 @@ class TrainingProcess:
             except BaseException:
                 self.kill()
                 raise
+            finally:
+                with self._ended:
+                    self._runs_ended += 1
+                    self._ended.notify_all()
 
     def _answer(self, process, conn, run_config: dict, progress, budget: Optional[float], prune=None) -> Result:
         deadline, stage = None, None
@@ -181,15 +209,20 @@ def _serve(conn, parent_pid: int) -> None:
     root.handlers[:] = [_PipeHandler(send)]
     root.setLevel(logging.INFO)
 
+    from cvsweep.training import callbacks
     from cvsweep.training.train import import_tensorflow, train
 
     import_tensorflow()  # warm before the first run
+    # The parent's stop(): the run ends at its next batch end. A signal that arrives between
+    # runs is cleared when the next run begins (it was sent before that run's config).
+    signal.signal(signal.SIGUSR1, lambda *_: callbacks.request_stop())
     send(("ready", None))
     while True:
         try:
             run_config, tensorboard_dir, model_dir, asks = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
+        callbacks.clear_stop()
         try:
             result = train(run_config, progress=lambda update: send(("progress", update)),
                            tensorboard_dir=tensorboard_dir, stage=lambda name: send(("stage", name)),

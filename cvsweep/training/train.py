@@ -155,7 +155,7 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorbo
     history, train_seconds = _fit(model, train_data, val_data, training.epochs, callbacks)
     metrics.update(epochs_run=len(history.get("loss", [])), train_seconds=round(train_seconds, 3),
                    params=int(model.count_params()), history=history)
-    failure = _training_failure(history, budget, training, train_seconds)
+    failure = _training_failure(history, budget, training, train_seconds) or _stopped(history)
     pruned_after = callbacks[0].pruned_after  # the EpochReport
     if failure is None and pruned_after is not None:
         mark_pruned(result, pruned_after)
@@ -224,6 +224,16 @@ def _training_failure(history: dict, budget, training, train_seconds: float) -> 
             f"{train_seconds:.1f}s in epoch {len(history['loss'])} of {training.epochs}",
             infeasible=True,
         )
+    return None
+
+
+def _stopped(history: dict) -> Optional[Failure]:
+    """A run stopped from outside (its remote job cancelled) ends without evaluation."""
+    from cvsweep.training.callbacks import stop_requested
+
+    if stop_requested():
+        return Failure(failures.INTERRUPTED, "stopped from outside (its job was cancelled) after "
+                       f"{len(history.get('loss', []))} epoch(s)", infeasible=False)
     return None
 
 
