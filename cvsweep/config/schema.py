@@ -150,14 +150,20 @@ class Fallback(Enum):
 class ObjectiveSpec:
     direction: str  # which way it improves: the sweeper's direction must agree
     description: str
+    # The epoch report's metric a pruner watches for it (cvsweep/study/pruning.py); None: the
+    # objective is known before training or only after it, so nothing can be pruned on it.
+    per_epoch: Optional[str] = None
 
 
 # What a sweep can optimise (never the test set): the one table the Objective choices and
 # their directions come from.
 OBJECTIVES = {
-    "val_accuracy": ObjectiveSpec("maximize", "validation accuracy"),
-    "val_loss": ObjectiveSpec("minimize", "validation loss"),
-    "health": ObjectiveSpec("maximize", "(1 - health_weight) * val_accuracy + health_weight * overall_health"),
+    "val_accuracy": ObjectiveSpec("maximize", "validation accuracy", per_epoch="val_accuracy"),
+    "val_loss": ObjectiveSpec("minimize", "validation loss", per_epoch="val_loss"),
+    # Health is measured once, after training: per epoch, a pruner sees the objective with the
+    # health part counted as 0 (cvsweep/config/objectives.py, epoch_value).
+    "health": ObjectiveSpec("maximize", "(1 - health_weight) * val_accuracy + health_weight * overall_health",
+                            per_epoch="val_accuracy"),
     "params": ObjectiveSpec("minimize", "the model's parameter count"),
     "latency_ms": ObjectiveSpec("minimize", "inference time per image (ms), measured on a batch of validation images"),
 }

@@ -9,7 +9,8 @@ Each concern owns its check; this module calls them in order: the executor
 (cvsweep/execution/executors.py, cvsweep/execution/runpod.py), the output folder, the direction
 (cvsweep/config/objectives.py), the search space (cvsweep/study/search_space.py) with the values, data and
 model of each config it reaches (cvsweep/config/schema.py, cvsweep/data/sources.py), the sweeper's settings
-and storage (cvsweep/study/storage.py), then the study (cvsweep/study/identity.py).
+and storage (cvsweep/study/storage.py), the pruner (cvsweep/study/pruning.py), then the study
+(cvsweep/study/identity.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def check_sweep(cfg: DictConfig) -> None:
     made from it: derived from the objectives and the experiment, or checked against them."""
     from cvsweep.config.objectives import settle_direction
     from cvsweep.study.identity import settle_study
+    from cvsweep.study.pruning import check_pruning
     from cvsweep.study.search_space import check_search_space
     from cvsweep.study.storage import check_storage
 
@@ -44,6 +46,7 @@ def check_sweep(cfg: DictConfig) -> None:
     check_search_space(cfg, _check_values_and_data)
     _check_sweeper_settings(cfg.hydra.sweeper)
     check_storage(cfg.hydra.sweeper)
+    check_pruning(cfg)
     settle_study(cfg)
 
 
