@@ -8,7 +8,8 @@ in trial 37 of an overnight sweep.
 Each concern owns its check; this module calls them in order: the executor
 (cvsweep/execution/executors.py, cvsweep/execution/runpod.py), the output folder, the direction
 (cvsweep/config/objectives.py), the search space (cvsweep/study/search_space.py) with the values, data and
-model of each config it reaches (cvsweep/config/schema.py, cvsweep/data/sources.py), the sweeper's settings
+model of each config it reaches (cvsweep/config/schema.py, cvsweep/data/sources.py) and, for executor=local,
+whether this machine can run its training.precision (cvsweep/training/precision.py), the sweeper's settings
 and storage (cvsweep/study/storage.py), the pruner (cvsweep/study/pruning.py), then the study
 (cvsweep/study/identity.py).
 """
@@ -23,6 +24,7 @@ from omegaconf import DictConfig
 from cvsweep.config.schema import ConfigError, check_values
 from cvsweep.execution.executors import check_executor
 from cvsweep.models.size import check_data_and_model
+from cvsweep.training import precision
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -53,6 +55,8 @@ def check_sweep(cfg: DictConfig) -> None:
 def _check_values_and_data(cfg: DictConfig) -> None:
     check_values(cfg)
     check_data_and_model(cfg)
+    if cfg.executor.name == "local":  # a worker's hardware is checked where it trains
+        precision.check(cfg.training.precision)
 
 
 def _check_output_root(output_root: str) -> None:

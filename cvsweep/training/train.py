@@ -21,7 +21,7 @@ from cvsweep.config.schema import LearningRateSchedule, load_run_config, run_con
 from cvsweep.data.sources import load_source, split
 from cvsweep.models import architectures as models
 from cvsweep.models import size as model_size
-from cvsweep.training import failures, provenance
+from cvsweep.training import failures, precision, provenance
 from cvsweep.training.failures import Failure
 from cvsweep.training.result import Result, fail, finite_or_none, is_completed, mark_pruned, new_result
 
@@ -51,6 +51,7 @@ def train(
     result = new_result(run_config_of(cfg))
     current, model, estimated = failures.DATA, None, None
     try:
+        precision.check(cfg.training.precision)  # the hardware here can run it: before any work
         _enter(stage, current)
         source = load_source(cfg.dataset)
         splits = split(source, cfg.dataset, cfg.sampling, cfg.training.seed, cfg.training.validation_split)
@@ -59,8 +60,8 @@ def train(
         _enter(stage, current)
         input_shape = splits.x_train.shape[1:]
         estimated = model_size.check(cfg, input_shape).params  # refused before it is built
-        tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
-        result["executed_on"]["device"] = provenance.device()
+        tf = _tensorflow(cfg.training)
+        result["executed_on"]["device"] = provenance.device()  # with this run's precision policy and TF32
         model = models.build(cfg, input_shape)
         current = failures.FIT
         _enter(stage, current)
@@ -105,18 +106,28 @@ def import_tensorflow():
     return tf, keras
 
 
-def _tensorflow(seed: int, deterministic: bool):
-    """TensorFlow, with every seed fixed and the op determinism switch set for this run."""
+def _tensorflow(training):
+    """TensorFlow, with every seed fixed and this run's process-wide switches set (op
+    determinism, TF32, the precision policy): each is set for every run, so that no run
+    inherits an earlier one's."""
     tf, keras = import_tensorflow()  # first: it keeps TensorFlow's start-up lines off the console
     from tensorflow.python.framework import config as tf_config
 
     keras.backend.clear_session(free_memory=False)  # names restart; skip the costly gc pass
     _forget_earlier_custom_gradients()
-    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
-    if deterministic:
+    keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
+    if training.deterministic:
         tf_config.enable_op_determinism()
     else:
-        tf_config.disable_op_determinism()  # the switch is process-wide: undo an earlier trial's
+        tf_config.disable_op_determinism()
+    # TF32 (float32 matrix products with a 10-bit mantissa on Ampere and newer GPUs) changes
+    # results: off for a deterministic run on a GPU, else TensorFlow's default (on). A CPU has
+    # no TF32: it keeps the default.
+    tf.config.experimental.enable_tensor_float_32_execution(not (training.deterministic and provenance.gpus()))
+    # Layers take the policy when they are built; the output layer computes in float32 anyway
+    # (cvsweep/models/architectures.py), and Keras wraps the optimizer in a LossScaleOptimizer
+    # for mixed_float16 when the model is compiled.
+    keras.mixed_precision.set_global_policy(training.precision.value)
     return tf
 
 
@@ -253,7 +264,7 @@ def evaluate_saved(model_path, cfg, splits) -> dict:
     """Load a saved model and evaluate it on ``splits``' test split exactly as a run evaluated
     it: the run's seeds and determinism, its batching, its evaluate call (python -m
     cvsweep.evaluate). Raises what Keras raises for a file it cannot load."""
-    tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
+    tf = _tensorflow(cfg.training)
     import keras
 
     model = keras.models.load_model(model_path)
