@@ -157,7 +157,7 @@ def check_pruning(cfg) -> None:
     sweeper = cfg.hydra.sweeper
     if not prunes(sweeper.get("pruner")):
         return
-    chosen = f"hydra/sweeper/pruner={_option_name(sweeper.pruner)}"
+    chosen = f"hydra/sweeper/pruner={cfg.hydra.runtime.choices.get('hydra/sweeper/pruner')}"
     off = "hydra/sweeper/pruner=none"
     _check_settings(sweeper.pruner, chosen)
     objectives = objectives_of(cfg)
@@ -188,10 +188,6 @@ def _check_settings(pruner, chosen: str) -> None:
     except Exception as err:
         reason = str(err.__cause__ or err).splitlines()[0]
         raise ConfigError(f"hydra.sweeper.pruner ({chosen}): {reason}") from None
-
-
-def _option_name(pruner) -> str:
-    return {v: k for k, v in PRUNER_TARGETS.items()}.get(pruner.get("_target_"), str(pruner.get("_target_")))
 
 
 # The options of hydra/sweeper/pruner (registered with their settings in
