@@ -3,7 +3,7 @@ minutes of sweep wall time on this machine, one after the other (never side by s
 share the cores).
 
     uv run python benchmarks/pruning_mnist.py [--minutes 20] [--search mnist_fast]
-        [--pruners none,median] [--data ../shared/data/mnist.npz]
+        [--pruners none,median_warmup] [--data ../shared/data/mnist.npz]
 
 Each sweep is `python -m cvsweep -m search=<search> dataset=mnist dataset.path=<data>
 hydra/sweeper/pruner=<pruner>` with more trials than fit in the time; at the time limit it gets
@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=20)
     parser.add_argument("--search", default="mnist_fast")
-    parser.add_argument("--pruners", default="none,median")
+    parser.add_argument("--pruners", default="none,median_warmup")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist.npz"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pruning_mnist.json"))
     args = parser.parse_args()
