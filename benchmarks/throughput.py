@@ -1,5 +1,7 @@
 """Training throughput: cvsweep's train() against a plain Keras script of the same model on
-the same data and batch size, alternating in one process, several rounds.
+the same data and batch size, alternating, several rounds. train() runs as a sweep's local
+trial runs it: in the training process (cvsweep/training/process.py), writing progress.json
+after every epoch and asking a median pruner, through a real Optuna trial, whether to stop.
 
     uv run python benchmarks/throughput.py [--rounds 3] [--fraction 0.25] [--epochs 2]
 
@@ -23,11 +25,16 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def cvsweep_run(run_config: dict) -> float:
-    from cvsweep.training.train import train
+def cvsweep_run(run_config: dict, training, study, progress_dir: str) -> float:
+    from cvsweep.config.schema import Objective
+    from cvsweep.study.pruning import EpochReporter
+    from cvsweep.training.progress_file import epoch_writer
 
-    result = train(run_config)
+    trial = study.ask()
+    result = training.run(run_config, progress=epoch_writer(progress_dir),
+                          prune=EpochReporter(trial, Objective.val_accuracy, 0.0))
     assert result["status"] == "completed", result["reason"]
+    study.tell(trial, result["metrics"]["val_accuracy"])
     return result["data"]["train"] * result["metrics"]["epochs_run"] / result["metrics"]["train_seconds"]
 
 
@@ -71,10 +78,19 @@ def main() -> None:
     # The plain script gets exactly the arrays train() trains on.
     splits = split(load_source(cfg.dataset), cfg.dataset, cfg.sampling, cfg.training.seed, cfg.training.validation_split)
 
+    import tempfile
+
+    import optuna
+
+    from cvsweep.training.process import TrainingProcess
+
+    training = TrainingProcess()
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner())
     speeds = {"cvsweep": [], "plain_keras": []}
-    cvsweep_run(run_config)  # warm-up: imports, first tracing
+    progress_dir = tempfile.mkdtemp(prefix="cvsweep-throughput-")
+    cvsweep_run(run_config, training, study, progress_dir)  # warm-up: imports, first tracing
     for round_ in range(args.rounds):
-        speeds["cvsweep"].append(cvsweep_run(run_config))
+        speeds["cvsweep"].append(cvsweep_run(run_config, training, study, progress_dir))
         speeds["plain_keras"].append(plain_keras_run(splits.x_train, splits.y_train, splits.x_val, splits.y_val,
                                                      args.epochs, cfg.training.seed))
         print(f"round {round_ + 1}: cvsweep {speeds['cvsweep'][-1]:.0f} img/s, "
@@ -82,6 +98,7 @@ def main() -> None:
     report = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "train_images": len(splits.y_train), "epochs": args.epochs, "batch_size": 128, "rounds": args.rounds,
+        "cvsweep_with": "the training process, progress.json every epoch, a median pruner asked every epoch",
         "images_per_second": {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": v}
                               for k, v in speeds.items()},
     }
@@ -92,6 +109,7 @@ def main() -> None:
     for name, v in report["images_per_second"].items():
         print(f"{name:12} {v['median']:>13.0f} {v['min']:>7.0f} {v['max']:>7.0f}")
     print(f"ratio cvsweep / plain Keras: {report['ratio']:.3f} (goal >= 0.95); written to {args.out}")
+    training.close()
 
 
 if __name__ == "__main__":

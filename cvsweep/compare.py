@@ -5,7 +5,8 @@
 1. config: any differing setting means a different run (the fingerprints differ too);
 2. data: another source file;
 3. versions: another library version can change low-order bits, or more;
-4. device: CPU vs GPU, or another GPU (TF32, other kernels) changes low-order bits.
+4. device: CPU vs GPU, or another GPU (other kernels), TF32 on or off, the precision policy
+   (executed_on.device) change low-order bits, or more.
 Then the metrics: identical, or where the per-epoch history first diverges. Exit status 0
 when the metrics are bit-identical, 1 when they differ.
 """
@@ -60,7 +61,7 @@ def explain(a: dict, b: dict) -> tuple[list[str], bool]:
         ("data", a.get("data"), b.get("data"), "different data or splits"),
         ("versions", a.get("versions"), b.get("versions"), "other library versions can change results"),
         ("device", a.get("executed_on", {}).get("device"), b.get("executed_on", {}).get("device"),
-         "another device: CPU vs GPU (and TF32 on recent GPUs) changes low-order bits"),
+         "another device or its numerics: CPU vs GPU, TF32, the precision policy change low-order bits, or more"),
     ]
     for name, left, right, meaning in sections:
         differences = _diff(left, right)

@@ -14,9 +14,11 @@ or missing and why (cvsweep/execution/model_transport.py). Anything else that go
 ``{"code": "internal_error", "problems": [...]}``, never a traceback.
 
 The handler is async, so the SDK's event loop keeps running while a job trains: when RunPod
-stops a job (a cancel, its executionTimeout), the SDK cancels the job's task, and the handler
-kills the training process; the worker takes its next job within a second or so, and a warm
-replacement of the training process is already starting.
+stops a job (a cancel, a pruned trial, its executionTimeout), the SDK cancels the job's task,
+and the handler asks the training process to end the run at its next batch end: the worker
+takes its next job within a second or so, with TensorFlow still warm. A run that does not end
+within 10 s (a read that never returns) has its training process killed, and a replacement
+starts at once.
 """
 
 from __future__ import annotations
@@ -59,22 +61,36 @@ async def handler(job: dict) -> dict:
     transport = job["input"].get("transport")  # None: the client wants no model back
     model_dir = tempfile.mkdtemp(prefix="cvsweep-model-") if transport is not None else None
     try:
-        result = await train_in_child(run_config, lambda update: runpod.serverless.progress_update(job, update),
-                                      model_dir=model_dir)
+        result = await train_in_child(run_config, progress_reporter(job), model_dir=model_dir)
         result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
         if "model" in result:  # an upload waits in a thread: a cancel is still heard
             result["model"] = await asyncio.to_thread(model_transport.pack, result["model"], model_dir, transport,
                                                       result["fingerprint"], str(job.get("id")))
         # The SDK silently drops what json.dumps rejects: make sure there is nothing of the kind.
         return json.loads(json.dumps(result, allow_nan=False))
-    except asyncio.CancelledError:  # RunPod stopped the job: stop billing for it now
-        TRAINING.kill()
+    except asyncio.CancelledError:  # RunPod stopped the job (a cancel, a pruned trial): stop billing now
+        TRAINING.stop()  # at the next batch end, keeping TensorFlow warm; killed if it does not end
         raise
     except Exception as err:
         return {"error": _internal_error(err)}
     finally:
         if model_dir is not None:
             shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def progress_reporter(job: dict):
+    """Each epoch's report goes out as the job's progress (its ``output`` while IN_PROGRESS),
+    with the history so far: a client that prunes the job, or polls less often than epochs
+    end, still has every epoch it trained (cvsweep/execution/runpod.py)."""
+    history: dict[str, list] = {}
+
+    def report(update: dict) -> None:
+        for key, value in update.items():
+            if key not in ("epoch", "epochs"):
+                history.setdefault(key, []).append(value)
+        runpod.serverless.progress_update(job, {**update, "history": history})
+
+    return report
 
 
 async def train_in_child(run_config: dict, progress, model_dir: str | None = None) -> dict:

@@ -26,6 +26,7 @@ EXTRA = {
     ("model", "keras_mnist_convnet"): ["dataset=mnist", "dataset.path={data}/mnist_sized.npz"],
     ("experiment", "keras_mnist_convnet"): ["dataset.path={data}/mnist_sized.npz"],
     ("experiment", "mnist_sweep"): ["dataset.path={data}/mnist_sized.npz"],
+    ("experiment", "mnist_fast"): ["dataset.path={data}/mnist_sized.npz"],
 }
 
 

@@ -57,7 +57,7 @@ KNOWN_CONFIG = {
     "training": {"epochs": 2, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001,
                  "lr_schedule": "constant", "early_stopping_patience": 3, "validation_split": 0.1,
                  "time_budget_s": None, "max_params": 50_000_000, "max_activation_mb": 8192.0, "seed": 3,
-                 "deterministic": True},
+                 "deterministic": True, "precision": "float32"},
     "health": {"sample_size": 256, "gradient_batches": 2, "grad_vanishing_below": 1e-05,
                "grad_exploding_above": 100.0, "max_bias_change_per_epoch": 0.1, "max_weight_change_per_epoch": 0.5,
                "consistency_epochs": 3, "overfit_gap_tolerance": 0.2, "activation_images": 2,

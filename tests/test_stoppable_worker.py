@@ -90,10 +90,20 @@ def test_a_cancelled_job_frees_the_worker(worker):
     pid = worker.admin("state")["workers"]["worker-0"]["pid"]
     long = submit(worker, {"input": job_input(training={"epochs": 60, "early_stopping_patience": 0})})
     wait(worker, long, states=("IN_PROGRESS",))
+    training = children(pid)  # the worker's training process, TensorFlow imported
     headers = {"Authorization": f"Bearer {SENTINEL_API_KEY}"}
     requests.post(f"{worker.base_url}/local/cancel/{long}", headers=headers, timeout=30)
     assert wait(worker, long)["status"] == "CANCELLED"
     assert_free_again(worker, pid)
+    # The run was stopped at a batch end, not its process killed: the next job trained in the
+    # same warm training process (a pruned trial's job is cancelled like this one).
+    assert training and training <= children(pid)
+    log = (worker.log_dir / "worker-0.log").read_text()
+    assert "killing its training process" not in log and "killed the training process" not in log
+
+
+def children(pid: int) -> set[int]:
+    return {int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()}
 
 
 def test_a_fifo_as_dataset_path_does_not_wedge_the_worker(worker, data_root):

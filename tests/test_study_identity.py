@@ -54,7 +54,7 @@ def test_every_change_of_the_experiment_gets_its_own_study_name(tmp_path):
 def test_the_direction_follows_from_the_objectives(tmp_path):
     assert settled(root=tmp_path)[1] == ["maximize"]
     assert settled("objective=val_loss", root=tmp_path)[1] == ["minimize"]
-    assert settled("objective=health", "secondary_objectives=[params,latency_ms]",
+    assert settled("objective=health", "secondary_objectives=[params,latency_ms]", "hydra/sweeper/pruner=none",
                    root=tmp_path)[1] == ["maximize", "minimize", "minimize"]
     assert settled("objective=val_loss", "hydra.sweeper.direction=minimize", root=tmp_path)[1] == ["minimize"]
 

@@ -180,7 +180,7 @@ def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
 def test_multi_objective_sweep_shows_the_pareto_front(tmp_path):
     proc = run_cli(
         "-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", "objective=health", "secondary_objectives=[params]",
-        "hydra.sweeper.direction=[maximize,minimize]", "plots=summary", f"output_root={tmp_path}",
+        "hydra.sweeper.direction=[maximize,minimize]", "hydra/sweeper/pruner=none", "plots=summary", f"output_root={tmp_path}",
     )
     assert proc.returncode == 0, proc.stderr
     sweep_dir = next((tmp_path / "sweeps").iterdir())

@@ -49,6 +49,25 @@ def test_a_valid_input_trains_and_echoes_the_fingerprint():
     json.dumps(reply, allow_nan=False)
 
 
+def test_a_precision_the_workers_hardware_cannot_run_is_a_structured_failure():
+    """A valid input, refused where it would train: the worker's training process checks its
+    own hardware (mixed_float16 needs a GPU; run where there is none)."""
+    from cvsweep.config.schema import ConfigError, Precision
+    from cvsweep.training import precision
+
+    try:
+        precision.check(Precision.mixed_float16)
+        pytest.skip("this machine has a GPU that runs mixed_float16")
+    except ConfigError:
+        pass
+    job_input = make_input(run_config_of(load_run_config({**copy.deepcopy(TINY_RUN), "training": {
+        **TINY_RUN["training"], "precision": "mixed_float16"}})))
+    reply = handler({"id": "test", "input": job_input})
+    assert reply["status"] == "failed" and reply["fingerprint"] == job_input["fingerprint"]
+    assert reply["failure"]["code"] == "invalid_config"
+    assert reply["failure"]["problems"][0].startswith("training.precision=mixed_float16: needs a GPU")
+
+
 @pytest.mark.parametrize(
     "mutate,code,fragment",
     [

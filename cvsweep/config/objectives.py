@@ -18,6 +18,20 @@ def value(result: dict, objective: Objective, health_weight: float) -> float:
     return float(raw)
 
 
+def epoch_value(update: dict, objective: Objective, health_weight: float) -> float | None:
+    """The objective as far as one epoch's report shows it: what a pruner compares between
+    trials at that epoch. None when the report has no finite value for it, or the objective
+    has none per epoch (params, latency_ms). For ``health``, whose health part is measured
+    once after training, the health part counts as 0: ``(1 - health_weight) * val_accuracy``
+    ranks trials at an epoch exactly as val_accuracy does, and a pruned trial's recorded value
+    is a lower bound of what it would have scored."""
+    metric = OBJECTIVES[objective.value].per_epoch
+    raw = update.get(metric) if metric is not None else None
+    if not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        return None
+    return (1 - health_weight) * float(raw) if objective == Objective.health else float(raw)
+
+
 def objectives_of(cfg) -> list[Objective]:
     """The primary objective, then any secondary ones (a multi-objective sweep)."""
     return [cfg.objective, *cfg.secondary_objectives]

@@ -24,7 +24,7 @@ from cvsweep import compat
 from cvsweep.config.datasets import REGISTRY, HeldOut, Kind, Loader, names_of
 
 # Bump when a change to RunConfig changes what an existing config means.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class ConfigError(ValueError):
@@ -141,6 +141,15 @@ class LearningRateSchedule(Enum):
     cosine = "cosine"  # cosine decay from learning_rate to 0 over all planned steps
 
 
+class Precision(Enum):
+    """Keras mixed precision policies: compute in 16 bits, keep weights (and the softmax output)
+    in float32. Which hardware can run each: cvsweep/training/precision.py."""
+
+    float32 = "float32"
+    mixed_float16 = "mixed_float16"  # GPUs of compute capability >= 7.0 (tensor cores); loss scaling
+    mixed_bfloat16 = "mixed_bfloat16"  # GPUs >= 8.0, CPUs with AVX512-BF16 or AMX
+
+
 class Fallback(Enum):
     none = "none"
     local = "local"
@@ -150,14 +159,20 @@ class Fallback(Enum):
 class ObjectiveSpec:
     direction: str  # which way it improves: the sweeper's direction must agree
     description: str
+    # The epoch report's metric a pruner watches for it (cvsweep/study/pruning.py); None: the
+    # objective is known before training or only after it, so nothing can be pruned on it.
+    per_epoch: Optional[str] = None
 
 
 # What a sweep can optimise (never the test set): the one table the Objective choices and
 # their directions come from.
 OBJECTIVES = {
-    "val_accuracy": ObjectiveSpec("maximize", "validation accuracy"),
-    "val_loss": ObjectiveSpec("minimize", "validation loss"),
-    "health": ObjectiveSpec("maximize", "(1 - health_weight) * val_accuracy + health_weight * overall_health"),
+    "val_accuracy": ObjectiveSpec("maximize", "validation accuracy", per_epoch="val_accuracy"),
+    "val_loss": ObjectiveSpec("minimize", "validation loss", per_epoch="val_loss"),
+    # Health is measured once, after training: per epoch, a pruner sees the objective with the
+    # health part counted as 0 (cvsweep/config/objectives.py, epoch_value).
+    "health": ObjectiveSpec("maximize", "(1 - health_weight) * val_accuracy + health_weight * overall_health",
+                            per_epoch="val_accuracy"),
     "params": ObjectiveSpec("minimize", "the model's parameter count"),
     "latency_ms": ObjectiveSpec("minimize", "inference time per image (ms), measured on a batch of validation images"),
 }
@@ -321,8 +336,12 @@ class TrainingConfig:
     max_params: int = field(default=50_000_000, metadata=bounds(1, 10**11))
     max_activation_mb: float = field(default=8192.0, metadata=bounds(0, 10**7, low_open=True))
     seed: int = field(default=0, metadata=bounds(0, 2**31 - 1))
-    # TensorFlow op determinism: bit-identical reruns, somewhat slower on GPUs.
+    # TensorFlow op determinism: bit-identical reruns, somewhat slower on GPUs (where it also
+    # turns TF32 off: cvsweep/training/train.py).
     deterministic: bool = True
+    # Keras's mixed precision policy: float32, or 16-bit compute for speed on hardware that has it;
+    # refused before training on hardware that cannot run it fast (cvsweep/training/precision.py).
+    precision: Precision = Precision.float32
 
 
 @dataclass

@@ -10,12 +10,16 @@ from cvsweep.training.result import Result
 
 # Called with each epoch's update (epoch, epochs, seconds, metrics), as train() reports it.
 ProgressCallback = Callable[[dict], None]
+# Asked with the same update whether the sweep's pruner stops the run (cvsweep/study/pruning.py).
+PruneCallback = Callable[[dict], bool]
 
 
 class Executor(Protocol):
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[ProgressCallback] = None, model_dir: str | None = None) -> Result:
-        """``model_dir``: where a completed run's model.keras goes (None: not kept)."""
+            progress: Optional[ProgressCallback] = None, model_dir: str | None = None,
+            prune: Optional[PruneCallback] = None) -> Result:
+        """``model_dir``: where a completed run's model.keras goes (None: not kept). A run that
+        ``prune`` stops comes back with status pruned and what it trained."""
 
 
 class LocalExecutor:
@@ -28,10 +32,12 @@ class LocalExecutor:
         self.cfg = cfg
 
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[ProgressCallback] = None, model_dir: str | None = None) -> Result:
+            progress: Optional[ProgressCallback] = None, model_dir: str | None = None,
+            prune: Optional[PruneCallback] = None) -> Result:
         from cvsweep.training.process import shared
 
-        result = shared().run(run_config, progress=progress, tensorboard_dir=tensorboard_dir, model_dir=model_dir)
+        result = shared().run(run_config, progress=progress, tensorboard_dir=tensorboard_dir, model_dir=model_dir,
+                              prune=prune)
         result["executed_on"]["executor"] = "local"
         return result
 

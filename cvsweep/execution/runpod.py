@@ -9,6 +9,10 @@ TIMED_OUT or CANCELLED, an unreachable endpoint or a malformed answer fails the 
 the reason, or with ``fallback: local`` trains here instead, recorded as such. The API key
 comes from RUNPOD_API_KEY and appears in no result, log line or error message.
 
+A trial with a ``prune`` hook (the sweep's pruner) asks it after each epoch the worker reports;
+when it says stop, the job is cancelled at once (the GPU stops billing) and the trial comes back
+pruned, with the history the worker reported (cvsweep/study/pruning.py).
+
 A trial with a ``model_dir`` asks the worker for its model and writes it there as model.keras
 (cvsweep/execution/model_transport.py: inline in the output, or through an S3 store); a model
 that does not come home leaves the trial completed, its ``model`` recorded as missing and why.
@@ -31,7 +35,15 @@ from cvsweep.execution.interrupts import STOP
 from cvsweep.execution.payload import make_input
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
 from cvsweep.training import failures
-from cvsweep.training.result import Result, failed_result, is_completed, is_result
+from cvsweep.training.result import (
+    Result,
+    failed_result,
+    finite_or_none,
+    is_completed,
+    is_result,
+    mark_pruned,
+    new_result,
+)
 
 log = logging.getLogger("cvsweep.runpod")
 
@@ -75,13 +87,16 @@ class RunpodExecutor:
         self.cfg = cfg
 
     def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[Callable[[dict], None]] = None, model_dir: str | None = None) -> Result:
+            progress: Optional[Callable[[dict], None]] = None, model_dir: str | None = None,
+            prune: Optional[Callable[[dict], bool]] = None) -> Result:
         # tensorboard_dir: never given (preflight refuses tensorboard=true for remote trials).
-        self.model_dir = model_dir
+        self.model_dir, self.prune = model_dir, prune
         sent_fingerprint = fingerprint(run_config)
         self.job: dict = {}  # endpoint and job id from the moment the job exists, for the record
         try:
             return self._run_remote(run_config, sent_fingerprint, progress)
+        except JobPruned as err:
+            return self._pruned(run_config, err.update)
         except FingerprintMismatch as err:
             log.error("%s", err)
             return self._failed(run_config, f"remote: {scrub(str(err))}")
@@ -93,6 +108,20 @@ class RunpodExecutor:
             if self.cfg.fallback == Fallback.local:
                 return self._fall_back(run_config, reason, progress)
             return self._failed(run_config, f"remote: {reason}")
+
+    def _pruned(self, run_config: dict, update: dict) -> Result:
+        """A job the pruner stopped (cancelled): what the worker reported of it, pruned."""
+        result = new_result(run_config)
+        history = _numbers_by_key(update.get("history"))  # the worker's word: numbers only
+        seconds = history.pop("seconds", [])
+        result["metrics"].update(epochs_run=update["epoch"], history=history,
+                                 train_seconds=round(sum(s for s in seconds if s is not None), 3))
+        mark_pruned(result, update["epoch"])
+        # Where it trained, as far as its progress says; the worker's own record never came.
+        result["executed_on"] = {"executor": "runpod", "worker_id": update.get("worker_id"), "hostname": None}
+        result["client_versions"], result["versions"] = result["versions"], {}
+        result["remote"] = {**self.job, "worker_id": update.get("worker_id"), "cancelled_at": update.get("cancelled_at")}
+        return result
 
     def _failed(self, run_config: dict, reason: str, code: str = failures.REMOTE_ERROR) -> Result:
         result = failed_result(run_config, failures.Failure(code, reason, infeasible=False))
@@ -134,8 +163,9 @@ class RunpodExecutor:
                 f"job {job_id}: fingerprint mismatch: sent {sent_fingerprint}, the worker echoed "
                 f"{result['fingerprint']}: the worker did not train this config"
             )
-        if progress is not None:  # the job may have ended between two polls, after its last epoch
-            _hand_on_last_epoch(result, progress)
+        # The job may have ended between two polls, after epochs not handed on yet.
+        self._hand_on(_epoch_reports(result["metrics"].get("history"), result["config"]["training"]["epochs"],
+                                     self.epochs_handed_on, result["metrics"].get("epochs_run")), progress)
         result["executed_on"]["executor"] = "runpod"
         result["remote"] = {
             "endpoint_id": self.cfg.endpoint_id,
@@ -221,7 +251,7 @@ class RunpodExecutor:
         give_up = time.monotonic() + self.cfg.ttl_s + self.cfg.execution_timeout_s + 60
         path = f"{self.cfg.endpoint_id}/status/{job_id}"
         client = compat.runpod_client(endpoint)
-        last_epoch = None
+        self.epochs_handed_on = 0
         while True:
             try:  # a status outage is waited out for as long as the job itself may take
                 status = self._call("status", lambda: client.get(path, timeout=self.cfg.request_timeout_s),
@@ -236,13 +266,36 @@ class RunpodExecutor:
                                   "if it finishes, the next trial of this config collects it") from None
             if status.get("status") in FINAL_STATES:
                 return status
-            last_epoch = _hand_on_epoch(status, last_epoch, progress)
+            update = _new_epoch(status, self.epochs_handed_on)
+            if update is not None and self._hand_on(_reports_to(update, self.epochs_handed_on), progress):
+                self._cancel_pruned(endpoint, job_id, update["epoch"])
+                raise JobPruned({**update, "worker_id": status.get("workerId"), "cancelled_at": round(time.time(), 3)})
             if time.monotonic() > give_up:
                 self._cancel(endpoint, job_id)
                 raise RemoteError(f"job {job_id} reached no final state in time; cancelled")
             if STOP.wait(self.cfg.poll_interval_s):
                 self._cancel(endpoint, job_id)
                 raise JobInterrupted(f"the sweep was stopped; job {job_id} cancelled")
+
+    def _hand_on(self, reports: list[dict], progress) -> bool:
+        """Each epoch's report, in order, to the pruner (all of them: a poll may have missed
+        some), the latest to ``progress``; whether the pruner stops the run."""
+        stop = False
+        for report in reports:
+            stop = self.prune is not None and self.prune(report)
+            self.epochs_handed_on = report["epoch"]
+        if reports and progress is not None:
+            progress(reports[-1])
+        return stop
+
+    def _cancel_pruned(self, endpoint, job_id: str, epoch: int) -> None:
+        """The pruner stopped the trial: its job is cancelled; a cancel that fails leaves the
+        trial pruned all the same (the job then runs until its executionTimeout)."""
+        try:
+            self._cancel(endpoint, job_id)
+            log.info("remote job %s: pruned after epoch %s, cancelled", job_id, epoch)
+        except RemoteError as err:
+            log.warning("remote job %s: pruned after epoch %s, but could not be cancelled: %s", job_id, epoch, err)
 
     def _cancel(self, endpoint, job_id: str) -> None:
         client = compat.runpod_client(endpoint)
@@ -279,7 +332,7 @@ class RunpodExecutor:
         from cvsweep.execution.executors import LocalExecutor
 
         log.warning("fallback: training this trial here after the remote error")
-        result = LocalExecutor(None).run(run_config, progress=progress, model_dir=self.model_dir)
+        result = LocalExecutor(None).run(run_config, progress=progress, model_dir=self.model_dir, prune=self.prune)
         result["fallback"] = {"used": True, "remote_error": reason}
         return result
 
@@ -296,25 +349,48 @@ class JobInterrupted(RemoteError):
     """The sweep was interrupted (SIGINT / SIGTERM): the job was cancelled or never sent."""
 
 
-def _hand_on_epoch(status: dict, last_epoch: Any, progress) -> Any:
+class JobPruned(RemoteError):
+    """The sweep's pruner stopped the trial after the epoch in ``update``; its job was cancelled."""
+
+    def __init__(self, update: dict):
+        super().__init__(f"pruned after epoch {update['epoch']}")
+        self.update = update
+
+
+def _new_epoch(status: dict, handed_on: int) -> Optional[dict]:
     """While IN_PROGRESS, a job's ``output`` is the worker's latest progress update (train()'s
-    epoch report): hand it to ``progress`` when its epoch changes; returns the epoch seen."""
+    epoch report, with the history so far): that update when its epoch is a later one."""
     update = status.get("output")
-    if progress is None or status.get("status") != "IN_PROGRESS" or not isinstance(update, dict):
-        return last_epoch
-    if update.get("epoch") is not None and update["epoch"] != last_epoch:
-        progress(update)
-        return update["epoch"]
-    return last_epoch
+    if status.get("status") != "IN_PROGRESS" or not isinstance(update, dict):
+        return None
+    epoch = update.get("epoch")
+    if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > handed_on:
+        return update
+    return None
 
 
-def _hand_on_last_epoch(result: dict, progress) -> None:
-    """The last trained epoch, from the result's history, as train() would have reported it."""
-    metrics = result.get("metrics") or {}
-    history, epochs_run = metrics.get("history") or {}, metrics.get("epochs_run")
-    if epochs_run:
-        progress({"epoch": epochs_run, "epochs": result["config"]["training"]["epochs"],
-                  **{key: values[-1] for key, values in history.items() if values}})
+def _reports_to(update: dict, handed_on: int) -> list[dict]:
+    """The epoch reports after ``handed_on`` up to ``update``'s, from its history; the last is
+    the update itself, as train() reported it."""
+    earlier = _epoch_reports(update.get("history"), update.get("epochs"), handed_on, update["epoch"] - 1)
+    return earlier + [{key: value for key, value in update.items() if key != "history"}]
+
+
+def _epoch_reports(history: Any, epochs: Any, handed_on: int, last: Any) -> list[dict]:
+    """Epoch reports (as train() makes them) for epochs handed_on+1 .. last, from a history."""
+    history = _numbers_by_key(history)
+    if not isinstance(last, int) or not all(len(values) >= last for values in history.values()):
+        return []
+    return [{"epoch": epoch, "epochs": epochs, **{key: values[epoch - 1] for key, values in history.items()}}
+            for epoch in range(handed_on + 1, last + 1)]
+
+
+def _numbers_by_key(history: Any) -> dict:
+    """A reported history as {metric: [number or None]}; anything else in it is dropped."""
+    if not isinstance(history, dict):
+        return {}
+    return {key: [finite_or_none(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
+            for key, values in history.items() if isinstance(key, str) and isinstance(values, list)}
 
 
 def _retries_used_up(err: Exception) -> bool:

@@ -6,8 +6,8 @@
 - lstm, the text model of the earlier tool: token embedding (0 pads, masked), an LSTM
   (optionally bidirectional), then the classifier head.
 
-The classifier head (dense layers with dropout before each, dropout, a softmax output) ends
-both. ``conv_output_size`` and ``conv_filters`` are plain arithmetic, so a config can be
+The classifier head (dense layers with dropout before each, dropout, a softmax output in
+float32 under any training.precision) ends both. ``conv_output_size`` and ``conv_filters`` are plain arithmetic, so a config can be
 checked against an image size before TensorFlow is imported (preflight, model_size.py).
 """
 
@@ -113,7 +113,9 @@ def _classifier_head(model, num_classes: int) -> list:
         net.append(layers.Activation(model.activation.name))
     if model.dropout > 0:
         net.append(layers.Dropout(model.dropout))
-    net.append(layers.Dense(num_classes, activation="softmax", kernel_initializer=init))
+    # float32 whatever the precision policy: a softmax in 16 bits is not numerically stable
+    # (Keras's mixed precision guide).
+    net.append(layers.Dense(num_classes, activation="softmax", kernel_initializer=init, dtype="float32"))
     return net
 
 

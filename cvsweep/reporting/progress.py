@@ -61,7 +61,7 @@ class SweepProgress:
         self.poll_s, self.summary_every_s = poll_s, summary_every_s
         self.running: dict[int, _Running] = {}
         self.durations: list[float] = []
-        self.n_started = self.n_finished = self.n_failed = 0
+        self.n_started = self.n_finished = self.n_failed = self.n_pruned = 0
         self.best: Optional[tuple[float, int]] = None  # (value, job)
         self.lock = threading.RLock()
         self.stop = threading.Event()
@@ -107,8 +107,8 @@ class SweepProgress:
 
     def finished(self, trial_number: int, state: str, values: Any = None, reason: Any = None) -> None:
         """``state`` is the trial's outcome: "completed" with its objective value(s), or
-        infeasible, failed or interrupted with the reason; only the first two count towards
-        n_trials."""
+        pruned, infeasible, failed or interrupted with the reason; only the first three count
+        towards n_trials."""
         with self.lock:
             trial = self.running.pop(trial_number, None)
             if trial is None:
@@ -123,6 +123,7 @@ class SweepProgress:
                 outcome = f"completed in {_clock(took)}: {self.objective}={value:.4f}"
             else:
                 self.n_failed += state not in COUNTED
+                self.n_pruned += state == "pruned"
                 outcome = f"{state} after {_clock(took)}: {reason}"
             if not self.live:
                 self._print_epoch(trial)  # its last epoch, if the poll has not shown it yet
@@ -162,7 +163,9 @@ class SweepProgress:
         with self.lock:
             now = time.monotonic()
             finished = self.already_finished + self.n_finished
-            line = f"{finished} of {self.total} trials finished ({self.n_failed} failed this run), {len(self.running)} running"
+            pruned = f"{self.n_pruned} pruned, " if self.n_pruned else ""
+            line = (f"{finished} of {self.total} trials finished ({pruned}{self.n_failed} failed this run), "
+                    f"{len(self.running)} running")
             if self.best is not None:
                 line += f"; best so far {self.objective}={self.best[0]:.4f} (job {self.best[1]})"
             left = self._seconds_left(now)
@@ -181,7 +184,7 @@ class SweepProgress:
             head.add_row(
                 Text("Sweep", style="bold"), ProgressBar(total=max(self.total, 1), completed=finished, width=30),
                 f"{finished} of {self.total} trials finished", f"· {len(self.running)} running",
-                f"· {self.n_failed} failed",
+                f"· {self.n_pruned} pruned · {self.n_failed} failed",
             )
             left = self._seconds_left(now)
             best = f"{self.objective} {self.best[0]:.4f} (job {self.best[1]})" if self.best else "none yet"

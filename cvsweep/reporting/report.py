@@ -62,7 +62,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
 <style>{STYLE}</style></head><body>
 <h1>cvsweep sweep {escape(str(sweep_dir))}</h1>
 <p>Objectives: {escape(", ".join(f"{n} ({d})" for n, d in zip(names, summary["directions"])))}.
-{summary["n_completed"]} completed, {summary["n_failed"]} failed.
+{summary["n_completed"]} completed, {summary.get("n_pruned", 0)} pruned, {summary["n_failed"]} failed.
 Study <code>{escape(str(study["name"]))}</code> in <code>{escape(str(study["storage"]))}</code>
 holds {escape(str(study["n_trials_in_study"]))} trials.</p>
 <h2>Best trial</h2>{best_html}{_best_model_html(summary.get("best_model"), sweep_dir)}

@@ -52,7 +52,8 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
         "study": _study_info(cfg, study),
         "n_trials": len(trials),
         "n_completed": len(completed),
-        "n_failed": len(trials) - len(completed),
+        "n_pruned": sum(1 for t in trials if t["status"] == "pruned"),
+        "n_failed": sum(1 for t in trials if t["status"] not in ("completed", "pruned")),
         "n_infeasible": sum(1 for t in trials if t["status"] == "infeasible"),
         "best": best and {**best, "config": read_json(sweep_dir / best["job"] / "result.json")["config"]},
         "pareto_front": front if len(names) > 1 else None,
@@ -338,7 +339,8 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
                       f"(raise it to run more). The table shows the study's {len(summary['trials'])} trials "
                       "whose result.json lies on this host.")
     else:
-        console.print(f"This run: {summary['n_completed']} completed, {summary['n_failed']} failed"
+        pruned = f"{summary['n_pruned']} pruned, " if summary.get("n_pruned") else ""
+        console.print(f"This run: {summary['n_completed']} completed, {pruned}{summary['n_failed']} failed"
                       + (f" ({summary['n_infeasible']} of them infeasible)." if summary["n_infeasible"] else "."))
     if summary["pareto_front"]:
         console.print("Pareto front: jobs " + ", ".join(t["job"] for t in summary["pareto_front"]), markup=False)

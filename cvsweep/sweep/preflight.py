@@ -8,8 +8,10 @@ in trial 37 of an overnight sweep.
 Each concern owns its check; this module calls them in order: the executor
 (cvsweep/execution/executors.py, cvsweep/execution/runpod.py), the output folder, the direction
 (cvsweep/config/objectives.py), the search space (cvsweep/study/search_space.py) with the values, data and
-model of each config it reaches (cvsweep/config/schema.py, cvsweep/data/sources.py), the sweeper's settings
-and storage (cvsweep/study/storage.py), then the study (cvsweep/study/identity.py).
+model of each config it reaches (cvsweep/config/schema.py, cvsweep/data/sources.py) and, for executor=local,
+whether this machine can run its training.precision (cvsweep/training/precision.py), the sweeper's settings
+and storage (cvsweep/study/storage.py), the pruner (cvsweep/study/pruning.py), then the study
+(cvsweep/study/identity.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from omegaconf import DictConfig
 from cvsweep.config.schema import ConfigError, check_values
 from cvsweep.execution.executors import check_executor
 from cvsweep.models.size import check_data_and_model
+from cvsweep.training import precision
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -35,6 +38,7 @@ def check_sweep(cfg: DictConfig) -> None:
     made from it: derived from the objectives and the experiment, or checked against them."""
     from cvsweep.config.objectives import settle_direction
     from cvsweep.study.identity import settle_study
+    from cvsweep.study.pruning import check_pruning
     from cvsweep.study.search_space import check_search_space
     from cvsweep.study.storage import check_storage
 
@@ -44,12 +48,15 @@ def check_sweep(cfg: DictConfig) -> None:
     check_search_space(cfg, _check_values_and_data)
     _check_sweeper_settings(cfg.hydra.sweeper)
     check_storage(cfg.hydra.sweeper)
+    check_pruning(cfg)
     settle_study(cfg)
 
 
 def _check_values_and_data(cfg: DictConfig) -> None:
     check_values(cfg)
     check_data_and_model(cfg)
+    if cfg.executor.name == "local":  # a worker's hardware is checked where it trains
+        precision.check(cfg.training.precision)
 
 
 def _check_output_root(output_root: str) -> None:

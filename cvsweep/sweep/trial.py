@@ -1,11 +1,12 @@
 """One trial: hand the run config to the executor, keep its result in the trial folder, and
-give the sweeper a number, or an exception it records as a failed trial (never NaN)."""
+give the sweeper a number, or an exception it records as a failed or pruned trial (never NaN)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import optuna
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -14,9 +15,10 @@ from cvsweep.config.schema import run_config_of
 from cvsweep.data.sources import pin_dataset
 from cvsweep.execution.executors import create_executor
 from cvsweep.jsonio import write_json_atomic, write_text_atomic
+from cvsweep.study import pruning
 from cvsweep.training import failures
 from cvsweep.training.progress_file import epoch_writer
-from cvsweep.training.result import failed_result, is_completed
+from cvsweep.training.result import failed_result, is_completed, is_pruned
 
 log = logging.getLogger("cvsweep.trial")
 
@@ -34,6 +36,11 @@ class TrialFailed(RuntimeError):
         return TrialFailed, (str(self), self.infeasible)
 
 
+class TrialPruned(optuna.TrialPruned):
+    """The sweep's pruner stopped the trial after an epoch; its result.json says when, and the
+    value it had reached."""
+
+
 def run_trial(cfg: DictConfig) -> float | list[float]:
     hydra = HydraConfig.get()
     run_config = run_config_of(cfg)
@@ -42,6 +49,9 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     options["progress"] = epoch_writer(trial_dir)  # the sweep's display reads it, wherever this runs
     if cfg.artifacts.name != "none":
         options["model_dir"] = str(trial_dir)  # model.keras beside result.json
+    prune = pruning.reporter(cfg, hydra.job.get("num"))  # None: not a sweep that prunes
+    if prune is not None:
+        options["prune"] = prune  # asked after every epoch (cvsweep/study/pruning.py)
     # Whatever happens, the trial gets a result.json that says why (cvsweep/training/failures.py).
     stage = failures.DATA
     try:
@@ -60,7 +70,12 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     }
     if is_completed(result):
         result["trial"]["objective_values"] = objectives.values(result, cfg)
+    if is_pruned(result) and prune is not None:
+        result["pruned"].update(prune.record())
+        result["reason"] = prune.reason()
     path = write_json_atomic(trial_dir / "result.json", result)  # plots: drawn from it after the run or sweep
+    if is_pruned(result):
+        raise TrialPruned(f"{result['reason']} (see {path})")
     if not is_completed(result):
         raise TrialFailed(f"{result['reason']} (see {path})", infeasible=bool(result.get("infeasible")))
     values = result["trial"]["objective_values"]

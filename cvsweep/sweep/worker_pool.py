@@ -14,12 +14,13 @@ import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 
 from cvsweep import compat
+from cvsweep.study import pruning
 from cvsweep.sweep.output_relay import OutputRelay
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,18 @@ class WorkerPool:
         self.output.start()
 
     def submit(self, overrides: Sequence[str], job_idx: int) -> Future:
+        # The job's study trial, for the pruner (cvsweep/study/pruning.py): the worker was forked
+        # before the trial was asked.
+        trial = pruning.portable(job_idx, _SWEEP["config"].hydra.sweeper.get("storage"))
         try:
-            return self.pool.submit(_run_job, list(overrides), job_idx)
+            return self.pool.submit(_run_job, list(overrides), job_idx, trial)
         except BrokenProcessPool:
             # A worker died (killed, out of memory): the jobs running then have failed with
             # BrokenProcessPool, and the pool takes no more. The sweep goes on with new workers.
             log.warning("a worker process died: starting %d new ones", self.n_workers)
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = self._fork()
-            return self.pool.submit(_run_job, list(overrides), job_idx)
+            return self.pool.submit(_run_job, list(overrides), job_idx, trial)
 
     def interrupt(self) -> None:
         """The sweep was interrupted: each worker's running trial cancels its remote job and
@@ -77,11 +81,15 @@ class WorkerPool:
         return pool
 
 
-def _run_job(overrides: List[str], job_idx: int) -> JobReturn:
+def _run_job(overrides: List[str], job_idx: int, trial: Optional[pruning.TrialRef] = None) -> JobReturn:
     """One job, as Hydra's joblib launcher runs it: its own config, folder, logging and Hydra
     state. What travels back is what the sweeper reads (the outcome), not the job's configs."""
-    ret = compat.execute_job(job_idx, overrides, _SWEEP["hydra_context"], _SWEEP["config"], _SWEEP["task_function"],
-                             _SWEEP["singleton_state"])
+    pruning.adopt(job_idx, trial)
+    try:
+        ret = compat.execute_job(job_idx, overrides, _SWEEP["hydra_context"], _SWEEP["config"],
+                                 _SWEEP["task_function"], _SWEEP["singleton_state"])
+    finally:
+        pruning.detach(job_idx)
     value = compat.job_outcome(ret)
     try:
         pickle.dumps(value)

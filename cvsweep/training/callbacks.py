@@ -12,6 +12,28 @@ from cvsweep.training.result import finite_or_none
 
 log = logging.getLogger("cvsweep.train")
 
+# A stop asked from outside the run (a cancelled or pruned remote job: the training process's
+# SIGUSR1, cvsweep/training/process.py), and the model being fitted, which it stops.
+_stop_requested = False
+_fitting: Optional[keras.Model] = None
+
+
+def request_stop() -> None:
+    """Stop the run in progress at its next batch end (called from a signal handler)."""
+    global _stop_requested
+    _stop_requested = True
+    if _fitting is not None:
+        _fitting.stop_training = True
+
+
+def stop_requested() -> bool:
+    return _stop_requested
+
+
+def clear_stop() -> None:
+    global _stop_requested
+    _stop_requested = False
+
 
 class TimeBudget(keras.callbacks.Callback):
     """Stops training once ``seconds`` of wall-clock time have passed since fit began. Only
@@ -34,13 +56,28 @@ class TimeBudget(keras.callbacks.Callback):
 
 class EpochReport(keras.callbacks.Callback):
     """Logs each epoch's metrics, hands them to an optional progress hook, and stops training
-    after an epoch whose loss is NaN or infinite. Nothing runs per batch, so Keras keeps
-    dispatching batches asynchronously (TerminateOnNaN would read the loss after every batch)."""
+    after an epoch whose loss is NaN or infinite, or when the optional ``prune`` hook, asked
+    with the same report, says the sweep's pruner stops this run (``pruned_after`` is then
+    that epoch). Nothing runs per batch, so Keras keeps dispatching batches asynchronously
+    (TerminateOnNaN would read the loss after every batch)."""
 
-    def __init__(self, epochs: int, progress: Optional[Callable[[dict], None]] = None):
+    def __init__(self, epochs: int, progress: Optional[Callable[[dict], None]] = None,
+                 prune: Optional[Callable[[dict], bool]] = None):
         super().__init__()
         self.epochs = epochs
         self.progress = progress
+        self.prune = prune
+        self.pruned_after: Optional[int] = None
+
+    def on_train_begin(self, logs=None):
+        global _fitting
+        _fitting = self.model
+        if _stop_requested:  # asked while the data loaded: stop after the first batch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        global _fitting
+        _fitting = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.monotonic()
@@ -54,5 +91,9 @@ class EpochReport(keras.callbacks.Callback):
         seconds = time.monotonic() - self.started
         shown = " ".join(f"{k}={v:.4f}" if v is not None else f"{k}=nan" for k, v in metrics.items())
         log.info("epoch %d/%d %s (%.1fs)", epoch + 1, self.epochs, shown, seconds)
+        update = {"epoch": epoch + 1, "epochs": self.epochs, "seconds": seconds, **metrics}
         if self.progress is not None:
-            self.progress({"epoch": epoch + 1, "epochs": self.epochs, "seconds": seconds, **metrics})
+            self.progress(update)
+        if self.prune is not None and not self.model.stop_training and self.prune(update):
+            self.pruned_after = epoch + 1
+            self.model.stop_training = True

@@ -6,8 +6,12 @@ One long-lived child serves runs one at a time, so TensorFlow, the datasets and 
 functions stay warm between runs as they did in one process. It is started with multiprocessing's
 'spawn' (a fresh interpreter: nothing of the parent's threads or TensorFlow state), imports
 TensorFlow at once, and talks to the parent over a pipe: the run config goes in; log records,
-epoch reports, the stage train() is in, and the result come back. A killed child is replaced at
-once, so the next run finds a warm one sooner.
+epoch reports, the stage train() is in, and the result come back. A run with a ``prune`` hook
+also asks the parent after each epoch whether the sweep's pruner stops it, and waits for the
+answer, so a pruned run stops at that epoch's end. A killed child is replaced at once, so the
+next run finds a warm one sooner; ``stop`` (a cancelled remote job) instead asks the run to end
+at its next batch end, which keeps the child and its warm TensorFlow, and kills only a run
+that does not end within a grace period.
 
 The hard time limit: with ``training.time_budget_s`` set, each stage of train() (loading the
 data and building the model; fitting and evaluating) may take the budget plus ``GRACE_S``; the
@@ -47,6 +51,8 @@ class TrainingProcess:
         self._start_lock = threading.Lock()  # a kill and a run may both replace a dead child
         self._process = None
         self._conn = None
+        self._ended = threading.Condition()  # notified as each run ends
+        self._runs_ended = 0
 
     def start(self, wait: bool = False) -> None:
         """Start the child unless one is alive; with ``wait``, until it has imported TensorFlow."""
@@ -72,6 +78,26 @@ class TrainingProcess:
             log.info("killed the training process %s", process.pid)
         self.start()
 
+    def stop(self, grace_s: float = GRACE_S) -> None:
+        """Ask the run in progress to end at its next batch end (it comes back failed,
+        ``interrupted``, unevaluated); kill the child if it has not ended within ``grace_s``
+        (a read that never returns, a stage without batches). From any thread."""
+        process = self._process
+        if process is None or not process.is_alive() or not self._lock.locked():
+            return
+        with self._ended:
+            run = self._runs_ended
+        os.kill(process.pid, signal.SIGUSR1)
+        threading.Thread(target=self._kill_unless_ended, args=(run, process, grace_s), daemon=True,
+                         name="cvsweep-stop-grace").start()
+
+    def _kill_unless_ended(self, run: int, process, grace_s: float) -> None:
+        with self._ended:
+            ended = self._ended.wait_for(lambda: self._runs_ended > run, timeout=grace_s)
+        if not ended and self._process is process:
+            log.warning("the run did not stop within %.0fs of being asked: killing its training process", grace_s)
+            self.kill()
+
     def close(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.is_alive():
@@ -83,24 +109,31 @@ class TrainingProcess:
         return self._process.pid if self._process is not None else None
 
     def run(self, run_config: dict, progress: Optional[Callable[[dict], None]] = None,
-            tensorboard_dir: Optional[str] = None, model_dir: Optional[str] = None) -> Result:
+            tensorboard_dir: Optional[str] = None, model_dir: Optional[str] = None,
+            prune: Optional[Callable[[dict], bool]] = None) -> Result:
         """train(run_config) in the child: its result, or a failed result when the child was
-        killed (by ``kill``, or at the hard time limit) or died. Raises ConfigError as train()
-        does; on any exception here (Ctrl-C in the parent) the child is killed first."""
+        killed (by ``kill``, or at the hard time limit) or died. ``prune`` answers the child's
+        question after each epoch (train()'s ``prune``; an error in it counts as "go on").
+        Raises ConfigError as train() does; on any exception here (Ctrl-C in the parent) the
+        child is killed first."""
         budget = (run_config.get("training") or {}).get("time_budget_s")
         with self._lock:
             self.start()
             process, conn = self._process, self._conn
             try:
-                conn.send((run_config, tensorboard_dir, model_dir))
-                return self._answer(process, conn, run_config, progress, budget)
+                conn.send((run_config, tensorboard_dir, model_dir, prune is not None))
+                return self._answer(process, conn, run_config, progress, budget, prune)
             except ConfigError:  # train() refused the config: the child is fine
                 raise
             except BaseException:
                 self.kill()
                 raise
+            finally:
+                with self._ended:
+                    self._runs_ended += 1
+                    self._ended.notify_all()
 
-    def _answer(self, process, conn, run_config: dict, progress, budget: Optional[float]) -> Result:
+    def _answer(self, process, conn, run_config: dict, progress, budget: Optional[float], prune=None) -> Result:
         deadline, stage = None, None
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -117,6 +150,8 @@ class TrainingProcess:
                 handle_relayed(payload)
             elif kind == "progress" and progress is not None:
                 progress(payload)
+            elif kind == "prune?":
+                conn.send(_ask(prune, payload))
             elif kind == "stage":
                 stage = payload
                 if budget and stage != failures.MODEL:  # data and model share one limit
@@ -125,6 +160,15 @@ class TrainingProcess:
                 raise payload
             elif kind == "result":
                 return payload
+
+
+def _ask(prune: Callable[[dict], bool], update: dict) -> bool:
+    """The pruner's answer for the epoch in ``update``; a fault there never stops a run."""
+    try:
+        return bool(prune(update))
+    except Exception as err:
+        log.warning("the pruner could not be asked after epoch %s, so the run goes on: %s", update.get("epoch"), err)
+        return False
 
 
 def _over_time(run_config: dict, budget: float, stage: Optional[str]) -> Result:
@@ -165,23 +209,39 @@ def _serve(conn, parent_pid: int) -> None:
     root.handlers[:] = [_PipeHandler(send)]
     root.setLevel(logging.INFO)
 
+    from cvsweep.training import callbacks
     from cvsweep.training.train import import_tensorflow, train
 
     import_tensorflow()  # warm before the first run
+    # The parent's stop(): the run ends at its next batch end. A signal that arrives between
+    # runs is cleared when the next run begins (it was sent before that run's config).
+    signal.signal(signal.SIGUSR1, lambda *_: callbacks.request_stop())
     send(("ready", None))
     while True:
         try:
-            run_config, tensorboard_dir, model_dir = conn.recv()
+            run_config, tensorboard_dir, model_dir, asks = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
+        callbacks.clear_stop()
         try:
             result = train(run_config, progress=lambda update: send(("progress", update)),
                            tensorboard_dir=tensorboard_dir, stage=lambda name: send(("stage", name)),
-                           model_dir=model_dir)
+                           model_dir=model_dir, prune=_asker(conn, send) if asks else None)
         except ConfigError as err:
             send(("raise", ConfigError(*err.problems)))
             continue
         send(("result", result))
+
+
+def _asker(conn, send) -> Callable[[dict], bool]:
+    """train()'s ``prune`` in the child: the question goes to the parent, and the run waits for
+    its answer (only this thread reads the pipe while a run is in progress)."""
+
+    def ask(update: dict) -> bool:
+        send(("prune?", update))
+        return bool(conn.recv())
+
+    return ask
 
 
 def _sender(conn) -> Callable:

@@ -18,7 +18,9 @@ from cvsweep.training.failures import Failure
 
 log = logging.getLogger("cvsweep.train")  # where "run failed" has always been logged
 
-COMPLETED, FAILED = "completed", "failed"
+# pruned: the sweep's pruner stopped the run after an epoch (cvsweep/study/pruning.py); its
+# metrics hold what it trained (epochs_run, history), nothing was evaluated or kept.
+COMPLETED, FAILED, PRUNED = "completed", "failed", "pruned"
 
 
 class FailureRecord(TypedDict):
@@ -32,8 +34,8 @@ class Result(TypedDict):
     schema_version: int
     fingerprint: str  # of ``config``; a worker echoes the one it was sent
     config: dict  # the run config exactly as it ran (data pinned)
-    status: str  # COMPLETED or FAILED
-    reason: Optional[str]  # why it failed; None when completed
+    status: str  # COMPLETED, FAILED or PRUNED
+    reason: Optional[str]  # why it failed or was pruned; None when completed
     metrics: dict  # val/test loss and accuracy, history, epochs_run, params, timings
     data: dict  # the splits' sizes and shapes, the source's sha256 (data.Splits.describe)
     executed_on: dict  # provenance.host(), plus device, executor and worker_id
@@ -45,6 +47,9 @@ class Result(TypedDict):
     model: NotRequired[dict]
     infeasible: NotRequired[bool]  # failed runs: the configuration itself cannot train
     failure: NotRequired[FailureRecord]  # failed runs
+    # Pruned runs: {"epoch"} it stopped after; the trial adds the "value" the pruner saw there
+    # and the "pruner" (cvsweep/sweep/trial.py).
+    pruned: NotRequired[dict]
     remote: NotRequired[dict]  # executor=runpod: endpoint, job, worker and timings
     client_versions: NotRequired[dict]  # executor=runpod: the versions on the sending side
     fallback: NotRequired[dict]  # trained here after a remote error: {"used", "remote_error"}
@@ -85,6 +90,18 @@ def fail(result: Result, failure: Failure) -> Result:
     log.warning("run failed: %s", failure.reason)
     result.update(status=FAILED, reason=failure.reason, infeasible=failure.infeasible, failure=failure.to_json())
     return result
+
+
+def mark_pruned(result: Result, epoch: int) -> Result:
+    """Mark ``result`` pruned: the sweep's pruner stopped it after ``epoch``."""
+    log.info("run pruned after epoch %d", epoch)
+    result.update(status=PRUNED, reason=f"pruned after epoch {epoch}: the sweep's pruner found it behind the other trials",
+                  pruned={"epoch": epoch})
+    return result
+
+
+def is_pruned(result: Result) -> bool:
+    return result["status"] == PRUNED
 
 
 def is_completed(result: Result) -> bool:

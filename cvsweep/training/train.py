@@ -21,9 +21,9 @@ from cvsweep.config.schema import LearningRateSchedule, load_run_config, run_con
 from cvsweep.data.sources import load_source, split
 from cvsweep.models import architectures as models
 from cvsweep.models import size as model_size
-from cvsweep.training import failures, provenance
+from cvsweep.training import failures, precision, provenance
 from cvsweep.training.failures import Failure
-from cvsweep.training.result import Result, fail, finite_or_none, is_completed, new_result
+from cvsweep.training.result import Result, fail, finite_or_none, is_completed, mark_pruned, new_result
 
 log = logging.getLogger("cvsweep.train")
 
@@ -34,6 +34,7 @@ def train(
     tensorboard_dir: Optional[str] = None,
     stage: Optional[Callable[[str], None]] = None,
     model_dir: Optional[str] = None,
+    prune: Optional[Callable[[dict], bool]] = None,
 ) -> Result:
     """Train and evaluate one run. Raises ConfigError for an invalid config; a run that
     cannot finish comes back with status ``failed``, the reason, and ``failure``
@@ -43,11 +44,14 @@ def train(
     stage as it begins (``data``, ``model``, ``fit``): the training process's hard time
     limit starts with the fit (cvsweep/training/process.py). With ``model_dir``, a completed
     run's model (its best weights, when early stopping restored them) is saved there as
-    model.keras (cvsweep/training/artifact.py)."""
+    model.keras (cvsweep/training/artifact.py). ``prune`` is asked after each epoch, with the
+    epoch's report, whether the sweep's pruner stops the run: a stopped run comes back with
+    status ``pruned`` and what it trained (cvsweep/study/pruning.py), neither evaluated nor kept."""
     cfg = load_run_config(config)
     result = new_result(run_config_of(cfg))
     current, model, estimated = failures.DATA, None, None
     try:
+        precision.check(cfg.training.precision)  # the hardware here can run it: before any work
         _enter(stage, current)
         source = load_source(cfg.dataset)
         splits = split(source, cfg.dataset, cfg.sampling, cfg.training.seed, cfg.training.validation_split)
@@ -56,12 +60,12 @@ def train(
         _enter(stage, current)
         input_shape = splits.x_train.shape[1:]
         estimated = model_size.check(cfg, input_shape).params  # refused before it is built
-        tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
-        result["executed_on"]["device"] = provenance.device()
+        tf = _tensorflow(cfg.training)
+        result["executed_on"]["device"] = provenance.device()  # with this run's precision policy and TF32
         model = models.build(cfg, input_shape)
         current = failures.FIT
         _enter(stage, current)
-        _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir)
+        _fit_and_evaluate(tf, model, cfg, splits, result, progress, tensorboard_dir, prune)
     except Exception as err:  # MemoryError included; KeyboardInterrupt and the like are not
         return fail(result, failures.classify(err, current, _params(model) or estimated))
     if model_dir is not None and is_completed(result):
@@ -102,18 +106,28 @@ def import_tensorflow():
     return tf, keras
 
 
-def _tensorflow(seed: int, deterministic: bool):
-    """TensorFlow, with every seed fixed and the op determinism switch set for this run."""
+def _tensorflow(training):
+    """TensorFlow, with every seed fixed and this run's process-wide switches set (op
+    determinism, TF32, the precision policy): each is set for every run, so that no run
+    inherits an earlier one's."""
     tf, keras = import_tensorflow()  # first: it keeps TensorFlow's start-up lines off the console
     from tensorflow.python.framework import config as tf_config
 
     keras.backend.clear_session(free_memory=False)  # names restart; skip the costly gc pass
     _forget_earlier_custom_gradients()
-    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
-    if deterministic:
+    keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
+    if training.deterministic:
         tf_config.enable_op_determinism()
     else:
-        tf_config.disable_op_determinism()  # the switch is process-wide: undo an earlier trial's
+        tf_config.disable_op_determinism()
+    # TF32 (float32 matrix products with a 10-bit mantissa on Ampere and newer GPUs) changes
+    # results: off for a deterministic run on a GPU, else TensorFlow's default (on). A CPU has
+    # no TF32: it keeps the default.
+    tf.config.experimental.enable_tensor_float_32_execution(not (training.deterministic and provenance.gpus()))
+    # Layers take the policy when they are built; the output layer computes in float32 anyway
+    # (cvsweep/models/architectures.py), and Keras wraps the optimizer in a LossScaleOptimizer
+    # for mixed_float16 when the model is compiled.
+    keras.mixed_precision.set_global_policy(training.precision.value)
     return tf
 
 
@@ -132,9 +146,10 @@ def _forget_earlier_custom_gradients() -> None:
             del registry[name]
 
 
-def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorboard_dir) -> None:
+def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorboard_dir, prune=None) -> None:
     """Fit, then evaluate and score the model; a run that diverged or overran its time budget
-    is marked failed in ``result`` instead, with what it trained so far."""
+    is marked failed in ``result`` instead, and one the pruner stopped pruned, with what it
+    trained so far."""
     from cvsweep.training import diagnostics
     from cvsweep.training.callbacks import TimeBudget
 
@@ -144,14 +159,18 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorbo
     recorder = diagnostics.TrainingRecorder(
         *diagnostics.gradient_batch(splits, cfg.health, training.batch_size, training.seed)
     )
-    callbacks = _callbacks(training, progress, budget, recorder, tensorboard_dir)
+    callbacks = _callbacks(training, progress, budget, recorder, tensorboard_dir, prune)
     train_data = _batched(tf, splits.x_train, splits.y_train, training.batch_size, shuffle_seed=training.seed)
     val_data = _batched(tf, splits.x_val, splits.y_val, training.batch_size)
 
     history, train_seconds = _fit(model, train_data, val_data, training.epochs, callbacks)
     metrics.update(epochs_run=len(history.get("loss", [])), train_seconds=round(train_seconds, 3),
                    params=int(model.count_params()), history=history)
-    failure = _training_failure(history, budget, training, train_seconds)
+    failure = _training_failure(history, budget, training, train_seconds) or _stopped(history)
+    pruned_after = callbacks[0].pruned_after  # the EpochReport
+    if failure is None and pruned_after is not None:
+        mark_pruned(result, pruned_after)
+        return
     if failure is None:
         test_data = _batched(tf, splits.x_test, splits.y_test, training.batch_size)
         metrics.update(_evaluate(model, {"val": val_data, "test": test_data}))
@@ -171,14 +190,14 @@ def _compile(model, training, splits) -> None:
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-def _callbacks(training, progress, budget, recorder, tensorboard_dir) -> list:
-    """Every fit's callbacks, in the order they run: epoch reports, early stopping, the time
-    budget, the diagnostics recorder, TensorBoard."""
+def _callbacks(training, progress, budget, recorder, tensorboard_dir, prune=None) -> list:
+    """Every fit's callbacks, in the order they run: epoch reports (and the pruner's
+    question), early stopping, the time budget, the diagnostics recorder, TensorBoard."""
     import keras
 
     from cvsweep.training.callbacks import EpochReport
 
-    callbacks = [EpochReport(training.epochs, progress)]
+    callbacks = [EpochReport(training.epochs, progress, prune)]
     if training.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -219,6 +238,16 @@ def _training_failure(history: dict, budget, training, train_seconds: float) -> 
     return None
 
 
+def _stopped(history: dict) -> Optional[Failure]:
+    """A run stopped from outside (its remote job cancelled) ends without evaluation."""
+    from cvsweep.training.callbacks import stop_requested
+
+    if stop_requested():
+        return Failure(failures.INTERRUPTED, "stopped from outside (its job was cancelled) after "
+                       f"{len(history.get('loss', []))} epoch(s)", infeasible=False)
+    return None
+
+
 def _evaluate(model, parts: dict) -> dict:
     """Loss and accuracy on each split of ``parts`` (validation, test), and the seconds it took."""
     started = time.perf_counter()
@@ -235,7 +264,7 @@ def evaluate_saved(model_path, cfg, splits) -> dict:
     """Load a saved model and evaluate it on ``splits``' test split exactly as a run evaluated
     it: the run's seeds and determinism, its batching, its evaluate call (python -m
     cvsweep.evaluate). Raises what Keras raises for a file it cannot load."""
-    tf = _tensorflow(cfg.training.seed, cfg.training.deterministic)
+    tf = _tensorflow(cfg.training)
     import keras
 
     model = keras.models.load_model(model_path)

@@ -19,14 +19,19 @@ loop (cvsweep/study/storage.py has the semantics):
   (cvsweep/sweep/job_configs.py).
 - A sweep in which no trial completed ends normally, so its summary still gets written
   (upstream asks the study for its best trial and crashes when there is none).
+- Trials can be pruned: ``hydra/sweeper/pruner`` picks one of Optuna's pruners, and each
+  trial reports its objective after every epoch to its study trial (cvsweep/study/pruning.py);
+  upstream's loop has no trial a job could report to. A pruned trial is told PRUNED, counts
+  as finished, and the next one starts at once.
 """
 
 import functools
+import inspect
 import logging
 import socket
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -37,10 +42,11 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from cvsweep import compat
+from cvsweep.study import pruning
 
 # No "from __future__ import annotations" here: Hydra executes plugin modules outside
 # sys.modules, where dataclasses cannot resolve string annotations.
@@ -49,11 +55,12 @@ log = logging.getLogger(__name__)
 
 class CvsweepSweeper(OptunaSweeper):
     def __init__(self, heartbeat_interval: int, grace_period: int, max_consecutive_failures: int,
-                 **settings: Any) -> None:
+                 pruner: Optional[optuna.pruners.BasePruner] = None, **settings: Any) -> None:
         # upstream's __init__ builds upstream's loop
         self.sweeper = CvsweepSweeperImpl(**settings)
         self.sweeper.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
         self.sweeper.max_consecutive_failures = max_consecutive_failures
+        self.sweeper.pruner = pruner if pruning.prunes(pruner) else None
 
 
 class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
@@ -79,7 +86,7 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
 
         storage = studies.open_storage(self.storage, **self.heartbeat) if self.storage else None
         study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
-                                    directions=directions, load_if_exists=True)
+                                    pruner=self.pruner, directions=directions, load_if_exists=True)
         log.info("Study %s in %s: %d trials so far", study.study_name, _shown(self.storage), len(study.trials))
         if storage is not None:
             studies.recover_interrupted(study, self.heartbeat["grace_period"])
@@ -114,11 +121,14 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
                 overrides = self._configure_trials(trials, distributions, fixed_params)
                 for job_idx, trial in enumerate(trials, self.job_idx):  # before: a local launcher blocks
                     progress.started(trial.number, job_idx, Path(self.config.hydra.sweep.dir) / str(job_idx))
+                    if self.pruner is not None:
+                        pruning.attach(job_idx, trial)  # its job reports each epoch to it
                 try:
                     futures = self._start(overrides, interrupts)
                 except SweepInterrupted:  # a local trial, training in this process, was stopped
                     for offset, trial in enumerate(trials):
                         heartbeat.remove(trial)
+                        pruning.detach(self.job_idx + offset)
                         self._tell_interrupted(study, trial, self.job_idx + offset, interrupts, progress)
                     self.job_idx += len(trials)
                     changed = True
@@ -137,14 +147,14 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
                 for future in sorted(done, key=lambda f: running[f][1]):
                     trial, job_idx, job_overrides = running.pop(future)
                     heartbeat.remove(trial)
+                    pruning.detach(job_idx)
                     if interrupts.signum is not None:
                         self._tell_interrupted(study, trial, job_idx, interrupts, progress,
                                                _job_return(future, job_overrides))
                         continue
                     ret = _job_return(future, job_overrides)
                     told += 1
-                    error = self._tell(study, trial, job_idx, ret, directions)
-                    state = _state_name(ret, error)
+                    state, error = self._tell(study, trial, job_idx, ret, directions)
                     completed = state == "completed"
                     outcome = compat.job_outcome(ret)
                     progress.finished(trial.number, state, outcome if completed else None,
@@ -233,13 +243,21 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
         studies.claim(trial)
         return trial
 
-    def _tell(self, study, trial, job_idx: int, ret, directions) -> Optional[Exception]:
-        """Record the trial's outcome and where its result.json lies; returns its error, unless
-        the configuration itself was infeasible (an answer, recorded as studies.INFEASIBLE)."""
+    def _tell(self, study, trial, job_idx: int, ret, directions) -> tuple:
+        """Record the trial's outcome and where its result.json lies; returns the outcome's name
+        (completed, pruned, infeasible, failed) and the error of a failed one. A configuration
+        that was infeasible is an answer, recorded as studies.INFEASIBLE; a pruned trial is told
+        PRUNED, and Optuna gives it the last value it reported."""
         from cvsweep.study import storage as studies
 
         result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
         record = {"host": socket.gethostname(), "path": str(result.resolve())}
+        outcome = compat.job_outcome(ret)
+        if isinstance(outcome, optuna.TrialPruned):  # not through return_value: it logs an error
+            trial.set_user_attr(studies.RESULT_ATTR, {**record, "reason": str(outcome), "pruned": True})
+            study.tell(trial, state=TrialState.PRUNED)
+            log.info("Pruned: %s", outcome)
+            return "pruned", None
         try:
             values = _values(ret.return_value, len(directions))
         except Exception as err:  # the trial failed, or returned something unusable
@@ -247,7 +265,7 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
             trial.set_user_attr(studies.RESULT_ATTR, {**record, "reason": str(err), "infeasible": infeasible})
             study.tell(trial, state=studies.INFEASIBLE if infeasible else TrialState.FAIL)
             log.warning("%s: %s", "Infeasible configuration" if infeasible else "Failed experiment", err)
-            return None if infeasible else err
+            return ("infeasible", None) if infeasible else ("failed", err)
         # Before tell: a finished trial takes no more attributes. Not for an in-memory study
         # (storage null): it is gone after the run, and its artifact copies would stay behind.
         if self.config.artifacts.name != "none" and self.storage:
@@ -258,7 +276,7 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
                 record["artifact_id"] = artifact_id  # its model.keras in <output_root>/artifacts
         trial.set_user_attr(studies.RESULT_ATTR, record)
         study.tell(trial, values=values)
-        return None
+        return "completed", None
 
     def _save_results(self, study: optuna.Study, directions: List[str]) -> None:
         """Hydra's optimization_results.yaml, when the study has a best trial."""
@@ -293,13 +311,6 @@ def _values(returned: Any, n_objectives: int) -> List[float]:
     return values
 
 
-def _state_name(ret: JobReturn, error: Optional[Exception]) -> str:
-    """How the progress display names an outcome that _tell recorded."""
-    if error is not None:
-        return "failed"
-    return "completed" if ret.status == JobStatus.COMPLETED else "infeasible"
-
-
 def _signal_name(signum: int) -> str:
     import signal
 
@@ -324,6 +335,10 @@ def _shown(storage: Optional[str]) -> str:
 @dataclass
 class CvsweepSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.cvsweep_sweeper.cvsweep_sweeper.CvsweepSweeper"
+    # The sampler as upstream; the pruner, which stops trials that fall behind after an epoch
+    # (hydra/sweeper/pruner=none|median|percentile|successive_halving|hyperband).
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    pruner: Any = MISSING  # from the defaults above, as the sampler
     # Seconds between a running trial's heartbeats, and how old its last one may get before
     # another process takes the trial's process for dead (see cvsweep/study/storage.py).
     heartbeat_interval: int = 10
@@ -335,3 +350,24 @@ class CvsweepSweeperConf(OptunaSweeperConf):
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="cvsweep", node=CvsweepSweeperConf, provider="cvsweep")
+
+# Percentile has no default of its own in Optuna; the rest take Optuna's.
+PRUNER_SETTINGS = {"percentile": {"percentile": 25.0}}
+
+
+def _pruner_conf(option: str, target: str) -> type:
+    """hydra/sweeper/pruner=<option>: the Optuna pruner's settings, read from its signature
+    with Optuna's defaults, so every setting is there and none is listed twice."""
+    from hydra.utils import get_class
+
+    fields = [("_target_", str, target)]
+    for param in inspect.signature(get_class(target)).parameters.values():
+        default = PRUNER_SETTINGS.get(option, {}).get(param.name, param.default)
+        kind = type(default) if isinstance(default, (int, float)) and default is not inspect.Parameter.empty else Any
+        fields.append((param.name, kind, default if default is not inspect.Parameter.empty else None))
+    return make_dataclass(f"{option.title().replace('_', '')}PrunerConf", fields)
+
+
+for _option, _target in pruning.PRUNER_TARGETS.items():
+    ConfigStore.instance().store(group="hydra/sweeper/pruner", name=_option, node=_pruner_conf(_option, _target),
+                                 provider="cvsweep")

@@ -1,0 +1,201 @@
+"""Optuna pruning across the Hydra boundary: each trial reports its objective after every epoch
+to its study trial, and stops when the study's pruner says so.
+
+Hydra's Optuna sweeper never could prune: a trial is a Hydra job, which has no Optuna trial to
+report to. cvsweep's sweep loop (hydra_plugins/cvsweep_sweeper) hands each job its trial:
+- a job that runs in the sweep process (Hydra's basic launcher, local sweeps) finds the live
+  ``optuna.Trial`` the sweeper asked, any storage, in-memory included (``attach``);
+- a job in a forked launcher worker (cvsweep's launcher, remote sweeps) gets a ``TrialRef``
+  (storage URL, study, trial id, pruner) and reaches the same trial through the storage
+  (``portable`` and ``adopt``); an in-memory study cannot be reached from there, which the
+  checks before the sweep refuse (``check_pruning``).
+The job's ``EpochReporter`` is the executor's ``prune`` hook: a local run asks it at each
+epoch's end and waits for the answer (cvsweep/training/process.py); a remote trial asks it
+for each epoch the worker reports and cancels the job (cvsweep/execution/runpod.py). The
+sweeper then tells the trial PRUNED, which Optuna records with its last reported value.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import optuna
+
+from cvsweep import compat
+from cvsweep.config.objectives import epoch_value, objectives_of
+from cvsweep.config.schema import OBJECTIVES, ConfigError
+
+log = logging.getLogger("cvsweep.pruning")
+
+NO_PRUNER = "optuna.pruners.NopPruner"
+# The launchers whose jobs can reach their trial: in the sweep process, or forked from it.
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+FORKING_LAUNCHER = "hydra_plugins.cvsweep_launcher.cvsweep_launcher.CvsweepLauncher"
+
+# Job number -> the trial that job reports to, in this process.
+_trials: dict[int, optuna.Trial] = {}
+# Job number -> how a forked worker reaches its trial (adopted, not yet opened).
+_refs: dict[int, "TrialRef"] = {}
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    """What a launcher worker needs to report to a trial of a stored study."""
+
+    storage: str
+    study_name: str
+    trial_id: int
+    pruner: optuna.pruners.BasePruner
+
+
+def prunes(pruner) -> bool:
+    """Whether a pruner (an instance, or its config with ``_target_``) can stop a trial."""
+    if pruner is None:
+        return False
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        return not isinstance(pruner, optuna.pruners.NopPruner)
+    return pruner.get("_target_") != NO_PRUNER
+
+
+# -- the sweep process -------------------------------------------------------------------------
+def attach(job: int, trial: optuna.Trial) -> None:
+    _trials[job] = trial
+
+
+def detach(job: int) -> None:
+    _trials.pop(job, None)
+    _refs.pop(job, None)
+
+
+def portable(job: int, storage: Optional[str]) -> Optional[TrialRef]:
+    """How a forked worker reaches job ``job``'s trial; None when none is attached, or its
+    study lives in this process's memory only."""
+    trial = _trials.get(job)
+    if trial is None or not storage:
+        return None
+    return TrialRef(str(storage), trial.study.study_name, compat.trial_id(trial), trial.study.pruner)
+
+
+# -- the job's process -------------------------------------------------------------------------
+def adopt(job: int, ref: Optional[TrialRef]) -> None:
+    """In a launcher worker: job ``job`` reports to the trial ``ref`` names (opened on use)."""
+    if ref is not None:
+        _refs[job] = ref
+
+
+def reporter(cfg, job: Optional[int]) -> Optional["EpochReporter"]:
+    """The ``prune`` hook for job ``job`` of a sweep that prunes; None for a single run, a
+    sweep without a pruner, or a job with no trial to report to."""
+    if job is None:
+        return None
+    trial = _trials.get(job)
+    if trial is None and job in _refs:
+        trial = _open(_refs[job])
+    if trial is None:
+        return None
+    return EpochReporter(trial, cfg.objective, cfg.health_weight)
+
+
+def _open(ref: TrialRef) -> Optional[optuna.Trial]:
+    try:
+        study = optuna.load_study(study_name=ref.study_name, storage=_storage(ref.storage), pruner=ref.pruner)
+        return optuna.Trial(study, ref.trial_id)
+    except Exception as err:  # the trial trains unpruned rather than not at all
+        log.warning("cannot reach this trial in the study storage, so it will not be pruned: %s", err)
+        return None
+
+
+@functools.cache
+def _storage(url: str) -> optuna.storages.BaseStorage:
+    """One storage per worker process and URL, opened on first use (after the fork)."""
+    return optuna.storages.RDBStorage(url)
+
+
+class EpochReporter:
+    """Reports the objective's value after each epoch (``objectives.epoch_value``) to the
+    trial, and answers whether the pruner stops the run. Never after the last planned epoch:
+    the run's work is done, so it completes. A fault in the storage never costs the run: it
+    goes on unpruned."""
+
+    def __init__(self, trial: optuna.Trial, objective, health_weight: float):
+        self.trial, self.objective, self.health_weight = trial, objective, health_weight
+        self.last: Optional[dict] = None  # the last epoch reported and its value
+
+    def __call__(self, update: dict) -> bool:
+        value = epoch_value(update, self.objective, self.health_weight)
+        epoch = update.get("epoch")
+        if value is None or not isinstance(epoch, int):
+            return False
+        try:
+            self.trial.report(value, epoch)
+            self.last = {"epoch": epoch, "value": value}
+            return epoch < update.get("epochs", math.inf) and self.trial.should_prune()
+        except Exception as err:
+            log.warning("could not report epoch %d to the study, so the run goes on: %s", epoch, err)
+            return False
+
+    def record(self) -> dict:
+        """For result.json's ``pruned``: the value the pruner saw last, and which pruner."""
+        return {**(self.last or {}), "metric": self.objective.name, "pruner": type(self.trial.study.pruner).__name__}
+
+    def reason(self) -> str:
+        """Why the run stopped, for result.json and the tables."""
+        record = self.record()
+        seen = f"{record['metric']} {record['value']:.4f} " if "value" in record else ""
+        return (f"pruned after epoch {record.get('epoch', '?')}: {seen}was behind the other trials "
+                f"({record['pruner']})")
+
+
+# -- before the sweep --------------------------------------------------------------------------
+def check_pruning(cfg) -> None:
+    """A pruner can act on this sweep: one objective, with a value per epoch, and trials that
+    can reach their study trial; raises ConfigError naming the fix."""
+    sweeper = cfg.hydra.sweeper
+    if not prunes(sweeper.get("pruner")):
+        return
+    chosen = f"hydra/sweeper/pruner={cfg.hydra.runtime.choices.get('hydra/sweeper/pruner')}"
+    off = "hydra/sweeper/pruner=none"
+    _check_settings(sweeper.pruner, chosen)
+    objectives = objectives_of(cfg)
+    if len(objectives) > 1:
+        raise ConfigError(f"{chosen}: Optuna cannot prune a multi-objective study (objectives "
+                          f"{', '.join(o.name for o in objectives)}); set {off}, or drop secondary_objectives")
+    if OBJECTIVES[cfg.objective.value].per_epoch is None:
+        per_epoch = ", ".join(name for name, spec in OBJECTIVES.items() if spec.per_epoch)
+        raise ConfigError(f"{chosen}: objective={cfg.objective.name} has no value per epoch to prune on (it is "
+                          f"known before training or only after it); set {off}, or an objective of {per_epoch}")
+    launcher = cfg.hydra.launcher.get("_target_")
+    if launcher not in (BASIC_LAUNCHER, FORKING_LAUNCHER):
+        raise ConfigError(f"{chosen}: hydra/launcher={cfg.hydra.runtime.choices.get('hydra/launcher')} runs trials "
+                          "where they cannot reach their study trial; use the default launcher "
+                          f"(or hydra/launcher=cvsweep), or {off}")
+    if launcher == FORKING_LAUNCHER and not sweeper.storage:
+        raise ConfigError(f"{chosen}: hydra.sweeper.storage=null keeps the study in the sweep process's memory, "
+                          "and these trials run in launcher worker processes that cannot reach it; set a storage "
+                          f"(the default is sqlite:///${{output_root}}/optuna.db), or {off}")
+
+
+def _check_settings(pruner, chosen: str) -> None:
+    """Optuna checks a pruner's settings when it is made: make it once now."""
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(pruner)
+    except Exception as err:
+        reason = str(err.__cause__ or err).splitlines()[0]
+        raise ConfigError(f"hydra.sweeper.pruner ({chosen}): {reason}") from None
+
+
+# The options of hydra/sweeper/pruner (registered with their settings in
+# hydra_plugins/cvsweep_sweeper) and the Optuna class each makes.
+PRUNER_TARGETS = {
+    "none": NO_PRUNER,
+    "median": "optuna.pruners.MedianPruner",
+    "percentile": "optuna.pruners.PercentilePruner",
+    "successive_halving": "optuna.pruners.SuccessiveHalvingPruner",
+    "hyperband": "optuna.pruners.HyperbandPruner",
+}
