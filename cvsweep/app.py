@@ -23,16 +23,24 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     import sys
+    from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from cvsweep.sweep.trial import TrialFailed, run_trial
 
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return run_trial(cfg)  # a failure: the sweeper records it; plots: when the sweep ends
     try:
         return run_trial(cfg)
     except TrialFailed as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweeper records it as a failed trial
         print(f"cvsweep: the run failed: {err}", file=sys.stderr)  # a reason, not a traceback
         raise SystemExit(1) from None
+    finally:  # once result.json is written, so a failed run still gets the plots its data allows
+        if cfg.plots.name == "all":
+            from cvsweep.reporting.plots import plot_trial_folders
+
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+            if (run_dir / "result.json").exists():
+                plot_trial_folders([run_dir])

@@ -14,6 +14,7 @@ from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
 
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.reporting.plots import TRIAL_PLOTS
 
 RESULT_KEYS = {"schema_version", "fingerprint", "config", "status", "reason", "metrics", "data", "executed_on", "versions", "trial"}
 
@@ -45,6 +46,7 @@ def test_single_run_leaves_hydra_files_and_result(tmp_path):
     assert result["status"] == "completed"
     assert result["config"]["training"]["epochs"] == 2
     assert result["trial"]["choices"]["model"] == "cnn"
+    assert all((run_dir / name).read_bytes().startswith(b"\x89PNG") for name in TRIAL_PLOTS)  # plots=all: at its end
 
 
 @pytest.fixture(scope="module")

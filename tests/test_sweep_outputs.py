@@ -1,17 +1,21 @@
-"""Per-trial plots, sweep plots, report.html, objectives and TensorBoard, end to end."""
+"""Per-trial plots (drawn after the sweep, and on demand), sweep plots, report.html,
+objectives and TensorBoard, end to end."""
 
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import TINY_OVERRIDES, read_json, require, run_cli
+from conftest import REPO, TINY_OVERRIDES, read_json, require, run_cli
 
 from cvsweep.reporting.plots import TRIAL_PLOTS
+from cvsweep.reporting.summary import TRIALS_PLOTTED, plotted_trials
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -31,18 +35,108 @@ class _Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
+    """Three trials with the default plots=all; a probe records each trial folder as its trial ends."""
     root = tmp_path_factory.mktemp("plots")
-    proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", f"output_root={root}")
+    proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", f"output_root={root}",
+                   "+hydra.callbacks.probe._target_=tests.trial_probe.TrialFolderAtJobEnd",
+                   f"+hydra.callbacks.probe.record={root / 'at_job_end.jsonl'}")
     assert proc.returncode == 0, proc.stderr
     assert "Parameter importances (val_accuracy):" in proc.stdout
+    assert "Warning" not in proc.stderr  # matplotlib's notes on Optuna's plots of a tiny study are filtered
     return next((root / "sweeps").iterdir())
 
 
+def _valid_png(path: Path) -> bool:
+    from PIL import Image  # matplotlib's own dependency
+
+    with Image.open(path) as image:
+        image.verify()  # the whole file decodes
+        return image.format == "PNG" and min(image.size) > 100
+
+
+def test_trials_draw_no_plots_while_the_sweep_runs(sweep_dir):
+    at_job_end = [json.loads(line) for line in (sweep_dir.parents[1] / "at_job_end.jsonl").read_text().splitlines()]
+    assert sorted(row["job"] for row in at_job_end) == ["0", "1", "2"]
+    for row in at_job_end:
+        assert "result.json" in row["files"] and not [f for f in row["files"] if f.endswith(".png")], row
+
+
 @pytest.mark.slow
-def test_every_trial_has_its_plots(sweep_dir):
-    for job in ("0", "1", "2"):
+def test_the_top_trials_have_their_plots_after_the_sweep(sweep_dir):
+    for job in ("0", "1", "2"):  # three trials: all of them are the top three
         for name in TRIAL_PLOTS:
-            assert (sweep_dir / job / name).read_bytes().startswith(PNG), (job, name)
+            assert _valid_png(sweep_dir / job / name), (job, name)
+
+
+def _row(job: str, *values: float) -> dict:
+    return {"job": job, "objective_values": list(values)}
+
+
+def test_the_plotted_trials_are_the_top_three_best_first():
+    rows = [_row("0", 0.5), _row("1", 0.9), _row("2", 0.7), _row("3", 0.9), _row("4", 0.1)]
+    assert TRIALS_PLOTTED == 3
+    assert [t["job"] for t in plotted_trials(rows, ["maximize"])] == ["1", "3", "2"]  # a tie: job order
+    assert [t["job"] for t in plotted_trials(rows, ["minimize"])] == ["4", "0", "2"]
+    # several objectives: the Pareto front (job 1 is dominated by job 0), by the primary objective
+    rows = [_row("0", 0.9, 500), _row("1", 0.8, 900), _row("2", 0.95, 800), _row("3", 0.1, 10)]
+    assert [t["job"] for t in plotted_trials(rows, ["maximize", "minimize"])] == ["2", "0", "3"]
+    assert plotted_trials([], ["maximize"]) == []
+
+
+def _without_trial_plots(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    for png in target.glob("*/*.png"):
+        png.unlink()
+    return target
+
+
+def _plot_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cvsweep.plot", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_plot_command_draws_a_trials_plots_from_its_result(sweep_dir, tmp_path):
+    trial = _without_trial_plots(sweep_dir, tmp_path / "sweep") / "1"
+    assert not list(trial.glob("*.png"))
+    proc = _plot_command(str(trial))
+    assert proc.returncode == 0, proc.stderr
+    for name in TRIAL_PLOTS:
+        assert _valid_png(trial / name), name
+    assert not list((tmp_path / "sweep" / "0").glob("*.png"))  # that trial only
+
+
+@pytest.mark.slow
+def test_plot_command_on_a_sweep_draws_every_trial_and_links_them_in_the_report(sweep_dir, tmp_path):
+    sweep = _without_trial_plots(sweep_dir, tmp_path / "sweep")
+    (sweep / "report.html").unlink()
+    proc = _plot_command(str(sweep))
+    assert proc.returncode == 0, proc.stderr
+    for job in ("0", "1", "2"):
+        assert all(_valid_png(sweep / job / name) for name in TRIAL_PLOTS), job
+    page = _Page()
+    page.feed((sweep / "report.html").read_text())
+    assert len(page.images) == 4 and len(page.links) == 3 * (len(TRIAL_PLOTS) + 1) + 1
+    assert f"Report: {sweep / 'report.html'}" in proc.stdout
+
+
+def test_plot_command_refuses_a_path_that_is_not_a_trial_or_sweep_folder(tmp_path, capsys):
+    from cvsweep.plot import main
+
+    expected = ("a trial folder (a folder with result.json), a result.json or a sweep folder (a folder with "
+                "summary.json, or with trial folders 0, 1, ... that hold result.json)")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "0").mkdir()  # a trial folder without its result
+    assert main([str(tmp_path / "empty")]) == 2
+    assert f"cvsweep.plot: {tmp_path / 'empty'}: not {expected}" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2
+    assert f"{tmp_path}: not {expected}" in capsys.readouterr().err
+    assert main([str(tmp_path / "nothing")]) == 2
+    assert f"{tmp_path / 'nothing'}: does not exist; expected {expected}" in capsys.readouterr().err
+    (tmp_path / "summary.json").write_text('{"trials": [{"job": 3}]}')
+    assert main([str(tmp_path)]) == 2
+    assert f"{tmp_path / 'summary.json'}: not a sweep summary" in capsys.readouterr().err
+    assert main([]) == 2 and "usage: python -m cvsweep.plot PATH" in capsys.readouterr().err
 
 
 def test_sweep_plots_importances_and_summary(sweep_dir):

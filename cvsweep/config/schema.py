@@ -186,7 +186,9 @@ class Artifacts(Enum):
 
 
 class Plots(Enum):
-    all = "all"  # per-trial plots, and per-sweep plots and report
+    # Never drawn inside a trial. all: per-sweep plots and report, and per-trial plots drawn when
+    # the sweep ends for its top trials (a single run: at its end; any trial: python -m cvsweep.plot)
+    all = "all"
     summary = "summary"  # per-sweep plots and report only
     none = "none"
 

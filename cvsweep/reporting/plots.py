@@ -1,10 +1,15 @@
 """Plots, drawn here from recorded data (result.json, the Optuna study), never on a worker:
-a remote trial's folder looks exactly like a local one's. Headless (matplotlib's Agg)."""
+a remote trial's folder looks exactly like a local one's. Headless (matplotlib's Agg).
+
+Never inside a trial (a trial's plots take seconds to draw, several times a tiny trial's
+runner overhead): a sweep draws its top trials' plots when it ends (cvsweep/reporting/summary.py),
+a single run at its end (cvsweep/app.py), any trial on demand (``python -m cvsweep.plot``)."""
 
 from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -13,12 +18,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cvsweep.jsonio import replaced_atomically  # noqa: E402
+from cvsweep.jsonio import read_json, replaced_atomically  # noqa: E402
 
 log = logging.getLogger("cvsweep.plots")
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes are not for users
 
 TRIAL_PLOTS = ("history.png", "confusion.png", "gradients.png", "weights.png", "activations.png")
+
+
+def plot_trial_folders(folders: list[Path]) -> list[Path]:
+    """Each trial folder's plots, from its result.json. A folder whose plots cannot be drawn
+    gets a warning and the others are still drawn: a plot never costs a run its results."""
+    drawn = []
+    for folder in folders:
+        try:
+            drawn += plot_trial(read_json(Path(folder) / "result.json"), folder)
+        except Exception as err:
+            log.warning("could not draw the plots of %s: %s", folder, err)
+    return drawn
 
 
 def plot_trial(result: dict, folder: Path) -> list[Path]:
@@ -156,10 +173,8 @@ def _activations(diagnostics: dict):
 def plot_study(study, folder: Path, n_objectives: int, objective_names: list[str]) -> list[Path]:
     """Optuna's own matplotlib plots of the whole study, each skipped with a warning when the
     study cannot support it yet (too few completed trials, one parameter...)."""
-    import optuna
     from optuna.visualization import matplotlib as optuna_plots
 
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     target = (lambda t: t.values[0]) if n_objectives > 1 else None
     name = objective_names[0]
     makers = {
@@ -173,7 +188,8 @@ def plot_study(study, folder: Path, n_objectives: int, objective_names: list[str
     drawn = []
     for filename, make in makers.items():
         try:
-            axes = make()
+            with _quiet_optuna_plots():
+                axes = make()
         except Exception as err:  # Optuna refuses plots its data cannot support yet
             log.warning("no %s: %s", filename, err)
             continue
@@ -183,3 +199,16 @@ def plot_study(study, folder: Path, n_objectives: int, objective_names: list[str
         figure.set_size_inches(max(figure.get_size_inches()[0], 9, 2.6 * len(panels)), max(figure.get_size_inches()[1], 5))
         drawn.append(_save(figure, Path(folder) / filename))
     return drawn
+
+
+@contextmanager
+def _quiet_optuna_plots():
+    """Optuna's plots are experimental, and on a small study (two trials, a parameter with one
+    value) matplotlib warns about the axis limits Optuna sets ("Attempting to set identical
+    low and high ylims") and empty legends: notes about drawing that no user can act on."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.(visualization|importance)\.")
+        yield

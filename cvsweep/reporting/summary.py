@@ -1,5 +1,6 @@
 """The end of a sweep: gather every trial's result.json into summary.json, draw the study's
-plots, print parameter importances and a table, and write report.html."""
+plots and the top trials' own plots, print parameter importances and a table, and write
+report.html."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from cvsweep.training.artifact import MODEL_FILE
 from cvsweep.training.result import is_completed
 
 log = logging.getLogger("cvsweep.summary")
+# plots=all: how many trials get their own plots when a sweep ends (each takes seconds to draw)
+TRIALS_PLOTTED = 3
 
 
 def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models: dict | None = None) -> dict:
@@ -62,6 +65,8 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
         "models_kept_instead": (kept_models or {}).get("kept_instead"),
     }
     summary["best_model"] = best_model(summary, sweep_dir)
+    if cfg.plots.name == "all":
+        _plot_top_trials(sweep_dir, plotted_trials(completed, directions))
     sweep_plots = []
     if cfg.plots.name != "none" and study is not None:
         from cvsweep.reporting.plots import plot_study
@@ -103,6 +108,26 @@ def kept_best(completed: list[dict], directions: list[str]) -> list[dict]:
         return pareto_front(completed, directions)
     best = _best(completed, directions[0])
     return [best] if best else []
+
+
+def plotted_trials(completed: list[dict], directions: list[str]) -> list[dict]:
+    """The trials whose own plots a sweep draws when it ends (plots=all): the best
+    TRIALS_PLOTTED by the primary objective, the best first (a tie: job order); with several
+    objectives, those of the Pareto front. Any other trial's: ``python -m cvsweep.plot``."""
+    candidates = pareto_front(completed, directions) if len(directions) > 1 else completed
+    ranked = sorted(candidates, key=lambda t: t["objective_values"][0], reverse=directions[0] == "maximize")
+    return ranked[:TRIALS_PLOTTED]
+
+
+def _plot_top_trials(sweep_dir: Path, trials: list[dict]) -> None:
+    from cvsweep.reporting.plots import plot_trial_folders
+
+    if not trials:
+        return
+    jobs = ", ".join(t["job"] for t in trials)
+    log.info("Drawing the plots of the top %d trials (jobs %s); any other trial's: python -m cvsweep.plot "
+             "%s/JOB", len(trials), jobs, sweep_dir)
+    plot_trial_folders([sweep_dir / t["job"] for t in trials])
 
 
 def best_model(summary: dict, sweep_dir: Path) -> dict | None:

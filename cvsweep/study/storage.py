@@ -54,17 +54,40 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
 
     for attempt in range(3):
         try:
-            return RDBStorage(
+            storage = RDBStorage(
                 url,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
             )
+            break
         except IntegrityError:
             if attempt == 2:
                 raise
             time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    if storage.engine.dialect.name == "sqlite":
+        _write_ahead(storage.engine)
+    return storage
+
+
+def _write_ahead(engine) -> None:
+    """SQLite in write-ahead-log mode: a commit appends to the log and waits for one fsync,
+    where SQLite's default rollback journal creates, syncs and deletes a journal file and syncs
+    the database too. A tiny trial commits about eight times (asked, claimed, a heartbeat, its
+    record, its model, told); with the journal that was about half of the sweep process's own
+    time per trial. Every commit is still on disk before it returns (synchronous=FULL: a kill
+    or a power cut loses nothing committed). The mode stays with the file: optuna-dashboard and
+    other readers open it as before, and several processes on one file work as before."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection, _record) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    engine.dispose()  # the connections Optuna opened while setting up get the pragmas too
 
 
 def recover_interrupted(study: optuna.Study, grace_period: float = 60) -> list[int]:

@@ -73,14 +73,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     if is_pruned(result) and prune is not None:
         result["pruned"].update(prune.record())
         result["reason"] = prune.reason()
-    path = write_json_atomic(trial_dir / "result.json", result)
-    if cfg.plots.name == "all":
-        from cvsweep.reporting.plots import plot_trial
-
-        try:
-            plot_trial(result, trial_dir)
-        except Exception as err:  # a plot never costs a trial its result
-            log.warning("could not draw this trial's plots: %s", err)
+    path = write_json_atomic(trial_dir / "result.json", result)  # plots: drawn from it after the run or sweep
     if is_pruned(result):
         raise TrialPruned(f"{result['reason']} (see {path})")
     if not is_completed(result):
