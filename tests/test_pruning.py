@@ -92,6 +92,37 @@ def test_the_value_a_pruner_sees_per_epoch_is_the_objectives():
     assert epoch_value({**update, "val_accuracy": None}, Objective.val_accuracy, 0.3) is None
 
 
+def test_a_pruner_written_as_a_value_is_refused_naming_the_group(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        check_sweep(compose_sweep("hydra.sweeper.pruner=median", f"output_root={tmp_path}"))
+    assert "choose a pruner with hydra/sweeper/pruner=NAME" in str(err.value)
+
+
+@pytest.mark.parametrize("value", [10**400, True, "0.9", float("nan"), None, [0.9]])
+def test_a_worker_value_no_float_can_hold_is_no_value(value):
+    from cvsweep.execution.runpod import _numbers_by_key
+
+    assert epoch_value({"epoch": 1, "val_accuracy": value}, Objective.val_accuracy, 0.0) is None
+    assert _numbers_by_key({"val_accuracy": [value]}) == {"val_accuracy": [None]}
+
+
+def test_a_hostile_workers_progress_is_bounded_by_the_epochs_asked_for():
+    from cvsweep.execution.runpod import _epoch_reports, _new_epoch, _reports_to
+
+    def status(**update):
+        return {"status": "IN_PROGRESS", "output": update}
+
+    # An epoch beyond the run's, a bool, a float, backwards: not a new epoch.
+    for epoch in (10**8, 9, True, 2.0, 1):
+        assert _new_epoch(status(epoch=epoch, epochs=10**8), 1, 8) is None
+    update = _new_epoch(status(epoch=3, epochs=8), 1, 8)
+    # Without a history that covers the missed epoch, only the update itself is reported.
+    assert _reports_to(update, 1, 8) == [{"epoch": 3, "epochs": 8}]
+    history = {"val_accuracy": [0.5, 0.6, 0.7], "seconds": [1, 1, 1]}
+    assert [r["epoch"] for r in _reports_to({**update, "history": history}, 1, 8)] == [2, 3]
+    assert _epoch_reports({"val_accuracy": [0.5]}, 8, 0, 10**6) == []  # nothing built per claimed epoch
+
+
 # -- train() and the training process ------------------------------------------------------------
 @pytest.mark.slow
 def test_a_run_the_pruner_stops_ends_at_that_epoch_pruned_unevaluated_and_unsaved(tmp_path):

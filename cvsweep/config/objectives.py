@@ -27,9 +27,15 @@ def epoch_value(update: dict, objective: Objective, health_weight: float) -> flo
     is a lower bound of what it would have scored."""
     metric = OBJECTIVES[objective.value].per_epoch
     raw = update.get(metric) if metric is not None else None
-    if not isinstance(raw, (int, float)) or not math.isfinite(raw):
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         return None
-    return (1 - health_weight) * float(raw) if objective == Objective.health else float(raw)
+    try:
+        raw = float(raw)
+    except OverflowError:  # an integer no float can hold, from a worker's report
+        return None
+    if not math.isfinite(raw):
+        return None
+    return (1 - health_weight) * raw if objective == Objective.health else raw
 
 
 def objectives_of(cfg) -> list[Objective]:

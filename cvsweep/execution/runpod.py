@@ -36,9 +36,11 @@ from cvsweep.execution.payload import make_input
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
 from cvsweep.training import failures
 from cvsweep.training.result import (
+    COMPLETED,
+    FAILED,
     Result,
     failed_result,
-    finite_or_none,
+    finite_number,
     is_completed,
     is_result,
     mark_pruned,
@@ -116,7 +118,7 @@ class RunpodExecutor:
         seconds = history.pop("seconds", [])
         result["metrics"].update(epochs_run=update["epoch"], history=history,
                                  train_seconds=round(sum(s for s in seconds if s is not None), 3))
-        mark_pruned(result, update["epoch"])
+        mark_pruned(result, update["epoch"])  # an epoch _new_epoch accepted
         # Where it trained, as far as its progress says; the worker's own record never came.
         result["executed_on"] = {"executor": "runpod", "worker_id": update.get("worker_id"), "hostname": None}
         result["client_versions"], result["versions"] = result["versions"], {}
@@ -143,7 +145,7 @@ class RunpodExecutor:
         job_id = self._earlier_job(endpoint, sent_fingerprint) or self._submit(endpoint, body, sent_fingerprint)
         self.job = {"endpoint_id": self.cfg.endpoint_id, "job_id": job_id, "submitted_at": round(submitted_at, 3)}
         try:
-            status = self._wait(endpoint, job_id, progress)
+            status = self._wait(endpoint, job_id, progress, run_config["training"]["epochs"])
         except LostContact:
             raise  # the job may still finish: its ledger entry stays for the next trial of this config
         except RemoteError:
@@ -155,7 +157,8 @@ class RunpodExecutor:
         if state != "COMPLETED":
             raise RemoteError(f"job {job_id} ended {state}: {_error_text(status.get('error'))}")
         result = status.get("output")
-        if not is_result(result):
+        if not is_result(result) or result["status"] not in (COMPLETED, FAILED):
+            # Only this client prunes (JobPruned): a worker that says "pruned" is not one of ours.
             raise RemoteError(f"job {job_id} returned a malformed result (not a cvsweep result): {str(result)[:200]}")
         if result["fingerprint"] != sent_fingerprint:
             # Loud and never papered over by a fallback: the worker trained something else.
@@ -164,7 +167,7 @@ class RunpodExecutor:
                 f"{result['fingerprint']}: the worker did not train this config"
             )
         # The job may have ended between two polls, after epochs not handed on yet.
-        self._hand_on(_epoch_reports(result["metrics"].get("history"), result["config"]["training"]["epochs"],
+        self._hand_on(_epoch_reports(result["metrics"].get("history"), run_config["training"]["epochs"],
                                      self.epochs_handed_on, result["metrics"].get("epochs_run")), progress)
         result["executed_on"]["executor"] = "runpod"
         result["remote"] = {
@@ -244,7 +247,7 @@ class RunpodExecutor:
             compat.http_session(compat.runpod_client(endpoint)).mount(prefix, self.adapter)
         return endpoint
 
-    def _wait(self, endpoint, job_id: str, progress=None) -> dict:
+    def _wait(self, endpoint, job_id: str, progress=None, epochs: int = 1) -> dict:
         """Poll until the job reaches a final state; cancel it if it outlives its policy, or
         when the sweep is interrupted (the GPU stops billing). Each new epoch the worker
         reports goes to ``progress``."""
@@ -266,8 +269,8 @@ class RunpodExecutor:
                                   "if it finishes, the next trial of this config collects it") from None
             if status.get("status") in FINAL_STATES:
                 return status
-            update = _new_epoch(status, self.epochs_handed_on)
-            if update is not None and self._hand_on(_reports_to(update, self.epochs_handed_on), progress):
+            update = _new_epoch(status, self.epochs_handed_on, epochs)
+            if update is not None and self._hand_on(_reports_to(update, self.epochs_handed_on, epochs), progress):
                 self._cancel_pruned(endpoint, job_id, update["epoch"])
                 raise JobPruned({**update, "worker_id": status.get("workerId"), "cancelled_at": round(time.time(), 3)})
             if time.monotonic() > give_up:
@@ -279,13 +282,16 @@ class RunpodExecutor:
 
     def _hand_on(self, reports: list[dict], progress) -> bool:
         """Each epoch's report, in order, to the pruner (all of them: a poll may have missed
-        some), the latest to ``progress``; whether the pruner stops the run."""
-        stop = False
-        for report in reports:
-            stop = self.prune is not None and self.prune(report)
-            self.epochs_handed_on = report["epoch"]
-        if reports and progress is not None:
-            progress(reports[-1])
+        some) until it says stop, the last one handed on to ``progress``; whether the pruner
+        stops the run. A fault in the pruner never stops one."""
+        stop, last = False, None
+        for last in reports:
+            self.epochs_handed_on = last["epoch"]
+            if self.prune is not None and _asked(self.prune, last):
+                stop = True
+                break
+        if last is not None and progress is not None:
+            progress(last)
         return stop
 
     def _cancel_pruned(self, endpoint, job_id: str, epoch: int) -> None:
@@ -357,29 +363,40 @@ class JobPruned(RemoteError):
         self.update = update
 
 
-def _new_epoch(status: dict, handed_on: int) -> Optional[dict]:
+def _asked(prune: Callable[[dict], bool], report: dict) -> bool:
+    try:
+        return bool(prune(report))
+    except Exception as err:
+        log.warning("the pruner could not be asked after epoch %s, so the job goes on: %s", report.get("epoch"), err)
+        return False
+
+
+def _new_epoch(status: dict, handed_on: int, epochs: int) -> Optional[dict]:
     """While IN_PROGRESS, a job's ``output`` is the worker's latest progress update (train()'s
-    epoch report, with the history so far): that update when its epoch is a later one."""
+    epoch report, with the history so far): that update when its epoch is a later one, and
+    one the run can have (at most the ``epochs`` this client asked for)."""
     update = status.get("output")
     if status.get("status") != "IN_PROGRESS" or not isinstance(update, dict):
         return None
     epoch = update.get("epoch")
-    if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > handed_on:
+    if isinstance(epoch, int) and not isinstance(epoch, bool) and handed_on < epoch <= epochs:
         return update
     return None
 
 
-def _reports_to(update: dict, handed_on: int) -> list[dict]:
-    """The epoch reports after ``handed_on`` up to ``update``'s, from its history; the last is
-    the update itself, as train() reported it."""
-    earlier = _epoch_reports(update.get("history"), update.get("epochs"), handed_on, update["epoch"] - 1)
+def _reports_to(update: dict, handed_on: int, epochs: int) -> list[dict]:
+    """The epoch reports after ``handed_on`` up to ``update``'s: the earlier ones from its
+    history (when it has them), the last the update itself, as train() reported it."""
+    earlier = _epoch_reports(update.get("history"), epochs, handed_on, update["epoch"] - 1)
     return earlier + [{key: value for key, value in update.items() if key != "history"}]
 
 
-def _epoch_reports(history: Any, epochs: Any, handed_on: int, last: Any) -> list[dict]:
-    """Epoch reports (as train() makes them) for epochs handed_on+1 .. last, from a history."""
+def _epoch_reports(history: Any, epochs: int, handed_on: int, last: Any) -> list[dict]:
+    """Epoch reports (as train() makes them) for epochs handed_on+1 .. last, from a history
+    that has every one of them; none otherwise."""
     history = _numbers_by_key(history)
-    if not isinstance(last, int) or not all(len(values) >= last for values in history.values()):
+    if not history or not isinstance(last, int) or not handed_on < last <= epochs \
+            or not all(len(values) >= last for values in history.values()):
         return []
     return [{"epoch": epoch, "epochs": epochs, **{key: values[epoch - 1] for key, values in history.items()}}
             for epoch in range(handed_on + 1, last + 1)]
@@ -389,7 +406,7 @@ def _numbers_by_key(history: Any) -> dict:
     """A reported history as {metric: [number or None]}; anything else in it is dropped."""
     if not isinstance(history, dict):
         return {}
-    return {key: [finite_or_none(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
+    return {key: [finite_number(v) for v in values]
             for key, values in history.items() if isinstance(key, str) and isinstance(values, list)}
 
 

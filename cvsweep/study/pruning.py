@@ -77,7 +77,20 @@ def portable(job: int, storage: Optional[str]) -> Optional[TrialRef]:
     trial = _trials.get(job)
     if trial is None or not storage:
         return None
-    return TrialRef(str(storage), trial.study.study_name, compat.trial_id(trial), trial.study.pruner)
+    return TrialRef(_absolute(str(storage)), trial.study.study_name, compat.trial_id(trial), trial.study.pruner)
+
+
+def _absolute(url: str) -> str:
+    """A SQLite URL with its file's absolute path: a worker's job may run in another folder
+    (hydra.job.chdir=true)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return url
+    return parsed.set(database=str(Path(parsed.database).expanduser().resolve())).render_as_string(hide_password=False)
 
 
 # -- the job's process -------------------------------------------------------------------------
@@ -155,6 +168,10 @@ def check_pruning(cfg) -> None:
     """A pruner can act on this sweep: one objective, with a value per epoch, and trials that
     can reach their study trial; raises ConfigError naming the fix."""
     sweeper = cfg.hydra.sweeper
+    if isinstance(sweeper.get("pruner"), str):  # hydra.sweeper.pruner=median: a value, not the group
+        raise ConfigError(f"hydra.sweeper.pruner={sweeper.pruner}: choose a pruner with "
+                          f"hydra/sweeper/pruner=NAME (a config group: {', '.join(PRUNER_TARGETS)}, or an option "
+                          "of conf/hydra/sweeper/pruner/), and set its settings as hydra.sweeper.pruner.KEY=VALUE")
     if not prunes(sweeper.get("pruner")):
         return
     chosen = f"hydra/sweeper/pruner={cfg.hydra.runtime.choices.get('hydra/sweeper/pruner')}"

@@ -39,8 +39,9 @@ class CvsweepHooks(Callback):
             print(f"cvsweep: {ended.message}", file=sys.stderr)
             raise SystemExit(ended.exit_code)
         # Nothing to do is fine, and so is a run whose every trial the pruner stopped (the
-        # study's earlier trials were better); a run whose trials all failed is not.
-        if summary["covers"] == "run" and summary["n_trials"] and not (summary["n_completed"] or summary["n_pruned"]):
+        # study's earlier trials were better); a run in which none completed otherwise is not.
+        all_pruned = summary["n_pruned"] == summary["n_trials"]
+        if summary["covers"] == "run" and summary["n_trials"] and not summary["n_completed"] and not all_pruned:
             print("cvsweep: no trial of this run completed", file=sys.stderr)
             raise SystemExit(EXIT_NO_TRIAL_COMPLETED)
 

@@ -53,6 +53,7 @@ class TrainingProcess:
         self._conn = None
         self._ended = threading.Condition()  # notified as each run ends
         self._runs_ended = 0
+        self._running = False  # a run is in progress (changed under _ended, as the count)
 
     def start(self, wait: bool = False) -> None:
         """Start the child unless one is alive; with ``wait``, until it has imported TensorFlow."""
@@ -82,19 +83,18 @@ class TrainingProcess:
         """Ask the run in progress to end at its next batch end (it comes back failed,
         ``interrupted``, unevaluated); kill the child if it has not ended within ``grace_s``
         (a read that never returns, a stage without batches). From any thread."""
-        process = self._process
-        if process is None or not process.is_alive() or not self._lock.locked():
-            return
-        with self._ended:
-            run = self._runs_ended
-        os.kill(process.pid, signal.SIGUSR1)
+        with self._ended:  # the run cannot end between this check and the signal
+            process, run = self._process, self._runs_ended
+            if not self._running or process is None or not process.is_alive():
+                return
+            os.kill(process.pid, signal.SIGUSR1)
         threading.Thread(target=self._kill_unless_ended, args=(run, process, grace_s), daemon=True,
                          name="cvsweep-stop-grace").start()
 
     def _kill_unless_ended(self, run: int, process, grace_s: float) -> None:
-        with self._ended:
-            ended = self._ended.wait_for(lambda: self._runs_ended > run, timeout=grace_s)
-        if not ended and self._process is process:
+        with self._ended:  # held while killing: no next run can start on this process meanwhile
+            if self._ended.wait_for(lambda: self._runs_ended > run, timeout=grace_s) or self._process is not process:
+                return
             log.warning("the run did not stop within %.0fs of being asked: killing its training process", grace_s)
             self.kill()
 
@@ -120,6 +120,8 @@ class TrainingProcess:
         with self._lock:
             self.start()
             process, conn = self._process, self._conn
+            with self._ended:
+                self._running = True
             try:
                 conn.send((run_config, tensorboard_dir, model_dir, prune is not None))
                 return self._answer(process, conn, run_config, progress, budget, prune)
@@ -130,6 +132,7 @@ class TrainingProcess:
                 raise
             finally:
                 with self._ended:
+                    self._running = False
                     self._runs_ended += 1
                     self._ended.notify_all()
 
@@ -203,6 +206,9 @@ def _relay_until(conn, wanted: str) -> None:
 # -- the child ---------------------------------------------------------------------------------
 def _serve(conn, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the parent decides
+    # The parent's stop() before TensorFlow is imported: no run can be stopped yet, so a run
+    # sent meanwhile ends at stop()'s grace kill (SIGUSR1's default would kill at once).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
     send = _sender(conn)
     root = logging.getLogger()

@@ -113,6 +113,18 @@ def is_result(value: Any) -> bool:
     return isinstance(value, dict) and REQUIRED_KEYS <= value.keys()
 
 
+def finite_number(value: Any) -> Optional[float]:
+    """A number from outside (a worker's report) as a finite float, or None for anything else:
+    a string, a bool, NaN, an integer too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def finite_or_none(value) -> Optional[float]:
     """JSON has no NaN or infinity: a diverged metric is recorded as null."""
     value = float(value)

@@ -179,12 +179,15 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
     def _tell_interrupted(self, study, trial, job_idx: int, interrupts, progress,
                           ret: Optional[JobReturn] = None) -> None:
         """A trial the interrupt stopped: FAIL (reason "interrupted ..."), its parameters asked
-        again by the next run. One that completed before the stop reached it keeps its result."""
+        again by the next run. One that completed, or was pruned, before the stop reached it
+        keeps its result."""
         from cvsweep.study import storage as studies
 
-        if ret is not None and ret.status == JobStatus.COMPLETED:
-            self._tell(study, trial, job_idx, ret, self._get_directions())
-            progress.finished(trial.number, "completed", compat.job_outcome(ret))
+        if ret is not None and (ret.status == JobStatus.COMPLETED
+                                or isinstance(compat.job_outcome(ret), optuna.TrialPruned)):
+            state, _ = self._tell(study, trial, job_idx, ret, self._get_directions())
+            progress.finished(trial.number, state, compat.job_outcome(ret) if state == "completed" else None,
+                              None if state == "completed" else compat.job_outcome(ret))
             return
         result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
         reason = f"interrupted by {_signal_name(interrupts.signum)}"
