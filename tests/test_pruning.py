@@ -149,6 +149,33 @@ def test_a_run_the_pruner_stops_ends_at_that_epoch_pruned_unevaluated_and_unsave
     assert full["status"] == "completed" and full["metrics"]["epochs_run"] == 2
 
 
+@pytest.mark.slow
+def test_stop_ends_a_run_at_a_batch_end_in_the_same_warm_process():
+    """How a worker stops a cancelled job's run (a pruned trial's, often): no process killed."""
+    import threading
+
+    from cvsweep.training.process import TrainingProcess
+
+    training = TrainingProcess()
+    training.start(wait=True)
+    pid = training.pid
+    try:
+        training.stop()  # no run in progress: nothing to stop, nothing killed
+
+        def progress(update: dict) -> None:
+            if update["epoch"] == 2:
+                threading.Thread(target=training.stop).start()
+
+        stopped = training.run(_run_config(epochs=60, early_stopping_patience=0), progress=progress)
+        after = training.run(_run_config(epochs=1))
+        same_process = training.pid == pid
+    finally:
+        training.close()
+    assert stopped["status"] == "failed" and stopped["failure"]["code"] == "interrupted", stopped["reason"]
+    assert 2 <= stopped["metrics"]["epochs_run"] < 60 and "test_accuracy" not in stopped["metrics"]
+    assert after["status"] == "completed" and same_process
+
+
 # -- sweeps ------------------------------------------------------------------------------------
 def _study(root: Path) -> optuna.Study:
     names = optuna.get_all_study_names(storage=f"sqlite:///{root}/optuna.db")
