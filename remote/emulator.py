@@ -58,6 +58,7 @@ class Faults:
     kill_after_s: float = 1.0
     malformed_results: int = 0  # the next N results are replaced by malformed output
     wrong_fingerprints: int = 0  # the next N results echo another fingerprint
+    pruned_results: int = 0  # the next N results claim status "pruned" (only a client prunes)
     queue_delay_s: float = 0.0  # every job waits this long before a worker may take it
     slow_jobs: int = 0  # the next N jobs wait slow_job_s longer (a trial far slower than the rest)
     slow_job_s: float = 10.0
@@ -232,6 +233,8 @@ class Emulator:
             output = payload.get("output")
             if self.faults.take("malformed_results"):
                 output = {"unexpected": "this is not a cvsweep result"}
+            elif self.faults.take("pruned_results") and isinstance(output, dict):
+                output = {**output, "status": "pruned"}
             elif self.faults.take("wrong_fingerprints") and isinstance(output, dict):
                 output = {**output, "fingerprint": "0" * 64}
             elif _inline_model(output) and self.faults.take("corrupt_models"):

@@ -138,6 +138,13 @@ def test_malformed_result_fails_the_trial(runpod_env):
     assert result["status"] == "failed" and "returned a malformed result" in result["reason"]
 
 
+def test_a_worker_cannot_say_its_trial_was_pruned(runpod_env):
+    # Only the client's pruner prunes (it cancels the job); a worker's "pruned" is malformed.
+    runpod_env.admin("faults", {"pruned_results": 1})
+    result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "failed" and "returned a malformed result" in result["reason"]
+
+
 def test_fingerprint_mismatch_fails_loudly_even_with_fallback(runpod_env):
     runpod_env.admin("faults", {"wrong_fingerprints": 1})
     result = _executor(runpod_env.base_url, fallback="local").run(_run_config())
