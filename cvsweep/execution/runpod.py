@@ -35,6 +35,7 @@ from cvsweep.execution.interrupts import STOP
 from cvsweep.execution.payload import make_input
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
 from cvsweep.training import failures
+from cvsweep.training.process import ask_pruner
 from cvsweep.training.result import (
     COMPLETED,
     FAILED,
@@ -287,7 +288,7 @@ class RunpodExecutor:
         stop, last = False, None
         for last in reports:
             self.epochs_handed_on = last["epoch"]
-            if self.prune is not None and _asked(self.prune, last):
+            if self.prune is not None and ask_pruner(self.prune, last):
                 stop = True
                 break
         if last is not None and progress is not None:
@@ -361,14 +362,6 @@ class JobPruned(RemoteError):
     def __init__(self, update: dict):
         super().__init__(f"pruned after epoch {update['epoch']}")
         self.update = update
-
-
-def _asked(prune: Callable[[dict], bool], report: dict) -> bool:
-    try:
-        return bool(prune(report))
-    except Exception as err:
-        log.warning("the pruner could not be asked after epoch %s, so the job goes on: %s", report.get("epoch"), err)
-        return False
 
 
 def _new_epoch(status: dict, handed_on: int, epochs: int) -> Optional[dict]:

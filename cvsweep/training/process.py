@@ -154,7 +154,7 @@ class TrainingProcess:
             elif kind == "progress" and progress is not None:
                 progress(payload)
             elif kind == "prune?":
-                conn.send(_ask(prune, payload))
+                conn.send(ask_pruner(prune, payload))
             elif kind == "stage":
                 stage = payload
                 if budget and stage != failures.MODEL:  # data and model share one limit
@@ -165,8 +165,9 @@ class TrainingProcess:
                 return payload
 
 
-def _ask(prune: Callable[[dict], bool], update: dict) -> bool:
-    """The pruner's answer for the epoch in ``update``; a fault there never stops a run."""
+def ask_pruner(prune: Callable[[dict], bool], update: dict) -> bool:
+    """The pruner's answer for the epoch in ``update``; a fault there never stops a run (here,
+    or a remote job: cvsweep/execution/runpod.py)."""
     try:
         return bool(prune(update))
     except Exception as err:
