@@ -59,7 +59,7 @@ def _outcome(root: Path, started: float) -> dict:
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None
     tests = {n: r["metrics"].get("test_accuracy") for n, r in results.items() if r["status"] == "completed"}
-    began = min(t.datetime_start for t in study.trials)
+    began = min(t.datetime_start for t in study.trials if t.datetime_start is not None)  # not the re-asked (WAITING)
     reached = sorted((t.datetime_complete - began).total_seconds() for t in complete
                      if (tests.get(t.number) or 0) >= GOAL)
     return {
@@ -82,18 +82,20 @@ def main() -> None:
     parser.add_argument("--pruners", default="none,median_warmup")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist.npz"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pruning_mnist.json"))
+    parser.add_argument("--keep", default=None, help="the sweeps' folder (default: a temporary one, removed)")
     args = parser.parse_args()
     report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "minutes": args.minutes,
               "search": args.search, "goal_test_accuracy": GOAL, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or tmp
         for pruner in args.pruners.split(","):
             root = Path(tmp, pruner)
-            root.mkdir()
+            root.mkdir(parents=True)
             report["runs"][pruner] = run_sweep(args.search, pruner, str(Path(args.data).resolve()),
                                                args.minutes * 60, root)
             print(f"{pruner}: {json.dumps(report['runs'][pruner])}", flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")  # after each: a later crash loses no run
     print(f"\n{'pruner':20} {'done':>5} {'pruned':>6} {'epochs':>6} {'best val':>9} {'its test':>9} "
           f"{'max test':>9} {'first >= goal':>14}")
     for pruner, run in report["runs"].items():
