@@ -107,7 +107,9 @@ def test_hostile_command_lines_fail_fast_and_damage_nothing(earlier_sweep, case,
     if case == "output-root-unwritable" and os.geteuid() == 0:
         args = ["output_root=/proc/cvsweep-out"]  # root may write anywhere but /proc
     monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
-    study = optuna.get_all_study_names(storage=f"sqlite:///{root}/optuna.db")[0]
+    storage = optuna.storages.RDBStorage(f"sqlite:///{root}/optuna.db")
+    study = optuna.get_all_study_names(storage=storage)[0]
+    storage.engine.dispose()  # an open connection to a WAL database keeps its -wal and -shm files
     args = [a.replace(DATA, str(data)).replace(STUDY, study) for a in args]
     if not any(a.startswith("output_root=") for a in args):
         args.append(f"output_root={root}")

@@ -19,6 +19,7 @@ Semantics (the README's "Crash, resume, several processes" section says the same
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import logging
 import os
@@ -67,6 +68,9 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
             time.sleep(0.5 * (attempt + 1))
     if storage.engine.dialect.name == "sqlite":
         _write_ahead(storage.engine)
+        # Closed connections let SQLite fold the log back into the file and delete its -wal and
+        # -shm files; a process that ends without closing them leaves both beside the database.
+        atexit.register(storage.engine.dispose)
     return storage
 
 
@@ -256,7 +260,7 @@ def check_storage(sweeper) -> None:
     if url.get_backend_name() == "sqlite" and url.database:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     try:
-        open_storage(storage, interval, grace)
+        open_storage(storage, interval, grace).engine.dispose()  # only a check: nothing stays open
     except ImportError:  # Optuna's wording hides which driver
         raise ConfigError(
             f"hydra.sweeper.storage={shown}: no driver for {url.drivername} is installed "
