@@ -216,10 +216,10 @@ def _serve(conn, parent_pid: int) -> None:
     root.handlers[:] = [_PipeHandler(send)]
     root.setLevel(logging.INFO)
 
-    from cvsweep.training import callbacks
     from cvsweep.training.train import import_tensorflow, train
 
-    import_tensorflow()  # warm before the first run
+    import_tensorflow()  # warm before the first run; first: it keeps TensorFlow's start-up lines off the console
+    from cvsweep.training import callbacks  # imports Keras
     # The parent's stop(): the run ends at its next batch end. A signal that arrives between
     # runs is cleared when the next run begins (it was sent before that run's config).
     signal.signal(signal.SIGUSR1, lambda *_: callbacks.request_stop())
