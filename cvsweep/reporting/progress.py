@@ -184,7 +184,7 @@ class SweepProgress:
             head.add_row(
                 Text("Sweep", style="bold"), ProgressBar(total=max(self.total, 1), completed=finished, width=30),
                 f"{finished} of {self.total} trials finished", f"· {len(self.running)} running",
-                f"· {self.n_pruned} pruned · {self.n_failed} failed",
+                (f"· {self.n_pruned} pruned · " if self.n_pruned else "· ") + f"{self.n_failed} failed",
             )
             left = self._seconds_left(now)
             best = f"{self.objective} {self.best[0]:.4f} (job {self.best[1]})" if self.best else "none yet"
