@@ -42,10 +42,10 @@ def run_sweep(search: str, pruner: str, data: str, seconds: float, root: Path) -
         proc.send_signal(signal.SIGINT)  # as Ctrl-C: the trial in flight stops, the summary is written
         proc.wait(timeout=600)
     return {"command": " ".join(["python -m cvsweep", *command[3:-1]]), "exit": proc.returncode,
-            "wall_s": round(time.monotonic() - started, 1), **_outcome(root, started)}
+            "wall_s": round(time.monotonic() - started, 1), **_outcome(root)}
 
 
-def _outcome(root: Path, started: float) -> dict:
+def _outcome(root: Path) -> dict:
     import optuna
     from optuna.trial import TrialState
 

@@ -3,7 +3,6 @@ give the sweeper a number, or an exception it records as a failed or pruned tria
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import optuna
@@ -19,9 +18,6 @@ from cvsweep.study import pruning
 from cvsweep.training import failures
 from cvsweep.training.progress_file import epoch_writer
 from cvsweep.training.result import failed_result, is_completed, is_pruned
-
-log = logging.getLogger("cvsweep.trial")
-
 
 class TrialFailed(RuntimeError):
     """The trial produced no objective; its result.json says why. ``infeasible``: its
