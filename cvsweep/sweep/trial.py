@@ -19,6 +19,7 @@ from cvsweep.training import failures
 from cvsweep.training.progress_file import epoch_writer
 from cvsweep.training.result import failed_result, is_completed, is_pruned
 
+
 class TrialFailed(RuntimeError):
     """The trial produced no objective; its result.json says why. ``infeasible``: its
     configuration cannot train (diverged, over its time budget, impossible model), which the
