@@ -113,7 +113,8 @@ class RunpodExecutor:
             return self._failed(run_config, f"remote: {reason}")
 
     def _pruned(self, run_config: dict, update: dict) -> Result:
-        """A job the pruner stopped (cancelled): what the worker reported of it, pruned."""
+        """A job the pruner stopped (cancelled): what the worker reported of it, pruned after
+        the epoch the pruner judged (its history can hold a later epoch the worker had run)."""
         result = new_result(run_config)
         history = _numbers_by_key(update.get("history"))  # the worker's word: numbers only
         seconds = history.pop("seconds", [])
@@ -273,7 +274,9 @@ class RunpodExecutor:
             update = _new_epoch(status, self.epochs_handed_on, epochs)
             if update is not None and self._hand_on(_reports_to(update, self.epochs_handed_on, epochs), progress):
                 self._cancel_pruned(endpoint, job_id, update["epoch"])
-                raise JobPruned({**update, "worker_id": status.get("workerId"), "cancelled_at": round(time.time(), 3)})
+                # The epoch the pruner judged: a poll that missed epochs can carry a later one.
+                raise JobPruned({**update, "epoch": self.epochs_handed_on, "worker_id": status.get("workerId"),
+                                 "cancelled_at": round(time.time(), 3)})
             if time.monotonic() > give_up:
                 self._cancel(endpoint, job_id)
                 raise RemoteError(f"job {job_id} reached no final state in time; cancelled")
