@@ -28,3 +28,27 @@ def compose(*overrides: str):
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def compose_sweep(*overrides: str):
+    """The config Hydra composes for ``python -m cvsweep -m OVERRIDES`` (sweeps allowed), as the
+    checks before a sweep see it: the sweep's overrides in ``hydra.overrides.task``."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return GlobalHydra.instance().hydra.compose_config(
+            config_name="config", overrides=list(overrides), run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+
+
+def group_options(*groups: str) -> dict[str, list[str]]:
+    """The options of each config group, as Hydra finds them (conf/ and the ConfigStore)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        return {group: sorted(loader.get_group_options(group)) for group in groups}

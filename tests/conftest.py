@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cvsweep.compose import CONF_DIR, compose  # noqa: F401 (the tests import both from here)
+from cvsweep.compose import CONF_DIR, compose, compose_sweep  # noqa: F401 (the tests import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
 # The real MNIST shipped beside the checkout (see ../shared/data/README.md).
@@ -67,20 +67,6 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cvsweep", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
-
-
-def compose_sweep(*overrides: str):
-    """The config Hydra composes for ``python -m cvsweep -m OVERRIDES`` (sweeps allowed)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
-    from cvsweep.compose import register
-
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return GlobalHydra.instance().hydra.compose_config(
-            config_name="config", overrides=list(overrides), run_mode=RunMode.MULTIRUN, with_log_configuration=False)
 
 
 def read_json(path: Path):

@@ -21,11 +21,14 @@ LAYERS = {
     "study": {"config", "data"},
     "reporting": {"config", "training", "study"},
     "sweep": {"config", "data", "models", "training", "execution", "study", "reporting"},
+    # The service runs sweeps as the command does (in child processes) and composes their
+    # configs as the command would (compose).
+    "service": {"config", "data", "models", "training", "execution", "study", "reporting", "sweep", "compose"},
 }
 # Shared by every layer and importing nothing of cvsweep.
 FOUNDATIONS = {"jsonio", "compat"}
 # The commands: the top, free to import any layer.
-COMMANDS = {"__init__", "__main__", "app", "help_text", "compose", "compare", "evaluate", "plot"}
+COMMANDS = {"__init__", "__main__", "app", "help_text", "compose", "compare", "evaluate", "plot", "serve"}
 
 
 def _cvsweep_imports(path: Path) -> set[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import MISSING as MISSING_FACTORY
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, List, Mapping, Optional
@@ -51,6 +52,37 @@ def omegaconf_problem(err: Exception) -> str:
 def bounds(low=None, high=None, *, low_open=False, high_open=False) -> dict:
     """Field metadata: the allowed numeric range (open or closed at each end)."""
     return {"bounds": (low, high, low_open, high_open)}
+
+
+def operator_only(why: str) -> dict:
+    """Field metadata: a setting only whoever runs the process may choose, never a client of
+    the sweep service (cvsweep/service/requests.py): where files go, or where credentials are sent."""
+    return {"operator_only": why}
+
+
+def within_data_roots() -> dict:
+    """Field metadata: a path the sweep service accepts from a client only inside the folders its
+    operator allows (``serve.data_roots``)."""
+    return {"within_data_roots": True}
+
+
+def marked_keys(mark: str) -> dict[str, object]:
+    """Every setting whose field metadata has ``mark`` (operator_only, within_data_roots), as its
+    dotted key, in every schema a group can pick, with the mark's value."""
+    found = {}
+
+    def walk(schema: type, prefix: str) -> None:
+        for f in fields(schema):
+            if mark in f.metadata:
+                found[prefix + f.name] = f.metadata[mark]
+            elif f.default_factory is not MISSING_FACTORY and is_dataclass(f.default_factory):
+                walk(f.default_factory, f"{prefix}{f.name}.")
+
+    walk(Config, "")
+    for group, schemas in (("executor", EXECUTOR_SCHEMAS), ("dataset", DATASET_SCHEMAS), ("model", MODEL_SCHEMAS)):
+        for schema in schemas.values():
+            walk(schema, f"{group}.")
+    return found
 
 
 # Enum members are named exactly as they are written in YAML and on the command line.
@@ -200,7 +232,7 @@ class DatasetConfig:
     name: DatasetName = MISSING
     # A local copy of the data (an .npz in Keras layout, or a folder of class folders); None:
     # the built-in source.
-    path: Optional[str] = None
+    path: Optional[str] = field(default=None, metadata=within_data_roots())
     # Where path is read: here (client, pinned by content) or only on the remote worker.
     location: DataLocation = DataLocation.client
     num_classes: int = field(default=MISSING, metadata=bounds(2))
@@ -405,9 +437,9 @@ class ArtifactStoreConfig:
     and on the endpoint's workers: they are never part of a config."""
 
     # s3://bucket/prefix; None: a model too large to come inline is recorded as missing.
-    url: Optional[str] = None
+    url: Optional[str] = field(default=None, metadata=operator_only("models are written there"))
     # The store's S3 API address when it is not AWS (e.g. https://<account>.r2.cloudflarestorage.com).
-    endpoint_url: Optional[str] = None
+    endpoint_url: Optional[str] = field(default=None, metadata=operator_only("the S3 credentials are sent there"))
 
 
 @dataclass
@@ -417,7 +449,8 @@ class RunpodExecutorConfig:
 
     name: str = "runpod"
     endpoint_id: Optional[str] = None
-    base_url: str = "https://api.runpod.ai/v2"
+    base_url: str = field(default="https://api.runpod.ai/v2",
+                          metadata=operator_only("the RunPod API key is sent there"))
     # Sent as the job's RunPod policy: executionTimeout and ttl (time allowed in the queue).
     execution_timeout_s: float = field(default=3600.0, metadata=bounds(0, low_open=True))
     ttl_s: float = field(default=86400.0, metadata=bounds(0, low_open=True))
@@ -461,7 +494,7 @@ class Config(RunConfig):
     # Keras TensorBoard logs in each trial folder (executor=local only).
     tensorboard: bool = False
     # Runs, sweeps and the default study storage live below this folder.
-    output_root: str = "outputs"
+    output_root: str = field(default="outputs", metadata=operator_only("every file of a run is written below it"))
 
 
 RUN_KEYS = tuple(f.name for f in fields(RunConfig))

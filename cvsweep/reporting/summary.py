@@ -38,10 +38,10 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
     folders, covers = trial_folders(sweep_dir), "run"
     if not folders and study is not None:  # a re-run of a finished sweep: summarize the study
         folders, covers = _study_trial_folders(study), "study"
-    trials = [_trial_row(folder, params, os.path.relpath(folder, sweep_dir)) for folder in folders]
+    trials = [trial_row(folder, params, os.path.relpath(folder, sweep_dir)) for folder in folders]
     completed = [t for t in trials if t["status"] == "completed"]
     front = pareto_front(completed, directions)
-    best = _best(completed, directions[0]) if len(names) == 1 else (front[0] if front else None)
+    best = best_trial(completed, directions)
     summary = {
         "sweep_dir": str(sweep_dir),
         # "run": this run's trials; "study": this run started none, so the study's trials
@@ -93,7 +93,7 @@ def pareto_front(trials: list[dict], directions: list[str]) -> list[dict]:
     return [t for t, values in scored if not dominated(values)]
 
 
-def _best(completed: list[dict], direction: str):
+def best_of(completed: list[dict], direction: str):
     """The best trial; of several equal ones, the first (in job order)."""
     if not completed:
         return None
@@ -101,12 +101,20 @@ def _best(completed: list[dict], direction: str):
     return pick(completed, key=lambda t: t["objective_values"][0])
 
 
+def best_trial(completed: list[dict], directions: list[str]):
+    """The trial a sweep names best: by its one objective, or the first of the Pareto front."""
+    if len(directions) == 1:
+        return best_of(completed, directions[0])
+    front = pareto_front(completed, directions)
+    return front[0] if front else None
+
+
 def kept_best(completed: list[dict], directions: list[str]) -> list[dict]:
     """The trials that are best as this summary chooses them, in the order given (job order):
     the best one (a tie: the first), or with several objectives the Pareto front."""
     if len(directions) > 1:
         return pareto_front(completed, directions)
-    best = _best(completed, directions[0])
+    best = best_of(completed, directions[0])
     return [best] if best else []
 
 
@@ -186,7 +194,7 @@ def _study_trial_folders(study) -> list[Path]:
     return folders
 
 
-def _trial_row(folder: Path, params: list[str], job: str) -> dict:
+def trial_row(folder: Path, params: list[str], job: str) -> dict:
     path = folder / "result.json"
     if not path.exists():
         return {"job": job, "status": "failed",

@@ -1,0 +1,36 @@
+"""``python -m cvsweep.serve``: the sweep service (HTTP API, web page, study dashboard).
+See README, "Service", and cvsweep/service/."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    import uvicorn
+
+    from cvsweep.service.app import create_app
+    from cvsweep.service.settings import SettingsError, parse
+
+    try:
+        settings = parse(argv)
+    except SettingsError as err:
+        print(f"cvsweep.serve: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(settings)
+    print(f"cvsweep service on http://{settings.host}:{settings.port}/ (outputs: {settings.root}, "
+          f"{settings.max_running} sweep(s) at once, token {'required' if settings.token else 'off'})", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

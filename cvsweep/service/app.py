@@ -1,0 +1,218 @@
+"""The service's HTTP API and page (FastAPI), the study dashboard beside it, and the guard in
+front of both. Routes and their answers: README, "Service"."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from cvsweep.service import store
+from cvsweep.service.events import Monitor
+from cvsweep.service.requests import Refused, check_request
+from cvsweep.service.runner import NotCancellable, Runner
+from cvsweep.service.security import COOKIE, Guard, authenticated, session_value, token_matches
+from cvsweep.service.settings import MAX_BODY_BYTES, ServeSettings
+from cvsweep.service.snapshot import MODEL_FILE, trial_file
+
+log = logging.getLogger("cvsweep.service")
+VERSION = metadata.version("cvsweep")
+ASSETS = Path(__file__).parent / "static"
+# optuna-dashboard's own paths (its page, API, assets): it is served at the root beside ours.
+DASHBOARD_PREFIXES = ("/dashboard", "/api/", "/static/", "/artifacts/", "/csv/", "/favicon.ico",
+                      "/incompatible-rdb-schema", "/sql-profiler")
+LOG_TAIL_BYTES = 1024 * 1024
+
+
+class SweepRequest(BaseModel):
+    overrides: Any = None  # checked by cvsweep/service/requests.py, which names what is allowed
+
+
+class Login(BaseModel):
+    token: str = ""
+
+
+def create_app(settings: ServeSettings, poll_interval: float = 0.5):
+    """The whole service as one ASGI app: guard -> (dashboard | API and page)."""
+    from cvsweep.compose import compose, group_options
+
+    sweeps = store.SweepStore(settings.root)
+    runner = Runner(settings, sweeps)
+    monitor = Monitor(runner, poll_interval)
+    defaults_cfg = compose()
+    choices = defaults_cfg.hydra.runtime.choices
+    group_names = [g for g in choices if not g.startswith("hydra/")] + ["hydra/sweeper/pruner"]
+    groups = group_options(*group_names)
+    options = _options(defaults_cfg, groups)
+
+    api = FastAPI(title="cvsweep", version=VERSION, max_body_size=MAX_BODY_BYTES,
+                  docs_url="/docs", redoc_url=None)
+    api.mount("/assets", StaticFiles(directory=ASSETS), name="assets")
+
+    @api.on_event("startup")
+    def start_polling() -> None:
+        monitor.start()
+
+    @api.on_event("shutdown")
+    def stop_polling() -> None:
+        monitor.stop.set()
+
+    def sweep_folder(sweep_id: str) -> Path:
+        folder = sweeps.folder(sweep_id)
+        if folder is None:
+            raise HTTPException(404, f"no sweep {sweep_id!r}")
+        return folder
+
+    @api.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(ASSETS / "index.html", media_type="text/html")
+
+    @api.get("/health")
+    def health() -> dict:
+        statuses = runner.statuses()
+        return {"status": "ok", "version": VERSION, "max_running": settings.max_running,
+                "running": sum(s == store.RUNNING for s in statuses.values()),
+                "queued": sum(s == store.QUEUED for s in statuses.values())}
+
+    @api.get("/session")
+    def session(request: Request) -> dict:
+        return {"auth_required": settings.token is not None,
+                "authenticated": authenticated(settings, {k.lower(): v for k, v in request.headers.items()})}
+
+    @api.post("/session", status_code=204)
+    def login(body: Login, response: Response) -> Response:
+        if settings.token is None:
+            return Response(status_code=204)
+        if not token_matches(settings, body.token):
+            raise HTTPException(401, "wrong token")
+        response = Response(status_code=204)
+        response.set_cookie(COOKIE, session_value(settings.token), httponly=True, samesite="strict",
+                            secure=not settings.loopback)
+        return response
+
+    @api.get("/options")
+    def get_options() -> dict:
+        return options
+
+    @api.post("/sweeps", status_code=201)
+    def start_sweep(body: SweepRequest) -> JSONResponse:
+        sweep_id = sweeps.new_id()
+        folder = sweeps.sweeps / sweep_id
+        try:
+            checked = check_request(body.overrides, settings, groups, folder)
+        except Refused as err:
+            return JSONResponse({"detail": [p.to_json() for p in err.problems]}, status_code=422)
+        sweeps.create(sweep_id, list(body.overrides), checked)
+        runner.tick()
+        status, _ = store.status_of(folder)
+        log.info("sweep %s accepted (%s): %s", sweep_id, status, " ".join(body.overrides))
+        return JSONResponse({"id": sweep_id, "status": status, "url": f"/sweeps/{sweep_id}"}, status_code=201)
+
+    @api.get("/sweeps")
+    def list_sweeps() -> dict:
+        views = [monitor.view(sweep_id) for sweep_id in reversed(sweeps.ids())]
+        return {"sweeps": [{k: v for k, v in view.items() if k != "trials"} for view in views if view]}
+
+    @api.get("/sweeps/{sweep_id}")
+    def get_sweep(sweep_id: str) -> dict:
+        sweep_folder(sweep_id)
+        return monitor.view(sweep_id)
+
+    @api.post("/sweeps/{sweep_id}/cancel", status_code=202)
+    def cancel(sweep_id: str) -> dict:
+        sweep_folder(sweep_id)
+        try:
+            status = runner.cancel(sweep_id)
+        except NotCancellable as err:
+            raise HTTPException(409, str(err)) from None
+        monitor.forget(sweep_id)
+        return {"id": sweep_id, "status": status}
+
+    @api.get("/sweeps/{sweep_id}/events", response_class=EventSourceResponse)
+    async def sweep_events(request: Request, folder: Path = Depends(sweep_folder),
+                           last_event_id: Optional[str] = Header(None)):
+        events = await asyncio.to_thread(monitor.events, folder.name)
+        sent = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        while True:
+            for event_id, name, data in events.after(sent):
+                yield ServerSentEvent(id=str(event_id), event=name, data=data)
+                sent = event_id
+            if events.ended and sent >= len(events.events):
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.25)
+
+    @api.get("/sweeps/{sweep_id}/report")
+    def report(folder: Path = Depends(sweep_folder)) -> FileResponse:
+        path = folder / "report.html"
+        if not path.is_file():
+            raise HTTPException(404, "no report yet: the sweep writes it when it ends")
+        return FileResponse(path, media_type="text/html")
+
+    @api.get("/sweeps/{sweep_id}/trials/{job}")
+    def trial_result(job: str, folder: Path = Depends(sweep_folder)) -> FileResponse:
+        path = trial_file(folder, job, "result.json")
+        if path is None:
+            raise HTTPException(404, f"trial {job!r} of this sweep has no result.json")
+        return FileResponse(path, media_type="application/json")
+
+    @api.get("/sweeps/{sweep_id}/trials/{job}/model")
+    def trial_model(job: str, folder: Path = Depends(sweep_folder)) -> FileResponse:
+        path = trial_file(folder, job, MODEL_FILE)
+        if path is None:
+            raise HTTPException(404, f"trial {job!r} of this sweep has no model here (see its result.json 'model')")
+        return FileResponse(path, media_type="application/octet-stream", filename=f"{folder.name}-{int(job)}.keras")
+
+    @api.get("/sweeps/{sweep_id}/log")
+    def sweep_log(folder: Path = Depends(sweep_folder)) -> PlainTextResponse:
+        """The sweep process's output (its last megabyte)."""
+        path = folder / store.LOG_FILE
+        if not path.is_file():
+            return PlainTextResponse("")
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - LOG_TAIL_BYTES))
+            return PlainTextResponse(handle.read().decode("utf-8", "replace"))
+
+    return Guard(_with_dashboard(api, settings), settings)
+
+
+def _options(cfg, groups: dict[str, list[str]]) -> dict:
+    from cvsweep.config.schema import OBJECTIVES
+
+    choices = cfg.hydra.runtime.choices
+    return {
+        "groups": {g: options for g, options in groups.items() if not g.startswith("hydra/")},
+        "objectives": [{"name": name, "direction": spec.direction, "description": spec.description}
+                       for name, spec in OBJECTIVES.items()],
+        "pruners": groups["hydra/sweeper/pruner"],
+        "defaults": {**{g: choices[g] for g in groups if not g.startswith("hydra/")},
+                     "objective": cfg.objective.name, "pruner": choices["hydra/sweeper/pruner"],
+                     "n_trials": cfg.hydra.sweeper.n_trials},
+    }
+
+
+def _with_dashboard(api, settings: ServeSettings):
+    """optuna-dashboard (a WSGI app) over the service's study storage, at its own paths."""
+    from a2wsgi import WSGIMiddleware
+    from optuna_dashboard import wsgi
+
+    from cvsweep.study.storage import open_storage
+
+    dashboard = WSGIMiddleware(wsgi(open_storage(settings.storage_url, heartbeat_interval=60, grace_period=120)))
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(DASHBOARD_PREFIXES):
+            return await dashboard(scope, receive, send)
+        return await api(scope, receive, send)
+
+    return app

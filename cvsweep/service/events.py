@@ -1,0 +1,139 @@
+"""The sweeps' views and events, kept fresh by one poller for every client.
+
+The poller (a thread, every ``interval`` seconds) starts queued sweeps, reads each active
+sweep's files once and turns what changed since the last read into events: status, trial
+started, epoch, trial finished, pruned or failed, sweep finished. Fifty clients watching one
+sweep cost one read of its files a poll, not fifty. A sweep that ended has a fixed view, read
+once and kept; its events are rebuilt from its files when a client first asks (after a
+restart, too).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+
+from cvsweep.service import store
+from cvsweep.service.runner import Runner
+from cvsweep.service.snapshot import sweep_view
+
+log = logging.getLogger("cvsweep.service")
+
+
+@dataclass
+class EventLog:
+    events: list = field(default_factory=list)  # (id, name, data), ids from 1
+    view: Optional[dict] = None  # the view the last events were derived from
+    ended: bool = False
+
+    def add(self, name: str, data: dict) -> None:
+        self.events.append((len(self.events) + 1, name, data))
+
+    def after(self, last_id: int) -> list:
+        return self.events[last_id:] if last_id >= 0 else self.events
+
+
+def changes(before: Optional[dict], after: dict) -> list[tuple[str, dict]]:
+    """The events between two views of one sweep."""
+    found = []
+    old_status = before["status"] if before else None
+    if after["status"] != old_status and after["status"] not in store.FINAL:
+        found.append(("status", {"status": after["status"]}))
+    seen_running = {r["job"]: r for r in (before or {}).get("progress", {}).get("running", [])}
+    seen_done = {t["job"] for t in (before or {}).get("trials", [])}
+    for trial in after["progress"]["running"]:
+        old = seen_running.get(trial["job"])
+        if old is None:
+            found.append(("trial_started", {"job": trial["job"]}))
+        if trial["epoch"] and (old is None or trial["epoch"] > old["epoch"]):
+            found.append(("epoch", dict(trial)))
+    for trial in after["trials"]:
+        if trial["job"] in seen_done:
+            continue
+        if trial["job"] not in seen_running:
+            found.append(("trial_started", {"job": trial["job"]}))
+        found.append(_trial_end(trial))
+    if after["status"] in store.FINAL:
+        found.append(("sweep_finished", {"status": after["status"], "exit_code": after["exit_code"],
+                                         "reason": after["reason"], "best": _best_brief(after["best"])}))
+    return found
+
+
+def _trial_end(trial: dict) -> tuple[str, dict]:
+    brief = {"job": trial["job"], "status": trial["status"]}
+    if trial["status"] == "completed":
+        return "trial_finished", {**brief, "objective": trial["objective"], "test_accuracy": trial["test_accuracy"]}
+    if trial["status"] == "pruned":
+        return "trial_pruned", {**brief, "epoch": trial["epochs_run"], "reason": trial["reason"]}
+    return "trial_failed", {**brief, "reason": trial["reason"]}
+
+
+def _best_brief(best: Optional[dict]) -> Optional[dict]:
+    return best and {k: best[k] for k in ("job", "objective", "test_accuracy", "fingerprint")}
+
+
+class Monitor:
+    def __init__(self, runner: Runner, interval: float = 0.5):
+        self.runner, self.sweeps, self.interval = runner, runner.sweeps, interval
+        self.logs: dict[str, EventLog] = {}
+        self.ended_views: dict[str, dict] = {}  # sweeps that ended: their view never changes
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True, name="cvsweep-service-poller").start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # a bad file must not end the poller: the next poll tries again
+                log.exception("polling the sweeps failed")
+
+    def poll(self) -> None:
+        self.runner.tick()
+        for sweep_id in self.sweeps.ids():
+            with self.lock:
+                known = self.logs.get(sweep_id)
+                if sweep_id in self.ended_views and (known is None or known.ended):
+                    continue
+            self.refresh(sweep_id)
+
+    def refresh(self, sweep_id: str) -> Optional[EventLog]:
+        folder = self.sweeps.folder(sweep_id)
+        if folder is None:
+            return None
+        view = sweep_view(folder)
+        with self.lock:
+            events = self.logs.setdefault(sweep_id, EventLog())
+            if not events.ended:
+                for name, data in changes(events.view, view):
+                    events.add(name, data)
+                events.view = view
+                events.ended = view["status"] in store.FINAL
+            if events.ended:
+                self.ended_views[sweep_id] = view
+            return events
+
+    def view(self, sweep_id: str) -> Optional[dict]:
+        """The sweep's view as of the last poll (at most ``interval`` old), or read now."""
+        with self.lock:
+            events = self.logs.get(sweep_id)
+            if sweep_id in self.ended_views:
+                return self.ended_views[sweep_id]
+            if events is not None and events.view is not None:
+                return events.view
+        events = self.refresh(sweep_id)
+        return events.view if events else None
+
+    def events(self, sweep_id: str) -> Optional[EventLog]:
+        with self.lock:
+            events = self.logs.get(sweep_id)
+        return events if events is not None else self.refresh(sweep_id)
+
+    def forget(self, sweep_id: str) -> None:
+        """After a cancel: read it again at the next poll."""
+        with self.lock:
+            self.ended_views.pop(sweep_id, None)

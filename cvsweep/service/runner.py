@@ -1,0 +1,79 @@
+"""Starts the queued sweeps, at most ``serve.max_running`` at once, and cancels them.
+
+Each sweep runs as its supervisor process (cvsweep/service/supervise.py) in a session of its
+own: a crash of the sweep never touches the server, and the server stopping never stops a
+sweep. What the scheduler knows it reads from the sweeps' files, so a restarted server
+carries on with the queue it left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from cvsweep.service import store
+from cvsweep.service.settings import ServeSettings
+
+log = logging.getLogger("cvsweep.service")
+
+
+class NotCancellable(Exception):
+    pass
+
+
+class Runner:
+    def __init__(self, settings: ServeSettings, sweeps: store.SweepStore):
+        self.settings, self.sweeps = settings, sweeps
+        self.lock = threading.Lock()
+
+    def statuses(self) -> dict[str, str]:
+        return {sweep_id: store.status_of(self.sweeps.sweeps / sweep_id)[0] for sweep_id in self.sweeps.ids()}
+
+    def tick(self) -> None:
+        """Start queued sweeps, oldest first, while fewer than max_running run."""
+        with self.lock:
+            statuses = self.statuses()
+            free = self.settings.max_running - sum(s == store.RUNNING for s in statuses.values())
+            for sweep_id in [i for i, s in statuses.items() if s == store.QUEUED][:max(0, free)]:
+                self._start(self.sweeps.sweeps / sweep_id)
+
+    def _start(self, folder) -> None:
+        # "starting" first: a tick in between must not start it twice.
+        store.write_state(folder, status=store.STARTING, written_at=time.time())
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        try:
+            process = subprocess.Popen([sys.executable, "-m", store.SUPERVISOR_MODULE, str(folder)],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       start_new_session=True, env=env)
+        except OSError as err:
+            store.write_state(folder, status=store.FAILED, finished_at=store.now_iso(),
+                              reason=f"could not start the sweep process: {err}")
+            return
+        store.write_state(folder, status=store.STARTING, written_at=time.time(), supervisor_pid=process.pid)
+        log.info("sweep %s started (supervisor pid %d)", folder.name, process.pid)
+        # Reap it when it ends (no zombie), then start the next in the queue.
+        threading.Thread(target=self._reap, args=(process,), daemon=True, name=f"reap-{folder.name}").start()
+
+    def _reap(self, process: subprocess.Popen) -> None:
+        process.wait()
+        self.tick()
+
+    def cancel(self, sweep_id: str) -> str:
+        """Stop a sweep the way Ctrl-C does, or take it out of the queue: the status now."""
+        folder = self.sweeps.sweeps / sweep_id
+        with self.lock:
+            status, state = store.status_of(folder)
+            if status in store.FINAL:
+                raise NotCancellable(f"sweep {sweep_id} is already {status}")
+            store.request_cancel(folder)
+            if status == store.QUEUED:
+                return store.CANCELLED
+            pid = (state or {}).get("supervisor_pid")
+            if store.supervisor_alive(pid, folder):
+                os.kill(pid, signal.SIGINT)
+            return store.status_of(folder)[0]

@@ -1,0 +1,113 @@
+"""The service's settings, defined once: the command's flags (cvsweep/serve.py) are derived
+from this dataclass, and ``serve.NAME`` in messages is the flag ``--NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import shutil
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+TOKEN_VARIABLE = "CVSWEEP_API_TOKEN"
+# What one request may carry: a sweep's overrides are a few dozen short lines.
+MAX_BODY_BYTES = 64 * 1024
+MAX_OVERRIDES = 200
+MAX_OVERRIDE_CHARS = 2000
+
+
+@dataclass
+class ServeSettings:
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind; any but loopback needs a token"})
+    port: int = field(default=8000, metadata={"help": "port to bind"})
+    output_root: str = field(default="outputs", metadata={"help": "where sweeps and the study storage live"})
+    # None: 1 on a CPU machine (a sweep's trials use every core), else one per GPU.
+    max_running: Optional[int] = field(default=None, metadata={"help": "sweeps running at once; the rest queue "
+                                                                       "(default: 1, or one per GPU)"})
+    data_roots: list[str] = field(default_factory=list, metadata={
+        "help": "a folder a request's dataset.path may point into (repeat for several; default: none)"})
+    token: Optional[str] = field(default=None, repr=False, metadata={"help": None})  # from the environment only
+
+    @property
+    def root(self) -> Path:
+        return Path(self.output_root).resolve()
+
+    @property
+    def storage_url(self) -> str:
+        """The study storage every sweep of the service uses (the command's default, below the root)."""
+        return f"sqlite:///{self.root / 'optuna.db'}"
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def parse(argv: list[str] | None = None) -> ServeSettings:
+    """The command line and the environment as settings, checked: a server that would be
+    reachable from other machines without a token refuses to start."""
+    parser = argparse.ArgumentParser(prog="python -m cvsweep.serve",
+                                     description="The cvsweep sweep service: HTTP API, web page, study dashboard.")
+    for f in fields(ServeSettings):
+        if f.metadata.get("help") is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "data_roots":
+            parser.add_argument("--data-root", dest=f.name, action="append", default=[], help=f.metadata["help"])
+        else:
+            kind = int if f.name in ("port", "max_running") else str
+            parser.add_argument(flag, dest=f.name, type=kind, default=f.default if f.default is not MISSING else None,
+                                help=f.metadata["help"])
+    settings = ServeSettings(**vars(parser.parse_args(argv)), token=os.environ.get(TOKEN_VARIABLE) or None)
+    check(settings)
+    return settings
+
+
+def check(settings: ServeSettings) -> None:
+    if not settings.loopback and not settings.token:
+        raise SettingsError(f"serve.host={settings.host} is reachable from other machines: set {TOKEN_VARIABLE} "
+                            "(clients send it as 'Authorization: Bearer <token>'), or bind 127.0.0.1")
+    if settings.token is not None and len(settings.token) < 16:
+        raise SettingsError(f"{TOKEN_VARIABLE} is {len(settings.token)} characters: use at least 16 "
+                            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if not 0 < settings.port < 65536:
+        raise SettingsError(f"serve.port={settings.port}: allowed is 1-65535")
+    if settings.max_running is None:
+        settings.max_running = default_max_running()
+    if settings.max_running < 1:
+        raise SettingsError(f"serve.max_running={settings.max_running}: allowed is a whole number >= 1")
+    roots = []
+    for root in settings.data_roots:
+        path = Path(root).expanduser().resolve()
+        if not path.is_dir():
+            raise SettingsError(f"serve.data_roots: {root} is not a folder")
+        roots.append(str(path))
+    settings.data_roots = roots
+    try:
+        settings.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SettingsError(f"serve.output_root={settings.output_root}: cannot create it ({err.strerror})") from err
+
+
+def default_max_running() -> int:
+    """1 on a CPU machine; one per NVIDIA GPU (asked of nvidia-smi, not TensorFlow: the server
+    never imports it)."""
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 1
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 1
+    return max(1, sum(line.startswith("GPU ") for line in listed.splitlines()))

@@ -1,0 +1,101 @@
+"""What the service shows of a sweep, read from its files: the request (service.json), how far
+its process got (service_state.json), each trial's result.json and progress.json, and the
+summary and report the sweep writes when it ends. The same rows as the command's summary
+(cvsweep/reporting/summary.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from cvsweep.config.schema import OBJECTIVES
+from cvsweep.jsonio import read_json
+from cvsweep.reporting.summary import best_trial, trial_folders, trial_row
+from cvsweep.service import store
+from cvsweep.training.progress_file import read_epoch
+
+COUNTED = ("completed", "pruned", "infeasible")  # finished trials: they count towards n_trials
+MODEL_FILE = "model.keras"
+
+
+def sweep_view(folder: Path, with_trials: bool = True) -> dict:
+    request = store.request_of(folder)
+    status, state = store.status_of(folder)
+    sweep_id = folder.name
+    base = f"/sweeps/{sweep_id}"
+    rows = [_row(trial, base) for trial in _trials(folder, request)]
+    running = [_running(trial, request) for trial in trial_folders(folder) if not (trial / "result.json").exists()] \
+        if status == store.RUNNING else []
+    completed = [r for r in rows if r["status"] == "completed" and r["objective_values"]]
+    best = best_trial(completed, request["directions"])
+    view = {
+        "id": sweep_id,
+        "status": status,
+        "overrides": request["client_overrides"],
+        "created_at": request["created_at"],
+        "started_at": (state or {}).get("started_at"),
+        "finished_at": (state or {}).get("finished_at"),
+        "exit_code": (state or {}).get("exit_code"),
+        "reason": (state or {}).get("reason"),
+        "objectives": request["objectives"],
+        "directions": request["directions"],
+        "study": request["study"],
+        "progress": {
+            "finished": request["already_finished"] + sum(r["status"] in COUNTED for r in rows),
+            "total": request["n_trials"],
+            "failed": sum(r["status"] not in COUNTED for r in rows),
+            "pruned": sum(r["status"] == "pruned" for r in rows),
+            "running": [r for r in running if r is not None],
+        },
+        "best": best and _best(folder, best, base),
+        "links": {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel", "log": f"{base}/log",
+                  "report": f"{base}/report" if (folder / "report.html").exists() else None,
+                  "dashboard": "/dashboard/"},
+    }
+    if with_trials:
+        view["trials"] = [{k: v for k, v in r.items() if k != "objective_values"} for r in rows]
+    return view
+
+
+def _trials(folder: Path, request: dict) -> list[dict]:
+    """This sweep's trials that ended (result.json written), in job order."""
+    return [trial_row(trial, request["params"], trial.name) for trial in trial_folders(folder)
+            if (trial / "result.json").exists()]
+
+
+def _row(row: dict, base: str) -> dict:
+    job = int(row["job"])
+    model = row.get("model") or {}
+    return {
+        "job": job, "status": row["status"], "reason": row["reason"], "objective": row["objective"],
+        "objective_values": row["objective_values"], "test_accuracy": row.get("test_accuracy"),
+        "epochs_run": row.get("epochs_run"), "train_seconds": row.get("train_seconds"),
+        "fingerprint": row["fingerprint"], "params": row["params"],
+        "result_url": f"{base}/trials/{job}",
+        "model_url": f"{base}/trials/{job}/model" if model.get("model") else None,
+    }
+
+
+def _running(trial: Path, request: dict) -> Optional[dict]:
+    update = read_epoch(trial)
+    metric = OBJECTIVES[request["objectives"][0]].per_epoch or "val_accuracy"
+    if update is None:
+        return {"job": int(trial.name), "epoch": 0, "epochs": None, "metric": metric, "value": None}
+    value = update.get(metric)
+    return {"job": int(trial.name), "epoch": update["epoch"], "epochs": update["epochs"], "metric": metric,
+            "value": value if isinstance(value, (int, float)) and not isinstance(value, bool) else None}
+
+
+def _best(folder: Path, row: dict, base: str) -> dict:
+    result = read_json(folder / str(row["job"]) / "result.json")
+    return {"job": row["job"], "objective": row["objective"], "test_accuracy": row["test_accuracy"],
+            "fingerprint": row["fingerprint"], "config": result["config"], "model_url": row["model_url"],
+            "result_url": row["result_url"]}
+
+
+def trial_file(folder: Path, job: str, name: str) -> Optional[Path]:
+    """A trial's result.json or model file, when ``job`` names one of the sweep's trials."""
+    if not job.isdigit() or len(job) > 9:
+        return None
+    path = folder / str(int(job)) / name
+    return path if path.is_file() else None

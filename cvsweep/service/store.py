@@ -1,0 +1,127 @@
+"""The service's sweeps, as files in each sweep's folder (``<output_root>/sweeps/<id>/``), so a
+restarted server finds every earlier and still-running sweep:
+
+- ``service.json``: the request as checked, written once when the sweep is accepted;
+- ``service_state.json``: how far it got, written by its supervisor (cvsweep/service/supervise.py);
+- ``cancel_requested``: written when a client cancels it;
+- ``service.log``: everything the sweep process printed.
+
+The status follows from these and from whether the supervisor process still lives.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from cvsweep.jsonio import read_json, write_json_atomic
+from cvsweep.service.requests import CheckedSweep
+
+REQUEST_FILE, STATE_FILE = "service.json", "service_state.json"
+CANCEL_FILE, LOG_FILE = "cancel_requested", "service.log"
+QUEUED, STARTING, RUNNING = "queued", "starting", "running"
+FINISHED, FAILED, CANCELLED = "finished", "failed", "cancelled"
+FINAL = (FINISHED, FAILED, CANCELLED)
+# An id names a folder: only these characters, so no id can lead out of sweeps/.
+ID_PATTERN = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+SUPERVISOR_MODULE = "cvsweep.service.supervise"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SweepStore:
+    def __init__(self, root: Path):
+        self.sweeps = root / "sweeps"
+
+    def new_id(self) -> str:
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+    def folder(self, sweep_id: str) -> Optional[Path]:
+        """The sweep's folder, or None for an id that is malformed or names no service sweep."""
+        if not isinstance(sweep_id, str) or not ID_PATTERN.match(sweep_id):
+            return None
+        folder = self.sweeps / sweep_id
+        return folder if (folder / REQUEST_FILE).is_file() else None
+
+    def create(self, sweep_id: str, client_overrides: list[str], checked: CheckedSweep) -> Path:
+        folder = self.sweeps / sweep_id
+        folder.mkdir(parents=True, exist_ok=False)
+        write_json_atomic(folder / REQUEST_FILE, {"id": sweep_id, "created_at": now_iso(),
+                                                  "client_overrides": client_overrides, **asdict(checked)})
+        return folder
+
+    def ids(self) -> list[str]:
+        """Every service sweep, oldest first (ids begin with their creation time)."""
+        if not self.sweeps.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.sweeps.glob(f"*/{REQUEST_FILE}") if ID_PATTERN.match(p.parent.name))
+
+
+def request_of(folder: Path) -> dict:
+    return read_json(folder / REQUEST_FILE)
+
+
+def state_of(folder: Path) -> Optional[dict]:
+    try:
+        return read_json(folder / STATE_FILE)
+    except (OSError, ValueError):
+        return None
+
+
+def write_state(folder: Path, **state) -> None:
+    write_json_atomic(folder / STATE_FILE, state)
+
+
+def cancel_requested(folder: Path) -> bool:
+    return (folder / CANCEL_FILE).exists()
+
+
+def request_cancel(folder: Path) -> None:
+    write_json_atomic(folder / CANCEL_FILE, {"requested_at": now_iso()})
+
+
+def status_of(folder: Path) -> tuple[str, Optional[dict]]:
+    """(status, state): queued, running, finished, failed or cancelled."""
+    state = state_of(folder)
+    if state is None:
+        return (CANCELLED if cancel_requested(folder) else QUEUED), None
+    if state.get("status") in FINAL:
+        return state["status"], state
+    if supervisor_alive(state.get("supervisor_pid"), folder):
+        return RUNNING, state
+    if state.get("status") == STARTING and time.time() - state.get("written_at", 0) < 30:
+        return RUNNING, state  # launched a moment ago; its supervisor has not written yet
+    if cancel_requested(folder):  # cancelled before it could record anything
+        return CANCELLED, {**state, "reason": "cancelled by a client"}
+    return FAILED, {**state, "reason": "the sweep's supervisor process ended without recording how (killed?)"}
+
+
+def supervisor_alive(pid, folder: Path) -> bool:
+    """Whether ``pid`` is this sweep's supervisor (not another process that took its number)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        if not Path("/proc/self").exists():  # no /proc: the number alone
+            try:
+                os.kill(pid, 0)
+                return True
+            except OSError:
+                return False
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # ended, not yet reaped
+        return False
+    return SUPERVISOR_MODULE.encode() in cmdline and str(folder).encode() in cmdline
