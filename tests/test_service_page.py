@@ -193,9 +193,10 @@ def test_start_watch_download_and_cancel_from_the_page(service, browser, downloa
         progress = page.text("progress-text")
         if progress and (not seen or seen[-1] != progress):
             seen.append(progress)
-        if not running_shot and page.text("sweep-status") == "running" and page.text("running-trials"):
+        running = page.text("running-trials") if page.text("sweep-status") == "running" else ""
+        if running and not running_shot:  # the first trial under way; better: one with an epoch done
             page.shot("04-sweep-running")
-            running_shot = True
+            running_shot = "epoch" in running
         time.sleep(0.2)
     assert page.text("sweep-status") == "finished", requests.get(f"{service}/sweeps/{first}/log", timeout=10).text
     seen.append(page.text("progress-text"))
@@ -206,6 +207,11 @@ def test_start_watch_download_and_cancel_from_the_page(service, browser, downloa
     assert len(trials) == 2
     page.wait(lambda: page.find("report-link").is_displayed(), 30, "no report link after the sweep finished")
     assert not page.find("cancel").is_displayed()
+    for link_id in ("report-link", "log-link", "dashboard-link"):  # each link leads somewhere real
+        href = page.find(link_id).get_attribute("href")
+        assert requests.get(href, timeout=30).status_code == 200, (link_id, href)
+    result_link = trials[0].find_element(page.by.LINK_TEXT, "result").get_attribute("href")
+    assert "config" in requests.get(result_link, timeout=10).json()
     assert page.find("best").is_displayed() and page.text("best-fingerprint")
     page.find("best-config").find_element(page.by.TAG_NAME, "summary").click()
     config = json.loads(page.text("best-config-json"))
@@ -228,6 +234,10 @@ def test_start_watch_download_and_cancel_from_the_page(service, browser, downloa
     # The page fits a narrow window: nothing wider than the viewport but the tables' own scrollers.
     browser.set_window_size(420, 1000)
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    page.sweep_rows()[0].click()  # in one column the view is below the list: opening it brings it up
+    page.wait(lambda: browser.execute_script(
+        "return document.getElementById('sweep-view').getBoundingClientRect().top < window.innerHeight / 2"),
+        10, "the view stayed out of sight in a narrow window")
     page.shot("06-narrow-window")
     browser.set_window_size(1400, 1300)
 

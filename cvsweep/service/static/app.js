@@ -11,6 +11,7 @@ const SWEEP_EVENTS = ["status", "trial_started", "epoch", "trial_finished", "tri
   "sweep_finished"];
 
 const byId = (id) => document.getElementById(id);
+const NARROW = window.matchMedia("(max-width: 999px)");  // style.css: two columns from 1000px
 
 const state = {
   options: null,
@@ -218,14 +219,14 @@ function sweepRow(sweep) {
   const best = sweep.best ? fmt(sweep.best.objective) : "—";
   const row = el("tr", { dataset: { sweepId: sweep.id } },
     el("td", {}, open),
-    el("td", {}, statusBadge(sweep.status)),
-    el("td", { className: "progress-cell" }, progressBar(sweep.progress),
+    el("td", { className: "progress-cell" }, statusBadge(sweep.status), el("br"), progressBar(sweep.progress),
       ` ${sweep.progress.finished}/${sweep.progress.total}`),
     el("td", { title: sweep.best ? `job ${sweep.best.job}` : "" }, best),
     el("td", { className: "time" }, fmtTime(sweep.started_at || sweep.created_at, true)));
   if (sweep.id === state.sweepId) row.setAttribute("aria-current", "true");
   row.addEventListener("click", (event) => {
-    if (event.target.closest("a")) return;  // the link itself sets the hash
+    if (event.ctrlKey || event.metaKey || event.shiftKey) return;  // the link opens another tab or window
+    event.preventDefault();
     openSweep(sweep.id);
   });
   return row;
@@ -250,6 +251,8 @@ function openSweep(id) {
   const hash = `#sweep=${encodeURIComponent(id)}`;
   if (location.hash !== hash) location.hash = hash;  // routeFromHash does the rest
   else showSweep(id);
+  // One column (a narrow window): the view sits below the list, so bring it up.
+  if (NARROW.matches) byId("sweep-view").scrollIntoView();
 }
 
 function routeFromHash() {
@@ -325,7 +328,9 @@ async function refreshSweep() {
   }
   if (id !== state.sweepId) return;  // the user opened another sweep meanwhile
   byId("view-error").textContent = "";
+  const changed = byId("sweep-status").textContent !== sweep.status;
   renderSweep(sweep);
+  if (changed) refreshList();  // the list and the counts in the header show the status too
   if (ACTIVE.has(sweep.status)) listen(sweep);
   else if (state.events) {
     state.events.close();
@@ -349,7 +354,8 @@ function renderSweep(sweep) {
     + `${progress.running.length} running · started ${fmtTime(sweep.started_at)}`
     + (sweep.finished_at ? ` · ended ${fmtTime(sweep.finished_at)}` : "");
   byId("running-trials").replaceChildren(...progress.running.map((r) => el("li", { dataset: { job: r.job } },
-    `job ${r.job}: epoch ${r.epoch}/${r.epochs}`, r.value !== null ? `, ${r.metric} ${fmt(r.value)}` : "")));
+    r.epochs ? `job ${r.job}: epoch ${r.epoch}/${r.epochs}` : `job ${r.job}: starting`,
+    r.value !== null && r.value !== undefined ? `, ${r.metric} ${fmt(r.value)}` : "")));
 
   const { links } = sweep;
   setLink(byId("report-link"), links.report);
