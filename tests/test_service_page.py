@@ -167,6 +167,7 @@ def test_start_watch_download_and_cancel_from_the_page(service, browser, downloa
     browser.get(service)
     page.wait(lambda: len(page.find("dataset").find_elements(page.by.TAG_NAME, "option")) > 1,
               message="the form never got its options")
+    browser.execute_script("performance.setResourceTimingBufferSize(100000)")  # the polls would fill 250
     options = requests.get(f"{service}/options", timeout=10).json()
     assert page.find("n-trials").get_attribute("value") == str(options["defaults"]["n_trials"])
     assert page.find("sweep-list-empty").is_displayed() and not page.sweep_rows()
@@ -203,6 +204,9 @@ def test_start_watch_download_and_cancel_from_the_page(service, browser, downloa
     assert seen[-1].startswith("2 / 2"), seen
     assert len(set(seen)) >= 2, f"the progress never changed on the page: {seen}"
 
+    # The view listened to the sweep's event stream (it ends after sweep_finished), not only polled.
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert f"{service}/sweeps/{first}/events" in fetched, fetched
     trials = browser.find_elements(page.by.CSS_SELECTOR, "#trials-table tbody tr")
     assert len(trials) == 2
     page.wait(lambda: page.find("report-link").is_displayed(), 30, "no report link after the sweep finished")
