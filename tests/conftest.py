@@ -123,6 +123,89 @@ class EmulatorProcess:
         self.process.wait(timeout=30)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceProcess:
+    """``python -m cvsweep.serve`` on a free port of 127.0.0.1 (a real server process), over
+    ``output_root``; ``env`` adds to the environment (CVSWEEP_API_TOKEN, RUNPOD_API_KEY)."""
+
+    def __init__(self, output_root: Path, *options: str, env: dict | None = None, token: str | None = None):
+        import requests
+
+        self.port, self.output_root, self.token = free_port(), Path(output_root), token
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        env.pop("CVSWEEP_API_TOKEN", None)
+        if token is not None:
+            env["CVSWEEP_API_TOKEN"] = token
+        self.log = open(Path(output_root).parent / f"service-{self.port}.log", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cvsweep.serve", "--port", str(self.port), "--output-root", str(output_root),
+             *options], env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.session = requests.Session()
+        if token is not None:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        import time
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, Path(self.log.name).read_text()[-3000:]
+            try:
+                if self.session.get(self.base_url + "/health", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"the service did not start: {Path(self.log.name).read_text()[-3000:]}")
+
+    def get(self, path: str, **kwargs):
+        return self.session.get(self.base_url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def post(self, path: str, **kwargs):
+        return self.session.post(self.base_url + path, timeout=kwargs.pop("timeout", 120), **kwargs)
+
+    def start_sweep(self, *overrides: str) -> str:
+        response = self.post("/sweeps", json={"overrides": list(overrides)})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def wait_for(self, sweep_id: str, statuses=("finished", "failed", "cancelled"), timeout: float = 300) -> dict:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            view = self.get(f"/sweeps/{sweep_id}").json()
+            if view["status"] in statuses:
+                return view
+            time.sleep(0.3)
+        raise TimeoutError(f"sweep {sweep_id} still {view['status']} after {timeout} s")
+
+    def close(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+    def kill_sweeps(self) -> None:
+        """Sweeps outlive their server (by design): a test's are killed when it ends."""
+        import signal
+
+        for state in self.output_root.glob("sweeps/*/service_state.json"):
+            pid = json.loads(state.read_text()).get("supervisor_pid")
+            try:
+                os.killpg(pid, signal.SIGKILL)  # the supervisor leads its own session and group
+            except (OSError, TypeError):
+                pass
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     emu = EmulatorProcess(workers=2, log_dir=tmp_path_factory.mktemp("emulator-logs"))

@@ -23,7 +23,7 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
     status, state = store.status_of(folder)
     sweep_id = folder.name
     base = f"/sweeps/{sweep_id}"
-    rows = [_row(trial, base) for trial in _trials(folder, request)]
+    rows = [_row(trial, base) for trial in _trials(folder, request, ended=status in store.FINAL)]
     running = [_running(trial, request) for trial in trial_folders(folder) if not (trial / "result.json").exists()] \
         if status == store.RUNNING else []
     completed = [r for r in rows if r["status"] == "completed" and r["objective_values"]]
@@ -57,10 +57,11 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
     return view
 
 
-def _trials(folder: Path, request: dict) -> list[dict]:
-    """This sweep's trials that ended (result.json written), in job order."""
+def _trials(folder: Path, request: dict, ended: bool) -> list[dict]:
+    """This sweep's trials that ended, in job order: while it runs, those with a result.json;
+    once it ended, every one (a trial stopped before it wrote one is failed, as in the summary)."""
     return [trial_row(trial, request["params"], trial.name) for trial in trial_folders(folder)
-            if (trial / "result.json").exists()]
+            if ended or (trial / "result.json").exists()]
 
 
 def _row(row: dict, base: str) -> dict:
