@@ -32,10 +32,13 @@ def service(tmp_path):
     server.close()
 
 
-def events_of(server: ServiceProcess, sweep_id: str, timeout: float = 300) -> list[tuple[str, dict]]:
-    """Every event of the sweep's stream, until it ends with sweep_finished."""
+def events_of(server: ServiceProcess, sweep_id: str, timeout: float = 300,
+              last_event_id: int | None = None) -> list[tuple[str, dict]]:
+    """Every event of the sweep's stream (after ``last_event_id``), until it ends with sweep_finished."""
     found, name = [], None
-    with server.session.get(f"{server.base_url}/sweeps/{sweep_id}/events", stream=True, timeout=timeout) as stream:
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    with server.session.get(f"{server.base_url}/sweeps/{sweep_id}/events", stream=True, timeout=timeout,
+                            headers=headers) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         for line in stream.iter_lines(decode_unicode=True):
             if line.startswith("event: "):
@@ -64,6 +67,7 @@ def test_a_sweep_started_watched_and_collected_through_the_api(service):
     assert view["status"] == "finished" and view["exit_code"] == 0, view["reason"]
     assert view["progress"]["finished"] == view["progress"]["total"] == 2 and view["progress"]["running"] == []
     assert view["overrides"] == TINY_SWEEP and view["objectives"] == ["val_accuracy"]
+    assert view["study"]["n_finished"] == 2 and view["study"]["states"] == {"complete": 2}  # from the storage
 
     # The events tell the story in order: each trial starts, reports epochs, ends; then the sweep.
     names = [name for name, _ in events]
@@ -72,6 +76,8 @@ def test_a_sweep_started_watched_and_collected_through_the_api(service):
         mine = [name for name, data in events if data.get("job") == job]
         assert mine[0] == "trial_started" and mine[-1] == "trial_finished", mine
     assert "epoch" in names
+    # A client that reconnects with the last id it saw gets only what came after.
+    assert events_of(service, sweep_id, last_event_id=len(events) - 2) == events[-2:]
 
     # The best trial: its config and fingerprint, the same as its result.json's.
     best = view["best"]
@@ -93,6 +99,23 @@ def test_a_sweep_started_watched_and_collected_through_the_api(service):
     assert view["study"]["name"] in [s["study_name"] for s in studies]
     listed = service.get("/sweeps").json()["sweeps"]
     assert [s["id"] for s in listed] == [sweep_id] and "trials" not in listed[0]
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_is_an_event_and_a_row(service):
+    # As tests/test_pruning.py's PRUNING, through what a request may say: one good and one
+    # hopeless learning rate, the median pruner judging after the first completed trial.
+    sweep_id = service.start_sweep(*[o for o in TINY_OVERRIDES if not o.startswith("training.epochs")],
+                                   "training.epochs=4", "training.early_stopping_patience=0", "search=base",
+                                   "training.learning_rate=choice(0.01, 0.000001)",
+                                   "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.n_trials=5", "plots=none")
+    events = events_of(service, sweep_id)
+    view = service.get(f"/sweeps/{sweep_id}").json()
+    pruned = [t for t in view["trials"] if t["status"] == "pruned"]
+    assert pruned and view["progress"]["pruned"] == len(pruned) and view["status"] == "finished"
+    said = {data["job"]: data for name, data in events if name == "trial_pruned"}
+    assert sorted(said) == [t["job"] for t in pruned]
+    assert all(said[t["job"]]["epoch"] == t["epochs_run"] < 4 for t in pruned)
 
 
 @pytest.mark.slow

@@ -88,14 +88,15 @@ def create_app(settings: ServeSettings, poll_interval: float = 0.5):
                 "authenticated": authenticated(settings, {k.lower(): v for k, v in request.headers.items()})}
 
     @api.post("/session", status_code=204)
-    def login(body: Login, response: Response) -> Response:
+    def login(body: Login, request: Request) -> Response:
         if settings.token is None:
             return Response(status_code=204)
         if not token_matches(settings, body.token):
             raise HTTPException(401, "wrong token")
         response = Response(status_code=204)
+        # Secure when the page came over https (directly, or through a proxy uvicorn trusts).
         response.set_cookie(COOKIE, session_value(settings.token), httponly=True, samesite="strict",
-                            secure=not settings.loopback)
+                            secure=request.url.scheme == "https")
         return response
 
     @api.get("/options")

@@ -196,13 +196,13 @@ def _preflight(overrides: list[str], settings: ServeSettings, sweep_dir: Path) -
             cfg = compose_sweep(*full)
             check_sweep(cfg)
         except ConfigError as err:
-            raise Refused([Problem(_blamed(p, overrides), _key_of(p), p) for p in err.problems]) from None
+            raise Refused([Problem(*_blamed(p, overrides), p) for p in err.problems]) from None
         except (HydraException, OmegaConfBaseException, ValueError) as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             if err.__cause__ is not None:  # Hydra's "Error merging override ..." says why in its cause
                 lines += [line.strip() for line in str(err.__cause__).splitlines()[:1]]
             text = " ".join(lines)
-            raise Refused([Problem(_blamed(text, overrides), _key_of(text), text)]) from None
+            raise Refused([Problem(*_blamed(text, overrides), text)]) from None
     sweeper = cfg.hydra.sweeper
     return CheckedSweep(
         overrides=full,
@@ -233,15 +233,13 @@ def _finished_in_study(storage: Optional[str], name: Optional[str]) -> int:
 KEY_IN_MESSAGE = re.compile(r"(?:^|'|\s)([a-z_][a-z0-9_]*(?:[./][a-z0-9_]+)+)(?:=|'|:)", re.I)
 
 
-def _key_of(message: str) -> Optional[str]:
-    """The setting a check's message names first (``training.epochs=0: ...``, ``Could not
-    override 'model.x'``), if it names one."""
+def _blamed(message: str, overrides: list[str]) -> tuple[Optional[int], Optional[str]]:
+    """(index, key) of the override a check's message is about: one whose key it names
+    (``training.epochs=0: ...``, ``Error merging override objective=speed``), else the first
+    dotted key it names, if any."""
+    keys = [text.split("=", 1)[0] for text in overrides]
+    for index in sorted(range(len(keys)), key=lambda i: -len(keys[i])):
+        if re.search(rf"(?:^|[\s'])({re.escape(keys[index])})(?:=|'|:)", message):
+            return index, keys[index]
     found = KEY_IN_MESSAGE.search(message)
-    return found.group(1) if found else None
-
-
-def _blamed(message: str, overrides: list[str]) -> Optional[int]:
-    key = _key_of(message)
-    if key is None:
-        return None
-    return next((i for i, text in enumerate(overrides) if text.split("=", 1)[0].lstrip("+~") == key), None)
+    return None, found.group(1) if found else None

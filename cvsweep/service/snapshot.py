@@ -39,7 +39,7 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
         "reason": (state or {}).get("reason"),
         "objectives": request["objectives"],
         "directions": request["directions"],
-        "study": request["study"],
+        "study": _study(folder, request),
         "progress": {
             "finished": request["already_finished"] + sum(r["status"] in COUNTED for r in rows),
             "total": request["n_trials"],
@@ -55,6 +55,16 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
     if with_trials:
         view["trials"] = [{k: v for k, v in r.items() if k != "objective_values"} for r in rows]
     return view
+
+
+def _study(folder: Path, request: dict) -> dict:
+    """The study: its name and storage; once the sweep has written its summary, the whole
+    study as the summary read it from the storage (trials by state over every run and process,
+    finished of n_trials, its best trials)."""
+    try:
+        return read_json(folder / "summary.json")["study"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return request["study"]
 
 
 def _trials(folder: Path, request: dict, ended: bool) -> list[dict]:
