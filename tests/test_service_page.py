@@ -6,19 +6,15 @@ Screenshots go to the folder in CVSWEEP_SCREENSHOTS when it is set (look at them
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO, TINY_OVERRIDES, require
+from conftest import TINY_OVERRIDES, ServiceProcess, require
 
 pytestmark = pytest.mark.slow
 
@@ -27,49 +23,12 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SWEEP_TIMEOUT_S = 600  # two tiny trials take well under a minute; the machine may be busy
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _serve(tmp_path: Path, **env: str):
-    """``python -m cvsweep.serve`` on a free port of 127.0.0.1 with its own outputs root; yields its URL."""
-    port = _free_port()
-    log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cvsweep.serve", "--host", "127.0.0.1", "--port", str(port),
-             "--output-root", str(tmp_path / "outputs")],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"the server exited {process.returncode}:\n{log_path.read_text()}"
-            try:
-                if requests.get(f"{base_url}/health", timeout=2).status_code in (200, 401):
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, f"no /health after 120 s:\n{log_path.read_text()}"
-            time.sleep(0.2)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
 def service(tmp_path):
-    with _serve(tmp_path) as base_url:
-        yield base_url
+    server = ServiceProcess(tmp_path / "outputs")
+    yield server.base_url
+    server.kill_sweeps()
+    server.close()
 
 
 @pytest.fixture
@@ -118,10 +77,25 @@ class Page:
         return self.driver.find_element(self.by.ID, element_id)
 
     def text(self, element_id: str) -> str:
-        return self.find(element_id).text
+        return self.stable(lambda: self.find(element_id).text)
+
+    def stable(self, read):
+        """``read()`` of elements the page may redraw meanwhile (every poll): tried again then."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(20):
+            try:
+                return read()
+            except StaleElementReferenceException:
+                time.sleep(0.05)
+        return read()
 
     def wait(self, condition, timeout: float = 60, message: str = ""):
-        return self.wait_class(self.driver, timeout, poll_frequency=0.2).until(lambda _: condition(), message)
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        return self.wait_class(self.driver, timeout, poll_frequency=0.2,
+                               ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda _: condition(), message)
 
     def select(self, element_id: str, value: str) -> None:
         self.select_class(self.find(element_id)).select_by_value(value)
@@ -207,14 +181,14 @@ def test_start_watch_download_and_cancel_from_the_page(service, browser, downloa
     # The view listened to the sweep's event stream (it ends after sweep_finished), not only polled.
     fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert f"{service}/sweeps/{first}/events" in fetched, fetched
-    trials = browser.find_elements(page.by.CSS_SELECTOR, "#trials-table tbody tr")
-    assert len(trials) == 2
+    assert page.stable(lambda: len(browser.find_elements(page.by.CSS_SELECTOR, "#trials-table tbody tr"))) == 2
     page.wait(lambda: page.find("report-link").is_displayed(), 30, "no report link after the sweep finished")
     assert not page.find("cancel").is_displayed()
     for link_id in ("report-link", "log-link", "dashboard-link"):  # each link leads somewhere real
         href = page.find(link_id).get_attribute("href")
         assert requests.get(href, timeout=30).status_code == 200, (link_id, href)
-    result_link = trials[0].find_element(page.by.LINK_TEXT, "result").get_attribute("href")
+    result_link = page.stable(lambda: browser.find_element(page.by.CSS_SELECTOR, "#trials-table tbody tr").find_element(
+        page.by.LINK_TEXT, "result").get_attribute("href"))
     assert "config" in requests.get(result_link, timeout=10).json()
     assert page.find("best").is_displayed() and page.text("best-fingerprint")
     page.find("best-config").find_element(page.by.TAG_NAME, "summary").click()
@@ -256,13 +230,16 @@ def test_start_watch_download_and_cancel_from_the_page(service, browser, downloa
     assert not page.find("cancel").is_displayed()
     listed = lambda: {row.get_attribute("data-sweep-id"): row.text for row in page.sweep_rows()}  # noqa: E731
     page.wait(lambda: "cancelled" in listed().get(second, ""), 10, "the list never showed the cancel")
-    assert [row.get_attribute("data-sweep-id") for row in page.sweep_rows()] == [second, first]  # newest first
+    ids = page.stable(lambda: [row.get_attribute("data-sweep-id") for row in page.sweep_rows()])
+    assert ids == [second, first]  # newest first
     page.shot("07-cancelled")
 
 
 def test_the_page_asks_for_the_token_and_keeps_the_session(tmp_path, browser):
     token = "page-test-token-5b1e"
-    with _serve(tmp_path, CVSWEEP_API_TOKEN=token) as base_url:
+    server = ServiceProcess(tmp_path / "outputs", token=token)
+    base_url = server.base_url
+    try:
         page = Page(browser)
         browser.get(base_url)
         page.wait(lambda: page.find("login").is_displayed(), message="no token field")
@@ -280,3 +257,5 @@ def test_the_page_asks_for_the_token_and_keeps_the_session(tmp_path, browser):
         browser.refresh()  # the HttpOnly cookie carries the session; the token is asked once
         page.wait(lambda: page.find("content").is_displayed(), message="a reload asked for the token again")
         assert not page.find("login").is_displayed()
+    finally:
+        server.close()

@@ -192,7 +192,7 @@ def _options(cfg, groups: dict[str, list[str]]) -> dict:
 
     choices = cfg.hydra.runtime.choices
     return {
-        "groups": {g: options for g, options in groups.items() if not g.startswith("hydra/")},
+        "groups": {g: groups[g] for g in sorted(groups) if not g.startswith("hydra/")},
         "objectives": [{"name": name, "direction": spec.direction, "description": spec.description}
                        for name, spec in OBJECTIVES.items()],
         "pruners": groups["hydra/sweeper/pruner"],

@@ -145,7 +145,7 @@ function buildForm(options) {
   for (const [group, names] of Object.entries(options.groups)) {
     const select = el("select", { id: group, name: group });
     fillSelect(select, names, options.defaults[group]);
-    groups.append(el("div", { className: "field" }, el("label", { htmlFor: group }, group), select));
+    groups.append(el("div", { className: "field" }, el("label", { htmlFor: group }, group[0].toUpperCase() + group.slice(1)), select));
   }
   fillSelect(byId("objective"), options.objectives, options.defaults.objective,
     (o) => ({ text: `${o.name} (${o.direction === "minimize" ? "min" : "max"})`, title: o.description }));
