@@ -4,7 +4,7 @@ A) and with 50 clients (phase B), each client polling `GET /sweeps/{id}` every 0
 holding the sweep's event stream (`/sweeps/{id}/events`) until `sweep_finished`; 25 clients
 watch each sweep.
 
-    uv run python benchmarks/service_load.py [--order ABA] [--clients 50] [--trials 4] [--epochs 20]
+    uv run python benchmarks/service_load.py [--order ABA] [--clients 50] [--trials 4] [--epochs 40]
         [--keep DIR]
 
 Phases alternate (A, B, A by default: B against the mean of the As cancels a steady drift of
@@ -20,6 +20,10 @@ a stream that ends without sweep_finished is one; events per stream), the trials
 process and of this one (the clients), and the machine's load. The goals: no errors, trials no
 slower with clients than without by more than 5% (ratio of mean train_seconds, B over A).
 JSON in benchmarks/results/service_load.json (written after each phase), and a table.
+
+The clients share the machine with the trials they watch, so their CPU time slows the trials as
+much as the server's does: they use aiohttp (its C parser; httpx took 2-2.5 ms of CPU a
+request here, four times the server's share), one session per client, all in one event loop.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,16 +129,17 @@ class Record:
         self.errors.append(what)
 
 
-async def watch_stream(http: httpx.AsyncClient, sweep_id: str, record: Record) -> None:
+async def watch_stream(http: aiohttp.ClientSession, url: str, record: Record) -> None:
     events, finished, name = 0, False, None
     started = time.perf_counter()
     try:
-        async with http.stream("GET", f"/sweeps/{sweep_id}/events") as response:
+        async with http.get(url + "/events") as response:
             record.connect_latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                record.error(f"events: HTTP {response.status_code}")
+            if response.status != 200:
+                record.error(f"events: HTTP {response.status}")
                 return
-            async for line in response.aiter_lines():
+            async for raw in response.content:
+                line = raw.decode().rstrip("\r\n")
                 if line.startswith("event:"):
                     name = line[len("event:"):].strip()
                 elif line.startswith("data:"):
@@ -142,28 +148,29 @@ async def watch_stream(http: httpx.AsyncClient, sweep_id: str, record: Record) -
     except Exception as err:  # every failure of a client is a result, not a crash of the benchmark
         record.error(f"events: {type(err).__name__}: {err}")
         return
-    record.events_per_stream.setdefault(sweep_id, []).append(events)
+    record.events_per_stream.setdefault(url, []).append(events)
     if not finished:
         record.error(f"events: the stream ended after {events} events without sweep_finished")
 
 
-async def client(number: int, sweep_id: str, base_url: str, record: Record, deadline: float) -> None:
+async def client(number: int, url: str, record: Record, deadline: float) -> None:
     """One watcher of a sweep, as a browser tab would be: its stream open, its view polled."""
     rng = random.Random(number)
     await asyncio.sleep(rng.uniform(0, 1))
-    async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30, read=300)) as http:
-        stream = asyncio.create_task(watch_stream(http, sweep_id, record))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=300)) as http:
+        stream = asyncio.create_task(watch_stream(http, url, record))
         status = None
         while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                response = await http.get(f"/sweeps/{sweep_id}")
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+                    body = await response.read()
                 latency = time.perf_counter() - started
-                if response.status_code == 200:
+                if response.status == 200:
                     record.poll_latencies.append(latency)
-                    status = response.json()["status"]
+                    status = json.loads(body)["status"]
                 else:
-                    record.error(f"poll: HTTP {response.status_code}")
+                    record.error(f"poll: HTTP {response.status}")
             except Exception as err:
                 record.error(f"poll: {type(err).__name__}: {err}")
             if status in FINAL and stream.done():
@@ -188,7 +195,8 @@ async def wait_for(base_url: str, sweep_id: str, started: float, deadline: float
 async def watched(server: Server, sweep_ids: list[str], started: float, clients: int, record: Record,
                   timeout: float) -> list[float]:
     deadline = time.monotonic() + timeout
-    watchers = [client(n, sweep_ids[n % len(sweep_ids)], server.base_url, record, deadline) for n in range(clients)]
+    urls = [f"{server.base_url}/sweeps/{sweep_id}" for sweep_id in sweep_ids]
+    watchers = [client(n, urls[n % len(urls)], record, deadline) for n in range(clients)]
     walls, *_ = await asyncio.gather(
         asyncio.gather(*(wait_for(server.base_url, s, started, deadline) for s in sweep_ids)), *watchers)
     return walls
@@ -217,7 +225,7 @@ def run_phase(server: Server, label: str, clients: int, seeds: list[int], args) 
     for sweep_id in sweep_ids:
         results = sorted((server.root / "sweeps" / sweep_id).glob("*/result.json"))
         trains += [json.loads(p.read_text())["metrics"]["train_seconds"] for p in results]
-    events = {s: (min(v), max(v)) for s, v in record.events_per_stream.items()}
+    events = {url.rsplit("/", 1)[1]: (min(v), max(v)) for url, v in record.events_per_stream.items()}
     return {
         "phase": label, "clients": clients, "sweeps": sweep_ids, "seeds": seeds,
         "trials": len(trains), "train_seconds": trains, "mean_train_s": round(statistics.mean(trains), 3),
@@ -247,8 +255,22 @@ def summary(phases: list[dict]) -> dict:
     a_wall, b_wall = mean_of("A", "mean_sweep_wall_s"), mean_of("B", "mean_sweep_wall_s")
     train_ratio = round(b_train / a_train, 3) if a_train and b_train else None
     loaded = [p for p in phases if p["clients"]]
+    # Each B against the As beside it: the spread shows how much the shared machine's speed moved.
+    pairs = []
+    for i, p in enumerate(phases):
+        beside = [q["mean_train_s"] for q in phases[max(0, i - 1):i + 2] if q["phase"] == "A"]
+        if p["phase"] == "B" and beside:
+            pairs.append(round(p["mean_train_s"] / statistics.mean(beside), 3))
+
+    def cpu_share(label, key):  # CPU seconds per second of a phase, as a share of the machine's cores
+        values = [p[key] / p["mean_sweep_wall_s"] for p in phases if p["phase"] == label]
+        return statistics.mean(values) / (os.cpu_count() or 1) if values else None
+
+    extra = {key.split("_")[0]: round(cpu_share("B", key) - cpu_share("A", key), 4)
+             for key in ("server_cpu_s", "client_cpu_s") if cpu_share("A", key) is not None and cpu_share("B", key)}
     return {
         "train_ratio": train_ratio, "wall_ratio": round(b_wall / a_wall, 3) if a_wall and b_wall else None,
+        "train_ratio_each_b": pairs, "extra_cpu_share_of_machine_with_clients": extra,
         "errors": sum(p["errors"] for p in loaded), "polls": sum(p["polls"] for p in loaded),
         "goal_met": train_ratio is not None and train_ratio <= GOAL_RATIO and not any(p["errors"] for p in loaded),
     }
@@ -272,8 +294,11 @@ def print_table(report: dict) -> None:
               f"{fmt(lat['p99']):>7} {fmt(lat['max']):>7} {events:>13}")
     s = report["summary"]
     print(f"\ntrials' mean train_seconds, B / A: {s['train_ratio']} (goal <= {GOAL_RATIO}); sweeps' wall time, "
-          f"B / A: {s['wall_ratio']}; {s['polls']} polls with clients, {s['errors']} errors; "
-          f"goal {'met' if s['goal_met'] else 'NOT met'}")
+          f"B / A: {s['wall_ratio']}; each B against the As beside it: {s['train_ratio_each_b']}; {s['polls']} polls "
+          f"with clients, {s['errors']} errors; goal {'met' if s['goal_met'] else 'NOT met'}")
+    extra = s["extra_cpu_share_of_machine_with_clients"]
+    print(f"CPU the clients added, as a share of the machine's {os.cpu_count()} cores: the server "
+          f"{extra.get('server', 0):.1%}, the clients themselves {extra.get('client', 0):.1%}")
 
 
 def main() -> None:
@@ -281,7 +306,7 @@ def main() -> None:
     parser.add_argument("--order", default="ABA", help="the phases in order: A without clients, B with them")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--trials", type=int, default=4, help="trials per sweep")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--timeout", type=float, default=900, help="seconds a phase may take")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "service_load.json"))
     parser.add_argument("--keep", default=None, help="the server's output root (default: a temporary one, removed)")
