@@ -123,9 +123,9 @@ def create_app(settings: ServeSettings, poll_interval: float = 0.5):
         return {"sweeps": [{k: v for k, v in view.items() if k != "trials"} for view in views if view]}
 
     @api.get("/sweeps/{sweep_id}")
-    def get_sweep(sweep_id: str) -> dict:
+    def get_sweep(sweep_id: str) -> Response:
         sweep_folder(sweep_id)
-        return monitor.view(sweep_id)
+        return Response(monitor.view_json(sweep_id), media_type="application/json")  # encoded once per poll
 
     @api.post("/sweeps/{sweep_id}/cancel", status_code=202)
     def cancel(sweep_id: str) -> dict:
