@@ -37,10 +37,11 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
             f'<a href="{escape(job)}/{name}">{name.split(".")[0][:4]}</a>'
             for name in TRIAL_PLOTS if (sweep_dir / job / name).exists()
         )
-        status = trial["status"] if trial["status"] == "completed" else f"{trial['status']}: {trial['reason']}"
+        status = status_text(trial) if trial["status"] == "completed" else f"{trial['status']}: {trial['reason']}"
         cells = [job, status, *map(fmt, values), fmt(trial.get("test_accuracy")), fmt(trial.get("overall_health")),
                  fmt(trial.get("epochs_run")), trial.get("where") or "-", *(fmt(trial["params"].get(p)) for p in params)]
-        css = "best" if best and job == best["job"] else ("failed" if trial["status"] != "completed" else "")
+        css = "best" if best and job == best["job"] else ("failed" if trial["status"] != "completed"
+                                                          or trial.get("violates") else "")
         rows.append(f'<tr class="{css}">' + "".join(f"<td>{escape(str(c))}</td>" for c in cells)
                     + f'<td>{_model_link(trial.get("model"), sweep_dir)}</td><td class="links">{links}</td></tr>')
     images = "".join(
@@ -66,6 +67,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
 Study <code>{escape(str(study["name"]))}</code> in <code>{escape(str(study["storage"]))}</code>
 holds {escape(str(study["n_trials_in_study"]))} trials.</p>
 {f'<p><b>Ended early:</b> {escape(summary["ended_early"]["message"])}</p>' if summary.get("ended_early") else ""}
+{_constraints_html(summary)}
 <h2>Best trial</h2>{best_html}{_best_model_html(summary.get("best_model"), sweep_dir)}
 {f"<p>Pareto front: jobs {escape(', '.join(t['job'] for t in pareto))}</p>" if pareto else ""}
 <h2>Trials</h2>
@@ -107,3 +109,17 @@ def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def status_text(trial: dict) -> str:
+    """A trial's status as the tables show it: with the constraints it misses, if any."""
+    return trial["status"] + (f" (misses {', '.join(trial['violates'])})" if trial.get("violates") else "")
+
+
+def _constraints_html(summary: dict) -> str:
+    if not summary.get("constraints"):
+        return ""
+    shown = ", ".join(f"{name} = {value}" for name, value in summary["constraints"].items())
+    return (f"<p><b>Constraints</b> (hydra.sweeper.constraints): {escape(shown)}. "
+            f"{summary.get('n_missing_constraints', 0)} trials miss them (marked); the best trial is the best "
+            "feasible one.</p>")

@@ -17,7 +17,8 @@ from rich.text import Text
 
 from cvsweep.config.objectives import directions_of, objectives_of
 from cvsweep.jsonio import read_json, write_json_atomic
-from cvsweep.reporting.report import fmt
+from cvsweep.reporting.report import fmt, status_text
+from cvsweep.study.constraints import limits_of, violated
 from cvsweep.study.search_space import search_space
 from cvsweep.training.artifact import MODEL_FILE
 from cvsweep.training.result import is_completed
@@ -43,8 +44,10 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
         folders, covers = _study_trial_folders(study), "study"
     trials = [trial_row(folder, params, os.path.relpath(folder, sweep_dir)) for folder in folders]
     completed = [t for t in trials if t["status"] == "completed"]
-    front = pareto_front(completed, directions)
-    best = best_trial(completed, directions)
+    # With constraints, the best is the best trial that meets them (as Optuna's best_trial).
+    feasible = [t for t in completed if not t["violates"]]
+    front = pareto_front(feasible, directions)
+    best = best_trial(feasible, directions)
     summary = {
         "sweep_dir": str(sweep_dir),
         # "run": this run's trials; "study": this run started none, so the study's trials
@@ -58,6 +61,8 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
         "n_pruned": sum(1 for t in trials if t["status"] == "pruned"),
         "n_failed": sum(1 for t in trials if t["status"] not in ("completed", "pruned")),
         "n_infeasible": sum(1 for t in trials if t["status"] == "infeasible"),
+        "constraints": limits_of(cfg.hydra.sweeper) or None,
+        "n_missing_constraints": sum(1 for t in trials if t["violates"]),
         "best": best and {**best, "config": read_json(sweep_dir / best["job"] / "result.json")["config"]},
         "pareto_front": front if len(names) > 1 else None,
         "importances": _importances(study, len(names)),
@@ -203,7 +208,7 @@ def trial_row(folder: Path, params: list[str], job: str) -> dict:
     if not path.exists():
         return {"job": job, "status": "failed",
                 "reason": "no result.json: the trial was stopped (interrupted or killed) before it wrote one",
-                "objective": None, "objective_values": None, "fingerprint": None, "params": {}}
+                "objective": None, "objective_values": None, "fingerprint": None, "params": {}, "violates": []}
     result = read_json(path)
     metrics = result.get("metrics", {})
     config = OmegaConf.create(result["config"])
@@ -221,6 +226,8 @@ def trial_row(folder: Path, params: list[str], job: str) -> dict:
         "epochs_run": metrics.get("epochs_run"),
         "train_seconds": metrics.get("train_seconds"),
         "fingerprint": result["fingerprint"],
+        "constraints": result.get("constraints"),  # each value <= 0: met (cvsweep/study/constraints.py)
+        "violates": violated(result.get("constraints")),
         "executor": where.get("executor"),
         "where": f"{where.get('executor')}:{where.get('worker_id') or where.get('hostname')}",
         "fallback": bool(result.get("fallback")),
@@ -330,7 +337,7 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
             shown = [f"{trial['status']}: {trial['reason']}"] + ["-"] * (len(names) - 1)
         cells = (
             trial["job"] + (" *" if trial["job"] == best_job else ""),
-            trial["status"],
+            status_text(trial),
             *shown,
             fmt(trial.get("test_accuracy")),
             fmt(trial.get("overall_health")),
@@ -354,6 +361,11 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
         pruned = f"{summary['n_pruned']} pruned, " if summary.get("n_pruned") else ""
         console.print(f"This run: {summary['n_completed']} completed, {pruned}{summary['n_failed']} failed"
                       + (f" ({summary['n_infeasible']} of them infeasible)." if summary["n_infeasible"] else "."))
+    if summary.get("constraints"):
+        best = f"; the best is the best of those that meet them (job {best_job})" if best_job else \
+            "; no completed trial meets them"
+        console.print(f"Constraints {summary['constraints']}: {summary['n_missing_constraints']} trials miss them"
+                      + best, markup=False)
     if summary["pareto_front"]:
         console.print("Pareto front: jobs " + ", ".join(t["job"] for t in summary["pareto_front"]), markup=False)
     console.print(f"Report: {Path(summary['sweep_dir']) / 'report.html'}", markup=False)

@@ -33,6 +33,7 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
     from cvsweep.config.objectives import directions_of, objectives_of
     from cvsweep.config.schema import RUN_KEYS, run_config_of
     from cvsweep.data.sources import pin_dataset
+    from cvsweep.study.constraints import limits_of
     from cvsweep.study.search_space import search_space, sweep_parameters
 
     distributions, _ = sweep_parameters(cfg)
@@ -51,6 +52,8 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
         identity["secondary_directions"] = ",".join(directions[1:])
     if Objective.health in objectives:
         identity["health_weight"] = cfg.health_weight
+    for name, limit in limits_of(cfg.hydra.sweeper).items():  # they decide which trials are candidates
+        identity[f"constraint {name}"] = limit
     for name, distribution in sorted(distributions.items()):
         identity[f"search {name}"] = _described(distribution)
     return identity

@@ -23,6 +23,7 @@ TIME_BUDGET = "time_budget_exceeded"
 INTERNAL_ERROR = "internal_error"  # a fault of cvsweep or a library: not about the configuration
 INTERRUPTED = "interrupted"
 REMOTE_ERROR = "remote_error"
+CONSTRAINT = "constraint"  # the model misses a study constraint before training: infeasible
 
 # The stage of train() an exception came from (train() reports them as it goes).
 DATA, MODEL, FIT = "data", "model", "fit"

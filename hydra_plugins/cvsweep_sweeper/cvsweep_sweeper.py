@@ -47,7 +47,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from cvsweep import compat
-from cvsweep.study import pruning
+from cvsweep.study import constraints, pruning
 
 # No "from __future__ import annotations" here: Hydra executes plugin modules outside
 # sys.modules, where dataclasses cannot resolve string annotations.
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 class CvsweepSweeper(OptunaSweeper):
     def __init__(self, heartbeat_interval: int, grace_period: int, max_consecutive_failures: int,
                  pruner: Optional[optuna.pruners.BasePruner] = None, timeout_s: Optional[float] = None,
-                 **settings: Any) -> None:
+                 constraints: Any = None, **settings: Any) -> None:
         # upstream's __init__ builds upstream's loop
         self.sweeper = CvsweepSweeperImpl(**settings)
         self.sweeper.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
@@ -274,6 +274,7 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
         result = Path(self.config.hydra.sweep.dir) / str(job_idx) / "result.json"
         record = {"host": socket.gethostname(), "path": str(result.resolve())}
         outcome = compat.job_outcome(ret)
+        constraints.give_to_optuna(trial, result)  # when the sweep sets constraints
         if isinstance(outcome, optuna.TrialPruned):  # not through return_value: it logs an error
             trial.set_user_attr(studies.RESULT_ATTR, {**record, "reason": str(outcome), "pruned": True})
             study.tell(trial, state=TrialState.PRUNED)
@@ -353,6 +354,11 @@ def _shown(storage: Optional[str]) -> str:
     return make_url(storage).render_as_string(hide_password=True)
 
 
+def _constraints_conf() -> type:
+    """hydra.sweeper.constraints: one optional number per row of the constraints table."""
+    return make_dataclass("ConstraintsConf", [(name, Optional[float], None) for name in constraints.CONSTRAINTS])
+
+
 @dataclass
 class CvsweepSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.cvsweep_sweeper.cvsweep_sweeper.CvsweepSweeper"
@@ -371,6 +377,10 @@ class CvsweepSweeperConf(OptunaSweeperConf):
     # The whole sweep's wall clock, in seconds (null: none). When it runs out no new trial
     # starts; running trials finish, or with a pruner stop at their next epoch's end.
     timeout_s: Optional[float] = None
+    # Limits a trial must meet to be a candidate (the earlier tool's max_parameters and
+    # min_accuracy_threshold): null, or hydra.sweeper.constraints.max_params=... (see
+    # cvsweep/study/constraints.py); Optuna's samplers learn to avoid what misses them.
+    constraints: Any = field(default_factory=lambda: _constraints_conf()())
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="cvsweep", node=CvsweepSweeperConf, provider="cvsweep")

@@ -1,0 +1,86 @@
+"""Study constraints (``hydra.sweeper.constraints``): limits a trial must meet to count as a
+candidate, the earlier tool's ``max_parameters`` and ``min_accuracy_threshold``.
+
+Each constraint is given to Optuna as the trial's constraint value (``Trial.set_constraint``:
+feasible when <= 0), which its samplers read: TPE ranks infeasible trials below every feasible
+one by how far they miss, NSGA-II prefers feasible ones, and ``Study.best_trial`` picks the
+best feasible trial. (Optuna 5 deprecates the samplers' ``constraints_func`` for this API.)
+A model over ``max_params`` never trains: its size is known before it is built, so the trial
+is refused at once and recorded infeasible, with its constraint value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from cvsweep.config.schema import ConfigError
+
+
+@dataclass(frozen=True)
+class Constraint:
+    metric: str  # result["metrics"][metric]
+    limit: str  # "max": metric <= setting; "min": metric >= setting
+    description: str
+
+
+# The one table: each setting of hydra.sweeper.constraints (the sweeper's schema is made from it).
+CONSTRAINTS = {
+    "max_params": Constraint("params", "max", "at most this many model parameters (refused before training)"),
+    "min_val_accuracy": Constraint("val_accuracy", "min", "at least this validation accuracy"),
+}
+
+
+def limits_of(sweeper) -> dict[str, float]:
+    """The constraints a sweep sets (its hydra.sweeper node), without the unset ones; whole
+    numbers as ints (the schema holds floats)."""
+    given = (sweeper or {}).get("constraints") or {}
+    return {name: _plain(given[name]) for name in CONSTRAINTS if given.get(name) is not None}
+
+
+def _plain(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def check_limits(sweeper) -> None:
+    problems = []
+    for name, value in limits_of(sweeper).items():
+        key = f"hydra.sweeper.constraints.{name}={value}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{key}: allowed is a number, or null (no constraint)")
+        elif name == "max_params" and not (float(value).is_integer() and value >= 1):
+            problems.append(f"{key}: allowed is a whole number >= 1")
+        elif name == "min_val_accuracy" and not 0 <= value <= 1:
+            problems.append(f"{key}: allowed is a number in [0, 1]")
+    if problems:
+        raise ConfigError(*problems)
+
+
+def values(metrics: dict, limits: dict[str, float]) -> dict[str, float]:
+    """Each set constraint's value for a trial with these metrics (<= 0: met), for the ones
+    its metrics have."""
+    found = {}
+    for name, limit in limits.items():
+        constraint, measured = CONSTRAINTS[name], metrics.get(CONSTRAINTS[name].metric)
+        if isinstance(measured, (int, float)) and not isinstance(measured, bool):
+            found[name] = float(measured - limit if constraint.limit == "max" else limit - measured)
+    return found
+
+
+def violated(constraint_values: Optional[dict[str, Any]]) -> list[str]:
+    """The constraints a trial's recorded values miss."""
+    return [name for name, value in (constraint_values or {}).items() if value > 0]
+
+
+def give_to_optuna(trial, result_path) -> None:
+    """Before the trial is told: its recorded constraint values (result.json's ``constraints``)
+    as Optuna's, so the sampler learns where the feasible region is."""
+    from cvsweep.jsonio import read_json
+
+    try:
+        recorded = read_json(result_path).get("constraints") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    for name, value in recorded.items():
+        if name in CONSTRAINTS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            trial.set_constraint(name, value)
