@@ -33,7 +33,7 @@ def service(tmp_path):
 
 
 def events_of(server: ServiceProcess, sweep_id: str, timeout: float = 300,
-              last_event_id: int | None = None) -> list[tuple[str, dict]]:
+              last_event_id: int | str | None = None) -> list[tuple[str, dict]]:
     """Every event of the sweep's stream (after ``last_event_id``), until it ends with sweep_finished."""
     found, name = [], None
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
@@ -77,6 +77,9 @@ def test_a_sweep_started_watched_and_collected_through_the_api(service):
     assert "epoch" in names
     # A client that reconnects with the last id it saw gets only what came after.
     assert events_of(service, sweep_id, last_event_id=len(events) - 2) == events[-2:]
+    # An id that is no number of ours (a digit int() cannot read, too many digits): the whole stream.
+    for unreadable in ("\u00b2", "9" * 5000):
+        assert events_of(service, sweep_id, last_event_id=unreadable) == events
 
     # The best trial: its config and fingerprint, the same as its result.json's.
     best = view["best"]
