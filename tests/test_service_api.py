@@ -144,6 +144,18 @@ def test_sweeps_queue_and_cancel_like_ctrl_c(service):
 
 
 @pytest.mark.slow
+def test_a_sweep_cancelled_as_it_starts_never_runs_and_is_cancelled_at_once(service):
+    """Cancelled while its supervisor process is still starting (it could not take a signal
+    yet): the supervisor reads the cancel itself and records it; nothing is left running."""
+    sweep_id = service.start_sweep(*LONG_SWEEP)
+    assert service.post(f"/sweeps/{sweep_id}/cancel").status_code == 202
+    assert service.wait_for(sweep_id, timeout=120)["status"] == "cancelled"
+    state = read_json(service.output_root / "sweeps" / sweep_id / "service_state.json")
+    assert state["status"] == "cancelled", state  # recorded by the supervisor, not inferred from a dead one
+    assert service.get("/health").json()["running"] == 0
+
+
+@pytest.mark.slow
 def test_a_restarted_server_finds_every_sweep_and_runs_the_queue_it_left(tmp_path):
     root = tmp_path / "outputs"
     first = ServiceProcess(root)

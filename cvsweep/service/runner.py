@@ -73,7 +73,9 @@ class Runner:
             store.request_cancel(folder)
             if status == store.QUEUED:
                 return store.CANCELLED
+            # A supervisor still starting has no signal handler yet (SIGINT would kill it): it
+            # reads the cancel file itself (cvsweep/service/supervise.py).
             pid = (state or {}).get("supervisor_pid")
-            if store.supervisor_alive(pid, folder):
+            if (state or {}).get("status") == store.RUNNING and store.supervisor_alive(pid, folder):
                 os.kill(pid, signal.SIGINT)
             return store.status_of(folder)[0]

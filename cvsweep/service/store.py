@@ -97,10 +97,10 @@ def status_of(folder: Path) -> tuple[str, Optional[dict]]:
         return state["status"], state
     if supervisor_alive(state.get("supervisor_pid"), folder):
         return RUNNING, state
+    if cancel_requested(folder):  # cancelled, and its supervisor ended without recording it
+        return CANCELLED, {**state, "reason": "cancelled by a client"}
     if state.get("status") == STARTING and time.time() - state.get("written_at", 0) < 30:
         return RUNNING, state  # launched a moment ago; its supervisor has not written yet
-    if cancel_requested(folder):  # cancelled before it could record anything
-        return CANCELLED, {**state, "reason": "cancelled by a client"}
     return FAILED, {**state, "reason": "the sweep's supervisor process ended without recording how (killed?)"}
 
 
