@@ -67,6 +67,7 @@ def test_a_sweep_started_watched_and_collected_through_the_api(service):
     assert view["status"] == "finished" and view["exit_code"] == 0, view["reason"]
     assert view["progress"]["finished"] == view["progress"]["total"] == 2 and view["progress"]["running"] == []
     assert view["overrides"] == TINY_SWEEP and view["objectives"] == ["val_accuracy"]
+    assert view["study"]["n_finished"] == 2 and view["study"]["states"] == {"complete": 2}  # from the storage
 
     # The events tell the story in order: each trial starts, reports epochs, ends; then the sweep.
     names = [name for name, _ in events]

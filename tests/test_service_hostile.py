@@ -88,7 +88,7 @@ HOSTILE_OVERRIDES = [
     (["training.epochs"], None, "not an override"),
     (["training.epochs=0"], "training.epochs", "allowed is [1, 10000]"),
     (["training.epochs=abc"], "training.epochs", "could not be converted"),
-    (["model.no_such_setting=3"], "model.no_such_setting", "Could not override"),
+    (["model.no_such_setting=3"], "model.no_such_setting", "no such setting; model has: architecture"),
     (["objective=speed"], "objective", "objective"),
     (["hydra/sweeper/pruner=genetic"], "hydra/sweeper/pruner", "no such option"),
     (["secondary_objectives=[params]"], None, "hydra/sweeper/pruner=none"),  # multi-objective with a pruner

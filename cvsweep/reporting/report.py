@@ -65,6 +65,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
 {summary["n_completed"]} completed, {summary.get("n_pruned", 0)} pruned, {summary["n_failed"]} failed.
 Study <code>{escape(str(study["name"]))}</code> in <code>{escape(str(study["storage"]))}</code>
 holds {escape(str(study["n_trials_in_study"]))} trials.</p>
+{f'<p><b>Ended early:</b> {escape(summary["ended_early"]["message"])}</p>' if summary.get("ended_early") else ""}
 <h2>Best trial</h2>{best_html}{_best_model_html(summary.get("best_model"), sweep_dir)}
 {f"<p>Pareto front: jobs {escape(', '.join(t['job'] for t in pareto))}</p>" if pareto else ""}
 <h2>Trials</h2>

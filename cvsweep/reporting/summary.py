@@ -27,8 +27,11 @@ log = logging.getLogger("cvsweep.summary")
 TRIALS_PLOTTED = 3
 
 
-def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models: dict | None = None) -> dict:
-    """``kept_models``: what artifacts=best deleted and kept (cvsweep/sweep/keep_models.py)."""
+def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models: dict | None = None,
+                    ended_early: dict | None = None) -> dict:
+    """``kept_models``: what artifacts=best deleted and kept (cvsweep/sweep/keep_models.py);
+    ``ended_early``: why the run ended before n_trials ({"exit_code", "message"}: interrupted,
+    failures in a row, the time limit), or None."""
     sweep_dir = Path(cfg.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)  # absent when the study needed no more trials
     names = [o.name for o in objectives_of(cfg)]
@@ -63,6 +66,7 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
         "models_deleted": (kept_models or {}).get("deleted") or [],
         # artifacts=best kept these instead, since the best trial has no model on this host
         "models_kept_instead": (kept_models or {}).get("kept_instead"),
+        "ended_early": ended_early,
     }
     summary["best_model"] = best_model(summary, sweep_dir)
     if cfg.plots.name == "all":

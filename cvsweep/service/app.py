@@ -123,9 +123,9 @@ def create_app(settings: ServeSettings, poll_interval: float = 0.5):
         return {"sweeps": [{k: v for k, v in view.items() if k != "trials"} for view in views if view]}
 
     @api.get("/sweeps/{sweep_id}")
-    def get_sweep(sweep_id: str) -> dict:
+    def get_sweep(sweep_id: str) -> Response:
         sweep_folder(sweep_id)
-        return monitor.view(sweep_id)
+        return Response(monitor.view_json(sweep_id), media_type="application/json")  # encoded once per poll
 
     @api.post("/sweeps/{sweep_id}/cancel", status_code=202)
     def cancel(sweep_id: str) -> dict:
@@ -195,7 +195,7 @@ def _options(cfg, groups: dict[str, list[str]]) -> dict:
 
     choices = cfg.hydra.runtime.choices
     return {
-        "groups": {g: options for g, options in groups.items() if not g.startswith("hydra/")},
+        "groups": {g: groups[g] for g in sorted(groups) if not g.startswith("hydra/")},
         "objectives": [{"name": name, "direction": spec.direction, "description": spec.description}
                        for name, spec in OBJECTIVES.items()],
         "pruners": groups["hydra/sweeper/pruner"],

@@ -10,6 +10,7 @@ restart, too).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class Monitor:
         self.runner, self.sweeps, self.interval = runner, runner.sweeps, interval
         self.logs: dict[str, EventLog] = {}
         self.ended_views: dict[str, dict] = {}  # sweeps that ended: their view never changes
+        self.encoded: dict[str, tuple[dict, bytes]] = {}  # a view and its JSON
         self.lock = threading.Lock()
         self.stop = threading.Event()
 
@@ -127,6 +129,19 @@ class Monitor:
                 return events.view
         events = self.refresh(sweep_id)
         return events.view if events else None
+
+    def view_json(self, sweep_id: str) -> Optional[bytes]:
+        """The view as JSON, encoded once per poll rather than once per request: with 50 clients
+        polling, FastAPI's encoding of the view (0.5 ms) was most of a request's cost."""
+        view = self.view(sweep_id)
+        if view is None:
+            return None
+        known = self.encoded.get(sweep_id)
+        if known is None or known[0] is not view:
+            # As FastAPI's JSONResponse writes it.
+            known = view, json.dumps(view, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+            self.encoded[sweep_id] = known
+        return known[1]
 
     def events(self, sweep_id: str) -> Optional[EventLog]:
         with self.lock:

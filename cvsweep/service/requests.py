@@ -227,7 +227,8 @@ def _preflight(overrides: list[str], settings: ServeSettings, sweep_dir: Path) -
             if err.__cause__ is not None:  # Hydra's "Error merging override ..." says why in its cause
                 lines += [line.strip() for line in str(err.__cause__).splitlines()[:1]]
             text = " ".join(lines)
-            raise Refused([Problem(*_blamed(text, overrides), text)]) from None
+            index, key = _blamed(text, overrides)
+            raise Refused([Problem(index, key, _unknown_key(text, key) or text)]) from None
     sweeper = cfg.hydra.sweeper
     return CheckedSweep(
         overrides=full,
@@ -238,6 +239,22 @@ def _preflight(overrides: list[str], settings: ServeSettings, sweep_dir: Path) -
         study={"name": sweeper.study_name, "storage": OmegaConf.select(cfg, "hydra.sweeper.storage")},
         already_finished=_finished_in_study(sweeper.storage, sweeper.study_name),
     )
+
+
+def _unknown_key(message: str, key: Optional[str]) -> Optional[str]:
+    """Hydra's answer to an unknown key suggests ``+KEY=VALUE``, which a request may not use:
+    say instead which settings the key's section has."""
+    from omegaconf import DictConfig
+
+    from cvsweep.compose import compose
+
+    if key is None or "Could not override" not in message:
+        return None
+    section, _, _ = key.rpartition(".")
+    node = compose().get(section) if section and "." not in section else None
+    if not isinstance(node, DictConfig):
+        return f"{key}: no such setting"
+    return f"{key}: no such setting; {section} has: {', '.join(str(k) for k in node.keys())}"
 
 
 def _finished_in_study(storage: Optional[str], name: Optional[str]) -> int:

@@ -5,6 +5,7 @@ summary and report the sweep writes when it ends. The same rows as the command's
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -39,7 +40,7 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
         "reason": (state or {}).get("reason"),
         "objectives": request["objectives"],
         "directions": request["directions"],
-        "study": request["study"],
+        "study": _study(folder, request),
         "progress": {
             "finished": request["already_finished"] + sum(r["status"] in COUNTED for r in rows),
             "total": request["n_trials"],
@@ -57,11 +58,37 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
     return view
 
 
+def _study(folder: Path, request: dict) -> dict:
+    """The study: its name and storage; once the sweep has written its summary, the whole
+    study as the summary read it from the storage (trials by state over every run and process,
+    finished of n_trials, its best trials)."""
+    try:
+        return read_json(folder / "summary.json")["study"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return request["study"]
+
+
 def _trials(folder: Path, request: dict, ended: bool) -> list[dict]:
     """This sweep's trials that ended, in job order: while it runs, those with a result.json;
     once it ended, every one (a trial stopped before it wrote one is failed, as in the summary)."""
-    return [trial_row(trial, request["params"], trial.name) for trial in trial_folders(folder)
-            if ended or (trial / "result.json").exists()]
+    rows = []
+    for trial in trial_folders(folder):
+        try:
+            written = (trial / "result.json").stat()
+        except OSError:  # no result.json: running, or stopped before it wrote one
+            if ended:
+                rows.append(trial_row(trial, request["params"], trial.name))
+            continue
+        rows.append(_ended_row(trial, written.st_mtime_ns, written.st_size, tuple(request["params"])))
+    return rows
+
+
+@functools.lru_cache(maxsize=4096)
+def _ended_row(trial: Path, mtime_ns: int, size: int, params: tuple[str, ...]) -> dict:
+    """A trial's row, read once: a trial writes its result.json once, when it ends (the file's
+    time and size in the key notice a rewrite). Building a row parses the trial's config (8 ms
+    here); the poller built every row of every running sweep twice a second."""
+    return trial_row(trial, list(params), trial.name)
 
 
 def _row(row: dict, base: str) -> dict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,6 +41,8 @@ FORKING_LAUNCHER = "hydra_plugins.cvsweep_launcher.cvsweep_launcher.CvsweepLaunc
 _trials: dict[int, optuna.Trial] = {}
 # Job number -> how a forked worker reaches its trial (adopted, not yet opened).
 _refs: dict[int, "TrialRef"] = {}
+# When the sweep's time limit (hydra.sweeper.timeout_s) runs out, as time.time(); None: no limit.
+_deadline: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class TrialRef:
     study_name: str
     trial_id: int
     pruner: optuna.pruners.BasePruner
+    deadline: Optional[float] = None  # the sweep's time limit, as time.time()
 
 
 def prunes(pruner) -> bool:
@@ -66,6 +70,13 @@ def attach(job: int, trial: optuna.Trial) -> None:
     _trials[job] = trial
 
 
+def set_deadline(deadline: Optional[float]) -> None:
+    """The sweep's time limit (time.time() when it runs out): a trial still training then
+    stops at its next epoch's end, pruned."""
+    global _deadline
+    _deadline = deadline
+
+
 def detach(job: int) -> None:
     _trials.pop(job, None)
     _refs.pop(job, None)
@@ -77,7 +88,8 @@ def portable(job: int, storage: Optional[str]) -> Optional[TrialRef]:
     trial = _trials.get(job)
     if trial is None or not storage:
         return None
-    return TrialRef(_absolute(str(storage)), trial.study.study_name, compat.trial_id(trial), trial.study.pruner)
+    return TrialRef(_absolute(str(storage)), trial.study.study_name, compat.trial_id(trial), trial.study.pruner,
+                    _deadline)
 
 
 def _absolute(url: str) -> str:
@@ -105,12 +117,12 @@ def reporter(cfg, job: Optional[int]) -> Optional["EpochReporter"]:
     sweep without a pruner, or a job with no trial to report to."""
     if job is None:
         return None
-    trial = _trials.get(job)
+    trial, deadline = _trials.get(job), _deadline
     if trial is None and job in _refs:
-        trial = _open(_refs[job])
+        trial, deadline = _open(_refs[job]), _refs[job].deadline
     if trial is None:
         return None
-    return EpochReporter(trial, cfg.objective, cfg.health_weight)
+    return EpochReporter(trial, cfg.objective, cfg.health_weight, deadline)
 
 
 def _open(ref: TrialRef) -> Optional[optuna.Trial]:
@@ -130,13 +142,15 @@ def _storage(url: str) -> optuna.storages.BaseStorage:
 
 class EpochReporter:
     """Reports the objective's value after each epoch (``objectives.epoch_value``) to the
-    trial, and answers whether the pruner stops the run. Never after the last planned epoch:
-    the run's work is done, so it completes. A fault in the storage never costs the run: it
-    goes on unpruned."""
+    trial, and answers whether the pruner stops the run, or the sweep's time limit
+    (``deadline``) has run out. Never after the last planned epoch: the run's work is done, so
+    it completes. A fault in the storage never costs the run: it goes on unpruned."""
 
-    def __init__(self, trial: optuna.Trial, objective, health_weight: float):
+    def __init__(self, trial: optuna.Trial, objective, health_weight: float, deadline: Optional[float] = None):
         self.trial, self.objective, self.health_weight = trial, objective, health_weight
+        self.deadline = deadline
         self.last: Optional[dict] = None  # the last epoch reported and its value
+        self.out_of_time = False
 
     def __call__(self, update: dict) -> bool:
         value = epoch_value(update, self.objective, self.health_weight)
@@ -146,19 +160,28 @@ class EpochReporter:
         try:
             self.trial.report(value, epoch)
             self.last = {"epoch": epoch, "value": value}
-            return epoch < update.get("epochs", math.inf) and self.trial.should_prune()
+            if epoch >= update.get("epochs", math.inf):
+                return False
+            self.out_of_time = self.deadline is not None and time.time() >= self.deadline
+            return self.out_of_time or self.trial.should_prune()
         except Exception as err:
             log.warning("could not report epoch %d to the study, so the run goes on: %s", epoch, err)
             return False
 
     def record(self) -> dict:
-        """For result.json's ``pruned``: the value the pruner saw last, and which pruner."""
-        return {**(self.last or {}), "metric": self.objective.name, "pruner": type(self.trial.study.pruner).__name__}
+        """For result.json's ``pruned``: the value the pruner saw last, and which pruner; or
+        ``"by": "timeout_s"`` when the sweep's time limit stopped it."""
+        by = {"by": "timeout_s"} if self.out_of_time else {}
+        return {**(self.last or {}), "metric": self.objective.name, "pruner": type(self.trial.study.pruner).__name__,
+                **by}
 
     def reason(self) -> str:
         """Why the run stopped, for result.json and the tables."""
         record = self.record()
         seen = f"{record['metric']} {record['value']:.4f} " if "value" in record else ""
+        if self.out_of_time:
+            return (f"stopped after epoch {record.get('epoch', '?')} ({seen.strip() or 'no value'}): the sweep's "
+                    "time limit (hydra.sweeper.timeout_s) ran out")
         return (f"pruned after epoch {record.get('epoch', '?')}: {seen}was behind the other trials "
                 f"({record['pruner']})")
 

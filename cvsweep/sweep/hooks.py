@@ -33,8 +33,9 @@ class CvsweepHooks(Callback):
         from cvsweep.sweep import early_end
         from cvsweep.sweep.keep_models import keep_best
 
-        summary = summarize_sweep(config, kept_models=keep_best(config))  # artifacts=best first
-        ended = early_end.take()  # interrupted, or too many failures in a row
+        ended = early_end.take()  # interrupted, too many failures in a row, or the time limit
+        summary = summarize_sweep(config, kept_models=keep_best(config),  # artifacts=best first
+                                  ended_early=ended and {"exit_code": ended.exit_code, "message": ended.message})
         if ended is not None:
             print(f"cvsweep: {ended.message}", file=sys.stderr)
             raise SystemExit(ended.exit_code)

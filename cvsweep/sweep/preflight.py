@@ -73,3 +73,7 @@ def _check_sweeper_settings(sweeper: DictConfig) -> None:
     limit = sweeper.max_consecutive_failures
     if not (isinstance(limit, int) and limit >= 1):
         raise ConfigError(f"hydra.sweeper.max_consecutive_failures={limit}: allowed is a whole number >= 1")
+    timeout = sweeper.get("timeout_s")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+                                or timeout == float("inf")):
+        raise ConfigError(f"hydra.sweeper.timeout_s={timeout}: allowed is a number of seconds > 0, or null (no limit)")

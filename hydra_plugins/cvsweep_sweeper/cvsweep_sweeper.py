@@ -29,6 +29,7 @@ import functools
 import inspect
 import logging
 import socket
+import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, make_dataclass
@@ -55,11 +56,13 @@ log = logging.getLogger(__name__)
 
 class CvsweepSweeper(OptunaSweeper):
     def __init__(self, heartbeat_interval: int, grace_period: int, max_consecutive_failures: int,
-                 pruner: Optional[optuna.pruners.BasePruner] = None, **settings: Any) -> None:
+                 pruner: Optional[optuna.pruners.BasePruner] = None, timeout_s: Optional[float] = None,
+                 **settings: Any) -> None:
         # upstream's __init__ builds upstream's loop
         self.sweeper = CvsweepSweeperImpl(**settings)
         self.sweeper.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
         self.sweeper.max_consecutive_failures = max_consecutive_failures
+        self.sweeper.timeout_s = timeout_s
         self.sweeper.pruner = pruner if pruning.prunes(pruner) else None
 
 
@@ -97,8 +100,10 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
         """Keep up to n_jobs trials running until the study holds n_trials finished ones: with
         a launcher that can submit one job (cvsweep's), a trial starts as soon as any one
         ends; with any other launcher, trials run in batches of n_jobs. Stops early after
-        max_consecutive_failures failures in a row, or on SIGINT / SIGTERM (see
-        cvsweep/execution/interrupts.py); cvsweep/sweep/early_end.py carries the exit status to the hook."""
+        max_consecutive_failures failures in a row, on SIGINT / SIGTERM (see
+        cvsweep/execution/interrupts.py), or when timeout_s has passed: no new trial starts,
+        the running ones finish (with a pruner, they stop at their next epoch's end);
+        cvsweep/sweep/early_end.py carries the exit status to the hook."""
         from cvsweep.execution.interrupts import SweepInterrupted, SweepInterrupts
         from cvsweep.reporting.progress import SweepProgress
         from cvsweep.study import storage as studies
@@ -108,11 +113,19 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
         told, failures, streak = 0, [], []
         changed, cancelling = True, False  # the study asked only when a trial ended
         already = studies.n_counted(study.get_trials(deepcopy=False))
+        deadline = time.time() + self.timeout_s if self.timeout_s is not None else None
+        pruning.set_deadline(deadline)
+        out_of_time = False
         with studies.Heartbeat(storage, self.heartbeat["heartbeat_interval"]) as heartbeat, \
                 SweepInterrupts() as interrupts, \
                 SweepProgress.for_sweep(self.config, self.n_trials, already) as progress:
             while True:
-                stopping = interrupts.signum is not None or len(streak) >= self.max_consecutive_failures
+                if deadline is not None and not out_of_time and time.time() >= deadline:
+                    out_of_time = True
+                    log.info("The sweep's time limit (hydra.sweeper.timeout_s=%s) ran out: no new trial starts; "
+                             "%d running finish%s", self.timeout_s, len(running),
+                             " (stopped at their next epoch's end)" if self.pruner is not None else "")
+                stopping = interrupts.signum is not None or len(streak) >= self.max_consecutive_failures or out_of_time
                 free = self.n_jobs - len(running)
                 n_ask = min(free, studies.n_to_ask(study, self.n_trials)) if changed and free > 0 and not stopping else 0
                 trials = [self._ask(study) for _ in range(max(0, n_ask))]
@@ -175,6 +188,11 @@ class CvsweepSweeperImpl(compat.optuna_sweeper_base()):
             early_end.end_early(1, f"{len(streak)} trials failed in a row "
                                    f"(hydra.sweeper.max_consecutive_failures={self.max_consecutive_failures}), "
                                    f"so the sweep stopped; the first of them: {streak[0]}")
+        elif out_of_time:
+            finished = studies.n_counted(study.get_trials(deepcopy=False))
+            early_end.end_early(0, f"the sweep's time limit (hydra.sweeper.timeout_s={self.timeout_s:g}) ended it: "
+                                   f"{finished} of n_trials={self.n_trials} finished; run the same command to go on")
+        pruning.set_deadline(None)
 
     def _tell_interrupted(self, study, trial, job_idx: int, interrupts, progress,
                           ret: Optional[JobReturn] = None) -> None:
@@ -350,6 +368,9 @@ class CvsweepSweeperConf(OptunaSweeperConf):
     # row: a broken setup (offline, wrong endpoint or key) never loops. Failed trials do not
     # count towards n_trials, which counts finished ones.
     max_consecutive_failures: int = 3
+    # The whole sweep's wall clock, in seconds (null: none). When it runs out no new trial
+    # starts; running trials finish, or with a pruner stop at their next epoch's end.
+    timeout_s: Optional[float] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="cvsweep", node=CvsweepSweeperConf, provider="cvsweep")
