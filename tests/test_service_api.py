@@ -33,7 +33,7 @@ def service(tmp_path):
 
 
 def events_of(server: ServiceProcess, sweep_id: str, timeout: float = 300,
-              last_event_id: int | None = None) -> list[tuple[str, dict]]:
+              last_event_id: int | str | None = None) -> list[tuple[str, dict]]:
     """Every event of the sweep's stream (after ``last_event_id``), until it ends with sweep_finished."""
     found, name = [], None
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
@@ -78,6 +78,10 @@ def test_a_sweep_started_watched_and_collected_through_the_api(service):
     assert "epoch" in names
     # A client that reconnects with the last id it saw gets only what came after.
     assert events_of(service, sweep_id, last_event_id=len(events) - 2) == events[-2:]
+    # An id that is no number of ours (a digit int() cannot read, too many digits, one past the end
+    # as an earlier server's stream may have sent): the whole stream, not an empty one.
+    for unreadable in ("\u00b2", "9" * 5000, len(events) + 5):
+        assert events_of(service, sweep_id, last_event_id=unreadable) == events
 
     # The best trial: its config and fingerprint, the same as its result.json's.
     best = view["best"]
@@ -138,6 +142,18 @@ def test_sweeps_queue_and_cancel_like_ctrl_c(service):
     assert [t["status"] for t in view["trials"]] == ["failed"] and "interrupted" in view["trials"][0]["reason"]
     assert (service.output_root / "sweeps" / running / "summary.json").exists()
     assert service.post(f"/sweeps/{running}/cancel").status_code == 409  # already over
+    assert service.get("/health").json()["running"] == 0
+
+
+@pytest.mark.slow
+def test_a_sweep_cancelled_as_it_starts_never_runs_and_is_cancelled_at_once(service):
+    """Cancelled while its supervisor process is still starting (it could not take a signal
+    yet): the supervisor reads the cancel itself and records it; nothing is left running."""
+    sweep_id = service.start_sweep(*LONG_SWEEP)
+    assert service.post(f"/sweeps/{sweep_id}/cancel").status_code == 202
+    assert service.wait_for(sweep_id, timeout=120)["status"] == "cancelled"
+    state = read_json(service.output_root / "sweeps" / sweep_id / "service_state.json")
+    assert state["status"] == "cancelled", state  # recorded by the supervisor, not inferred from a dead one
     assert service.get("/health").json()["running"] == 0
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ServiceProcess
+from conftest import REPO, SENTINEL_API_KEY, ServiceProcess
 from test_data_access import write_npz
 
 from cvsweep.service.settings import MAX_BODY_BYTES, MAX_OVERRIDE_CHARS, MAX_OVERRIDES
@@ -35,7 +35,8 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, data_root):
-    server = ServiceProcess(tmp_path_factory.mktemp("service") / "outputs", "--data-root", str(data_root))
+    server = ServiceProcess(tmp_path_factory.mktemp("service") / "outputs", "--data-root", str(data_root),
+                            env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "AWS_SECRET_ACCESS_KEY": SENTINEL_API_KEY})
     yield server
     server.kill_sweeps()
     server.close()
@@ -56,6 +57,10 @@ HOSTILE_OVERRIDES = [
     (["+experiment=mnist_fast"], "experiment", "+, ++ and ~"),
     (["training.learning_rate=${oc.env:RUNPOD_API_KEY}"], None, "interpolation"),
     (["training.epochs=${training.batch_size}"], None, "interpolation"),
+    # Hydra turns \{ into {: the value OmegaConf would resolve (and quote in its error) is ${...}.
+    (["training.learning_rate=$\\{oc.env:RUNPOD_API_KEY\\}"], "training.learning_rate", "also written with escapes"),
+    (["training.epochs=choice(1,$\\{oc.env:AWS_SECRET_ACCESS_KEY\\})"], "training.epochs", "also written with escapes"),
+    (["health={weights:{overfitting:$\\{oc.env:RUNPOD_API_KEY\\}}}"], "health", "also written with escapes"),
     (["model._target_=os.system"], None, "_target_"),
     (["hydra.launcher._target_=os.system"], None, "_target_"),
     (["hydra.sweep.dir=/tmp/elsewhere"], "hydra.sweep.dir", "a request may set only"),
@@ -68,6 +73,8 @@ HOSTILE_OVERRIDES = [
     (["executor=runpod", "executor.base_url=http://attacker.example/v2"], "executor.base_url", "API key"),
     (["executor.artifact_store.endpoint_url=http://attacker.example"], "executor.artifact_store.endpoint_url",
      "credentials"),
+    (["executor=runpod", "executor.artifact_store={endpoint_url:'http://attacker.example',url:'s3://bucket/x'}"],
+     "executor.artifact_store", "only whoever runs the service sets"),
     (["dataset=../../../etc/passwd"], "dataset", "no such option"),
     (["dataset=choice(digits,../x)"], "dataset", "no such option"),
     (["model=/etc/passwd"], "model", "no such option"),
@@ -93,6 +100,7 @@ def test_a_hostile_override_is_refused_naming_it_and_nothing_starts(service, dat
     overrides = [o.replace("DATA", str(data_root)) for o in overrides]
     response = service.post("/sweeps", json={"overrides": overrides})
     assert response.status_code == 422, response.text
+    assert SENTINEL_API_KEY not in response.text  # the environment's secrets stay in it
     problems = response.json()["detail"]
     assert any(words.lower() in p["msg"].lower() for p in problems), problems
     if key is not None:
@@ -150,7 +158,7 @@ def test_trial_routes_reach_only_the_trials_files(service):
     try:
         base = "/sweeps/20261129-000001-abcdef/trials"
         assert service.get(f"{base}/0").status_code == 200
-        for job in ("..%2F..%2F..%2Foptuna.db.secret", "-1", "0x0", "%2e%2e", "1e3", "99999999999999", " 0"):
+        for job in ("..%2F..%2F..%2Foptuna.db.secret", "-1", "0x0", "%2e%2e", "1e3", "99999999999999", " 0", "%C2%B2"):
             assert service.get(f"{base}/{job}").status_code == 404, job
             assert service.get(f"{base}/{job}/model").status_code == 404, job
         assert service.get(f"{base}/0/model").status_code == 404  # no model there

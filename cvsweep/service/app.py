@@ -141,7 +141,10 @@ def create_app(settings: ServeSettings, poll_interval: float = 0.5):
     async def sweep_events(request: Request, folder: Path = Depends(sweep_folder),
                            last_event_id: Optional[str] = Header(None)):
         events = await asyncio.to_thread(monitor.events, folder.name)
-        sent = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        resumed = last_event_id and last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) < 10
+        sent = int(last_event_id) if resumed else 0
+        if sent > len(events.events):  # an id from an earlier server's stream (its ids differ): from the start
+            sent = 0
         while True:
             for event_id, name, data in events.after(sent):
                 yield ServerSentEvent(id=str(event_id), event=name, data=data)

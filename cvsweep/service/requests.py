@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from cvsweep.service.settings import MAX_OVERRIDE_CHARS, MAX_OVERRIDES, ServeSettings
 
@@ -122,6 +122,10 @@ def _override_problems(index: int, text: str, settings: ServeSettings, groups: d
     except HydraException as err:
         return problem(None, f"{text!r}: not an override ({str(err).splitlines()[0]})")
     key = override.key_or_group
+    # Hydra undoes escapes (``$\{`` is ``${``): what OmegaConf would resolve is in the parsed value.
+    if any("${" in part for part in _strings(override.value())):
+        return problem(key, f"{text!r}: interpolation (${{...}}, also written with escapes) is not allowed in a "
+                            "request; give the value itself")
     if override.type != OverrideType.CHANGE:
         return problem(key, f"{text!r}: +, ++ and ~ overrides are not allowed in a request; allowed is KEY=VALUE "
                             "for a setting the config has")
@@ -139,6 +143,11 @@ def _override_problems(index: int, text: str, settings: ServeSettings, groups: d
     operator_only = marked_keys("operator_only")
     if key in operator_only:
         return problem(key, f"{key}: set by whoever runs the service ({operator_only[key]}), not by a request")
+    # A section given whole (executor.artifact_store={...}) would set the marked settings inside it.
+    inside = [marked for marked in (*operator_only, *marked_keys("within_data_roots")) if marked.startswith(key + ".")]
+    if inside:
+        return problem(key, f"{key}: a section holding {inside[0]}, which only whoever runs the service sets; "
+                            f"allowed is {key}.NAME=VALUE for its other settings")
     if key in marked_keys("within_data_roots"):
         return _path_problems(index, override, key, settings)
     return []
@@ -168,6 +177,22 @@ def _path_problems(index: int, override, key: str, settings: ServeSettings) -> l
             return [Problem(index, key, f"{key}={value}: outside the data roots; allowed is a path inside "
                                         f"{', '.join(roots)}")]
     return []
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed override value: itself, a list's items, a dict's keys and values,
+    a sweep's choices."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.items():
+            yield from _strings(list(item))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _strings(item)
+    elif is_dataclass(value):
+        for f in fields(value):
+            yield from _strings(getattr(value, f.name))
 
 
 def _values(override) -> list:

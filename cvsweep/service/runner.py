@@ -30,9 +30,15 @@ class Runner:
     def __init__(self, settings: ServeSettings, sweeps: store.SweepStore):
         self.settings, self.sweeps = settings, sweeps
         self.lock = threading.Lock()
+        self.ended: dict[str, str] = {}  # a sweep that ended stays so: its files are not read again
 
     def statuses(self) -> dict[str, str]:
-        return {sweep_id: store.status_of(self.sweeps.sweeps / sweep_id)[0] for sweep_id in self.sweeps.ids()}
+        found = {}
+        for sweep_id in self.sweeps.ids():
+            found[sweep_id] = self.ended.get(sweep_id) or store.status_of(self.sweeps.sweeps / sweep_id)[0]
+            if found[sweep_id] in store.FINAL:
+                self.ended[sweep_id] = found[sweep_id]
+        return found
 
     def tick(self) -> None:
         """Start queued sweeps, oldest first, while fewer than max_running run."""
@@ -73,7 +79,9 @@ class Runner:
             store.request_cancel(folder)
             if status == store.QUEUED:
                 return store.CANCELLED
+            # A supervisor still starting has no signal handler yet (SIGINT would kill it): it
+            # reads the cancel file itself (cvsweep/service/supervise.py).
             pid = (state or {}).get("supervisor_pid")
-            if store.supervisor_alive(pid, folder):
+            if (state or {}).get("status") == store.RUNNING and store.supervisor_alive(pid, folder):
                 os.kill(pid, signal.SIGINT)
             return store.status_of(folder)[0]

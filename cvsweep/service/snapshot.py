@@ -123,7 +123,7 @@ def _best(folder: Path, row: dict, base: str) -> dict:
 
 def trial_file(folder: Path, job: str, name: str) -> Optional[Path]:
     """A trial's result.json or model file, when ``job`` names one of the sweep's trials."""
-    if not job.isdigit() or len(job) > 9:
+    if not (job.isascii() and job.isdigit()) or len(job) > 9:  # "²".isdigit(), but int("²") fails
         return None
     path = folder / str(int(job)) / name
     return path if path.is_file() else None

@@ -40,6 +40,7 @@ def now_iso() -> str:
 class SweepStore:
     def __init__(self, root: Path):
         self.sweeps = root / "sweeps"
+        self.known: set[str] = set()  # ids whose request is written (it never changes)
 
     def new_id(self) -> str:
         return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -60,9 +61,14 @@ class SweepStore:
 
     def ids(self) -> list[str]:
         """Every service sweep, oldest first (ids begin with their creation time)."""
-        if not self.sweeps.is_dir():
+        try:
+            names = set(os.listdir(self.sweeps))
+        except FileNotFoundError:
             return []
-        return sorted(p.parent.name for p in self.sweeps.glob(f"*/{REQUEST_FILE}") if ID_PATTERN.match(p.parent.name))
+        # Polled twice a second: only a folder not seen before is looked into.
+        found = {n for n in names - self.known if ID_PATTERN.match(n) and (self.sweeps / n / REQUEST_FILE).is_file()}
+        self.known = (self.known & names) | found
+        return sorted(self.known)
 
 
 def request_of(folder: Path) -> dict:
@@ -97,10 +103,10 @@ def status_of(folder: Path) -> tuple[str, Optional[dict]]:
         return state["status"], state
     if supervisor_alive(state.get("supervisor_pid"), folder):
         return RUNNING, state
+    if cancel_requested(folder):  # cancelled, and its supervisor ended without recording it
+        return CANCELLED, {**state, "reason": "cancelled by a client"}
     if state.get("status") == STARTING and time.time() - state.get("written_at", 0) < 30:
         return RUNNING, state  # launched a moment ago; its supervisor has not written yet
-    if cancel_requested(folder):  # cancelled before it could record anything
-        return CANCELLED, {**state, "reason": "cancelled by a client"}
     return FAILED, {**state, "reason": "the sweep's supervisor process ended without recording how (killed?)"}
 
 

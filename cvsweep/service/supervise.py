@@ -46,12 +46,18 @@ def main(folder: Path) -> int:
 
     signal.signal(signal.SIGINT, pass_on)
     signal.signal(signal.SIGTERM, pass_on)
+    # The server signals only a supervisor that recorded "running" (its handlers are in place
+    # then); a cancel that came while it was starting is the file, read before and after.
+    if cancel_requested(folder):
+        write_state(folder, status=CANCELLED, supervisor_pid=os.getpid(), started_at=started_at,
+                    finished_at=now_iso(), reason="cancelled by a client")
+        return 0
     with open(folder / LOG_FILE, "ab", buffering=0) as log:
         sweep = subprocess.Popen([sys.executable, "-m", "cvsweep", "-m", *request["overrides"]],
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
-        if pending:
-            sweep.send_signal(signal.SIGINT)
         write_state(folder, status=RUNNING, supervisor_pid=os.getpid(), sweep_pid=sweep.pid, started_at=started_at)
+        if pending or cancel_requested(folder):
+            sweep.send_signal(signal.SIGINT)
         code = sweep.wait()
     if code == 0:
         status, reason = FINISHED, None
