@@ -92,6 +92,10 @@ HOSTILE_OVERRIDES = [
     (["objective=speed"], "objective", "objective"),
     (["hydra/sweeper/pruner=genetic"], "hydra/sweeper/pruner", "no such option"),
     (["secondary_objectives=[params]"], None, "hydra/sweeper/pruner=none"),  # multi-objective with a pruner
+    # Allowed keys, refused values: the request reaches the command's own checks.
+    (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials", "allowed is a whole number >= 1"),
+    (["hydra.sweeper.timeout_s=-1"], "hydra.sweeper.timeout_s", "allowed is a number of seconds > 0"),
+    (["hydra.sweeper.constraints.min_val_accuracy=2"], "hydra.sweeper.constraints.min_val_accuracy", "[0, 1]"),
 ]
 
 
@@ -166,6 +170,27 @@ def test_trial_routes_reach_only_the_trials_files(service):
         import shutil
 
         shutil.rmtree(folder)
+
+
+def test_the_dashboard_shows_but_never_changes_the_studies(service):
+    """Its write routes would let any client delete or tell the studies running sweeps own."""
+    assert service.get("/api/studies").status_code == 200
+    for method, path in [("POST", "/api/studies"), ("DELETE", "/api/studies/1"), ("POST", "/api/trials/1/tell"),
+                         ("PUT", "/api/studies/1/note"), ("POST", "/incompatible-rdb-schema")]:
+        response = service.session.request(method, service.base_url + path, json={}, timeout=10)
+        assert response.status_code == 405 and "read-only" in response.json()["detail"], (method, path)
+    assert service.get("/api/studies").json()["study_summaries"] == []  # nothing was created
+    nothing_started(service)
+
+
+def test_a_full_queue_turns_requests_away(tmp_path):
+    server = ServiceProcess(tmp_path / "outputs", "--max-queued", "0")
+    try:
+        response = server.post("/sweeps", json={"overrides": ["training.epochs=1"]})
+        assert response.status_code == 429 and "serve.max_queued=0" in response.json()["detail"]
+        assert not (server.output_root / "sweeps").exists()
+    finally:
+        server.close()
 
 
 def test_another_sites_page_and_another_host_name_are_refused(service):

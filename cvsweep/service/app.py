@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
@@ -30,6 +31,8 @@ ASSETS = Path(__file__).parent / "static"
 DASHBOARD_PREFIXES = ("/dashboard", "/api/", "/static/", "/artifacts/", "/csv/", "/favicon.ico",
                       "/incompatible-rdb-schema", "/sql-profiler")
 LOG_TAIL_BYTES = 1024 * 1024
+MAX_CHECKS_WAITING = 4
+STREAM_CHECK_S = 5  # how often an idle event stream looks whether its client is still there
 
 
 class SweepRequest(BaseModel):
@@ -103,14 +106,28 @@ def create_app(settings: ServeSettings, poll_interval: float = 0.5):
     def get_options() -> dict:
         return options
 
+    # Checks take turns (Hydra composes one config at a time) and can take a while (a
+    # RunPod health check retries for half a minute): a few may wait, more are turned away at
+    # once instead of holding the server's threads.
+    checking = threading.BoundedSemaphore(MAX_CHECKS_WAITING)
+
     @api.post("/sweeps", status_code=201)
     def start_sweep(body: SweepRequest) -> JSONResponse:
+        queued = sum(s == store.QUEUED for s in runner.statuses().values())
+        if queued >= settings.max_queued:
+            raise HTTPException(429, f"{queued} sweeps are queued (serve.max_queued={settings.max_queued}); "
+                                     "try again when some have started, or cancel one")
+        if not checking.acquire(blocking=False):
+            raise HTTPException(503, f"{MAX_CHECKS_WAITING} requests are being checked; try again in a moment",
+                                headers={"Retry-After": "5"})
         sweep_id = sweeps.new_id()
         folder = sweeps.sweeps / sweep_id
         try:
             checked = check_request(body.overrides, settings, groups, folder)
         except Refused as err:
             return JSONResponse({"detail": [p.to_json() for p in err.problems]}, status_code=422)
+        finally:
+            checking.release()
         sweeps.create(sweep_id, list(body.overrides), checked)
         runner.tick()
         status, _ = store.status_of(folder)
@@ -145,15 +162,25 @@ def create_app(settings: ServeSettings, poll_interval: float = 0.5):
         sent = int(last_event_id) if resumed else 0
         if sent > len(events.events):  # an id from an earlier server's stream (its ids differ): from the start
             sent = 0
-        while True:
-            for event_id, name, data in events.after(sent):
-                yield ServerSentEvent(id=str(event_id), event=name, data=data)
-                sent = event_id
-            if events.ended and sent >= len(events.events):
-                return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(0.25)
+        # Woken by the poller when it adds an event, not on a timer: idle streams cost nothing.
+        woken = asyncio.Event()
+        listener = (asyncio.get_running_loop(), woken)
+        events.listeners.add(listener)
+        try:
+            while True:
+                woken.clear()  # before reading: an event added after this wakes the wait below
+                for event_id, name, data in events.after(sent):
+                    yield ServerSentEvent(id=str(event_id), event=name, data=data)
+                    sent = event_id
+                if events.ended and sent >= len(events.events):
+                    return
+                try:
+                    await asyncio.wait_for(woken.wait(), timeout=STREAM_CHECK_S)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+        finally:
+            events.listeners.discard(listener)
 
     @api.get("/sweeps/{sweep_id}/report")
     def report(folder: Path = Depends(sweep_folder)) -> FileResponse:
@@ -216,6 +243,9 @@ def _with_dashboard(api, settings: ServeSettings):
 
     async def app(scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(DASHBOARD_PREFIXES):
+            if scope["method"] not in ("GET", "HEAD"):  # read-only: running sweeps own their studies
+                return await JSONResponse({"detail": "the dashboard is read-only here: its studies belong to the "
+                                                     "sweeps that run them"}, status_code=405)(scope, receive, send)
             return await dashboard(scope, receive, send)
         return await api(scope, receive, send)
 

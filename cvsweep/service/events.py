@@ -28,9 +28,20 @@ class EventLog:
     events: list = field(default_factory=list)  # (id, name, data), ids from 1
     view: Optional[dict] = None  # the view the last events were derived from
     ended: bool = False
+    # The streams waiting for the next event: (their event loop, the asyncio.Event to set).
+    listeners: set = field(default_factory=set)
 
     def add(self, name: str, data: dict) -> None:
         self.events.append((len(self.events) + 1, name, data))
+        self.wake()
+
+    def wake(self) -> None:
+        """Called from the poller's thread: each stream's loop sets its event itself."""
+        for loop, event in list(self.listeners):
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # its loop has closed (the server is stopping)
+                self.listeners.discard((loop, event))
 
     def after(self, last_id: int) -> list:
         return self.events[last_id:] if last_id >= 0 else self.events
@@ -115,6 +126,8 @@ class Monitor:
                     events.add(name, data)
                 events.view = view
                 events.ended = view["status"] in store.FINAL
+                if events.ended:
+                    events.wake()
             if events.ended:
                 self.ended_views[sweep_id] = view
             return events

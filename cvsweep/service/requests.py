@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from cvsweep.service.settings import MAX_OVERRIDE_CHARS, MAX_OVERRIDES, ServeSettings
+from cvsweep.study.constraints import CONSTRAINTS
 
 # The hydra.* settings a client may set: how many trials, the sampler's seed, the pruner and
 # its settings. Everything else of Hydra (launcher, sweep folder, callbacks, storage) is the
 # operator's.
-CLIENT_HYDRA_KEYS = ("hydra.sweeper.n_trials", "hydra.sweeper.sampler.seed")
+CLIENT_HYDRA_KEYS = ("hydra.sweeper.n_trials", "hydra.sweeper.sampler.seed", "hydra.sweeper.timeout_s",
+                     *(f"hydra.sweeper.constraints.{name}" for name in CONSTRAINTS))
 PRUNER_GROUP = "hydra/sweeper/pruner"
 PRUNER_SETTING = re.compile(r"^hydra\.sweeper\.pruner\.[a-z_]+$")
 # Hydra composes one config at a time (its global state); the checks take turns.

@@ -26,6 +26,15 @@ class NotCancellable(Exception):
     pass
 
 
+def confined_data(settings: ServeSettings) -> dict[str, str]:
+    """The sweep reads data only inside the data roots (and cvsweep's cache), checked again
+    when each file is opened (cvsweep/data/access.py, as on a RunPod worker): a path accepted
+    with the request cannot be swapped for a link out of the roots while the sweep waits."""
+    from cvsweep.data.access import CONFINED_VARIABLE, ROOTS_VARIABLE, cache_root
+
+    return {CONFINED_VARIABLE: "1", ROOTS_VARIABLE: os.pathsep.join([*settings.data_roots, str(cache_root())])}
+
+
 class Runner:
     def __init__(self, settings: ServeSettings, sweeps: store.SweepStore):
         self.settings, self.sweeps = settings, sweeps
@@ -51,7 +60,7 @@ class Runner:
     def _start(self, folder) -> None:
         # "starting" first: a tick in between must not start it twice.
         store.write_state(folder, status=store.STARTING, written_at=time.time())
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **confined_data(self.settings)}
         try:
             process = subprocess.Popen([sys.executable, "-m", store.SUPERVISOR_MODULE, str(folder)],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

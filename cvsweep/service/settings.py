@@ -26,6 +26,8 @@ class ServeSettings:
     # None: 1 on a CPU machine (a sweep's trials use every core), else one per GPU.
     max_running: Optional[int] = field(default=None, metadata={"help": "sweeps running at once; the rest queue "
                                                                        "(default: 1, or one per GPU)"})
+    max_queued: int = field(default=20, metadata={"help": "sweeps that may wait in the queue; more are refused "
+                                                           "(429) until some start"})
     data_roots: list[str] = field(default_factory=list, metadata={
         "help": "a folder a request's dataset.path may point into (repeat for several; default: none)"})
     token: Optional[str] = field(default=None, repr=False, metadata={"help": None})  # from the environment only
@@ -65,7 +67,7 @@ def parse(argv: list[str] | None = None) -> ServeSettings:
         if f.name == "data_roots":
             parser.add_argument("--data-root", dest=f.name, action="append", default=[], help=f.metadata["help"])
         else:
-            kind = int if f.name in ("port", "max_running") else str
+            kind = int if f.name in ("port", "max_running", "max_queued") else str
             parser.add_argument(flag, dest=f.name, type=kind, default=f.default if f.default is not MISSING else None,
                                 help=f.metadata["help"])
     settings = ServeSettings(**vars(parser.parse_args(argv)), token=os.environ.get(TOKEN_VARIABLE) or None)
@@ -86,6 +88,8 @@ def check(settings: ServeSettings) -> None:
         settings.max_running = default_max_running()
     if settings.max_running < 1:
         raise SettingsError(f"serve.max_running={settings.max_running}: allowed is a whole number >= 1")
+    if settings.max_queued < 0:
+        raise SettingsError(f"serve.max_queued={settings.max_queued}: allowed is a whole number >= 0")
     roots = []
     for root in settings.data_roots:
         path = Path(root).expanduser().resolve()

@@ -47,7 +47,7 @@ class SweepStore:
 
     def folder(self, sweep_id: str) -> Optional[Path]:
         """The sweep's folder, or None for an id that is malformed or names no service sweep."""
-        if not isinstance(sweep_id, str) or not ID_PATTERN.match(sweep_id):
+        if not isinstance(sweep_id, str) or not ID_PATTERN.fullmatch(sweep_id):
             return None
         folder = self.sweeps / sweep_id
         return folder if (folder / REQUEST_FILE).is_file() else None
@@ -66,7 +66,7 @@ class SweepStore:
         except FileNotFoundError:
             return []
         # Polled twice a second: only a folder not seen before is looked into.
-        found = {n for n in names - self.known if ID_PATTERN.match(n) and (self.sweeps / n / REQUEST_FILE).is_file()}
+        found = {n for n in names - self.known if ID_PATTERN.fullmatch(n) and (self.sweeps / n / REQUEST_FILE).is_file()}
         self.known = (self.known & names) | found
         return sorted(self.known)
 

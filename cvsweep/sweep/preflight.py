@@ -75,6 +75,10 @@ def _check_sweeper_settings(sweeper: DictConfig) -> None:
         raise ConfigError(f"hydra.sweeper.max_consecutive_failures={limit}: allowed is a whole number >= 1")
     from cvsweep.study.constraints import check_limits
 
+    n_trials = sweeper.get("n_trials")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise ConfigError(f"hydra.sweeper.n_trials={n_trials}: allowed is a whole number >= 1")
+
     check_limits(sweeper)
     timeout = sweeper.get("timeout_s")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
