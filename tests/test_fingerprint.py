@@ -77,7 +77,8 @@ def _other_value(key, value):
     if key == "dataset.image_size":
         return [v + 1 for v in value]
     if value is None:
-        return {"dataset.path": "/data/other.npz", "training.time_budget_s": 60.0, "dataset.sha256": "0" * 64}[key]
+        return {"dataset.path": "/data/other.npz", "training.time_budget_s": 60.0, "dataset.sha256": "0" * 64,
+                "training.clipnorm": 1.0, "training.clipvalue": 0.5, "model.dense_activation": "tanh"}[key]
     raise AssertionError(f"no perturbation for {key}={value!r}")
 
 

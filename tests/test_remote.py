@@ -27,8 +27,12 @@ pytestmark = pytest.mark.slow
 
 PROXY_RUN = copy.deepcopy(TINY_RUN)
 PROXY_RUN["sampling"] = {"strategy": "proxy", "fraction": 0.5}
-PROXY_RUN["model"].update(activation="swish", batch_norm=True, dense_layers=1, dense_units=16)
-PROXY_RUN["training"].update(seed=11, optimizer="rmsprop", learning_rate=0.003)
+# Settings that shape the model and its training beyond the defaults, so the worker provably
+# honours them: a narrowing dense head (16, then 8 units) with its own activation and decaying
+# dropout, and gradient clipping.
+PROXY_RUN["model"].update(activation="swish", batch_norm=True, dense_layers=2, dense_units=16, dense_units_decay=0.5,
+                          dropout_decay=0.5, dense_activation="tanh")
+PROXY_RUN["training"].update(seed=11, optimizer="rmsprop", learning_rate=0.003, clipnorm=1.0)
 
 
 def _run_config(data=TINY_RUN) -> dict:

@@ -25,7 +25,7 @@ from cvsweep import compat
 from cvsweep.config.datasets import REGISTRY, HeldOut, Kind, Loader, names_of
 
 # Bump when a change to RunConfig changes what an existing config means.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class ConfigError(ValueError):
@@ -299,9 +299,14 @@ class ModelConfig:
 
     architecture: Architecture = Architecture.cnn
     dense_layers: int = field(default=1, metadata=bounds(0, 8))
+    # Of the first dense layer; each next one has round(previous * dense_units_decay) units, at
+    # least 1 (0.5 halves them layer by layer; 1.0: all as wide).
     dense_units: int = field(default=64, metadata=bounds(1, 8192))
-    # Applied after the head (the CNN) or the LSTM, and after each dense layer.
+    dense_units_decay: float = field(default=1.0, metadata=bounds(0, 1, low_open=True))
+    # Before each dense layer and the output layer (after the CNN's head or the LSTM); each next
+    # one's rate is the previous one's times dropout_decay.
     dropout: float = field(default=0.25, metadata=bounds(0, 1, high_open=True))
+    dropout_decay: float = field(default=1.0, metadata=bounds(0, 1, low_open=True))
     # Of the dense layers, and of the CNN's conv layers.
     activation: Activation = Activation.relu
     kernel_initializer: Initializer = Initializer.glorot_uniform
@@ -321,6 +326,8 @@ class CnnModelConfig(ModelConfig):
     # Pooling (2x2) after each conv layer.
     pooling: Pooling = Pooling.max
     head: Head = Head.flatten
+    # Of the dense layers, when it differs from the conv layers' (model.activation); None: the same.
+    dense_activation: Optional[Activation] = None
     # Off unless set.
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 
@@ -332,6 +339,9 @@ class LstmModelConfig(ModelConfig):
     architecture: Architecture = Architecture.lstm
     embedding_dim: int = field(default=64, metadata=bounds(1, 4096))
     lstm_units: int = field(default=64, metadata=bounds(1, 4096))
+    # Dropout of the LSTM's recurrent state, apart from the dense head's model.dropout. Above 0,
+    # TensorFlow cannot use the fused cuDNN kernel on a GPU: the LSTM runs several times slower.
+    recurrent_dropout: float = field(default=0.0, metadata=bounds(0, 1, high_open=True))
     bidirectional: bool = False
 
 
@@ -354,6 +364,11 @@ class TrainingConfig:
     # How the learning rate moves during training: constant, or cosine (decays to 0 by the last
     # planned epoch; reaches a given accuracy in fewer epochs).
     lr_schedule: LearningRateSchedule = LearningRateSchedule.constant
+    # Keras's gradient clipping: each weight's gradient rescaled to at most this L2 norm
+    # (clipnorm), or each element clipped to [-clipvalue, clipvalue]; None: off. Keras takes
+    # one of the two, not both.
+    clipnorm: Optional[float] = field(default=None, metadata=bounds(0, low_open=True))
+    clipvalue: Optional[float] = field(default=None, metadata=bounds(0, low_open=True))
     # Stop after this many epochs without val_loss improvement and keep the best weights; 0: off.
     early_stopping_patience: int = field(default=3, metadata=bounds(0))
     # Share of the training set held out (stratified, seeded) as the validation set.
@@ -730,6 +745,10 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
         )
     if sampling.strategy == SamplingStrategy.proxy and sampling.fraction == 1.0:
         problems.append("sampling.fraction=1.0: strategy 'proxy' needs a fraction in (0, 1)")
+    training = cfg.training
+    if training.clipnorm is not None and training.clipvalue is not None:  # Keras's optimizers refuse both
+        problems.append(f"training.clipvalue={training.clipvalue}: Keras clips by one rule, and "
+                        f"training.clipnorm={training.clipnorm} is set; set the other to null")
     entry = REGISTRY[dataset.name.value]
     if entry.needs_path and not dataset.path:
         what = "a local .npz file" if entry.loader == Loader.npz else "a folder of class folders"

@@ -7,8 +7,9 @@
   (optionally bidirectional), then the classifier head.
 
 The classifier head (dense layers with dropout before each, dropout, a softmax output in
-float32 under any training.precision) ends both. ``conv_output_size`` and ``conv_filters`` are plain arithmetic, so a config can be
-checked against an image size before TensorFlow is imported (preflight, model_size.py).
+float32 under any training.precision) ends both. ``conv_output_size``, ``conv_filters`` and
+``dense_widths`` are plain arithmetic, so a config can be checked against an image size and
+its size limits before TensorFlow is imported (preflight, cvsweep/models/size.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,21 @@ def build(cfg, input_shape: tuple[int, ...]):
 
 def conv_filters(model, layer: int) -> int:
     return max(1, round(model.filters * model.filter_growth**layer))
+
+
+def dense_widths(model) -> list[int]:
+    """Units of each dense layer: dense_units, then each next round(previous * dense_units_decay),
+    at least 1 (as dense_units itself)."""
+    widths = []
+    for _ in range(model.dense_layers):
+        widths.append(max(1, round(widths[-1] * model.dense_units_decay)) if widths else model.dense_units)
+    return widths
+
+
+def dropout_rates(model) -> list[float]:
+    """The dropout rate before each dense layer and, last, before the output layer: dropout,
+    then each next the previous times dropout_decay."""
+    return [model.dropout * model.dropout_decay**layer for layer in range(model.dense_layers + 1)]
 
 
 def conv_output_size(model, image_size: int) -> int:
@@ -83,7 +99,8 @@ def _cnn(model, input_shape: tuple[int, ...], num_classes: int, seed: int):
             Head.global_max: layers.GlobalMaxPooling2D,
         }[model.head]()
     )
-    return keras.Sequential(net + _classifier_head(model, num_classes), name="cvsweep_cnn")
+    dense_activation = model.dense_activation or model.activation
+    return keras.Sequential(net + _classifier_head(model, num_classes, dense_activation), name="cvsweep_cnn")
 
 
 def _lstm(model, input_shape: tuple[int, ...], vocab_size: int, num_classes: int, seed: int):
@@ -91,28 +108,29 @@ def _lstm(model, input_shape: tuple[int, ...], vocab_size: int, num_classes: int
     import keras
     from keras import layers
 
-    recurrent = layers.LSTM(model.lstm_units, seed=seed)
+    recurrent = layers.LSTM(model.lstm_units, recurrent_dropout=model.recurrent_dropout, seed=seed)
     net = [
         keras.Input(shape=tuple(input_shape), dtype="int32"),
         layers.Embedding(vocab_size, model.embedding_dim, mask_zero=True),
         layers.Bidirectional(recurrent) if model.bidirectional else recurrent,
     ]
-    return keras.Sequential(net + _classifier_head(model, num_classes), name="cvsweep_lstm")
+    return keras.Sequential(net + _classifier_head(model, num_classes, model.activation), name="cvsweep_lstm")
 
 
-def _classifier_head(model, num_classes: int) -> list:
+def _classifier_head(model, num_classes: int, activation) -> list:
     """Dense layers with dropout before each, dropout, then the softmax output."""
     from keras import layers
 
     init = model.kernel_initializer.name
     net = []
-    for _ in range(model.dense_layers):
-        if model.dropout > 0:
-            net.append(layers.Dropout(model.dropout))
-        net.append(layers.Dense(model.dense_units, kernel_initializer=init))
-        net.append(layers.Activation(model.activation.name))
-    if model.dropout > 0:
-        net.append(layers.Dropout(model.dropout))
+    rates = dropout_rates(model)
+    for units, rate in zip(dense_widths(model), rates):
+        if rate > 0:
+            net.append(layers.Dropout(rate))
+        net.append(layers.Dense(units, kernel_initializer=init))
+        net.append(layers.Activation(activation.name))
+    if rates[-1] > 0:
+        net.append(layers.Dropout(rates[-1]))
     # float32 whatever the precision policy: a softmax in 16 bits is not numerically stable
     # (Keras's mixed precision guide).
     net.append(layers.Dense(num_classes, activation="softmax", kernel_initializer=init, dtype="float32"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cvsweep.config.datasets import REGISTRY
 from cvsweep.config.schema import FOLDER_DATASETS, Architecture, ConfigError, DataLocation, Head, Padding, Pooling
 from cvsweep.data.sources import DataError, load_source
-from cvsweep.models.architectures import ModelError, conv_filters, conv_output_size
+from cvsweep.models.architectures import ModelError, conv_filters, conv_output_size, dense_widths
 
 FLOAT_BYTES = 4  # float32
 # Stored per activation element in training: the forward value and its gradient.
@@ -37,10 +37,10 @@ def estimate(cfg, input_shape: tuple[int, ...]) -> ModelSize:
         params, per_example, width = _lstm(model, cfg.dataset.vocab_size or 1, input_shape[0])
     else:
         params, per_example, width = _cnn(model, input_shape)
-    for _ in range(model.dense_layers):
-        params += width * model.dense_units + model.dense_units
-        per_example += 2 * model.dense_units  # dense, activation
-        width = model.dense_units
+    for units in dense_widths(model):
+        params += width * units + units
+        per_example += 2 * units  # dense, activation
+        width = units
     params += width * classes + classes
     per_example += classes
     return ModelSize(int(params), int(per_example * cfg.training.batch_size * FLOAT_BYTES * TRAINING_COPIES))
@@ -91,8 +91,8 @@ def check(cfg, input_shape: tuple[int, ...]) -> ModelSize:
     if size.params > training.max_params:
         problems.append(
             f"training.max_params={training.max_params}: this model would have {size.params:,} parameters; "
-            "use fewer or narrower layers (model.filters, filter_growth, conv_layers, dense_units), "
-            "or raise the limit if the machine has the memory")
+            "use fewer or narrower layers (model.filters, filter_growth, conv_layers, dense_units, "
+            "dense_units_decay), or raise the limit if the machine has the memory")
     if size.activation_mb > training.max_activation_mb:
         problems.append(
             f"training.max_activation_mb={training.max_activation_mb}: one training batch of this model needs "

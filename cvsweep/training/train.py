@@ -184,9 +184,10 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorbo
 def _compile(model, training, splits) -> None:
     import keras
 
-    optimizer = keras.optimizers.get(
-        {"class_name": training.optimizer.name, "config": {"learning_rate": _learning_rate(keras, training, splits)}}
-    )
+    # clipnorm and clipvalue None: Keras's default, no clipping.
+    optimizer = keras.optimizers.get({"class_name": training.optimizer.name, "config": {
+        "learning_rate": _learning_rate(keras, training, splits),
+        "clipnorm": training.clipnorm, "clipvalue": training.clipvalue}})
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
