@@ -92,6 +92,9 @@ HOSTILE_OVERRIDES = [
     (["objective=speed"], "objective", "objective"),
     (["hydra/sweeper/pruner=genetic"], "hydra/sweeper/pruner", "no such option"),
     (["secondary_objectives=[params]"], None, "hydra/sweeper/pruner=none"),  # multi-objective with a pruner
+    (["training.max_params=100000000000"], "training.max_params", "may lower this limit, not raise it"),
+    (["training.max_activation_mb=choice(100, 100000)"], "training.max_activation_mb", "up to 8192"),
+    (["training={max_params: 100000000000}"], "training", "a section holding training.max_"),
     # Allowed keys, refused values: the request reaches the command's own checks.
     (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials", "allowed is a whole number >= 1"),
     (["hydra.sweeper.timeout_s=-1"], "hydra.sweeper.timeout_s", "allowed is a number of seconds > 0"),

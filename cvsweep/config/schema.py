@@ -66,15 +66,22 @@ def within_data_roots() -> dict:
     return {"within_data_roots": True}
 
 
+def at_most_default_for_clients() -> dict:
+    """Field metadata: a safety limit a client of the sweep service may lower but not raise
+    above its default (the memory of the machine the service runs on)."""
+    return {"client_cap": True}
+
+
 def marked_keys(mark: str) -> dict[str, object]:
-    """Every setting whose field metadata has ``mark`` (operator_only, within_data_roots), as its
-    dotted key, in every schema a group can pick, with the mark's value."""
+    """Every setting whose field metadata has ``mark`` (operator_only, within_data_roots,
+    client_cap), as its dotted key, in every schema a group can pick, with the mark's value
+    (for client_cap: the field's default, the cap)."""
     found = {}
 
     def walk(schema: type, prefix: str) -> None:
         for f in fields(schema):
             if mark in f.metadata:
-                found[prefix + f.name] = f.metadata[mark]
+                found[prefix + f.name] = f.default if mark == "client_cap" else f.metadata[mark]
             elif f.default_factory is not MISSING_FACTORY and is_dataclass(f.default_factory):
                 walk(f.default_factory, f"{prefix}{f.name}.")
 
@@ -380,8 +387,9 @@ class TrainingConfig:
     # Models over these are refused before they are built (cvsweep/models/size.py): a model too
     # big for the machine would exhaust its memory instead of failing cleanly. Parameters, and
     # the estimated activation memory of one training batch (forward and backward, float32).
-    max_params: int = field(default=50_000_000, metadata=bounds(1, 10**11))
-    max_activation_mb: float = field(default=8192.0, metadata=bounds(0, 10**7, low_open=True))
+    max_params: int = field(default=50_000_000, metadata={**bounds(1, 10**11), **at_most_default_for_clients()})
+    max_activation_mb: float = field(default=8192.0,
+                                     metadata={**bounds(0, 10**7, low_open=True), **at_most_default_for_clients()})
     seed: int = field(default=0, metadata=bounds(0, 2**31 - 1))
     # TensorFlow op determinism: bit-identical reruns, somewhat slower on GPUs (where it also
     # turns TF32 off: cvsweep/training/train.py).

@@ -146,12 +146,25 @@ def _override_problems(index: int, text: str, settings: ServeSettings, groups: d
     if key in operator_only:
         return problem(key, f"{key}: set by whoever runs the service ({operator_only[key]}), not by a request")
     # A section given whole (executor.artifact_store={...}) would set the marked settings inside it.
-    inside = [marked for marked in (*operator_only, *marked_keys("within_data_roots")) if marked.startswith(key + ".")]
+    capped = marked_keys("client_cap")
+    inside = [marked for marked in (*operator_only, *marked_keys("within_data_roots"), *capped)
+              if marked.startswith(key + ".")]
     if inside:
         return problem(key, f"{key}: a section holding {inside[0]}, which only whoever runs the service sets; "
                             f"allowed is {key}.NAME=VALUE for its other settings")
     if key in marked_keys("within_data_roots"):
         return _path_problems(index, override, key, settings)
+    if key in capped:
+        return _cap_problems(index, override, key, capped[key])
+    return []
+
+
+def _cap_problems(index: int, override, key: str, cap) -> list[Problem]:
+    """A safety limit a request may lower, never raise (the machine's memory is the operator's)."""
+    for value in _values(override):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value > cap:
+            return [Problem(index, key, f"{key}={value}: a request may lower this limit, not raise it; "
+                                        f"allowed is a number up to {cap:g}")]
     return []
 
 
