@@ -5,6 +5,7 @@ emulator's REST routes (there is no Docker engine here: the docker steps are run
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -191,3 +192,17 @@ def test_a_tree_whose_image_files_differ_from_the_commit_is_refused_unless_allow
            "(cvsweep/new.py): commit them, or pass --allow-dirty" in proc.stderr
     proc = deploy_cli(*args, "--allow-dirty")
     assert proc.returncode == 0 and f"cvsweep-worker:{expected_tag(checkout)}-dirty-" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_smoke_test_fails_an_image_that_does_not_train_the_input(tmp_path):
+    """remote/handler.py --smoke-test, the deploy's check inside the image: a refused input (here a changed
+    fingerprint) is a non-zero exit and a verdict that says why."""
+    job = json.loads((REPO / "remote" / "test_input.json").read_text())
+    job["input"]["fingerprint"] = "0" * 64
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-u", str(REPO / "remote" / "handler.py"), "--smoke-test",
+                           str(tmp_path / "job.json")], capture_output=True, text=True, timeout=300)
+    verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 1 and verdict["ok"] is False and verdict["status"] is None
+    assert json.loads(verdict["error"])["code"] == "fingerprint_mismatch"

@@ -82,7 +82,7 @@ def _download(url: str, archive: Path, expected: dict, say) -> None:
     say(f"downloading {url} to {archive}" + (f" (resuming after {have} bytes)" if have else ""))
     try:
         with requests.get(url, headers=headers, stream=True, timeout=60) as response:
-            if response.status_code == 416:  # nothing after what we have: check it as it is
+            if have and response.status_code == 416:  # nothing after what we have: check it as it is
                 pass
             else:
                 response.raise_for_status()
