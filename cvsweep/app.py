@@ -20,8 +20,16 @@ register()
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")
 
 
+def main() -> None:
+    """The command's entry: credentials from ./.env (the environment wins), then Hydra."""
+    from cvsweep.execution.env_file import load_env_file
+
+    load_env_file()
+    run()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float:
     import sys
     from pathlib import Path
 

@@ -16,9 +16,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from cvsweep.execution.env_file import load_env_file
     from cvsweep.service.app import create_app
     from cvsweep.service.settings import SettingsError, parse
 
+    load_env_file()  # credentials from ./.env for the sweeps it starts (the environment wins)
     try:
         settings = parse(argv)
     except SettingsError as err:

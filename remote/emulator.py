@@ -7,7 +7,9 @@ It serves the part of RunPod's serverless API that the ``runpod`` SDK client cal
 ``POST /v2/{endpoint}/cancel/{job}``, ``GET /v2/{endpoint}/health``, ``POST .../purge-queue``)
 and the job queue that the SDK's worker loop polls (``RUNPOD_WEBHOOK_GET_JOB``,
 ``RUNPOD_WEBHOOK_POST_OUTPUT`` and the per-job stop channel), and it runs N real worker
-processes of ``remote/handler.py``. So the real client and the real worker loop talk over
+processes of ``remote/handler.py``. It also serves the two routes of RunPod's REST API that
+``python -m cvsweep.deploy`` calls (``GET /v1/endpoints/{id}``, ``PATCH /v1/templates/{id}``),
+each endpoint with a template of its own whose ``imageName`` the deploy changes. So the real client and the real worker loop talk over
 HTTP as in production, but for the cloud. Rehearse a remote sweep with:
 
     RUNPOD_API_KEY=anything RUNPOD_ENDPOINT_ID=local \\
@@ -37,7 +39,7 @@ from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 HANDLER = Path(__file__).resolve().with_name("handler.py")
 FINAL_STATES = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
@@ -65,6 +67,7 @@ class Faults:
     malformed_health: int = 0  # the next N health answers have no "workers" object
     unhealthy_workers: int = 0  # health counts this many more workers, all unhealthy (a crash-looping image)
     corrupt_models: int = 0  # the next N results with an inline model: one byte of the model changed
+    endpoints_without_template: int = 0  # the next N REST endpoint answers have no templateId
 
     def take(self, name: str) -> bool:
         if getattr(self, name) > 0:
@@ -124,6 +127,33 @@ class Emulator:
         self.cancelled: list[str] = []  # jobs a client cancelled while they were queued or running
         self.port = 0
         self.closing = False
+        # RunPod's REST view: each endpoint's template (made when the endpoint is first asked for).
+        self.templates: dict[str, dict] = {}
+
+    # -- REST API (rest.runpod.io/v1) ----------------------------------------------------------
+    def rest_endpoint(self, endpoint_id: str, include_template: bool = False) -> dict:
+        """``GET /v1/endpoints/{id}`` as RunPod documents it (the fields a deploy reads, and a few more)."""
+        with self.lock:
+            template = self.templates.setdefault(f"tpl-{endpoint_id}", {
+                "id": f"tpl-{endpoint_id}", "name": f"{endpoint_id} template", "imageName": "cvsweep-worker:emulated",
+                "isServerless": True, "containerDiskInGb": 20, "env": {}, "volumeInGb": 0})
+            body = {"id": endpoint_id, "name": endpoint_id, "computeType": "GPU", "templateId": template["id"],
+                    "workersMax": self.n_workers, "workersMin": 0, "version": 0}
+            if include_template:
+                body["template"] = dict(template)
+            if self.faults.take("endpoints_without_template"):
+                body.pop("templateId")
+                body.pop("template", None)
+            return body
+
+    def update_template(self, template_id: str, changes: dict) -> Optional[dict]:
+        """``PATCH /v1/templates/{id}``: the documented fields it is given change; None for an unknown template."""
+        with self.lock:
+            template = self.templates.get(template_id)
+            if template is None:
+                return None
+            template.update(changes)
+            return dict(template)
 
     # -- client API ------------------------------------------------------------------------
     def submit(self, body: dict) -> Job:
@@ -336,6 +366,7 @@ class Emulator:
                 "faults": asdict(self.faults),
                 "jobs": {job_id: job.to_status() for job_id, job in self.jobs.items()},
                 "cancelled": list(self.cancelled),
+                "templates": {key: dict(value) for key, value in self.templates.items()},
                 "workers": {w: {"pid": p.pid, "alive": p.poll() is None, "ready": w in self.polled}
                             for w, p in self.processes.items()},
             }
@@ -365,32 +396,65 @@ def make_handler(emulator: Emulator):
         def do_POST(self) -> None:
             self._route("POST")
 
+        def do_PATCH(self) -> None:
+            self._route("PATCH")
+
         def _route(self, method: str) -> None:
             parts = [p for p in urlparse(self.path).path.split("/") if p]
             body = self._body()
             if parts[:1] == ["v2"]:
                 return self._client_api(method, parts[1:], body)
+            if parts[:1] == ["v1"]:
+                return self._rest_api(method, parts[1:], body)
             if parts[:1] == ["worker"]:
                 return self._worker_api(method, parts[1:], body)
             if parts[:1] == ["admin"]:
                 return self._admin(method, parts[1:], body)
             self._send(404, {"error": "not found"})
 
-        def _client_api(self, method: str, parts: list[str], body) -> None:
+        def _refused(self) -> bool:
+            """A client request's faults and key check, as for every client route: whether it
+            was answered (dropped, an injected error, 401) and must go no further."""
             with emulator.lock:
                 drop = emulator.faults.take("drop_connections")
                 error_status = emulator.faults.http_status if emulator.faults.take("http_errors") else None
             if drop:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
-                return
+                return True
             if error_status:
-                return self._send(error_status, {"error": f"injected HTTP {error_status}"})
+                self._send(error_status, {"error": f"injected HTTP {error_status}"})
+                return True
             auth = self.headers.get("Authorization", "")
             if emulator.api_key is not None and auth != f"Bearer {emulator.api_key}":
-                return self._send(401, {"error": "unauthorized"})
-            if emulator.endpoint_id is not None and parts[:1] != [emulator.endpoint_id]:
-                return self._send(404, {"error": f"no endpoint {parts[0] if parts else ''!r}"})
+                self._send(401, {"error": "unauthorized"})
+                return True
+            return False
+
+        def _unknown_endpoint(self, endpoint_id: str) -> bool:
+            if emulator.endpoint_id is not None and endpoint_id != emulator.endpoint_id:
+                self._send(404, {"error": f"no endpoint {endpoint_id!r}"})
+                return True
+            return False
+
+        def _rest_api(self, method: str, parts: list[str], body) -> None:
+            if self._refused():
+                return
+            if method == "GET" and parts[:1] == ["endpoints"] and len(parts) == 2:
+                if self._unknown_endpoint(parts[1]):
+                    return
+                query = parse_qs(urlparse(self.path).query)
+                return self._send(200, emulator.rest_endpoint(parts[1], query.get("includeTemplate") == ["true"]))
+            if method == "PATCH" and parts[:1] == ["templates"] and len(parts) == 2:
+                if not isinstance(body, dict) or not isinstance(body.get("imageName", ""), str):
+                    return self._send(400, {"error": "the body must be a JSON object; imageName a string"})
+                template = emulator.update_template(parts[1], body)
+                return self._send(200, template) if template else self._send(404, {"error": "template not found"})
+            self._send(404, {"error": f"no route {method} /v1/{'/'.join(parts)}"})
+
+        def _client_api(self, method: str, parts: list[str], body) -> None:
+            if self._refused() or self._unknown_endpoint(parts[0] if parts else ""):
+                return
             route = (method, parts[1] if len(parts) > 1 else "")
             if route in (("POST", "run"), ("POST", "runsync")):
                 if not isinstance(body, dict) or "input" not in body:

@@ -2,7 +2,8 @@
 child process (cvsweep/training/process.py).
 
     python remote/handler.py                                  # serve (on RunPod, or the emulator)
-    python remote/handler.py --test_input "$(cat remote/test_input.json)"   # one local job
+    python remote/handler.py --test_input "$(cat remote/test_input.json)"   # one local job (the SDK's test mode)
+    python remote/handler.py --smoke-test remote/test_input.json   # one job; a JSON verdict, exit 0 if it trained
 
 The input is refused with a structured error, before any training, unless it is exactly
 what cvsweep.execution.payload accepts (schema, size, keys, fingerprint) and its dataset.path is data
@@ -50,7 +51,8 @@ from cvsweep.training.process import TrainingProcess  # noqa: E402
 TRAINING = TrainingProcess()
 
 
-async def handler(job: dict) -> dict:
+async def handler(job: dict, progress=None) -> dict:
+    """The SDK calls it with the job alone: each epoch goes out as the job's progress."""
     try:
         run_config = accept_input(job.get("input"))
         accept_data(run_config)
@@ -61,7 +63,7 @@ async def handler(job: dict) -> dict:
     transport = job["input"].get("transport")  # None: the client wants no model back
     model_dir = tempfile.mkdtemp(prefix="cvsweep-model-") if transport is not None else None
     try:
-        result = await train_in_child(run_config, progress_reporter(job), model_dir=model_dir)
+        result = await train_in_child(run_config, progress or progress_reporter(job), model_dir=model_dir)
         result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
         if "model" in result:  # an upload waits in a thread: a cancel is still heard
             result["model"] = await asyncio.to_thread(model_transport.pack, result["model"], model_dir, transport,
@@ -104,9 +106,26 @@ def _internal_error(err: Exception) -> str:
     return json.dumps(Failure(INTERNAL_ERROR, f"{type(err).__name__}: {text}".rstrip(": "), infeasible=False).to_json())
 
 
+def smoke_test(path: str) -> int:
+    """One job of the file at ``path`` through handler(), as the worker runs it (cvsweep.deploy's
+    check of a new image). Its verdict is one JSON line on stdout (the SDK's test mode logs a
+    Python repr cut at 4 kB instead); 0 only when the run completed with the input's fingerprint."""
+    job = {"id": "smoke-test", **json.loads(Path(path).read_text())}
+    output = asyncio.run(handler(job, progress=lambda update: None))  # no job server to tell
+    trained = output.get("status") == "completed" and output.get("fingerprint") == job["input"].get("fingerprint")
+    verdict = {key: output.get(key) for key in ("status", "fingerprint", "reason", "error")}
+    verdict.update(ok=trained, device=(output.get("executed_on") or {}).get("device"))
+    print(json.dumps(verdict), flush=True)
+    return 0 if trained else 1
+
+
 if __name__ == "__main__":
     confine_to_data_roots()  # this process and the training process read data only under the data roots
     # Start the training process and let it import TensorFlow before taking jobs: a cold start
     # belongs to the worker, not a trial.
     TRAINING.start(wait=True)
+    if sys.argv[1:2] == ["--smoke-test"]:
+        code = smoke_test(sys.argv[2] if len(sys.argv) > 2 else str(Path(__file__).with_name("test_input.json")))
+        TRAINING.close()
+        sys.exit(code)
     runpod.serverless.start({"handler": handler})

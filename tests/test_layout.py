@@ -28,7 +28,8 @@ LAYERS = {
 # Shared by every layer and importing nothing of cvsweep.
 FOUNDATIONS = {"jsonio", "compat"}
 # The commands: the top, free to import any layer.
-COMMANDS = {"__init__", "__main__", "app", "help_text", "compose", "compare", "evaluate", "plot", "serve"}
+COMMANDS = {"__init__", "__main__", "app", "help_text", "compose", "compare", "evaluate", "plot", "serve", "deploy",
+            "datasets"}
 
 
 def _cvsweep_imports(path: Path) -> set[str]:

@@ -1,0 +1,208 @@
+"""``python -m cvsweep.deploy``: the dry run, and the endpoint update over real HTTP against the
+emulator's REST routes (there is no Docker engine here: the docker steps are run by a stand-in
+``docker`` on PATH that logs its arguments and runs the smoke test's command in this checkout)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BARE_ENDPOINT_ID, REPO, SENTINEL_API_KEY
+
+# Runs in place of docker: logs its arguments; `run` runs the command after the image here.
+DOCKER_STAND_IN = """#!{python}
+import os, subprocess, sys
+with open(os.environ["DOCKER_LOG"], "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "run":
+    args = sys.argv[2:]
+    while args[0].startswith("--"):
+        args = args[2:] if args[0] == "--gpus" else args[1:]
+    command = args[1:]
+    command[0] = sys.executable if command[0] == "python" else command[0]
+    sys.exit(subprocess.run(command).returncode)
+"""
+
+
+@pytest.fixture(autouse=True)
+def working_folder(tmp_path, monkeypatch):
+    """Each deploy runs in a folder of its own: no .env of the developer's is read."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+
+
+def deploy_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
+    return subprocess.run([sys.executable, "-m", "cvsweep.deploy", *args], capture_output=True, text=True,
+                          timeout=300, env={**base, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """A committed checkout holding what the image is built from (the real files)."""
+    repo = tmp_path / "checkout"
+    for name in ("remote/Dockerfile", "remote/Dockerfile.dockerignore", "remote/requirements.lock",
+                 "remote/test_input.json", "remote/handler.py"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, repo / name)
+    (repo / "cvsweep").mkdir()
+    (repo / "cvsweep" / "__init__.py").write_text("")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "image files")
+    return repo
+
+
+def expected_tag(repo: Path) -> str:
+    lock = hashlib.sha256((repo / "remote/requirements.lock").read_bytes()).hexdigest()[:8]
+    return f"{git(repo, 'rev-parse', '--short=12', 'HEAD')}-{lock}"
+
+
+@pytest.fixture
+def docker_stand_in(tmp_path) -> dict:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "docker").write_text(DOCKER_STAND_IN.format(python=sys.executable))
+    (folder / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}", "DOCKER_LOG": str(log)}
+
+
+def rest_url(emulator) -> str:
+    return emulator.base_url.rsplit("/v2", 1)[0] + "/v1"
+
+
+def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(checkout, docker_stand_in, bare_endpoint):
+    image = f"registry.example/me/cvsweep-worker:{expected_tag(checkout)}"
+    proc = deploy_cli("--dry-run", "--source", str(checkout), "--registry", "registry.example/me/",
+                      "--endpoint-id", BARE_ENDPOINT_ID, "--rest-url", rest_url(bare_endpoint),
+                      env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"image: {image}  (from {checkout})"
+    assert lines[1] == f"build: docker build --platform linux/amd64 -f remote/Dockerfile -t {image} ."
+    assert lines[2] == f"smoke test: docker run --rm {image} python -u remote/handler.py --smoke-test " \
+                       "remote/test_input.json"
+    assert lines[3] == f"push: docker push {image}"
+    assert lines[4] == f"update: GET {rest_url(bare_endpoint)}/endpoints/{BARE_ENDPOINT_ID}?includeTemplate=true  " \
+                       "(Authorization: Bearer ***)"
+    assert lines[5].startswith(f"update: PATCH {rest_url(bare_endpoint)}/templates/<its templateId>  "
+                               f'{{"imageName": "{image}"}}')
+    assert lines[6] == "dry run: nothing was built, run, pushed or changed"
+    assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
+    assert not Path(docker_stand_in["DOCKER_LOG"]).exists()  # docker never called
+    assert bare_endpoint.admin("state")["templates"] == {}  # no REST request made
+
+
+@pytest.mark.slow
+def test_a_deploy_runs_each_step_and_points_the_endpoints_template_at_the_new_image(docker_stand_in, bare_endpoint,
+                                                                                     tmp_path):
+    """Every step for real but docker's (the stand-in runs the smoke test's command in this checkout: the real
+    handler trains test_input.json); the update over HTTP to the emulator's REST routes."""
+    proc = deploy_cli("--registry", "registry.example/me", "--endpoint-id", BARE_ENDPOINT_ID, "--allow-dirty",
+                      "--rest-url", rest_url(bare_endpoint), "--gpus", "all",
+                      env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_LOG_LEVEL": "ERROR"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    image = proc.stdout.splitlines()[-1].removeprefix("deployed: ")
+    assert image.startswith("registry.example/me/cvsweep-worker:")
+    calls = Path(docker_stand_in["DOCKER_LOG"]).read_text().splitlines()
+    assert [call.split()[0] for call in calls] == ["build", "run", "push"]
+    assert calls[1].startswith(f"run --rm --gpus all {image} python -u remote/handler.py --smoke-test")
+    assert "smoke test: trained, fingerprint echoed" in proc.stdout
+    template = bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]
+    assert template["imageName"] == image
+    assert f"endpoint {BARE_ENDPOINT_ID}'s template tpl-{BARE_ENDPOINT_ID} now names {image}" in proc.stdout
+    assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
+
+
+def test_the_update_alone_changes_the_template_over_http(checkout, bare_endpoint):
+    before = bare_endpoint.admin("state")["templates"].get(f"tpl-{BARE_ENDPOINT_ID}", {}).get("imageName")
+    proc = deploy_cli("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
+                      "--rest-url", rest_url(bare_endpoint),
+                      env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_ENDPOINT_ID": BARE_ENDPOINT_ID, "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    image = f"cvsweep-worker:{expected_tag(checkout)}"
+    assert bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]["imageName"] == image != before
+    assert f"(was {before or 'cvsweep-worker:emulated'})" in proc.stdout
+
+
+@pytest.mark.parametrize("case", ["unknown endpoint", "refused key", "no template",
+                                  pytest.param("unreachable", marks=pytest.mark.slow)])  # 3 retries with backoff
+def test_a_failed_update_says_what_to_fix_and_never_the_key(case, checkout, bare_endpoint):
+    key, endpoint, url = SENTINEL_API_KEY, BARE_ENDPOINT_ID, rest_url(bare_endpoint)
+    if case == "unknown endpoint":
+        endpoint = "no-such-endpoint"
+    elif case == "refused key":
+        key = "sk-wrong-key-5d1e"
+    elif case == "no template":
+        bare_endpoint.admin("faults", {"endpoints_without_template": 1})
+    else:
+        url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
+    proc = deploy_cli("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
+                      "--endpoint-id", endpoint, "--rest-url", url, env={"RUNPOD_API_KEY": key})
+    assert proc.returncode == 1 and proc.stdout == ""
+    expected = {
+        "unknown endpoint": f"--endpoint-id no-such-endpoint (or RUNPOD_ENDPOINT_ID): no such endpoint for this key: "
+                            f"not found at {url}/endpoints/no-such-endpoint?includeTemplate=true (HTTP 404)",
+        "refused key": "RUNPOD_API_KEY: RunPod refused the key (HTTP 401 for GET",
+        "no template": f"--endpoint-id {BARE_ENDPOINT_ID}: RunPod's answer names no templateId",
+        "unreachable": f"--rest-url {url}: cannot reach RunPod's REST API: ConnectionError",
+    }[case]
+    assert expected in proc.stderr
+    assert key not in proc.stderr
+
+
+def test_settings_are_checked_before_any_step(checkout, docker_stand_in):
+    proc = deploy_cli("--source", str(checkout), env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY})
+    assert proc.returncode == 2
+    assert "--registry is not set: RunPod pulls cvsweep-worker from a registry" in proc.stderr
+    assert "--endpoint-id is not set: pass it, set RUNPOD_ENDPOINT_ID (environment or .env), or --skip-update" \
+        in proc.stderr
+    proc = deploy_cli("--source", str(checkout), "--registry", "r.example/me", "--endpoint-id", "e",
+                      env={**docker_stand_in})
+    assert proc.returncode == 2 and "RUNPOD_API_KEY is not set (environment or .env)" in proc.stderr
+    git_only = checkout.parent / "git-only"  # a PATH with git and no docker
+    git_only.mkdir()
+    (git_only / "git").symlink_to(shutil.which("git"))
+    proc = deploy_cli("--source", str(checkout), "--skip-update", "--registry", "r.example/me",
+                      env={"PATH": str(git_only)})
+    assert proc.returncode == 2 and "docker is not on PATH" in proc.stderr
+    assert not Path(docker_stand_in["DOCKER_LOG"]).exists()
+
+
+def test_a_tree_whose_image_files_differ_from_the_commit_is_refused_unless_allowed(checkout):
+    (checkout / "cvsweep" / "new.py").write_text("x = 1\n")
+    (checkout / "notes.txt").write_text("not in the image\n")  # outside the image: does not count
+    args = ("--dry-run", "--skip-push", "--skip-update", "--source", str(checkout))
+    proc = deploy_cli(*args)
+    assert proc.returncode == 2
+    assert f"the image's files differ from commit {git(checkout, 'rev-parse', '--short=12', 'HEAD')} " \
+           "(cvsweep/new.py): commit them, or pass --allow-dirty" in proc.stderr
+    proc = deploy_cli(*args, "--allow-dirty")
+    assert proc.returncode == 0 and f"cvsweep-worker:{expected_tag(checkout)}-dirty-" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_smoke_test_fails_an_image_that_does_not_train_the_input(tmp_path):
+    """remote/handler.py --smoke-test, the deploy's check inside the image: a refused input (here a changed
+    fingerprint) is a non-zero exit and a verdict that says why."""
+    job = json.loads((REPO / "remote" / "test_input.json").read_text())
+    job["input"]["fingerprint"] = "0" * 64
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-u", str(REPO / "remote" / "handler.py"), "--smoke-test",
+                           str(tmp_path / "job.json")], capture_output=True, text=True, timeout=300)
+    verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 1 and verdict["ok"] is False and verdict["status"] is None
+    assert json.loads(verdict["error"])["code"] == "fingerprint_mismatch"
