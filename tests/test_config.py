@@ -147,6 +147,11 @@ def test_every_search_preset_leaves_trials_to_tpe(preset):
         ("model.dropout", 1.0, "model.dropout=1.0: allowed is [0, 1)"),
         ("training.learning_rate", float("nan"), "training.learning_rate=nan: must be a finite number"),
         ("dataset.num_classes", 1, "dataset.num_classes=1: allowed is >= 2"),
+        ("training.clipnorm", 0.0, "training.clipnorm=0.0: allowed is > 0"),
+        ("training.clipvalue", -1.0, "training.clipvalue=-1.0: allowed is > 0"),
+        ("model.dense_units_decay", 0.0, "model.dense_units_decay=0.0: allowed is (0, 1]"),
+        ("model.dense_units_decay", 1.5, "model.dense_units_decay=1.5: allowed is (0, 1]"),
+        ("model.dropout_decay", 0.0, "model.dropout_decay=0.0: allowed is (0, 1]"),
     ],
 )
 def test_out_of_range_values_name_key_value_and_range(key, value, expected):
