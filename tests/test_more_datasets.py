@@ -117,7 +117,7 @@ def test_an_mnist_image_folder_trains_and_decodes_once(mnist_folder, image_cache
     assert first["metrics"]["val_accuracy"] > 0.5  # 3 epochs on 288 real digits
     second = train(folder_run(mnist_folder))
     assert second["data"]["cache"] == "cached" and second["metrics"] == first["metrics"] | {
-        k: second["metrics"][k] for k in ("train_seconds", "evaluate_seconds", "latency_ms")}
+        k: second["metrics"][k] for k in ("train_seconds", "evaluate_seconds", "latency_ms", "peak_memory_mb")}
 
 
 @pytest.mark.slow

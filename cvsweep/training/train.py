@@ -150,7 +150,7 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorbo
     """Fit, then evaluate and score the model; a run that diverged or overran its time budget
     is marked failed in ``result`` instead, and one the pruner stopped pruned, with what it
     trained so far."""
-    from cvsweep.training import diagnostics
+    from cvsweep.training import diagnostics, memory
     from cvsweep.training.callbacks import TimeBudget
 
     training, metrics = cfg.training, result["metrics"]
@@ -163,9 +163,10 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorbo
     train_data = _batched(tf, splits.x_train, splits.y_train, training.batch_size, shuffle_seed=training.seed)
     val_data = _batched(tf, splits.x_val, splits.y_val, training.batch_size)
 
+    peak_memory = memory.PeakMemory(tf)  # reset here: this process may have trained other runs
     history, train_seconds = _fit(model, train_data, val_data, training.epochs, callbacks)
     metrics.update(epochs_run=len(history.get("loss", [])), train_seconds=round(train_seconds, 3),
-                   params=int(model.count_params()), history=history)
+                   **peak_memory.read(), params=int(model.count_params()), history=history)
     failure = _training_failure(history, budget, training, train_seconds) or _stopped(history)
     pruned_after = callbacks[0].pruned_after  # the EpochReport
     if failure is None and pruned_after is not None:
