@@ -1,29 +1,32 @@
 """Peak memory of a run's fit (the ``peak_memory_mb`` objective), measured where it can be
-measured honestly, and null with the reason where it cannot:
+measured honestly, and null with the reason where it cannot.
 
-- on a GPU: TensorFlow's allocator peak on GPU:0 (``get_memory_info(...)["peak"]``), reset
-  before the fit (``reset_memory_stats``): the tensors the fit held at once. Source
-  ``gpu_allocator``; the host's peak is recorded beside it as ``peak_rss_mb``.
-- on a CPU (Linux): the training process's peak resident set size (VmHWM in
-  /proc/self/status) during the fit. The process serves many runs one after another
-  (cvsweep/training/process.py), so the peak is reset before each fit by writing 5 to
-  /proc/self/clear_refs (Linux's documented reset of VmHWM); without the reset, one run's
-  peak would carry into every later run's. Source ``rss_hwm``. It counts all the process
-  holds (TensorFlow itself, the data, the model; about 0.5-1 GB before any model), so it
-  compares runs in like processes, and a bigger model or batch shows as a bigger peak.
-- elsewhere (no /proc, or a reset the system refuses): ``peak_memory_mb`` is null and
-  ``peak_memory_source`` says why; such a result has no value for the objective.
+``peak_memory_mb``: the peak of TensorFlow's allocator on the device that trains (GPU:0 on a
+GPU, else CPU:0), reset just before the fit (``reset_memory_stats``) and read just after it
+(``get_memory_info(...)["peak"]``): the most memory the fit's tensors (weights, optimizer
+state, a batch's activations and gradients) held at once, after a full garbage collection. Source ``gpu_allocator`` or
+``cpu_allocator``. It depends on the run alone, not on what the process did before: the
+training process serves many runs one after another (cvsweep/training/process.py). Arrays
+outside TensorFlow (the data set in NumPy) are not in it.
+
+``peak_rss_mb`` (Linux): the process's peak resident set size during the fit, VmHWM of
+/proc/self/status after a reset by writing 5 to /proc/self/clear_refs (man 5 proc). It is
+what the host had to provide, so it counts everything the process holds, TensorFlow itself
+and what earlier runs in it left allocated (measured: about 0.7 GB before a first digits
+run, and a small run after a big one keeps the big one's level): a host figure, not a
+comparison between runs, hence not the objective. Null where /proc is missing or refuses.
 """
 
 from __future__ import annotations
 
+import gc
 import re
 from pathlib import Path
 from typing import Optional
 
 CLEAR_REFS = Path("/proc/self/clear_refs")
 STATUS = Path("/proc/self/status")
-RESET_HIGH_WATER_MARK = "5"  # man 5 proc: "5" resets the peak resident set size
+RESET_HIGH_WATER_MARK = "5"  # man 5 proc: writing "5" resets the peak resident set size
 
 
 class PeakMemory:
@@ -31,29 +34,34 @@ class PeakMemory:
 
     def __init__(self, tf):
         self.tf = tf
-        self.gpu = bool(tf.config.list_logical_devices("GPU"))
-        if self.gpu:
-            tf.config.experimental.reset_memory_stats("GPU:0")
-        self.rss_unavailable = _reset_rss_peak()
+        self.device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+        # Earlier runs' tensors wait in reference cycles for a full collection (train() skips
+        # it, see clear_session there), and the allocator would count them into this peak:
+        # a small run after a big one measured 6.0 MB instead of 0.8. About 0.05 s a run.
+        gc.collect()
+        try:
+            tf.config.experimental.reset_memory_stats(self.device)
+            self.allocator_unavailable = None
+        except (ValueError, RuntimeError) as err:  # an allocator that keeps no statistics
+            self.allocator_unavailable = f"TensorFlow keeps no memory statistics for {self.device} ({err})"
+        self.rss_reset = _reset_rss_peak()
 
     def read(self) -> dict:
-        rss = None if self.rss_unavailable else _rss_peak_mb()
-        if self.gpu:
-            peak = self.tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-            return {"peak_memory_mb": round(peak, 1), "peak_memory_source": "gpu_allocator", "peak_rss_mb": rss}
-        if rss is None:
-            return {"peak_memory_mb": None,
-                    "peak_memory_source": f"unavailable: {self.rss_unavailable or 'no VmHWM in ' + str(STATUS)}"}
-        return {"peak_memory_mb": rss, "peak_memory_source": "rss_hwm"}
+        if self.allocator_unavailable:
+            peak, source = None, f"unavailable: {self.allocator_unavailable}"
+        else:
+            peak = round(self.tf.config.experimental.get_memory_info(self.device)["peak"] / 2**20, 1)
+            source = f"{self.device.split(':')[0].lower()}_allocator"
+        return {"peak_memory_mb": peak, "peak_memory_source": source,
+                "peak_rss_mb": _rss_peak_mb() if self.rss_reset else None}
 
 
-def _reset_rss_peak() -> Optional[str]:
-    """None when the peak was reset, else why it could not be."""
+def _reset_rss_peak() -> bool:
     try:
         CLEAR_REFS.write_text(RESET_HIGH_WATER_MARK)
-    except OSError as err:
-        return f"cannot reset the peak resident set size through {CLEAR_REFS} ({err.strerror or err})"
-    return None
+    except OSError:  # not Linux, or a kernel that refuses: no peak rather than a stale one
+        return False
+    return True
 
 
 def _rss_peak_mb() -> Optional[float]:
