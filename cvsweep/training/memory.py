@@ -3,11 +3,13 @@ measured honestly, and null with the reason where it cannot.
 
 ``peak_memory_mb``: the peak of TensorFlow's allocator on the device that trains (GPU:0 on a
 GPU, else CPU:0), reset just before the fit (``reset_memory_stats``) and read just after it
-(``get_memory_info(...)["peak"]``): the most memory the fit's tensors (weights, optimizer
-state, a batch's activations and gradients) held at once, after a full garbage collection. Source ``gpu_allocator`` or
-``cpu_allocator``. It depends on the run alone, not on what the process did before: the
-training process serves many runs one after another (cvsweep/training/process.py). Arrays
-outside TensorFlow (the data set in NumPy) are not in it.
+(``get_memory_info(...)["peak"]``): the most memory TensorFlow's tensors held at once
+during the fit (weights, optimizer state, the splits as the tf.data pipeline holds them, a
+batch's activations and gradients). Source ``gpu_allocator`` or ``cpu_allocator``. After a
+full garbage collection before the reset, it depends on the run alone, not on what the
+process did before: the training process serves many runs one after another
+(cvsweep/training/process.py). It varies by some percent between reruns of one config (TensorFlow
+runs independent ops concurrently): measured 95 to 116 MB for one config.
 
 ``peak_rss_mb`` (Linux): the process's peak resident set size during the fit, VmHWM of
 /proc/self/status after a reset by writing 5 to /proc/self/clear_refs (man 5 proc). It is
