@@ -280,8 +280,8 @@ def _evaluation_failure(metrics: dict) -> Optional[Failure]:
 
 
 def _score(model, cfg, splits, recorder, result: Result) -> None:
-    """Latency, diagnostics and health scores of a completed run."""
-    from cvsweep.training import diagnostics, health
+    """Latency, diagnostics, health scores and advice of a completed run."""
+    from cvsweep.training import advice, diagnostics, health
 
     metrics = result["metrics"]
     metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)
@@ -289,6 +289,7 @@ def _score(model, cfg, splits, recorder, result: Result) -> None:
         model, splits, recorder, cfg.health, cfg.dataset.num_classes, cfg.training.seed
     )
     result["health"] = health.scores(result["diagnostics"], metrics, cfg.health)
+    result["health"]["advice"] = advice.advise(result)
     log.info(
         "val_accuracy=%.4f val_loss=%.4f test_accuracy=%.4f overall_health=%.3f (%d epochs, %.1fs)",
         metrics["val_accuracy"], metrics["val_loss"], metrics["test_accuracy"],
