@@ -12,6 +12,7 @@ from conftest import TINY_OVERRIDES, TINY_RUN, compose_sweep, read_json, run_cli
 
 from cvsweep.config.objectives import directions_of
 from cvsweep.config.schema import OBJECTIVES, ConfigError
+from cvsweep.reporting.plots import TRIAL_PLOTS
 from cvsweep.sweep.preflight import check_sweep
 
 NEW = ["train_seconds", "peak_memory_mb", "neuron_utilisation", "training_stability", "gradient_health"]
@@ -32,7 +33,7 @@ def test_each_new_objective_has_a_direction_and_refuses_a_pruner(name, tmp_path)
 
 
 @pytest.mark.slow
-def test_one_sweep_optimises_every_new_objective_and_one_alone(tmp_path):
+def test_one_sweep_optimises_every_new_objective_and_one_alone_with_plots_best(tmp_path):
     multi = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=2", "objective=train_seconds",
                     "secondary_objectives=[peak_memory_mb,neuron_utilisation,training_stability,gradient_health]",
                     "hydra/sweeper/pruner=none", "plots=none", f"output_root={tmp_path / 'multi'}")
@@ -49,16 +50,26 @@ def test_one_sweep_optimises_every_new_objective_and_one_alone(tmp_path):
         assert result["metrics"]["peak_memory_mb"] > 0 and result["metrics"]["peak_memory_source"].endswith("_allocator")
     assert sorted(t.values for t in study.trials) == sorted(t["objective_values"] for t in summary["trials"])
 
+    # Alone, and with plots=best: the best trial's plots only, and its health advice printed.
     alone = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=2", "objective=gradient_health",
-                    "hydra/sweeper/pruner=none", "plots=none", f"output_root={tmp_path / 'alone'}")
+                    "model.filters=choice(4,8)", "hydra/sweeper/pruner=none", "plots=best",
+                    f"output_root={tmp_path / 'alone'}")
     assert alone.returncode == 0, alone.stderr
     sweep_dir = next((tmp_path / "alone" / "sweeps").iterdir())
     summary = read_json(sweep_dir / "summary.json")
     study = optuna.load_study(study_name=summary["study"]["name"], storage=f"sqlite:///{tmp_path / 'alone'}/optuna.db")
-    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE and summary["n_completed"] == 2
     for trial in summary["trials"]:
         result = read_json(sweep_dir / trial["job"] / "result.json")
         assert trial["objective_values"] == [result["health"]["gradient_health"]]
+        assert trial["advice"] == result["health"]["advice"]
+        plotted = sorted(p.name for p in (sweep_dir / trial["job"]).glob("*.png"))
+        is_best = trial["job"] == summary["best"]["job"]
+        assert plotted == (sorted(TRIAL_PLOTS) if is_best else []), (trial["job"], plotted)
+    assert summary["best_model"]["trial_dir"] == str((sweep_dir / summary["best"]["job"]).resolve())
+    assert (sweep_dir / "optimization_history.png").exists()  # the sweep's plots as with plots=summary
+    assert f"Health advice for job {summary['best']['job']}:" in alone.stdout
+    assert "<th>advice</th>" in (sweep_dir / "report.html").read_text()
 
 
 @pytest.mark.slow
