@@ -146,4 +146,5 @@ def test_advice_on_an_overfitting_gap_and_exploding_gradients(healthy_and_huge_l
                                               "training.early_stopping_patience=3"]
     assert "gap of 0.200" in by_issue["overfitting"]["evidence"]
     assert by_issue["exploding gradients"]["evidence"].endswith(f"above 100 or not finite, in {layer}")
-    assert by_issue["exploding gradients"]["try"][0] == "training.learning_rate=0.0001"
+    assert by_issue["exploding gradients"]["try"] == ["training.learning_rate=0.0001", "training.clipnorm=1.0",
+                                                      "model.batch_norm=true"]

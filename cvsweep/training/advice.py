@@ -11,7 +11,8 @@ The rules (thresholds below):
   batch normalisation, a lower learning rate;
 - vanishing / exploding gradients: GRADIENT_SHARE or more of the (layer, epoch) gradient norms
   below health.grad_vanishing_below / above health.grad_exploding_above (or not finite):
-  batch normalisation and He initialisation / a lower learning rate and gradient clipping;
+  batch normalisation and He initialisation / a lower learning rate and gradient clipping
+  (training.clipnorm, when no clipping is set);
 - unstable loss: training_stability below UNSTABLE_BELOW: a lower learning rate, larger batches;
 - overfitting: train accuracy above validation accuracy by more than half of
   health.overfit_gap_tolerance in the last epoch: more dropout, augmentation, early stopping.
@@ -59,9 +60,11 @@ def _stuck_units(layers: list[dict], config: dict) -> list[dict]:
         kind = "filters" if name.startswith("conv") else "units"
         dead, saturated = layer.get("dead", 0), layer.get("saturated", 0)
         if units and dead / units >= DEAD_SHARE:
-            # A dense layer's own activation, where the model has one apart from the conv layers'.
-            key = "model.dense_activation" if name.startswith("dense") and "dense_activation" in model else "model.activation"
-            leaky = f"{key}=leaky_relu" if model.get(key.split(".")[1]) in ("relu", None) else None
+            # A CNN's dense layers have their own activation setting (null: the conv layers').
+            dense = name.startswith("dense") and "dense_activation" in model
+            key = "model.dense_activation" if dense else "model.activation"
+            current = (model["dense_activation"] if dense else None) or model["activation"]
+            leaky = f"{key}=leaky_relu" if current == "relu" else None
             advice.append(_item(f"dead units in {name}",
                                 f"{dead} of {units} {kind} ({dead / units:.0%}) never activate on {samples} validation images",
                                 [leaky, _lower_learning_rate(config)]))
@@ -86,7 +89,9 @@ def _gradients(norms: dict, config: dict) -> list[dict]:
                             f"(layer, epoch) below {low:g}, in {_named(vanishing)}",
                             [_batch_norm(config), "model.kernel_initializer=he_normal"]))
     if len(exploding) / len(values) >= GRADIENT_SHARE:
-        clip = "training.clipnorm=1.0" if "clipnorm" in config["training"] else None
+        training = config["training"]
+        unclipped = "clipnorm" in training and training["clipnorm"] is None and training.get("clipvalue") is None
+        clip = "training.clipnorm=1.0" if unclipped else None
         advice.append(_item("exploding gradients", f"{len(exploding)} of {len(values)} per-layer gradient norms "
                             f"(layer, epoch) above {high:g} or not finite, in {_named(exploding)}",
                             [_lower_learning_rate(config), clip, _batch_norm(config)]))
