@@ -46,7 +46,7 @@ def run(cfg: DictConfig) -> float:
         print(f"cvsweep: the run failed: {err}", file=sys.stderr)  # a reason, not a traceback
         raise SystemExit(1) from None
     finally:  # once result.json is written, so a failed run still gets the plots its data allows
-        if cfg.plots.name == "all":
+        if cfg.plots.name in ("all", "best"):  # a single run is its own best
             from cvsweep.reporting.plots import plot_trial_folders
 
             run_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -20,8 +20,9 @@ from cvsweep.jsonio import read_json
 
 # Timings vary from run to run on any machine, so they are never compared. One rule instead
 # of a list, so a timing added later is covered: any key, at any depth, named like a
-# duration (train_seconds, evaluate_seconds, latency_ms, round_trip_s, ...).
-TIMING_SUFFIXES = ("seconds", "_s", "_ms")
+# duration (train_seconds, evaluate_seconds, latency_ms, round_trip_s, ...). Memory peaks
+# (peak_memory_mb: what else the process held) vary alike and are measured alike: "_mb".
+TIMING_SUFFIXES = ("seconds", "_s", "_ms", "_mb")
 # The parts of a result that must be bit-identical for the metrics to be called identical.
 COMPARED = ("metrics", "health", "diagnostics")
 

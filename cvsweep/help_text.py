@@ -37,7 +37,8 @@ def summary(path: Path) -> str:
 
 
 def objectives() -> str:
-    return "".join(f"  {name:<14} {spec.direction:<9} {spec.description}\n" for name, spec in OBJECTIVES.items())
+    width = max(map(len, OBJECTIVES))
+    return "".join(f"  {name:<{width}} {spec.direction:<9} {spec.description}\n" for name, spec in OBJECTIVES.items())
 
 
 def register_resolvers() -> None:

@@ -4,8 +4,8 @@
     python -m cvsweep.plot outputs/sweeps/<time>      # a sweep folder: every trial of it, then report.html again
 
 Trials never draw plots while a sweep runs (that would cost seconds a trial); with plots=all a
-sweep draws its top trials' plots when it ends (cvsweep/reporting/summary.py) and this draws
-any others. For a sweep folder, "every trial" is every trial its summary.json lists (the
+sweep draws its top trials' plots when it ends, with plots=best its best trial's
+(cvsweep/reporting/summary.py), and this draws any others. For a sweep folder, "every trial" is every trial its summary.json lists (the
 trials its report shows), or, before there is a summary (a sweep still running, or killed),
 every trial folder in it that has a result.json; report.html is then written again from
 summary.json, so that it links the new plots. The files are those of "Diagnostics and plots"

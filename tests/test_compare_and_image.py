@@ -76,7 +76,8 @@ def test_the_timing_rule_covers_every_timing_a_real_result_has(result, rerun):
     # And it drops exactly the timings: every key train() writes that measures time, nothing else.
     dropped = {path for part in COMPARED for path, _ in _leaves({part: result[part]})
                if any(is_timing(key) for key in path if isinstance(key, str))}
-    assert dropped == {("metrics", "train_seconds"), ("metrics", "evaluate_seconds"), ("metrics", "latency_ms")}
+    assert dropped == {("metrics", "train_seconds"), ("metrics", "evaluate_seconds"), ("metrics", "latency_ms"),
+                       ("metrics", "peak_memory_mb"), ("metrics", "peak_rss_mb")}
 
 
 def test_differences_are_explained_config_first(result, tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_MNIST, TINY_RUN, read_json, require, run_cli
 
+from cvsweep.compare import without_timings
 from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
 from cvsweep.data.sources import DataError, pin_dataset
 from cvsweep.training.train import train
@@ -116,8 +117,8 @@ def test_an_mnist_image_folder_trains_and_decodes_once(mnist_folder, image_cache
     assert first["data"]["cache"] == "decoded" and len(list(image_cache.glob("*.npz"))) == 1
     assert first["metrics"]["val_accuracy"] > 0.5  # 3 epochs on 288 real digits
     second = train(folder_run(mnist_folder))
-    assert second["data"]["cache"] == "cached" and second["metrics"] == first["metrics"] | {
-        k: second["metrics"][k] for k in ("train_seconds", "evaluate_seconds", "latency_ms")}
+    assert second["data"]["cache"] == "cached"
+    assert without_timings(second["metrics"]) == without_timings(first["metrics"])  # timings and memory peaks vary
 
 
 @pytest.mark.slow

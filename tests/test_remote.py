@@ -61,6 +61,9 @@ def test_parity_local_and_remote_are_bit_identical(data, runpod_env):
     assert remote["versions"] == local["versions"]
     # Diagnostics and health travel as data and match too (latency is a timing, not a result).
     assert remote["health"] == local["health"] and remote["diagnostics"] == local["diagnostics"]
+    # The worker measures peak memory as train() does here (a measurement, like the timings).
+    assert remote["metrics"]["peak_memory_source"] == local["metrics"]["peak_memory_source"]
+    assert remote["metrics"]["peak_memory_mb"] > 0
     assert remote["remote"]["execution_ms"] > 0 and remote["remote"]["round_trip_s"] > 0
 
 

@@ -12,7 +12,7 @@ def value(result: dict, objective: Objective, health_weight: float) -> float:
     if objective == Objective.health:
         raw = (1 - health_weight) * metrics["val_accuracy"] + health_weight * result["health"]["overall_health"]
     else:
-        raw = metrics.get(objective.name)
+        raw = (result.get(OBJECTIVES[objective.value].recorded_in) or {}).get(objective.name)
     if raw is None or not math.isfinite(raw):
         raise ValueError(f"the result has no finite {objective.name}")
     return float(raw)
@@ -21,7 +21,7 @@ def value(result: dict, objective: Objective, health_weight: float) -> float:
 def epoch_value(update: dict, objective: Objective, health_weight: float) -> float | None:
     """The objective as far as one epoch's report shows it: what a pruner compares between
     trials at that epoch. None when the report has no finite value for it, or the objective
-    has none per epoch (params, latency_ms). For ``health``, whose health part is measured
+    has none per epoch (params, latency_ms, ...). For ``health``, whose health part is measured
     once after training, the health part counts as 0: ``(1 - health_weight) * val_accuracy``
     ranks trials at an epoch exactly as val_accuracy does, and a pruned trial's recorded value
     is a lower bound of what it would have scored."""

@@ -201,6 +201,8 @@ class ObjectiveSpec:
     # The epoch report's metric a pruner watches for it (cvsweep/study/pruning.py); None: the
     # objective is known before training or only after it, so nothing can be pruned on it.
     per_epoch: Optional[str] = None
+    # The part of result.json that records it under the objective's name (metrics, or health).
+    recorded_in: str = "metrics"
 
 
 # What a sweep can optimise (never the test set): the one table the Objective choices and
@@ -214,6 +216,16 @@ OBJECTIVES = {
                             per_epoch="val_accuracy"),
     "params": ObjectiveSpec("minimize", "the model's parameter count"),
     "latency_ms": ObjectiveSpec("minimize", "inference time per image (ms), measured on a batch of validation images"),
+    "train_seconds": ObjectiveSpec("minimize", "wall-clock seconds of the fit"),
+    # The training process's peak memory during the fit (cvsweep/training/memory.py says how).
+    "peak_memory_mb": ObjectiveSpec("minimize", "peak memory of the fit (MB): GPU allocator on a GPU, else peak RSS"),
+    # Health scores (cvsweep/training/health.py), named as result.json's health records them.
+    "neuron_utilisation": ObjectiveSpec("maximize", "health score: share of units that activate",
+                                        recorded_in="health"),
+    "training_stability": ObjectiveSpec("maximize", "health score: steady loss and weight changes",
+                                        recorded_in="health"),
+    "gradient_health": ObjectiveSpec("maximize", "health score: share of gradient norms neither vanishing nor "
+                                     "exploding", recorded_in="health"),
 }
 Objective = Enum("Objective", [(name, name) for name in OBJECTIVES], module=__name__)
 
@@ -228,6 +240,7 @@ class Plots(Enum):
     # Never drawn inside a trial. all: per-sweep plots and report, and per-trial plots drawn when
     # the sweep ends for its top trials (a single run: at its end; any trial: python -m cvsweep.plot)
     all = "all"
+    best = "best"  # per-sweep plots and report, and per-trial plots for the study's best trial only
     summary = "summary"  # per-sweep plots and report only
     none = "none"
 

@@ -151,23 +151,56 @@ def _weights(diagnostics: dict):
     return figure
 
 
+# Frames of flagged channels in activations.png.
+DEAD_COLOR, SATURATED_COLOR = "red", "darkorange"
+
+
 def _activations(diagnostics: dict):
-    maps = diagnostics["activations"]["maps"]
-    if not maps:
+    """Each conv layer's maps, a row per image (its input first); dead channels framed red,
+    saturated ones orange, and each layer's counts over all its channels beside it."""
+    activations = diagnostics["activations"]
+    layers, inputs = _conv_maps(activations)
+    rows = [(layer, i) for layer in layers for i in range(len(layer["images"]))]
+    if not rows:
         return None
-    columns = 1 + len(maps[0]["channels"])
-    figure, axes = _figure(len(maps), columns, figsize=(1.3 * columns, 1.4 * len(maps)), squeeze=False)
-    for row, item in enumerate(maps):
-        images = [item["image"], *item["channels"]]
-        for column, image in enumerate(images):
+    columns = 1 + max(len(layer["channels"]) for layer in layers)
+    figure, axes = _figure(len(rows), columns, figsize=(1.3 * columns, 1.5 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for row, (layer, i) in enumerate(rows):
+        first = axes[row][0]
+        first.set_axis_on()
+        first.imshow(np.array(inputs[i], dtype=np.uint8), cmap="gray")
+        first.set(xticks=[], yticks=[])
+        if i == 0:
+            first.set_ylabel(f"{layer['layer']}\n{len(layer['dead'])} dead, {len(layer['saturated'])} sat.\n"
+                             f"of {layer['units']}", fontsize=7, color=DEAD_COLOR if layer["dead"] else "black")
+        for column, (channel, image) in enumerate(zip(layer["channels"], layer["images"][i]), start=1):
             ax = axes[row][column]
-            ax.imshow(np.array(image, dtype=np.uint8), cmap="gray" if column == 0 else "viridis")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title("input" if column == 0 else f"ch {column - 1}", fontsize=8)
-    figure.suptitle("first conv layer: activation maps", fontsize=10)
+            ax.set_axis_on()
+            ax.imshow(np.array(image, dtype=np.uint8), cmap="viridis", vmin=0, vmax=255)
+            ax.set(xticks=[], yticks=[])
+            flag, color = (("dead", DEAD_COLOR) if channel in layer["dead"] else
+                           ("sat.", SATURATED_COLOR) if channel in layer["saturated"] else ("", None))
+            if color:
+                for spine in ax.spines.values():
+                    spine.set(color=color, linewidth=2.5)
+            if i == 0:
+                ax.set_title(f"ch {channel} {flag}".strip(), fontsize=7, color=color or "black")
+    figure.suptitle("activation maps of every conv layer (dead: never active, red; saturated: stuck, orange)",
+                    fontsize=9)
     return figure
+
+
+def _conv_maps(activations: dict) -> tuple[list[dict], list]:
+    """The per-layer maps and their input images; a result.json from before per-layer maps
+    held the first conv layer's only, as [{"image", "channels"}] per image, without flags."""
+    maps = activations.get("maps") or []
+    if maps and "image" in maps[0]:
+        old = {"layer": "first conv layer", "units": len(maps[0]["channels"]), "dead": [], "saturated": [],
+               "channels": list(range(len(maps[0]["channels"]))), "images": [m["channels"] for m in maps]}
+        return [old], [m["image"] for m in maps]
+    return maps, activations.get("inputs") or []
 
 
 def plot_study(study, folder: Path, n_objectives: int, objective_names: list[str]) -> list[Path]:

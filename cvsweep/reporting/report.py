@@ -28,7 +28,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
     best = summary["best"]
     params = list(summary["trials"][0]["params"]) if summary["trials"] else []
     head = ["job", "status", *names, "test acc", "health", "epochs", "where", *(p.rsplit(".", 1)[-1] for p in params),
-            "model file", "plots"]
+            "model file", "plots", "advice"]
     rows = []
     for trial in summary["trials"]:
         job = trial["job"]
@@ -43,7 +43,8 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
         css = "best" if best and job == best["job"] else ("failed" if trial["status"] != "completed"
                                                           or trial.get("violates") else "")
         rows.append(f'<tr class="{css}">' + "".join(f"<td>{escape(str(c))}</td>" for c in cells)
-                    + f'<td>{_model_link(trial.get("model"), sweep_dir)}</td><td class="links">{links}</td></tr>')
+                    + f'<td>{_model_link(trial.get("model"), sweep_dir)}</td><td class="links">{links}</td>'
+                    + f"<td>{_advice_cell(trial.get('advice'))}</td></tr>")
     images = "".join(
         f'<img alt="{escape(p.stem)}" title="{escape(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
         for p in sweep_plots
@@ -56,6 +57,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
         f"<p>Job <b>{escape(best['job'])}</b>: " + ", ".join(f"{n} = {fmt(v)}" for n, v in zip(names, best["objective_values"]))
         + f", test accuracy {fmt(best.get('test_accuracy'))}, fingerprint <code>{escape(best['fingerprint'])}</code></p>"
         f"<details><summary>its run config</summary><pre>{escape(json.dumps(best['config'], indent=2))}</pre></details>"
+        + _advice_html(best.get("advice"))
         if best else "<p>No trial completed.</p>"
     )
     html = f"""<!DOCTYPE html>
@@ -72,7 +74,7 @@ holds {escape(str(study["n_trials_in_study"]))} trials.</p>
 {f"<p>Pareto front: jobs {escape(', '.join(t['job'] for t in pareto))}</p>" if pareto else ""}
 <h2>Trials</h2>
 <table><tr>{"".join(f"<th>{escape(h)}</th>" for h in head)}</tr>{"".join(rows)}</table>
-<p class="muted">Trial plots (plots=all) are drawn when the sweep ends, for its top trials. Any other trial's:
+<p class="muted">Trial plots are drawn when the sweep ends, for its top trials (plots=all) or its best (plots=best). Any other trial's:
 <code>python -m cvsweep.plot {escape(str(sweep_dir))}/JOB</code>; every trial's, with this page again:
 <code>python -m cvsweep.plot {escape(str(sweep_dir))}</code>.</p>
 <h2>Sweep plots</h2><div class="plots">{images or '<p class="muted">No sweep plots (plots=none, or too few trials).</p>'}</div>
@@ -82,6 +84,26 @@ holds {escape(str(study["n_trials_in_study"]))} trials.</p>
 </body></html>
 """
     return write_text_atomic(sweep_dir / "report.html", html)
+
+
+def advice_text(item: dict) -> str:
+    """One advice item (cvsweep/training/advice.py) as a line."""
+    tries = f"; try {', '.join(item['try'])}" if item.get("try") else ""
+    return f"{item['issue']}: {item['evidence']}{tries}"
+
+
+def _advice_html(advice: list | None) -> str:
+    if not advice:
+        return "<p>Health advice: none, nothing looks unhealthy.</p>"
+    return "<p>Health advice:</p><ul>" + "".join(f"<li>{escape(advice_text(item))}</li>" for item in advice) + "</ul>"
+
+
+def _advice_cell(advice: list | None) -> str:
+    """A trial's advice: its count, the items unfolded on a click."""
+    if not advice:
+        return "-"
+    items = "".join(f"<li>{escape(advice_text(item))}</li>" for item in advice)
+    return f"<details><summary>{len(advice)}</summary><ul>{items}</ul></details>"
 
 
 def _best_model_html(where: dict | None, sweep_dir: Path) -> str:

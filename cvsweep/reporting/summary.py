@@ -17,7 +17,7 @@ from rich.text import Text
 
 from cvsweep.config.objectives import directions_of, objectives_of
 from cvsweep.jsonio import read_json, write_json_atomic
-from cvsweep.reporting.report import fmt, status_text
+from cvsweep.reporting.report import advice_text, fmt, status_text
 from cvsweep.study.constraints import limits_of, violated
 from cvsweep.study.search_space import search_space
 from cvsweep.training.artifact import MODEL_FILE
@@ -74,8 +74,7 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
         "ended_early": ended_early,
     }
     summary["best_model"] = best_model(summary, sweep_dir)
-    if cfg.plots.name == "all":
-        _plot_top_trials(sweep_dir, plotted_trials(completed, directions))
+    _plot_top_trials(sweep_dir, plotted_folders(cfg.plots.name, summary, directions, sweep_dir))
     sweep_plots = []
     if cfg.plots.name != "none" and study is not None:
         from cvsweep.reporting.plots import plot_study
@@ -136,15 +135,29 @@ def plotted_trials(completed: list[dict], directions: list[str]) -> list[dict]:
     return ranked[:TRIALS_PLOTTED]
 
 
-def _plot_top_trials(sweep_dir: Path, trials: list[dict]) -> None:
+def plotted_folders(plots: str, summary: dict, directions: list[str], sweep_dir: Path) -> list[Path]:
+    """The trial folders whose own plots a sweep draws when it ends: plots=all, those of
+    plotted_trials; plots=best, the best trial's only: the one the best model is taken from
+    (the study's best when its folder is on this host, else this run's; with several
+    objectives, the first of the Pareto front), so that its plots lie beside the model the
+    summary points to; summary and none: no trial's."""
+    if plots == "all":
+        completed = [t for t in summary["trials"] if t["status"] == "completed"]
+        return [sweep_dir / t["job"] for t in plotted_trials(completed, directions)]
+    if plots == "best" and summary["best_model"]:
+        return [Path(summary["best_model"]["trial_dir"])]
+    return []
+
+
+def _plot_top_trials(sweep_dir: Path, folders: list[Path]) -> None:
     from cvsweep.reporting.plots import plot_trial_folders
 
-    if not trials:
+    if not folders:
         return
-    jobs = ", ".join(t["job"] for t in trials)
-    log.info("Drawing the plots of the top %d trials (jobs %s); any other trial's: python -m cvsweep.plot "
-             "%s/JOB", len(trials), jobs, sweep_dir)
-    plot_trial_folders([sweep_dir / t["job"] for t in trials])
+    shown = ", ".join(os.path.relpath(f, sweep_dir) for f in folders)
+    log.info("Drawing the plots of %d trial(s) (%s); any other trial's: python -m cvsweep.plot %s/JOB",
+             len(folders), shown, sweep_dir)
+    plot_trial_folders(folders)
 
 
 def best_model(summary: dict, sweep_dir: Path) -> dict | None:
@@ -223,6 +236,7 @@ def trial_row(folder: Path, params: list[str], job: str) -> dict:
         "objective_values": values,
         "test_accuracy": metrics.get("test_accuracy"),
         "overall_health": (result.get("health") or {}).get("overall_health"),
+        "advice": (result.get("health") or {}).get("advice") or [],  # cvsweep/training/advice.py
         "epochs_run": metrics.get("epochs_run"),
         "train_seconds": metrics.get("train_seconds"),
         "fingerprint": result["fingerprint"],
@@ -378,7 +392,17 @@ def _print(summary: dict, params: list[str], console: Console) -> None:
         + f", test_accuracy={fmt(best['test_accuracy'])}, fingerprint {best['fingerprint'][:12]}", markup=False
     )
     console.print(OmegaConf.to_yaml(OmegaConf.create(best["config"])).rstrip(), markup=False)
+    _print_advice(best, console)
     _print_models(summary, console)
+
+
+def _print_advice(best: dict, console: Console) -> None:
+    if not best.get("advice"):
+        console.print(f"Health advice for job {best['job']}: none, nothing looks unhealthy.", markup=False)
+        return
+    console.print(f"Health advice for job {best['job']}:", markup=False)
+    for item in best["advice"]:
+        console.print(f"  - {advice_text(item)}", markup=False, soft_wrap=True)
 
 
 def _print_models(summary: dict, console: Console) -> None:

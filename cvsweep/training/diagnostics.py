@@ -2,7 +2,7 @@
 later, wherever the run happened): per-layer gradient norms and weight changes per epoch,
 final weight and bias distributions, the validation confusion matrix with per-class
 precision and recall, an activation summary with neuron utilisation, activation maps of
-the first conv layer, and inference latency.
+every conv layer (dead and saturated channels named), and inference latency.
 
 Gradients are taken in inference mode (dropout off, batch norm on its moving statistics), so
 recording them draws no random numbers and leaves training exactly as it would be without.
@@ -146,6 +146,8 @@ def latency_ms(model, x: np.ndarray, repeats: int = 3) -> float:
 
 
 def _activation_summary(model, sample: np.ndarray, health_cfg) -> dict:
+    """Per activation layer: its units, the share alive, and how many are dead or saturated;
+    activation maps of every conv layer, with its dead and saturated channels named."""
     # Activations after each nonlinearity, and the text model's recurrent state (every model
     # cvsweep builds has at least one of them).
     kinds = (keras.layers.Activation, keras.layers.LSTM, keras.layers.Bidirectional)
@@ -153,22 +155,65 @@ def _activation_summary(model, sample: np.ndarray, health_cfg) -> dict:
     probe = keras.Model(model.inputs, [layer.output for layer in layers])
     outputs = probe(tf.constant(sample), training=False)  # one call: no predict function to trace
     outputs = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
-    per_layer = []
+    follows = _follows(model)
+    per_layer, maps = [], []
     for layer, output in zip(layers, outputs):
-        per_unit = output.reshape(-1, output.shape[-1])
+        dead, saturated = stuck_units(output)
         per_layer.append({
-            "name": layer.name, "units": int(output.shape[-1]),
-            "alive": float((per_unit.std(axis=0) > ALIVE_STD).mean()),
+            "name": layer.name, "follows": follows.get(layer.name, layer.name), "units": int(output.shape[-1]),
+            "alive": float((output.reshape(-1, output.shape[-1]).std(axis=0) > ALIVE_STD).mean()),  # NaN: not alive
+            "dead": len(dead), "saturated": len(saturated),
             "mean": finite_or_none(output.mean()), "mean_abs": finite_or_none(np.abs(output).mean()),
         })
-    maps = []
-    first_conv = next((o for o in outputs if o.ndim == 4), None)
-    if first_conv is not None:
-        for i in range(min(health_cfg.activation_images, len(sample))):
-            channels = first_conv[i][..., : health_cfg.activation_channels]
-            maps.append({"image": _quantised(sample[i][..., 0] if sample.shape[-1] == 1 else sample[i].mean(axis=-1)),
-                         "channels": [_quantised(channels[..., c]) for c in range(channels.shape[-1])]})
-    return {"utilisation": neuron_utilisation(outputs), "layers": per_layer, "maps": maps}
+        if output.ndim == 4:  # a conv layer's [images, height, width, channels]
+            maps.append(_conv_maps(follows.get(layer.name, layer.name), output, dead, saturated, health_cfg))
+    images = min(health_cfg.activation_images, len(sample)) if maps else 0
+    inputs = [_quantised(_shrunk(sample[i][..., 0] if sample.shape[-1] == 1 else sample[i].mean(axis=-1), MAP_SIDE))
+              for i in range(images)]
+    return {"utilisation": neuron_utilisation(outputs), "layers": per_layer, "inputs": inputs, "maps": maps}
+
+
+# Dead: constantly 0 over the sample (a ReLU that never fires); saturated: constant at another
+# value (tanh or ELU at a bound, a unit stuck on its bias). Neither is alive (health.py).
+def stuck_units(output: np.ndarray) -> tuple[list[int], list[int]]:
+    per_unit = output.reshape(-1, output.shape[-1]).astype(np.float64)
+    stuck = per_unit.std(axis=0) <= ALIVE_STD
+    zero = np.abs(per_unit.mean(axis=0)) <= ALIVE_STD
+    return np.flatnonzero(stuck & zero).tolist(), np.flatnonzero(stuck & ~zero).tolist()
+
+
+def _follows(model) -> dict:
+    """Each activation layer's name -> the conv, dense or recurrent layer whose output it is."""
+    named, last = {}, None
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, keras.layers.LSTM, keras.layers.Bidirectional)):
+            last = layer.name
+        if isinstance(layer, keras.layers.Activation) and last is not None:
+            named[layer.name] = last
+    return named
+
+
+# A conv layer's maps take at most this many values, whatever the image size and the
+# health.activation_* settings: each map is subsampled to a side that fits (at most MAP_SIDE),
+# so result.json stays small (it travels back from a remote worker).
+MAP_SIDE = 32
+MAP_VALUES_PER_LAYER = 16 * MAP_SIDE * MAP_SIDE
+
+
+def _conv_maps(name: str, output: np.ndarray, dead: list[int], saturated: list[int], health_cfg) -> dict:
+    images = min(health_cfg.activation_images, len(output))
+    channels = list(range(min(health_cfg.activation_channels, output.shape[-1])))
+    side = max(1, min(MAP_SIDE, int(math.sqrt(MAP_VALUES_PER_LAYER / max(1, images * len(channels))))))
+    return {
+        "layer": name, "units": int(output.shape[-1]), "dead": dead, "saturated": saturated, "channels": channels,
+        "images": [[_quantised(_shrunk(output[i][..., c], side)) for c in channels] for i in range(images)],
+    }
+
+
+def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
+    """Every step-th pixel, so that neither side exceeds ``side``."""
+    step = max(1, math.ceil(max(image.shape) / side))
+    return image[::step, ::step]
 
 
 def _quantised(image: np.ndarray) -> list:

@@ -150,7 +150,7 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorbo
     """Fit, then evaluate and score the model; a run that diverged or overran its time budget
     is marked failed in ``result`` instead, and one the pruner stopped pruned, with what it
     trained so far."""
-    from cvsweep.training import diagnostics
+    from cvsweep.training import diagnostics, memory
     from cvsweep.training.callbacks import TimeBudget
 
     training, metrics = cfg.training, result["metrics"]
@@ -163,9 +163,10 @@ def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorbo
     train_data = _batched(tf, splits.x_train, splits.y_train, training.batch_size, shuffle_seed=training.seed)
     val_data = _batched(tf, splits.x_val, splits.y_val, training.batch_size)
 
+    peak_memory = memory.PeakMemory(tf)  # reset here: this process may have trained other runs
     history, train_seconds = _fit(model, train_data, val_data, training.epochs, callbacks)
     metrics.update(epochs_run=len(history.get("loss", [])), train_seconds=round(train_seconds, 3),
-                   params=int(model.count_params()), history=history)
+                   **peak_memory.read(), params=int(model.count_params()), history=history)
     failure = _training_failure(history, budget, training, train_seconds) or _stopped(history)
     pruned_after = callbacks[0].pruned_after  # the EpochReport
     if failure is None and pruned_after is not None:
@@ -279,8 +280,8 @@ def _evaluation_failure(metrics: dict) -> Optional[Failure]:
 
 
 def _score(model, cfg, splits, recorder, result: Result) -> None:
-    """Latency, diagnostics and health scores of a completed run."""
-    from cvsweep.training import diagnostics, health
+    """Latency, diagnostics, health scores and advice of a completed run."""
+    from cvsweep.training import advice, diagnostics, health
 
     metrics = result["metrics"]
     metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)
@@ -288,6 +289,7 @@ def _score(model, cfg, splits, recorder, result: Result) -> None:
         model, splits, recorder, cfg.health, cfg.dataset.num_classes, cfg.training.seed
     )
     result["health"] = health.scores(result["diagnostics"], metrics, cfg.health)
+    result["health"]["advice"] = advice.advise(result)
     log.info(
         "val_accuracy=%.4f val_loss=%.4f test_accuracy=%.4f overall_health=%.3f (%d epochs, %.1fs)",
         metrics["val_accuracy"], metrics["val_loss"], metrics["test_accuracy"],
