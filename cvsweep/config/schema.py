@@ -218,7 +218,7 @@ OBJECTIVES = {
     "latency_ms": ObjectiveSpec("minimize", "inference time per image (ms), measured on a batch of validation images"),
     "train_seconds": ObjectiveSpec("minimize", "wall-clock seconds of the fit"),
     # The training process's peak memory during the fit (cvsweep/training/memory.py says how).
-    "peak_memory_mb": ObjectiveSpec("minimize", "peak memory of the fit (MB): GPU allocator on a GPU, else peak RSS"),
+    "peak_memory_mb": ObjectiveSpec("minimize", "peak memory of the fit (MB), TF allocator, GPU:0 or CPU:0"),
     # Health scores (cvsweep/training/health.py), named as result.json's health records them.
     "neuron_utilisation": ObjectiveSpec("maximize", "health score: share of units that activate",
                                         recorded_in="health"),
