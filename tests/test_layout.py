@@ -26,7 +26,7 @@ LAYERS = {
     "service": {"config", "data", "models", "training", "execution", "study", "reporting", "sweep", "compose"},
 }
 # Shared by every layer and importing nothing of cvsweep.
-FOUNDATIONS = {"jsonio", "compat"}
+FOUNDATIONS = {"jsonio", "compat", "layout", "errors"}
 # The commands: the top, free to import any layer.
 COMMANDS = {"__init__", "__main__", "app", "help_text", "compose", "compare", "evaluate", "plot", "serve", "deploy",
             "datasets"}
