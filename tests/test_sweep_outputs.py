@@ -15,7 +15,8 @@ import pytest
 from conftest import REPO, TINY_OVERRIDES, read_json, require, run_cli
 
 from cvsweep.reporting.plots import TRIAL_PLOTS
-from cvsweep.reporting.summary import TRIALS_PLOTTED, plotted_trials
+from cvsweep.reporting.summary import TRIALS_PLOTTED
+from cvsweep.study.ranking import top
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -70,6 +71,10 @@ def test_the_top_trials_have_their_plots_after_the_sweep(sweep_dir):
 
 def _row(job: str, *values: float) -> dict:
     return {"job": job, "objective_values": list(values)}
+
+
+def plotted_trials(rows, directions):
+    return top(rows, directions, TRIALS_PLOTTED)
 
 
 def test_the_plotted_trials_are_the_top_three_best_first():

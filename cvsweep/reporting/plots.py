@@ -2,7 +2,8 @@
 a remote trial's folder looks exactly like a local one's. Headless (matplotlib's Agg).
 
 Never inside a trial (a trial's plots take seconds to draw, several times a tiny trial's
-runner overhead): a sweep draws its top trials' plots when it ends (cvsweep/reporting/summary.py),
+runner overhead): a sweep draws its top trials' plots when it ends (cvsweep/reporting/summary.py, chosen by
+cvsweep/study/ranking.py),
 a single run at its end (cvsweep/app.py), any trial on demand (``python -m cvsweep.plot``)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cvsweep.jsonio import read_json, replaced_atomically  # noqa: E402
+from cvsweep.layout import result_of  # noqa: E402
 
 log = logging.getLogger("cvsweep.plots")
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes are not for users
@@ -32,7 +34,7 @@ def plot_trial_folders(folders: list[Path]) -> list[Path]:
     drawn = []
     for folder in folders:
         try:
-            drawn += plot_trial(read_json(Path(folder) / "result.json"), folder)
+            drawn += plot_trial(read_json(result_of(folder)), folder)
         except Exception as err:
             log.warning("could not draw the plots of %s: %s", folder, err)
     return drawn

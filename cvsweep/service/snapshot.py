@@ -1,7 +1,7 @@
 """What the service shows of a sweep, read from its files: the request (service.json), how far
 its process got (service_state.json), each trial's result.json and progress.json, and the
 summary and report the sweep writes when it ends. The same rows as the command's summary
-(cvsweep/reporting/summary.py)."""
+(cvsweep/reporting/summary.py), and the same best trial (cvsweep/study/ranking.py)."""
 
 from __future__ import annotations
 
@@ -11,24 +11,38 @@ from typing import Optional
 
 from cvsweep.config.schema import OBJECTIVES
 from cvsweep.jsonio import read_json
-from cvsweep.reporting.summary import best_trial, trial_folders, trial_row
+from cvsweep.layout import MODEL, is_trial_folder, report_of, result_of, summary_of
+from cvsweep.reporting.folders import trial_folders
+from cvsweep.reporting.summary import trial_row
 from cvsweep.service import store
+from cvsweep.study import ranking
 from cvsweep.training.progress_file import read_epoch
 
 COUNTED = ("completed", "pruned", "infeasible")  # finished trials: they count towards n_trials
-MODEL_FILE = "model.keras"
+MODEL_FILE = MODEL
 
 
 def sweep_view(folder: Path, with_trials: bool = True) -> dict:
+    """What the service shows of one sweep.
+
+    Args:
+        folder: The service sweep's folder (its service.json, its trial folders).
+        with_trials: Whether to list every trial (the sweep's own page) or not (the list of sweeps).
+
+    Returns:
+        Its status, request, study, progress, best trial (by the summary's rule), links and,
+        when asked, its trials.
+    """
     request = store.request_of(folder)
     status, state = store.status_of(folder)
     sweep_id = folder.name
     base = f"/sweeps/{sweep_id}"
-    rows = [_row(trial, base) for trial in _trials(folder, request, ended=status in store.FINAL)]
-    running = [_running(trial, request) for trial in trial_folders(folder) if not (trial / "result.json").exists()] \
+    ended = _trials(folder, request, ended=status in store.FINAL)
+    rows = [_row(trial, base) for trial in ended]
+    running = [_running(trial, request) for trial in trial_folders(folder) if not is_trial_folder(trial)] \
         if status == store.RUNNING else []
-    completed = [r for r in rows if r["status"] == "completed" and r["objective_values"]]
-    best = best_trial(completed, request["directions"])
+    best_job = (ranking.best_row(ended, request["directions"]) or {}).get("job")
+    best = next((r for r in rows if str(r["job"]) == best_job), None)
     view = {
         "id": sweep_id,
         "status": status,
@@ -50,7 +64,7 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
         },
         "best": best and _best(folder, best, base),
         "links": {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel", "log": f"{base}/log",
-                  "report": f"{base}/report" if (folder / "report.html").exists() else None,
+                  "report": f"{base}/report" if report_of(folder).exists() else None,
                   "dashboard": "/dashboard/"},
     }
     if with_trials:
@@ -63,7 +77,7 @@ def _study(folder: Path, request: dict) -> dict:
     study as the summary read it from the storage (trials by state over every run and process,
     finished of n_trials, its best trials)."""
     try:
-        return read_json(folder / "summary.json")["study"]
+        return read_json(summary_of(folder))["study"]
     except (OSError, ValueError, KeyError, TypeError):
         return request["study"]
 
@@ -74,7 +88,7 @@ def _trials(folder: Path, request: dict, ended: bool) -> list[dict]:
     rows = []
     for trial in trial_folders(folder):
         try:
-            written = (trial / "result.json").stat()
+            written = result_of(trial).stat()
         except OSError:  # no result.json: running, or stopped before it wrote one
             if ended:
                 rows.append(trial_row(trial, request["params"], trial.name))
@@ -115,14 +129,23 @@ def _running(trial: Path, request: dict) -> Optional[dict]:
 
 
 def _best(folder: Path, row: dict, base: str) -> dict:
-    result = read_json(folder / str(row["job"]) / "result.json")
+    result = read_json(result_of(folder / str(row["job"])))
     return {"job": row["job"], "objective": row["objective"], "test_accuracy": row["test_accuracy"],
             "fingerprint": row["fingerprint"], "config": result["config"], "model_url": row["model_url"],
             "result_url": row["result_url"]}
 
 
 def trial_file(folder: Path, job: str, name: str) -> Optional[Path]:
-    """A trial's result.json or model file, when ``job`` names one of the sweep's trials."""
+    """A trial's file, when ``job`` names one of the sweep's trials.
+
+    Args:
+        folder: The sweep's folder.
+        job: The job number, as a client sent it.
+        name: The file's name (its result.json or model file).
+
+    Returns:
+        The file's path, or None for a job that is no number or a file that is not there.
+    """
     if not (job.isascii() and job.isdigit()) or len(job) > 9:  # "²".isdigit(), but int("²") fails
         return None
     path = folder / str(int(job)) / name

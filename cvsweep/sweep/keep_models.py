@@ -2,8 +2,8 @@
 (a multi-objective study: every trial on its Pareto front). The best is the study's, over
 every run of the same command, so a resumed run never deletes the model of an earlier run's
 best trial; the models of earlier runs' trials that a later trial beat are deleted then.
-Without a study storage the best is this run's, chosen as the summary chooses it
-(cvsweep/reporting/summary.py ``kept_best``: a tie keeps the first job).
+Without a study storage the best is this run's, chosen as the summary chooses it. Either way
+the best is cvsweep/study/ranking.py's (``best_trials``: a tie keeps the earlier trial).
 
 When the best has no model on this host (its model could not come home, or its result.json
 lies on another host), the best of this host's trials that kept one keeps it instead, so
@@ -24,6 +24,10 @@ from omegaconf import DictConfig
 
 from cvsweep.config.objectives import directions_of
 from cvsweep.jsonio import read_json, write_json_atomic
+from cvsweep.layout import MODEL, result_of
+from cvsweep.reporting.folders import trial_folders
+from cvsweep.reporting.summary import load_study, trial_row
+from cvsweep.study import ranking
 from cvsweep.training import artifact
 
 log = logging.getLogger("cvsweep.summary")
@@ -31,21 +35,26 @@ log = logging.getLogger("cvsweep.summary")
 
 def keep_best(cfg: DictConfig) -> dict:
     """Delete the models of the study's completed trials whose result.json lies on this host,
-    except the best. Returns ``{"deleted": [{"trial", "folder"}], "kept_instead": None or
-    {"folders", "because"}}`` (the trials kept because the best has no model here); nothing
-    unless artifacts=best."""
+    except the best (nothing unless artifacts=best).
+
+    Args:
+        cfg: The sweep's config (artifacts, the study, the sweep folder, the objectives).
+
+    Returns:
+        ``{"deleted": [{"trial", "folder"}], "kept_instead": None or {"folders", "because"}}``:
+        the models deleted, and the trials kept because the best has no model here.
+    """
     kept_models = {"deleted": [], "kept_instead": None}
     if cfg.artifacts.name != "best":
         return kept_models
-    from cvsweep.reporting.summary import kept_best, load_study
-
     study = load_study(cfg)
     directions = directions_of(cfg)
     candidates, best = _in_study(study) if study is not None else _in_run(cfg, directions)
     kept = best
     why_not = [_no_model_here(c["folder"]) for c in best]
     if best and all(why_not):  # keep the best of this host's trials that have a model
-        kept = kept_best([c for c in candidates if not _no_model_here(c["folder"])], directions)
+        competing = [c for c in candidates if c["competes"] and not _no_model_here(c["folder"])]
+        kept = ranking.best_trials(competing, directions)
         if kept:
             kept_models["kept_instead"] = {"folders": [str(c["folder"]) for c in kept], "because": why_not[0]}
     reason = ("deleted when the sweep ended (artifacts=best): not "
@@ -69,35 +78,34 @@ def _in_study(study) -> tuple[list[dict], list[dict]]:
     from optuna.trial import TrialState
 
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not completed:
-        return [], []
-    best = [study.best_trial] if len(study.directions) == 1 else study.best_trials
-    return [_candidate(t) for t in completed], [_candidate(t) for t in best]
+    competing = {t.number for t in ranking.study_candidates(study, completed)}
+    best = ranking.study_best(study, completed)
+    candidates = {t.number: _candidate(t, t.number in competing) for t in completed}
+    return list(candidates.values()), [candidates[t.number] for t in best]
 
 
-def _candidate(trial) -> dict:
+def _candidate(trial, competes: bool) -> dict:
     """A study trial: its number, its folder when its result.json lies on this host (else
-    None), its Optuna artifact and its objective values."""
+    None), its Optuna artifact, its objective values and whether it competes for best (meets
+    the constraints)."""
     from cvsweep.study.storage import RESULT_ATTR
 
     record = trial.user_attrs.get(RESULT_ATTR) or {}
     here = record.get("host") == socket.gethostname() and record.get("path")
     return {"trial": trial.number, "folder": Path(record["path"]).parent if here else None,
-            "artifact_id": record.get("artifact_id"), "objective_values": trial.values}
+            "artifact_id": record.get("artifact_id"), "objective_values": trial.values, "competes": competes}
 
 
 def _in_run(cfg: DictConfig, directions: list[str]) -> tuple[list[dict], list[dict]]:
     """Without a study storage (hydra.sweeper.storage=null): this run's completed trials, in
     job order, and the ones the summary shows as best."""
-    from cvsweep.reporting.summary import kept_best, trial_folders
-
     rows = []
     for folder in trial_folders(Path(cfg.hydra.sweep.dir)):
-        path = folder / "result.json"
-        values = (read_json(path).get("trial") or {}).get("objective_values") if path.is_file() else None
-        if values:
-            rows.append({"trial": None, "folder": folder, "artifact_id": None, "objective_values": values})
-    return rows, kept_best(rows, directions)
+        row = trial_row(folder, [], folder.name)
+        if row["status"] == "completed" and row["objective_values"]:
+            rows.append({"trial": None, "folder": folder, "artifact_id": None,
+                         "objective_values": row["objective_values"], "competes": not row["violates"]})
+    return rows, ranking.best_trials([r for r in rows if r["competes"]], directions)
 
 
 def _no_model_here(folder: Optional[Path]) -> Optional[str]:
@@ -105,30 +113,30 @@ def _no_model_here(folder: Optional[Path]) -> Optional[str]:
     if folder is None:
         return "its result.json lies on another host"
     try:
-        record = read_json(folder / "result.json").get("model") or {}
+        record = read_json(result_of(folder)).get("model") or {}
     except (OSError, ValueError) as err:
         return f"its result.json cannot be read: {err}"
-    if not isinstance(record, dict) or record.get("path") != artifact.MODEL_FILE:
+    if not isinstance(record, dict) or record.get("path") != MODEL:
         return (record.get("missing") if isinstance(record, dict) else None) or "it kept no model"
-    if not (folder / artifact.MODEL_FILE).is_file():
-        return f"{folder / artifact.MODEL_FILE} is gone"
+    if not (folder / MODEL).is_file():
+        return f"{folder / MODEL} is gone"
     return None
 
 
 def _delete(folder: Path, reason: str) -> bool:
     """Delete ``folder``'s model.keras and record why in its result.json; False when it kept
     none. Never another file: a result.json that names another path keeps it."""
-    path = folder / "result.json"
+    path = result_of(folder)
     try:
         result = read_json(path)
         record = result.get("model") or {}
         if not isinstance(record, dict) or "path" not in record:
             return False
-        if record["path"] != artifact.MODEL_FILE:
+        if record["path"] != MODEL:
             log.warning("artifacts=best: %s names the model %r, not %s: left alone", path, record["path"],
-                        artifact.MODEL_FILE)
+                        MODEL)
             return False
-        (folder / artifact.MODEL_FILE).unlink(missing_ok=True)
+        (folder / MODEL).unlink(missing_ok=True)
         result["model"] = artifact.missing(reason)
         write_json_atomic(path, result)
         return True
