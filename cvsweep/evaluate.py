@@ -26,41 +26,65 @@ import os
 import sys
 from pathlib import Path
 
+from cvsweep.errors import UserError
 from cvsweep.jsonio import read_json
+from cvsweep.layout import MODEL, RESULT, result_of, summary_of
+from cvsweep.reporting.folders import NotATrialOrSweep, finished_trial_folders, locate
 
 USAGE = "usage: python -m cvsweep.evaluate PATH  (a trial folder, its result.json, or a sweep folder)"
 COMPARED = ("test_loss", "test_accuracy")
 
 
-class BadInput(Exception):
+class BadInput(UserError):
     """Input that cannot be evaluated; the message names the file and what is wrong."""
 
 
 def find_result(given: str) -> Path:
-    """The result.json that PATH means: a trial folder's, the file itself, or the best trial's
-    of a sweep folder (the study's best, as its summary names it)."""
-    path = Path(given)
-    if path.is_file() and path.name == "result.json":
-        return path
-    if path.is_dir() and (path / "result.json").is_file():
-        return path / "result.json"
-    if path.is_dir() and (path / "summary.json").is_file():
-        from cvsweep.reporting.summary import best_model
+    """The result.json that PATH means.
 
-        summary = _read(path / "summary.json")
-        try:
-            best = best_model(summary, path)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            raise BadInput(f"{path / 'summary.json'}: not a summary whose best trial can be found ({err})") from None
-        if best is None:
-            raise BadInput(f"{path / 'summary.json'}: the sweep has no completed trial to evaluate")
-        return Path(best["trial_dir"]) / "result.json"
-    raise BadInput(f"{given}: not a trial folder (with result.json), a result.json or a sweep folder "
-                   "(with summary.json)")
+    Args:
+        given: A trial folder, its result.json, or a sweep folder.
+
+    Returns:
+        The trial's result.json; for a sweep folder, its best trial's: the study's best, as
+        its summary names it (cvsweep/reporting/summary.py ``best_model``).
+
+    Raises:
+        NotATrialOrSweep: For a path that is none of these.
+        BadInput: For a sweep without a summary, or whose summary names no best trial.
+    """
+    where = locate(given)
+    if not where.is_sweep:
+        return result_of(where.folder)
+    path = where.folder
+    if not where.has_summary:
+        raise BadInput(f"{path}: a sweep folder without {summary_of(path).name} yet (still running, or stopped "
+                       f"before its end): evaluate one of its trial folders, e.g. {finished_trial_folders(path)[0]}")
+    from cvsweep.reporting.summary import best_model
+
+    summary = _read(summary_of(path))
+    try:
+        best = best_model(summary, path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise BadInput(f"{summary_of(path)}: not a summary whose best trial can be found ({err})") from None
+    if best is None:
+        raise BadInput(f"{summary_of(path)}: the sweep has no completed trial to evaluate")
+    return result_of(best["trial_dir"])
 
 
 def checked_config(result_path: Path, result: dict):
-    """The recorded run config, validated, after checking it still has its fingerprint."""
+    """The recorded run config, validated, after checking it still has its fingerprint.
+
+    Args:
+        result_path: The result.json, for messages.
+        result: Its content.
+
+    Returns:
+        The typed run config.
+
+    Raises:
+        BadInput: When the config is no valid run config or no longer has its fingerprint.
+    """
     from cvsweep.config.fingerprint import fingerprint
     from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
 
@@ -76,8 +100,20 @@ def checked_config(result_path: Path, result: dict):
 
 
 def checked_model(result_path: Path, result: dict) -> Path:
-    """model.keras beside the result, with the size and sha256 the result recorded."""
-    from cvsweep.training.artifact import MODEL_FILE, sha256_of
+    """model.keras beside the result, with the size and sha256 the result recorded.
+
+    Args:
+        result_path: The result.json.
+        result: Its content.
+
+    Returns:
+        The model file's path.
+
+    Raises:
+        BadInput: When no model was kept, the record is malformed, or the file is missing or
+            differs from its record.
+    """
+    from cvsweep.training.artifact import sha256_of
 
     record = result.get("model")
     if not record:
@@ -87,10 +123,10 @@ def checked_model(result_path: Path, result: dict) -> Path:
         raise BadInput(f"{result_path}: its model record is not a mapping but {type(record).__name__}")
     if "path" not in record:
         raise BadInput(f"{result_path}: the model is missing: {record.get('missing')}")
-    if record["path"] != MODEL_FILE:  # never a file elsewhere, whatever the result names
+    if record["path"] != MODEL:  # never a file elsewhere, whatever the result names
         raise BadInput(f"{result_path}: its model path is {str(record['path'])[:100]!r}; a trial's model is "
-                       f"always {MODEL_FILE} beside its result.json")
-    model = result_path.parent / MODEL_FILE
+                       f"always {MODEL} beside its {RESULT}")
+    model = result_path.parent / MODEL
     if not model.is_file():
         raise BadInput(f"{model}: not found, although {result_path} records it")
     size, sha256 = model.stat().st_size, sha256_of(model)
@@ -102,7 +138,19 @@ def checked_model(result_path: Path, result: dict) -> Path:
 
 
 def test_split(result_path: Path, result: dict, cfg):
-    """The splits the trial trained on, rebuilt from its config; the data must hash as recorded."""
+    """The splits the trial trained on, rebuilt from its config.
+
+    Args:
+        result_path: The result.json, for messages.
+        result: Its content (the data's recorded sha256).
+        cfg: Its typed run config.
+
+    Returns:
+        The splits, as cvsweep/data/sources.py ``split`` gives them.
+
+    Raises:
+        BadInput: When the data cannot be loaded here or no longer hashes as recorded.
+    """
     from cvsweep.config.schema import DataLocation
     from cvsweep.data.sources import DataError, load_source, split
 
@@ -123,7 +171,18 @@ def test_split(result_path: Path, result: dict, cfg):
 
 
 def evaluate(given: str) -> tuple[Path, dict, dict]:
-    """The result.json PATH means, its recorded metrics and the metrics now; raises BadInput."""
+    """Evaluate the model of the trial PATH means.
+
+    Args:
+        given: A trial folder, its result.json, or a sweep folder (its best trial).
+
+    Returns:
+        The result.json, its recorded metrics and the metrics the model gives now.
+
+    Raises:
+        NotATrialOrSweep: For a path that is no trial or sweep folder.
+        BadInput: For a result, model or data that cannot be evaluated.
+    """
     result_path = find_result(given)
     result = _read(result_path)
     from cvsweep.training.result import COMPLETED
@@ -146,6 +205,15 @@ def evaluate(given: str) -> tuple[Path, dict, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m cvsweep.evaluate PATH``.
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        0 when the test figures equal the recorded ones, 1 when they differ, 2 for input that
+        cannot be evaluated.
+    """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0].startswith("-"):
         print(USAGE, file=sys.stderr)
@@ -154,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tensorflow.startup").disabled = True  # its start-up lines, caught off fd 2 (quiet_stderr.py)
     try:
         result_path, recorded, now = evaluate(args[0])
-    except BadInput as err:
+    except (BadInput, NotATrialOrSweep) as err:
         print(f"cvsweep.evaluate: {err}", file=sys.stderr)
         return 2
     print(f"model: {result_path.parent}")

@@ -20,63 +20,71 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from cvsweep.jsonio import read_json
+from cvsweep.layout import is_trial_folder, result_of, summary_of
+from cvsweep.reporting.folders import NotATrialOrSweep, finished_trial_folders, locate
+
 USAGE = "usage: python -m cvsweep.plot PATH  (a trial folder with result.json, its result.json, or a sweep folder)"
 
 
-class BadInput(Exception):
-    """A path that is not a trial or sweep folder; the message says what is expected."""
-
-
 def trial_folders_of(given: str) -> tuple[list[Path], Path | None]:
-    """The trial folders PATH means, and the sweep folder whose report to write again (None
-    for a single trial, or a sweep without summary.json yet)."""
-    from cvsweep.reporting.summary import trial_folders
+    """The trial folders PATH means.
 
-    path = Path(given)
-    if path.is_file() and path.name == "result.json":
-        return [path.parent], None
-    if path.is_dir() and (path / "result.json").is_file():
-        return [path], None
-    if path.is_dir() and (path / "summary.json").is_file():
-        summary = _summary(path)
-        return [path / trial["job"] for trial in summary["trials"] if (path / trial["job"] / "result.json").is_file()], path
-    folders = [f for f in trial_folders(path) if (f / "result.json").is_file()] if path.is_dir() else []
-    if folders:
-        return folders, None
-    what = "not" if path.exists() else "does not exist; expected"
-    raise BadInput(f"{given}: {what} a trial folder (a folder with result.json), a result.json or a sweep folder (a folder with "
-                   "summary.json, or with trial folders 0, 1, ... that hold result.json)")
+    Args:
+        given: A trial folder, its result.json, or a sweep folder.
+
+    Returns:
+        The trial folders (a sweep's: those its summary lists, or before it has one, those
+        with a result.json), and the sweep folder whose report to write again (None for a
+        single trial, or a sweep without summary.json yet).
+
+    Raises:
+        NotATrialOrSweep: For any other path, or a sweep whose summary.json cannot be read.
+    """
+    where = locate(given)
+    if not where.is_sweep:
+        return [where.folder], None
+    path = where.folder
+    if where.has_summary:
+        return [path / trial["job"] for trial in _summary(path)["trials"] if is_trial_folder(path / trial["job"])], path
+    return finished_trial_folders(path), None
 
 
 def _summary(sweep_dir: Path) -> dict:
-    from cvsweep.jsonio import read_json
-
     try:
-        summary = read_json(sweep_dir / "summary.json")
+        summary = read_json(summary_of(sweep_dir))
         if not all(isinstance(t.get("job"), str) for t in summary["trials"]):
             raise ValueError("a trial without a job")
         return summary
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise BadInput(f"{sweep_dir / 'summary.json'}: not a sweep summary ({type(err).__name__}: {err})") from None
+        raise NotATrialOrSweep(f"{summary_of(sweep_dir)}: not a sweep summary ({type(err).__name__}: {err})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m cvsweep.plot PATH``.
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        0 when every trial's plots were drawn, 1 when some could not be, 2 for a path that is
+        no trial or sweep folder.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
         folders, sweep_dir = trial_folders_of(argv[0])
-    except BadInput as err:
+    except NotATrialOrSweep as err:
         print(f"cvsweep.plot: {err}", file=sys.stderr)
         return 2
-    from cvsweep.jsonio import read_json
     from cvsweep.reporting.plots import plot_trial
 
     failed = 0
     for folder in folders:
         try:
-            drawn = plot_trial(read_json(folder / "result.json"), folder)
+            drawn = plot_trial(read_json(result_of(folder)), folder)
         except Exception as err:  # one trial's bad record must not stop the others
             print(f"cvsweep.plot: {folder}: could not draw its plots: {type(err).__name__}: {err}", file=sys.stderr)
             failed += 1

@@ -220,11 +220,12 @@ def test_evaluate_refuses_bad_input_naming_the_file(case, kept_all, tmp_path):
 
 
 def test_evaluate_refuses_a_path_that_is_no_trial_result_or_sweep(tmp_path):
-    for given in (tmp_path, tmp_path / "absent", REPO / "README.md"):
+    from cvsweep.reporting.folders import EXPECTED
+
+    for given, what in ((tmp_path, "not"), (tmp_path / "absent", "does not exist; expected"), (REPO / "README.md", "not")):
         proc = evaluate_cli(str(given))
         assert proc.returncode == 2
-        assert proc.stderr.strip() == (f"cvsweep.evaluate: {given}: not a trial folder (with result.json), a "
-                                       "result.json or a sweep folder (with summary.json)")
+        assert proc.stderr.strip() == f"cvsweep.evaluate: {given}: {what} {EXPECTED}"
 
 
 def test_evaluate_refuses_data_that_changed_since_training(tmp_path):
