@@ -68,6 +68,18 @@ MUTANTS = [
     ("divergence-unchecked", "cvsweep/training/train.py",
      'if any(value is None for value in history.get("loss", [])):', "if False:",
      ["tests/test_train.py::test_divergence_is_a_failed_result_not_an_exception"]),
+    # Issue 24, one rule for which trial is best, and evaluate's comparison.
+    ("evaluate-equal-within-one", "cvsweep/evaluate.py",
+     "        same = recorded.get(key) == now[key]\n", "        same = abs(recorded.get(key) - now[key]) < 1.0\n",
+     ["tests/integration/test_evaluate_figures.py::test_recorded_figures_a_hundredth_off_are_reported_as_differing"]),
+    ("ranking-ties-to-the-later-trial", "cvsweep/study/ranking.py",
+     "    return sorted(candidates, key=", "    return sorted(candidates[::-1], key=",
+     ["tests/unit/study/test_ranking.py::test_ties_keep_the_order_given_and_directions_turn_the_order",
+      "tests/unit/study/test_ranking.py::test_every_caller_names_the_same_best_trials"]),
+    ("service-best-ignores-constraints", "cvsweep/service/snapshot.py",
+     'ranking.best_row(ended, request["directions"])',
+     'ranking.best([r for r in ended if r["objective_values"]], request["directions"])',
+     ["tests/unit/study/test_ranking.py::test_every_caller_names_the_same_best_trials"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).
