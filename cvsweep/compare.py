@@ -28,11 +28,26 @@ COMPARED = ("metrics", "health", "diagnostics")
 
 
 def is_timing(key: str) -> bool:
+    """Whether ``key`` names a timing or a memory peak (never compared).
+
+    Args:
+        key: A result's key, at any depth.
+
+    Returns:
+        True when it ends like a duration or a memory figure (TIMING_SUFFIXES).
+    """
     return str(key).endswith(TIMING_SUFFIXES)
 
 
 def without_timings(data: Any) -> Any:
-    """``data`` with every timing key dropped, at any depth (lists included)."""
+    """``data`` with every timing key dropped, at any depth (lists included).
+
+    Args:
+        data: A result or any part of it.
+
+    Returns:
+        A copy without timing keys.
+    """
     if isinstance(data, dict):
         return {key: without_timings(value) for key, value in data.items() if not is_timing(key)}
     if isinstance(data, list):
@@ -55,7 +70,15 @@ def _diff(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
 
 
 def explain(a: dict, b: dict) -> tuple[list[str], bool]:
-    """Lines that explain how b differs from a, and whether their metrics are identical."""
+    """Explain how one result differs from another, most telling cause first.
+
+    Args:
+        a: The first result.json's content.
+        b: The second's.
+
+    Returns:
+        The lines that explain, and whether their metrics are bit-identical (timings aside).
+    """
     lines = []
     sections = [
         ("config", a.get("config"), b.get("config"), "a different run: compare these settings first"),
@@ -97,6 +120,14 @@ def explain(a: dict, b: dict) -> tuple[list[str], bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m cvsweep.compare A/result.json B/result.json``.
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        0 when the metrics are bit-identical, 1 when they differ, 2 for wrong usage.
+    """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m cvsweep.compare A/result.json B/result.json", file=sys.stderr)

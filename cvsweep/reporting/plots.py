@@ -30,7 +30,14 @@ TRIAL_PLOTS = ("history.png", "confusion.png", "gradients.png", "weights.png", "
 
 def plot_trial_folders(folders: list[Path]) -> list[Path]:
     """Each trial folder's plots, from its result.json. A folder whose plots cannot be drawn
-    gets a warning and the others are still drawn: a plot never costs a run its results."""
+    gets a warning and the others are still drawn: a plot never costs a run its results.
+
+    Args:
+        folders: Trial folders.
+
+    Returns:
+        The plot files drawn.
+    """
     drawn = []
     for folder in folders:
         try:
@@ -41,7 +48,15 @@ def plot_trial_folders(folders: list[Path]) -> list[Path]:
 
 
 def plot_trial(result: dict, folder: Path) -> list[Path]:
-    """The trial's plots that its data allows (a failed run may have a history only)."""
+    """The trial's plots that its data allows (a failed run may have a history only).
+
+    Args:
+        result: The trial's result.json content.
+        folder: Where the plots go (beside its result.json).
+
+    Returns:
+        The plot files drawn.
+    """
     folder = Path(folder)
     drawn = []
     history = result.get("metrics", {}).get("history")
@@ -207,7 +222,18 @@ def _conv_maps(activations: dict) -> tuple[list[dict], list]:
 
 def plot_study(study, folder: Path, n_objectives: int, objective_names: list[str]) -> list[Path]:
     """Optuna's own matplotlib plots of the whole study, each skipped with a warning when the
-    study cannot support it yet (too few completed trials, one parameter...)."""
+    study cannot support it yet (too few completed trials, one parameter...).
+
+    Args:
+        study: The ``optuna.Study``.
+        folder: The sweep folder, where the plots go.
+        n_objectives: How many objectives; with several, the first is plotted and the Pareto
+            front is drawn too.
+        objective_names: The objectives' names, for the axes.
+
+    Returns:
+        The plot files drawn.
+    """
     from optuna.visualization import matplotlib as optuna_plots
 
     target = (lambda t: t.values[0]) if n_objectives > 1 else None

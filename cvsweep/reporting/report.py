@@ -24,6 +24,16 @@ th{background:#f3f3f3} tr.best{background:#fff6d5;font-weight:600} tr.failed td{
 
 
 def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Path:
+    """Write a sweep's report.html.
+
+    Args:
+        summary: summary.json's content.
+        sweep_dir: The sweep folder; the page links each trial's plots and model inside it.
+        sweep_plots: The study's plots, embedded in the page.
+
+    Returns:
+        The report's path.
+    """
     sweep_dir = Path(sweep_dir)
     names = summary["objectives"]
     best = summary["best"]
@@ -88,7 +98,14 @@ holds {escape(str(study["n_trials_in_study"]))} trials.</p>
 
 
 def advice_text(item: dict) -> str:
-    """One advice item (cvsweep/training/advice.py) as a line."""
+    """One advice item as a line.
+
+    Args:
+        item: ``{"issue", "evidence", "try"}`` (cvsweep/training/advice.py).
+
+    Returns:
+        The issue, its evidence and what to try.
+    """
     tries = f"; try {', '.join(item['try'])}" if item.get("try") else ""
     return f"{item['issue']}: {item['evidence']}{tries}"
 
@@ -127,6 +144,14 @@ def _model_link(cell: dict | None, sweep_dir: Path) -> str:
 
 
 def fmt(value) -> str:
+    """A value as the tables show it: ``-`` for None, floats to 4 significant digits.
+
+    Args:
+        value: Any value.
+
+    Returns:
+        Its text.
+    """
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -135,7 +160,14 @@ def fmt(value) -> str:
 
 
 def status_text(trial: dict) -> str:
-    """A trial's status as the tables show it: with the constraints it misses, if any."""
+    """A trial's status as the tables show it.
+
+    Args:
+        trial: A summary row (``status``, ``violates``).
+
+    Returns:
+        The status, with the constraints it misses, if any.
+    """
     return trial["status"] + (f" (misses {', '.join(trial['violates'])})" if trial.get("violates") else "")
 
 
