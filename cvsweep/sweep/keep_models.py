@@ -53,8 +53,9 @@ def keep_best(cfg: DictConfig) -> dict:
     kept = best
     why_not = [_no_model_here(c["folder"]) for c in best]
     if best and all(why_not):  # keep the best of this host's trials that have a model
-        competing = [c for c in candidates if c["competes"] and not _no_model_here(c["folder"])]
-        kept = ranking.best_trials(competing, directions)
+        with_model = [c for c in candidates if not _no_model_here(c["folder"])]
+        # Those that meet the constraints first; else any, so that some model is kept.
+        kept = ranking.best_trials([c for c in with_model if c["competes"]] or with_model, directions)
         if kept:
             kept_models["kept_instead"] = {"folders": [str(c["folder"]) for c in kept], "because": why_not[0]}
     reason = ("deleted when the sweep ended (artifacts=best): not "
