@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from cvsweep.errors import UserError
 from cvsweep.layout import RESULT, is_sweep_folder, is_trial_folder
@@ -62,7 +61,7 @@ def finished_trial_folders(sweep_dir: Path) -> list[Path]:
     return [f for f in trial_folders(sweep_dir) if is_trial_folder(f)]
 
 
-def locate(given: Union[str, Path]) -> Given:
+def locate(given: str | Path) -> Given:
     """What ``given`` means.
 
     Args:

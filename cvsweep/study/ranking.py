@@ -17,13 +17,13 @@ trials come in trial-number order (``study_candidates``), a sweep's rows in job 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 MAXIMIZE = "maximize"
 
 
-def objective_values(trial: Any) -> Optional[Sequence[float]]:
+def objective_values(trial: Any) -> Sequence[float] | None:
     """A trial's objective values, whatever holds them.
 
     Args:
@@ -90,7 +90,7 @@ def ranked(trials: Sequence[T], directions: Sequence[Any],
 
 
 def best(trials: Sequence[T], directions: Sequence[Any],
-         values: Callable[[T], Sequence[float]] = objective_values) -> Optional[T]:
+         values: Callable[[T], Sequence[float]] = objective_values) -> T | None:
     """The one trial a sweep names best: the first of ``ranked``.
 
     Args:
@@ -153,7 +153,7 @@ def competing_rows(rows: Sequence[dict]) -> list[dict]:
             and not r.get("violates")]
 
 
-def best_row(rows: Sequence[dict], directions: Sequence[str]) -> Optional[dict]:
+def best_row(rows: Sequence[dict], directions: Sequence[str]) -> dict | None:
     """The row a sweep names best, of every row of it (any status).
 
     Args:
@@ -166,7 +166,7 @@ def best_row(rows: Sequence[dict], directions: Sequence[str]) -> Optional[dict]:
     return best(competing_rows(rows), directions)
 
 
-def study_candidates(study: Any, completed: Optional[Sequence] = None) -> list:
+def study_candidates(study: Any, completed: Sequence | None = None) -> list:
     """A study's trials that compete for best: completed and meeting its constraints (every
     constraint value <= 0, as Optuna reads them), in trial-number order.
 
@@ -187,7 +187,7 @@ def study_candidates(study: Any, completed: Optional[Sequence] = None) -> list:
     return sorted(feasible, key=lambda t: t.number)
 
 
-def study_best(study: Any, completed: Optional[Sequence] = None) -> list:
+def study_best(study: Any, completed: Sequence | None = None) -> list:
     """A study's best trials by this module's rule (``best_trials``).
 
     Args:
