@@ -22,11 +22,11 @@ names the file.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
 from cvsweep.jsonio import read_json
+from cvsweep.training.tf_runtime import configure_entry_point
 
 USAGE = "usage: python -m cvsweep.evaluate PATH  (a trial folder, its result.json, or a sweep folder)"
 COMPARED = ("test_loss", "test_accuracy")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or args[0].startswith("-"):
         print(USAGE, file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the cvsweep command: TensorFlow's INFO lines off
+    configure_entry_point()  # as the cvsweep command: TensorFlow's INFO lines off
     logging.getLogger("tensorflow.startup").disabled = True  # its start-up lines, caught off fd 2 (quiet_stderr.py)
     try:
         result_path, recorded, now = evaluate(args[0])

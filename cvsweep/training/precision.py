@@ -16,11 +16,11 @@ TensorFlow trains on the first GPU it sees, else on the CPU:
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 from cvsweep.config.schema import ConfigError, Precision
 from cvsweep.training import provenance
+from cvsweep.training.tf_runtime import import_tensorflow_off_console
 
 # The lowest GPU compute capability whose tensor cores run the policy's 16-bit type.
 MIN_COMPUTE_CAPABILITY = {Precision.mixed_float16: (7, 0), Precision.mixed_bfloat16: (8, 0)}
@@ -32,7 +32,7 @@ def check(precision: Precision) -> None:
     float32 runs everywhere and needs no TensorFlow to say so."""
     if precision == Precision.float32:
         return
-    _import_tensorflow()
+    import_tensorflow_off_console()  # before provenance asks TensorFlow for its GPUs
     reason = problem(precision, provenance.gpus(), provenance.device()["name"], provenance.cpu_flags())
     if reason is not None:
         raise ConfigError(reason)
@@ -62,19 +62,6 @@ def problem(precision: Precision, gpus: list[dict], device_name: str, cpu_flags:
                 f"and TensorFlow sees no GPU, so bfloat16 would be emulated, slower than float32; use "
                 f"training.precision=float32, or a GPU of compute capability {wanted} or higher")
     return None
-
-
-def _import_tensorflow() -> None:
-    """Before provenance asks TensorFlow for its GPUs. TensorFlow's start-up lines go to the log
-    files; in preflight there are none yet, and they stay off the console."""
-    from cvsweep.training.train import import_tensorflow
-
-    startup = logging.getLogger("tensorflow.startup")
-    startup.propagate, propagated = False, startup.propagate
-    try:
-        import_tensorflow()
-    finally:
-        startup.propagate = propagated
 
 
 def _capability(text: str) -> tuple[int, ...]:
