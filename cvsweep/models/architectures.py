@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 
 from cvsweep.config.schema import Architecture, Flip, Head, Padding, Pooling
+from cvsweep.errors import CvsweepError
 
 
-class ModelError(ValueError):
+class ModelError(CvsweepError, ValueError):
     """A model config that cannot be built for the data's image size."""
 
 

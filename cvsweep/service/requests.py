@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from cvsweep.errors import CvsweepError
 from cvsweep.service.settings import MAX_OVERRIDE_CHARS, MAX_OVERRIDES, ServeSettings
 from cvsweep.study.constraints import CONSTRAINTS
 
@@ -45,7 +46,7 @@ class Problem:
         return {"loc": loc, "key": self.key, "msg": self.msg}
 
 
-class Refused(Exception):
+class Refused(CvsweepError):
     def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(p.msg for p in problems))
         self.problems = problems

@@ -16,13 +16,14 @@ import sys
 import threading
 import time
 
+from cvsweep.errors import CvsweepError
 from cvsweep.service import store
 from cvsweep.service.settings import ServeSettings
 
 log = logging.getLogger("cvsweep.service")
 
 
-class NotCancellable(Exception):
+class NotCancellable(CvsweepError):
     pass
 
 

@@ -11,6 +11,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
+from cvsweep.errors import CvsweepError
+
 TOKEN_VARIABLE = "CVSWEEP_API_TOKEN"
 # What one request may carry: a sweep's overrides are a few dozen short lines.
 MAX_BODY_BYTES = 64 * 1024
@@ -51,7 +53,7 @@ class ServeSettings:
             return False
 
 
-class SettingsError(ValueError):
+class SettingsError(CvsweepError, ValueError):
     pass
 
 

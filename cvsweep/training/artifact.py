@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from cvsweep.errors import CvsweepError
 from cvsweep.jsonio import replaced_atomically
 
 MODEL_FILE = "model.keras"
@@ -45,7 +46,7 @@ def save(model, folder: str | os.PathLike) -> dict:
         return missing(f"could not be saved in {folder}: {type(err).__name__}: {err}")
 
 
-class ChecksumMismatch(ValueError):
+class ChecksumMismatch(CvsweepError, ValueError):
     """Bytes that are not the model whose sha256 was reported."""
 
 
