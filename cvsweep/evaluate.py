@@ -62,7 +62,8 @@ def find_result(given: str) -> Path:
 def checked_config(result_path: Path, result: dict):
     """The recorded run config, validated, after checking it still has its fingerprint."""
     from cvsweep.config.fingerprint import fingerprint
-    from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
+    from cvsweep.config.schema import ConfigError, run_config_of
+    from cvsweep.config.validate import load_run_config
 
     try:
         cfg = load_run_config(result.get("config"))

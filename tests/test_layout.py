@@ -90,8 +90,9 @@ def _module_imports(module: str) -> set[str]:
             found |= {_resolved(alias.name) for alias in node.names if alias.name.startswith("cvsweep")}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:  # relative: from the package, one level up per further dot
+                above = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(above + ([base] if base else []))
             if not base.startswith("cvsweep"):
                 continue
             for alias in node.names:

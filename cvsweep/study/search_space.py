@@ -12,7 +12,8 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from cvsweep import compat
-from cvsweep.config.schema import ConfigError, omegaconf_problem
+from cvsweep.config.schema import ConfigError
+from cvsweep.config.validate import omegaconf_problem
 
 
 def search_space(cfg: DictConfig) -> dict[str, str]:

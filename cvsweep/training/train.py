@@ -14,14 +14,15 @@ import math
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from cvsweep.config.schema import LearningRateSchedule, load_run_config, run_config_of
+from cvsweep.config.schema import LearningRateSchedule, run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.data.sources import load_source, split
 from cvsweep.models import architectures as models
 from cvsweep.models import size as model_size
 from cvsweep.training import advice, artifact, failures, health, memory, precision, provenance
-from cvsweep.training.tf_runtime import import_tensorflow, prepare_run  # noqa: F401 (import_tensorflow: the worker's warm-up)
 from cvsweep.training.failures import Failure
 from cvsweep.training.result import Result, fail, finite_or_none, is_completed, mark_pruned, new_result
+from cvsweep.training.tf_runtime import import_tensorflow, prepare_run  # noqa: F401 (import_tensorflow: the worker's warm-up)
 
 log = logging.getLogger("cvsweep.train")
 
