@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -174,8 +175,6 @@ def _print_plan(plan: Plan, args, steps) -> None:
 
 
 def _quoted(part: str) -> str:
-    import shlex
-
     return shlex.quote(part)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -268,8 +269,6 @@ def _read_data_file(given: str, policy: Policy) -> bytes:
 def _unpacked_size(data: bytes) -> int:
     """The sizes an .npz (a zip) declares for its members; zipfile never unpacks more. 0 for
     what is no zip: the decoder then says what is wrong with it."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return sum(member.file_size for member in archive.infolist())

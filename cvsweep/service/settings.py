@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import os
 import shutil
+import subprocess
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
@@ -108,8 +109,6 @@ def check(settings: ServeSettings) -> None:
 def default_max_running() -> int:
     """1 on a CPU machine; one per NVIDIA GPU (asked of nvidia-smi, not TensorFlow: the server
     never imports it)."""
-    import subprocess
-
     if shutil.which("nvidia-smi") is None:
         return 1
     try:

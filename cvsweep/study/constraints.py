@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from cvsweep.config.schema import ConfigError
+from cvsweep.jsonio import read_json
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,6 @@ def violated(constraint_values: Optional[dict[str, Any]]) -> list[str]:
 def give_to_optuna(trial, result_path) -> None:
     """Before the trial is told: its recorded constraint values (result.json's ``constraints``)
     as Optuna's, so the sampler learns where the feasible region is."""
-    from cvsweep.jsonio import read_json
-
     try:
         recorded = read_json(result_path).get("constraints") or {}
     except (OSError, ValueError, AttributeError):

@@ -8,10 +8,11 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from cvsweep import layout
 from cvsweep.errors import CvsweepError
 from cvsweep.jsonio import replaced_atomically
 
-MODEL_FILE = "model.keras"
+MODEL_FILE = layout.MODEL
 
 
 def sha256_of(path: Path) -> str:
