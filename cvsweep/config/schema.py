@@ -313,7 +313,7 @@ class AugmentationConfig:
 @dataclass
 class ModelConfig:
     """What every model has: the architecture, and the dense layers with dropout on top
-    (cvsweep/model.py, classifier_head)."""
+    (cvsweep/models/architectures.py, classifier_head)."""
 
     architecture: Architecture = Architecture.cnn
     dense_layers: int = field(default=1, metadata=bounds(0, 8))
@@ -332,7 +332,7 @@ class ModelConfig:
 
 @dataclass
 class CnnModelConfig(ModelConfig):
-    """A plain CNN for images (cvsweep/model.py): conv blocks, a head, the dense layers."""
+    """A plain CNN for images (cvsweep/models/architectures.py): conv blocks, a head, the dense layers."""
 
     conv_layers: int = field(default=2, metadata=bounds(1, 8))
     filters: int = field(default=32, metadata=bounds(1, 1024))
@@ -352,7 +352,7 @@ class CnnModelConfig(ModelConfig):
 
 @dataclass
 class LstmModelConfig(ModelConfig):
-    """The text model (cvsweep/lstm.py): embedding, LSTM (bidirectional switch), the dense layers."""
+    """The text model (cvsweep/models/architectures.py): embedding, LSTM (bidirectional switch), the dense layers."""
 
     architecture: Architecture = Architecture.lstm
     embedding_dim: int = field(default=64, metadata=bounds(1, 4096))

@@ -3,7 +3,7 @@
 
 - cnn: conv blocks (optional seeded augmentation in front), a head (flatten or global
   pooling), then the classifier head;
-- lstm, the text model of the earlier tool: token embedding (0 pads, masked), an LSTM
+- lstm, the text model: token embedding (0 pads, masked), an LSTM
   (optionally bidirectional), then the classifier head.
 
 The classifier head (dense layers with dropout before each, dropout, a softmax output in

@@ -1,5 +1,5 @@
 """Study constraints (``hydra.sweeper.constraints``): limits a trial must meet to count as a
-candidate, the earlier tool's ``max_parameters`` and ``min_accuracy_threshold``.
+candidate (``max_params``, ``min_val_accuracy``: the table ``CONSTRAINTS`` below).
 
 Each constraint is given to Optuna as the trial's constraint value (``Trial.set_constraint``:
 feasible when <= 0), which its samplers read: TPE ranks infeasible trials below every feasible

@@ -6,10 +6,8 @@ Mixed precision exists for speed, so a policy is refused where it would be slowe
 TensorFlow trains on the first GPU it sees, else on the CPU:
 - a GPU needs tensor cores for the 16-bit type: compute capability 7.0 (Volta) for float16,
   8.0 (Ampere) for bfloat16;
-- a CPU has no fast float16 kernels: mixed_float16 is refused there. Measured on this project's
-  2-core AMD EPYC (AVX512-BF16), TensorFlow 2.21, a two-conv CNN on 12,000 MNIST images, batch 128,
-  per epoch after the first: float32 4.2 s, mixed_bfloat16 2.5 s, mixed_float16 11.3 s (its
-  first epoch 58 s);
+- a CPU has no fast float16 kernels: mixed_float16 is refused there (it trains several times
+  slower than float32, where mixed_bfloat16 with the CPU's instructions is faster);
 - bfloat16 on a CPU is fast with its instructions (AVX512-BF16 or AMX) and emulated without:
   refused on a CPU whose flags show neither.
 """
