@@ -6,6 +6,7 @@ modules import each other in a circle (a function-level import closes a circle t
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,15 @@ def test_the_circle_check_sees_function_level_and_package_imports():
 
 def test_foundations_import_nothing_of_cvsweep():
     assert {name: _cvsweep_imports(PACKAGE / f"{name}.py") for name in FOUNDATIONS} == {n: set() for n in FOUNDATIONS}
+
+
+def test_every_module_path_the_code_names_exists():
+    """A docstring or comment that points at cvsweep/<something>.py points at a real file."""
+    named = {
+        (str(path.relative_to(REPO)), match)
+        for root in ("cvsweep", "hydra_plugins", "remote")
+        for path in (REPO / root).rglob("*.py")
+        for match in re.findall(r"cvsweep/[\w/]+\.py", path.read_text())
+    }
+    missing = sorted(f"{where}: {name}" for where, name in named if not (REPO / name).exists())
+    assert not missing, "these name files that do not exist:\n" + "\n".join(missing)
