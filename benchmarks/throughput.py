@@ -66,7 +66,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from cvsweep.compose import compose
-    from cvsweep.config.schema import load_run_config, run_config_of
+    from cvsweep.config.schema import run_config_of
+    from cvsweep.config.validate import load_run_config
     from cvsweep.data.sources import load_source, split
 
     overrides = ["+experiment=keras_mnist_convnet", "dataset=mnist", f"dataset.path={args.data}",

@@ -2,40 +2,35 @@
 
 from __future__ import annotations
 
-import os
-import warnings
+import sys
+from pathlib import Path
 
-# Before anything imports TensorFlow (a trial, a forked worker): its C++ INFO and WARNING lines
-# stay off the console; the rest of its start-up noise is caught in cvsweep/training/quiet_stderr.py.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# First, before anything imports TensorFlow (a trial, a forked worker).
+from cvsweep.training.tf_runtime import configure_entry_point
+
+configure_entry_point()
 
 import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from cvsweep import layout  # noqa: E402
 from cvsweep.compose import CONF_DIR, register  # noqa: E402
+from cvsweep.execution.env_file import load_env_file  # noqa: E402
 
 register()
-# hydra-optuna-sweeper 1.3 calls Optuna APIs deprecated since Optuna 3 (still working in 5);
-# the warnings say nothing a cvsweep user can act on.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")
 
 
 def main() -> None:
     """The command's entry: credentials from ./.env (the environment wins), then Hydra."""
-    from cvsweep.execution.env_file import load_env_file
-
     load_env_file()
     run()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def run(cfg: DictConfig) -> float:
-    import sys
-    from pathlib import Path
-
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
+    # A trial's modules (executors, training, plots) stay out of --help and --info.
     from cvsweep.sweep.trial import TrialFailed, run_trial
 
     if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -50,5 +45,5 @@ def run(cfg: DictConfig) -> float:
             from cvsweep.reporting.plots import plot_trial_folders
 
             run_dir = Path(HydraConfig.get().runtime.output_dir)
-            if (run_dir / "result.json").exists():
+            if layout.is_trial_folder(run_dir):
                 plot_trial_folders([run_dir])

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+
+from cvsweep import help_text
+from cvsweep.config.schema import register_configs
+
 # The config tree is the package's conf/: in a checkout a link to the repository's top-level
 # conf/, in the wheel a copy of it (hatch follows the link), so both find it the same way.
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -13,18 +21,12 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 def register() -> None:
     """What Hydra needs before it composes cvsweep's config: the schemas in its ConfigStore and
     the help page's resolvers. Idempotent; the command does it at import."""
-    from cvsweep.config.schema import register_configs
-    from cvsweep.help_text import register_resolvers
-
     register_configs()
-    register_resolvers()
+    help_text.register_resolvers(CONF_DIR)
 
 
 def compose(*overrides: str):
     """The config Hydra composes for ``python -m cvsweep OVERRIDES`` (hydra node included)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
@@ -33,10 +35,6 @@ def compose(*overrides: str):
 def compose_sweep(*overrides: str):
     """The config Hydra composes for ``python -m cvsweep -m OVERRIDES`` (sweeps allowed), as the
     checks before a sweep see it: the sweep's overrides in ``hydra.overrides.task``."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return GlobalHydra.instance().hydra.compose_config(
@@ -45,9 +43,6 @@ def compose_sweep(*overrides: str):
 
 def group_options(*groups: str) -> dict[str, list[str]]:
     """The options of each config group, as Hydra finds them (conf/ and the ConfigStore)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()

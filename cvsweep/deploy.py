@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cvsweep.errors import CvsweepError
 from cvsweep.execution.env_file import REST_URL_VARIABLE, load_env_file
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
 from cvsweep.execution.runpod import ENDPOINT_VARIABLE
@@ -39,7 +41,7 @@ LOCK = "remote/requirements.lock"
 TEST_INPUT = "remote/test_input.json"
 
 
-class DeployError(Exception):
+class DeployError(CvsweepError):
     """A step failed: the message says what to fix (exit status 1)."""
 
 
@@ -173,8 +175,6 @@ def _print_plan(plan: Plan, args, steps) -> None:
 
 
 def _quoted(part: str) -> str:
-    import shlex
-
     return shlex.quote(part)
 
 

@@ -22,7 +22,6 @@ names the file.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from cvsweep.errors import UserError
 from cvsweep.jsonio import read_json
 from cvsweep.layout import MODEL, RESULT, result_of, summary_of
 from cvsweep.reporting.folders import NotATrialOrSweep, finished_trial_folders, locate
+from cvsweep.training.tf_runtime import configure_entry_point
 
 USAGE = "usage: python -m cvsweep.evaluate PATH  (a trial folder, its result.json, or a sweep folder)"
 COMPARED = ("test_loss", "test_accuracy")
@@ -86,7 +86,8 @@ def checked_config(result_path: Path, result: dict):
         BadInput: When the config is no valid run config or no longer has its fingerprint.
     """
     from cvsweep.config.fingerprint import fingerprint
-    from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
+    from cvsweep.config.schema import ConfigError, run_config_of
+    from cvsweep.config.validate import load_run_config
 
     try:
         cfg = load_run_config(result.get("config"))
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or args[0].startswith("-"):
         print(USAGE, file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the cvsweep command: TensorFlow's INFO lines off
+    configure_entry_point()  # as the cvsweep command: TensorFlow's INFO lines off
     logging.getLogger("tensorflow.startup").disabled = True  # its start-up lines, caught off fd 2 (quiet_stderr.py)
     try:
         result_path, recorded, now = evaluate(args[0])

@@ -8,17 +8,24 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cvsweep.compose import CONF_DIR
 from cvsweep.config.schema import OBJECTIVES
 
 SUMMARY_WIDTH = 72  # an option's first comment line: what it is, in one short line
 
 
-def groups(choices) -> str:
-    """Each group of conf/ with its options, the chosen one starred, and what the option's
-    file says of itself (its first comment line)."""
+def groups(choices, conf_dir: Path) -> str:
+    """Each group of the config tree with its options, the chosen one starred, and what the
+    option's file says of itself (its first comment line).
+
+    Args:
+        choices: Hydra's ``hydra.runtime.choices`` (group -> chosen option), or None.
+        conf_dir: The config tree (cvsweep/compose.py's ``CONF_DIR``).
+
+    Returns:
+        The listing, one line per group and per option.
+    """
     lines = []
-    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
+    for group in sorted(p for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"):
         chosen = (choices or {}).get(group.name)
         lines.append(f"{group.name}:")
         for option in sorted(group.glob("*.yaml")):
@@ -37,10 +44,16 @@ def summary(path: Path) -> str:
 
 
 def objectives() -> str:
+    """Each objective with its direction and what it measures, one line each."""
     width = max(map(len, OBJECTIVES))
     return "".join(f"  {name:<{width}} {spec.direction:<9} {spec.description}\n" for name, spec in OBJECTIVES.items())
 
 
-def register_resolvers() -> None:
-    OmegaConf.register_new_resolver("cvsweep.groups", groups, replace=True)
+def register_resolvers(conf_dir: Path) -> None:
+    """Register the help page's resolvers (``cvsweep.groups``, ``cvsweep.objectives``).
+
+    Args:
+        conf_dir: The config tree whose groups ``cvsweep.groups`` lists.
+    """
+    OmegaConf.register_new_resolver("cvsweep.groups", lambda choices: groups(choices, conf_dir), replace=True)
     OmegaConf.register_new_resolver("cvsweep.objectives", objectives, replace=True)

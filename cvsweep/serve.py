@@ -3,23 +3,29 @@ See README, "Service", and cvsweep/service/."""
 
 from __future__ import annotations
 
-import os
+import logging
 import sys
-import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")
+from cvsweep.training.tf_runtime import configure_entry_point
+
+configure_entry_point()  # first, before anything imports TensorFlow
+
+import uvicorn  # noqa: E402
+
+from cvsweep.execution.env_file import load_env_file  # noqa: E402
+from cvsweep.service.app import create_app  # noqa: E402
+from cvsweep.service.settings import SettingsError, parse  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
+    """Start the sweep service.
 
-    import uvicorn
+    Args:
+        argv: The command line after the program name (default: ``sys.argv[1:]``).
 
-    from cvsweep.execution.env_file import load_env_file
-    from cvsweep.service.app import create_app
-    from cvsweep.service.settings import SettingsError, parse
-
+    Returns:
+        The exit status: 2 for settings it refuses, else 0 when the server stops.
+    """
     load_env_file()  # credentials from ./.env for the sweeps it starts (the environment wins)
     try:
         settings = parse(argv)

@@ -34,7 +34,9 @@ from pathlib import Path
 
 # The image and the emulator run this file from a checkout: make the package importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cvsweep.training.tf_runtime import configure_entry_point  # noqa: E402
+
+configure_entry_point()  # before anything imports TensorFlow
 # The SDK's default, DEBUG, writes each job's whole output to the log twice: with an inline
 # model, up to max_inline_model_mb of base64 per line (and ~0.4 s a job). RUNPOD_LOG_LEVEL=DEBUG
 # on the endpoint brings it back.

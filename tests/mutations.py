@@ -80,6 +80,18 @@ MUTANTS = [
      'ranking.best_row(ended, request["directions"])',
      'ranking.best([r for r in ended if r["objective_values"]], request["directions"])',
      ["tests/unit/study/test_ranking.py::test_every_caller_names_the_same_best_trials"]),
+    # Issue 24, import circles and one definition of each thing.
+    ("circle-through-a-function-level-import", "cvsweep/config/objective_table.py",
+     "from typing import Optional\n",
+     "from typing import Optional\n\n\ndef _late():\n    from cvsweep.config import schema  # noqa: F401\n",
+     ["tests/test_layout.py::test_no_module_imports_itself_through_others"]),
+    ("environment-ignored-for-a-schema-default", "cvsweep/config/schema.py",
+     "    if variable in os.environ:\n", "    if False:\n",
+     ["tests/unit/config/test_schema_split.py::test_the_runpod_url_is_the_schemas_default_unless_the_environment_names_another"]),
+    ("config-error-drops-the-fix", "cvsweep/config/schema.py",
+     "            super().__init__(problems[0], **details)\n",
+     "            super().__init__(problems[0], key=details.get(\"key\"))\n",
+     ["tests/unit/config/test_schema_split.py::test_a_problem_in_a_few_words_gets_the_key_the_value_and_the_fix"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).

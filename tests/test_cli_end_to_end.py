@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
 
 from cvsweep.config.fingerprint import fingerprint
-from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.config.schema import run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.reporting.plots import TRIAL_PLOTS
 
 RESULT_KEYS = {"schema_version", "fingerprint", "config", "status", "reason", "metrics", "data", "executed_on", "versions", "trial"}

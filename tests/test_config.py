@@ -9,7 +9,8 @@ import yaml
 from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, TINY_RUN, compose, run_cli
 from omegaconf import OmegaConf
 
-from cvsweep.config.schema import RUN_KEYS, ConfigError, load_run_config
+from cvsweep.config.schema import RUN_KEYS, ConfigError
+from cvsweep.config.validate import load_run_config
 from cvsweep.sweep.preflight import check_run, check_sweep
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")  # hydra/: its help page

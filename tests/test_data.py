@@ -7,7 +7,7 @@ import pytest
 from conftest import SHARED_MNIST, TINY_RUN, require
 from omegaconf import OmegaConf
 
-from cvsweep.config.schema import load_run_config
+from cvsweep.config.validate import load_run_config
 from cvsweep.data.sources import DataError, load_source, split
 
 

@@ -146,7 +146,7 @@ def test_image_file_and_decoded_size_caps(tmp_path, monkeypatch):
 def test_image_size_has_an_upper_bound():
     from conftest import TINY_RUN
 
-    from cvsweep.config.schema import load_run_config
+    from cvsweep.config.validate import load_run_config
 
     config = {**TINY_RUN, "dataset": {"name": "image_folder", "path": "/data/photos", "num_classes": 2,
                                       "pixel_scale": 255.0, "test_fraction": 0.2, "image_size": [4096, 4096],
@@ -306,7 +306,8 @@ def test_a_file_changed_while_the_folder_is_read_is_cached_under_what_was_decode
 def test_pin_dataset_leaves_worker_data_alone(tmp_path):
     from conftest import TINY_RUN
 
-    from cvsweep.config.schema import load_run_config, run_config_of
+    from cvsweep.config.schema import run_config_of
+    from cvsweep.config.validate import load_run_config
 
     config = run_config_of(load_run_config({**TINY_RUN, "dataset": {
         "name": "npz", "path": "/runpod-volume/data/mnist.npz", "location": "worker", "num_classes": 10,

@@ -7,15 +7,9 @@ import pytest
 from conftest import CONF_DIR, TINY_RUN, compose
 from omegaconf import OmegaConf
 
-from cvsweep.config.datasets import REGISTRY, HeldOut, Kind, names_of
-from cvsweep.config.schema import (
-    DATASET_SCHEMAS,
-    FOLDER_DATASETS,
-    TEXT_DATASETS,
-    ConfigError,
-    DatasetName,
-    load_run_config,
-)
+from cvsweep.config.datasets import REGISTRY, HeldOut, Kind, kind_of, names_of
+from cvsweep.config.schema import DATASET_SCHEMAS, FOLDER_DATASETS, ConfigError, DatasetName
+from cvsweep.config.validate import load_run_config
 
 
 def test_every_entry_has_a_preset_and_every_preset_an_entry():
@@ -25,8 +19,8 @@ def test_every_entry_has_a_preset_and_every_preset_an_entry():
 
 def test_the_schema_choices_and_kind_sets_derive_from_the_registry():
     assert [member.value for member in DatasetName] == list(REGISTRY)
-    assert {member.value for member in TEXT_DATASETS} == set(names_of(Kind.text))
     assert {member.value for member in FOLDER_DATASETS} == set(names_of(Kind.image_folder))
+    assert all(kind_of(member) == kind_of(member.value) == REGISTRY[member.value].kind for member in DatasetName)
     assert set(DATASET_SCHEMAS) == set(Kind)
 
 

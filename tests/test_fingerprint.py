@@ -14,7 +14,8 @@ from conftest import TINY_RUN, compose
 from omegaconf import OmegaConf
 
 from cvsweep.config.fingerprint import canonical_json, fingerprint
-from cvsweep.config.schema import RunConfig, dataset_schema, load_run_config, model_schema, run_config_of
+from cvsweep.config.schema import RunConfig, dataset_schema, model_schema, run_config_of
+from cvsweep.config.validate import load_run_config
 
 
 def fp(data) -> str:

@@ -33,7 +33,7 @@ def test_dead_relus_score_low_on_utilisation():
     """The same real CNN, before and after pushing every bias far below zero."""
     import keras
 
-    from cvsweep.config.schema import load_run_config
+    from cvsweep.config.validate import load_run_config
     from cvsweep.models import architectures as models
     from cvsweep.training import diagnostics
 
@@ -56,7 +56,7 @@ def test_units_stuck_at_a_bound_are_saturated_not_dead():
     """tanh with every bias far above zero: constantly 1, so neither alive nor dead."""
     import keras
 
-    from cvsweep.config.schema import load_run_config
+    from cvsweep.config.validate import load_run_config
     from cvsweep.models import architectures as models
     from cvsweep.training import diagnostics
 

@@ -18,7 +18,8 @@ from conftest import REPO, TINY_RUN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cvsweep.config.schema import SCHEMA_VERSION, load_run_config, run_config_of
+from cvsweep.config.schema import SCHEMA_VERSION, run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.execution.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_input
 
 sys.path.insert(0, str(REPO / "remote"))

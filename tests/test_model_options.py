@@ -10,7 +10,8 @@ import copy
 import pytest
 from conftest import TINY_RUN, compose, compose_sweep
 
-from cvsweep.config.schema import ConfigError, load_run_config
+from cvsweep.config.schema import ConfigError
+from cvsweep.config.validate import load_run_config
 from cvsweep.models import architectures
 from cvsweep.models import size as model_size
 from cvsweep.sweep.preflight import check_sweep

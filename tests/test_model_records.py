@@ -16,7 +16,8 @@ from rich.console import Console
 
 from cvsweep import evaluate
 from cvsweep.config.fingerprint import fingerprint
-from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.config.schema import run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.reporting.summary import summarize_sweep
 from cvsweep.sweep.keep_models import keep_best
 from cvsweep.training.artifact import MODEL_FILE

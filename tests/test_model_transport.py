@@ -20,7 +20,8 @@ import pytest
 from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, EmulatorProcess, evaluate_cli, read_json, run_cli
 from omegaconf import OmegaConf
 
-from cvsweep.config.schema import RunpodExecutorConfig, load_run_config, run_config_of
+from cvsweep.config.schema import RunpodExecutorConfig, run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.execution import model_transport
 from cvsweep.execution.payload import PayloadError, accept_input, make_input
 from cvsweep.execution.runpod import RunpodExecutor, missing_settings

@@ -10,7 +10,8 @@ import pytest
 from conftest import SHARED_MNIST, TINY_RUN, read_json, require, run_cli
 
 from cvsweep.compare import without_timings
-from cvsweep.config.schema import ConfigError, load_run_config, run_config_of
+from cvsweep.config.schema import ConfigError, run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.data.sources import DataError, pin_dataset
 from cvsweep.training.train import train
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import compose
 
 from cvsweep.compare import without_timings
-from cvsweep.config.schema import ConfigError, Precision, load_run_config
+from cvsweep.config.schema import ConfigError, Precision
+from cvsweep.config.validate import load_run_config
 from cvsweep.training import precision, provenance
 from cvsweep.training.train import train
 

@@ -16,7 +16,8 @@ from test_distributed import postgres_url  # noqa: F401  (a fixture)
 from test_resume import every_output_is_whole, start_sweep, wait_for
 
 from cvsweep.config.objectives import epoch_value
-from cvsweep.config.schema import ConfigError, Objective, load_run_config, run_config_of
+from cvsweep.config.schema import ConfigError, Objective, run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.study.pruning import PRUNER_TARGETS
 from cvsweep.study.storage import RESULT_ATTR, n_counted
 from cvsweep.sweep.preflight import check_sweep

@@ -17,7 +17,8 @@ import yaml
 from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
 from omegaconf import OmegaConf
 
-from cvsweep.config.schema import RunpodExecutorConfig, load_run_config, run_config_of
+from cvsweep.config.schema import RunpodExecutorConfig, run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.execution.executors import LocalExecutor
 from cvsweep.execution.runpod import RunpodExecutor
 

@@ -15,7 +15,8 @@ import pytest
 import requests
 from conftest import SENTINEL_API_KEY, TINY_RUN, EmulatorProcess
 
-from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.config.schema import run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.execution.payload import make_input
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,8 @@ import requests
 from conftest import REPO, SENTINEL_API_KEY, TINY_RUN, EmulatorProcess, read_json
 from test_data_access import dataset, image_tree, png_header_only
 
-from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.config.schema import run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.execution.payload import make_input
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]

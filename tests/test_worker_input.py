@@ -12,7 +12,8 @@ import time
 import pytest
 from conftest import REPO, TINY_RUN, read_json
 
-from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.config.schema import run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.execution.payload import MAX_INPUT_BYTES, PayloadError, accept_input, make_input
 
 sys.path.insert(0, str(REPO / "remote"))

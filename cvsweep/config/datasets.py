@@ -72,6 +72,18 @@ REGISTRY: dict[str, Dataset] = {
 }
 
 
+def kind_of(name) -> Kind:
+    """The kind of a dataset.
+
+    Args:
+        name: The dataset's name, as text or as the schema's ``DatasetName`` member.
+
+    Returns:
+        Its registry entry's kind.
+    """
+    return REGISTRY[getattr(name, "value", name)].kind
+
+
 def names_of(kind: Kind) -> list[str]:
     """The datasets of one kind, in registry order (for sets and messages)."""
     return [name for name, entry in REGISTRY.items() if entry.kind == kind]

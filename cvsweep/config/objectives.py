@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
-from cvsweep.config.schema import OBJECTIVES, Objective
+from omegaconf import OmegaConf, read_write
+
+from cvsweep.config.objective_table import OBJECTIVES, Objective
+from cvsweep.config.schema import ConfigError
 
 
 def value(result: dict, objective: Objective, health_weight: float) -> float:
@@ -53,10 +56,6 @@ def values(result: dict, cfg) -> list[float]:
 
 def settle_direction(cfg) -> None:
     """The direction follows from the objectives; written out, it must agree with them."""
-    from omegaconf import OmegaConf, read_write
-
-    from cvsweep.config.schema import ConfigError
-
     expected = directions_of(cfg)
     direction = cfg.hydra.sweeper.direction
     if direction is None:

@@ -1,9 +1,10 @@
 """The config schema: the one definition of every setting cvsweep knows.
 
 Hydra validates the YAML under ``conf/`` against these dataclasses when it composes a config
-(types, unknown keys, enum choices). ``check_values`` adds what types cannot say: the ranges
-declared in each field's metadata and a few rules between fields. The worker validates the
-JSON it receives with the same code, and the fingerprint covers exactly ``RunConfig``.
+(types, unknown keys, enum choices). What types cannot say (the ranges declared in each
+field's metadata, the rules between fields) is checked in cvsweep/config/validate.py, which
+also validates the JSON a worker receives. The fingerprint covers exactly ``RunConfig``.
+Field metadata also marks what a client of the sweep service may not set (``marked_keys``).
 
 A default lives here only: conf/ YAML files hold presets, the values that differ from these.
 Each dataset kind (cvsweep/config/datasets.py) and each model architecture has its own schema, so a
@@ -12,8 +13,7 @@ run config holds the settings of its kind and nothing else.
 
 from __future__ import annotations
 
-import functools
-import math
+import os
 from dataclasses import MISSING as MISSING_FACTORY
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -22,31 +22,34 @@ from typing import Any, List, Mapping, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cvsweep import compat
-from cvsweep.config.datasets import REGISTRY, HeldOut, Kind, Loader, names_of
+from cvsweep.config.datasets import REGISTRY, Kind, names_of
+from cvsweep.config.objective_table import OBJECTIVES, Objective, ObjectiveSpec  # noqa: F401 (importers read them here)
+from cvsweep.errors import UserError
 
 # Bump when a change to RunConfig changes what an existing config means.
 SCHEMA_VERSION = 7
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """Config values that are not allowed. Each problem names the key, the value and what is
-    allowed; ``problems`` keeps them apart for callers that report them one by one."""
+    allowed; ``problems`` keeps them apart for callers that report them one by one.
 
-    def __init__(self, *problems: str):
+    Args:
+        *problems: Each problem, written out (``"key=value: why; fix"``).
+        **details: For a single problem given in a few words: its ``key``, ``value`` and
+            ``fix``, worded as every UserError is (cvsweep/errors.py).
+    """
+
+    def __init__(self, *problems: str, **details):
+        if details:
+            super().__init__(problems[0], **details)
+            self.problems = [str(self)]
+            return
         self.problems = list(problems)
-        super().__init__(
-            problems[0] if len(problems) == 1 else "invalid config:\n  " + "\n  ".join(problems)
-        )
+        super().__init__(problems[0] if len(problems) == 1 else "invalid config:\n  " + "\n  ".join(problems))
 
     def __reduce__(self):  # travels from the training process with every problem
         return ConfigError, tuple(self.problems)
-
-
-def omegaconf_problem(err: Exception) -> str:
-    """One line from an OmegaConf error: the full key, then OmegaConf's own message."""
-    message = (getattr(err, "msg", None) or str(err) or type(err).__name__).splitlines()[0]
-    key = getattr(err, "full_key", None)
-    return f"{key}: {message}" if key else message
 
 
 def bounds(low=None, high=None, *, low_open=False, high_open=False) -> dict:
@@ -72,16 +75,47 @@ def at_most_default_for_clients() -> dict:
     return {"client_cap": True}
 
 
+def default_from_env(variable: str) -> dict:
+    """Field metadata: the environment variable that, when set, stands in for the field's
+    default. The option's YAML writes ``${cvsweep.env:VARIABLE}`` at the key (the default
+    itself stays here)."""
+    return {"from_env": variable}
+
+
+def env_or_default(variable: str) -> Any:
+    """The ``cvsweep.env`` resolver: the environment variable's value, else the default of the
+    field marked ``default_from_env(variable)``.
+
+    Args:
+        variable: The environment variable's name.
+
+    Returns:
+        Its value when set, else the schema's default.
+
+    Raises:
+        KeyError: No field is marked with ``variable``.
+    """
+    if variable in os.environ:
+        return os.environ[variable]
+    defaults = {f.metadata["from_env"]: f.default for f in _marked_fields("from_env").values()}
+    return defaults[variable]
+
+
 def marked_keys(mark: str) -> dict[str, object]:
     """Every setting whose field metadata has ``mark`` (operator_only, within_data_roots,
     client_cap), as its dotted key, in every schema a group can pick, with the mark's value
     (for client_cap: the field's default, the cap)."""
+    return {key: f.default if mark == "client_cap" else f.metadata[mark] for key, f in _marked_fields(mark).items()}
+
+
+def _marked_fields(mark: str) -> dict[str, Any]:
+    """Every field whose metadata has ``mark``, by its dotted key, in every schema a group can pick."""
     found = {}
 
     def walk(schema: type, prefix: str) -> None:
         for f in fields(schema):
             if mark in f.metadata:
-                found[prefix + f.name] = f.default if mark == "client_cap" else f.metadata[mark]
+                found[prefix + f.name] = f
             elif f.default_factory is not MISSING_FACTORY and is_dataclass(f.default_factory):
                 walk(f.default_factory, f"{prefix}{f.name}.")
 
@@ -95,9 +129,8 @@ def marked_keys(mark: str) -> dict[str, object]:
 # Enum members are named exactly as they are written in YAML and on the command line.
 DatasetName = Enum("DatasetName", [(name, name) for name in REGISTRY], module=__name__)
 
-# Token sequences, for model.architecture=lstm; every other dataset is images.
-TEXT_DATASETS = {DatasetName[name] for name in names_of(Kind.text)}
-# Class-per-folder image trees, decoded and resized by cvsweep/data/image_folder.py.
+# Derived from the registry's kinds for cvsweep/execution/payload.py; elsewhere ask
+# datasets.kind_of(name).
 FOLDER_DATASETS = {DatasetName[name] for name in names_of(Kind.image_folder)}
 
 
@@ -194,41 +227,6 @@ class Fallback(Enum):
     local = "local"
 
 
-@dataclass(frozen=True)
-class ObjectiveSpec:
-    direction: str  # which way it improves: the sweeper's direction must agree
-    description: str
-    # The epoch report's metric a pruner watches for it (cvsweep/study/pruning.py); None: the
-    # objective is known before training or only after it, so nothing can be pruned on it.
-    per_epoch: Optional[str] = None
-    # The part of result.json that records it under the objective's name (metrics, or health).
-    recorded_in: str = "metrics"
-
-
-# What a sweep can optimise (never the test set): the one table the Objective choices and
-# their directions come from.
-OBJECTIVES = {
-    "val_accuracy": ObjectiveSpec("maximize", "validation accuracy", per_epoch="val_accuracy"),
-    "val_loss": ObjectiveSpec("minimize", "validation loss", per_epoch="val_loss"),
-    # Health is measured once, after training: per epoch, a pruner sees the objective with the
-    # health part counted as 0 (cvsweep/config/objectives.py, epoch_value).
-    "health": ObjectiveSpec("maximize", "(1 - health_weight) * val_accuracy + health_weight * overall_health",
-                            per_epoch="val_accuracy"),
-    "params": ObjectiveSpec("minimize", "the model's parameter count"),
-    "latency_ms": ObjectiveSpec("minimize", "inference time per image (ms), measured on a batch of validation images"),
-    "train_seconds": ObjectiveSpec("minimize", "wall-clock seconds of the fit"),
-    # The training process's peak memory during the fit (cvsweep/training/memory.py says how).
-    "peak_memory_mb": ObjectiveSpec("minimize", "peak memory of the fit (MB), TF allocator, GPU:0 or CPU:0"),
-    # Health scores (cvsweep/training/health.py), named as result.json's health records them.
-    "neuron_utilisation": ObjectiveSpec("maximize", "health score: share of units that activate",
-                                        recorded_in="health"),
-    "training_stability": ObjectiveSpec("maximize", "health score: steady loss and weight changes",
-                                        recorded_in="health"),
-    "gradient_health": ObjectiveSpec("maximize", "health score: share of gradient norms neither vanishing nor "
-                                     "exploding", recorded_in="health"),
-}
-Objective = Enum("Objective", [(name, name) for name in OBJECTIVES], module=__name__)
-
 
 class Artifacts(Enum):
     all = "all"  # every completed trial's model.keras
@@ -315,7 +313,7 @@ class AugmentationConfig:
 @dataclass
 class ModelConfig:
     """What every model has: the architecture, and the dense layers with dropout on top
-    (cvsweep/model.py, classifier_head)."""
+    (cvsweep/models/architectures.py, classifier_head)."""
 
     architecture: Architecture = Architecture.cnn
     dense_layers: int = field(default=1, metadata=bounds(0, 8))
@@ -334,7 +332,7 @@ class ModelConfig:
 
 @dataclass
 class CnnModelConfig(ModelConfig):
-    """A plain CNN for images (cvsweep/model.py): conv blocks, a head, the dense layers."""
+    """A plain CNN for images (cvsweep/models/architectures.py): conv blocks, a head, the dense layers."""
 
     conv_layers: int = field(default=2, metadata=bounds(1, 8))
     filters: int = field(default=32, metadata=bounds(1, 1024))
@@ -354,7 +352,7 @@ class CnnModelConfig(ModelConfig):
 
 @dataclass
 class LstmModelConfig(ModelConfig):
-    """The text model (cvsweep/lstm.py): embedding, LSTM (bidirectional switch), the dense layers."""
+    """The text model (cvsweep/models/architectures.py): embedding, LSTM (bidirectional switch), the dense layers."""
 
     architecture: Architecture = Architecture.lstm
     embedding_dim: int = field(default=64, metadata=bounds(1, 4096))
@@ -451,7 +449,7 @@ class RunConfig:
 
     # Each dataset kind and each architecture brings its own schema (DATASET_SCHEMAS,
     # MODEL_SCHEMAS): conf/dataset/*.yaml and conf/model/*.yaml pick it, as conf/executor/
-    # does; load_run_config picks it from dataset.name and model.architecture.
+    # does; validate.load_run_config picks it from dataset.name and model.architecture.
     dataset: Any = MISSING
     model: Any = MISSING
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -485,8 +483,8 @@ class RunpodExecutorConfig:
 
     name: str = "runpod"
     endpoint_id: Optional[str] = None
-    base_url: str = field(default="https://api.runpod.ai/v2",
-                          metadata=operator_only("the RunPod API key is sent there"))
+    base_url: str = field(default="https://api.runpod.ai/v2", metadata={
+        **operator_only("the RunPod API key is sent there"), **default_from_env("RUNPOD_ENDPOINT_BASE_URL")})
     # Sent as the job's RunPod policy: executionTimeout and ttl (time allowed in the queue).
     execution_timeout_s: float = field(default=3600.0, metadata=bounds(0, low_open=True))
     ttl_s: float = field(default=86400.0, metadata=bounds(0, low_open=True))
@@ -538,9 +536,11 @@ RUN_KEYS = tuple(f.name for f in fields(RunConfig))
 
 def register_configs() -> None:
     """Register the schemas in Hydra's ConfigStore (conf/ YAML files extend them): the whole
-    config, and per group option the schema it picks (schema/<group>/<kind>)."""
+    config, and per group option the schema it picks (schema/<group>/<kind>); and the
+    ``cvsweep.env`` resolver the options use for defaults an environment variable may replace."""
     from hydra.core.config_store import ConfigStore
 
+    OmegaConf.register_new_resolver("cvsweep.env", env_or_default, replace=True)
     store = ConfigStore.instance()
     store.store(name="cvsweep_schema", node=Config)
     for group, schemas in (("executor", EXECUTOR_SCHEMAS), ("dataset", DATASET_SCHEMAS), ("model", MODEL_SCHEMAS)):
@@ -550,7 +550,7 @@ def register_configs() -> None:
 
 def dataset_schema(dataset: Any) -> Optional[type]:
     """The schema of a dataset's settings, from its name (None for an unknown name)."""
-    name = _plain(_get(dataset, "name"))
+    name = _plain(setting(dataset, "name"))
     entry = REGISTRY.get(name) if isinstance(name, str) else None
     return DATASET_SCHEMAS[entry.kind] if entry else None
 
@@ -562,19 +562,21 @@ def dataset_config(data: Mapping) -> DictConfig:
 
 def model_schema(model: Any) -> Optional[type]:
     """The schema of a model's settings, from its architecture (the base's default if unset)."""
-    architecture = _plain(_get(model, "architecture", ModelConfig.architecture))
+    architecture = _plain(setting(model, "architecture", ModelConfig.architecture))
     return next((schema for arch, schema in MODEL_SCHEMAS.items() if arch.value == architecture), None)
 
 
-def _executor_schema(executor: Any) -> Optional[type]:
-    return EXECUTOR_SCHEMAS.get(_plain(_get(executor, "name")))
+def executor_schema(executor: Any) -> Optional[type]:
+    """The schema of an executor's settings, from its name (None for an unknown name)."""
+    return EXECUTOR_SCHEMAS.get(_plain(setting(executor, "name")))
 
 
 # Sections whose schema depends on their content.
-_PICKED_SCHEMAS = {"dataset": dataset_schema, "model": model_schema, "executor": _executor_schema}
+PICKED_SCHEMAS = {"dataset": dataset_schema, "model": model_schema, "executor": executor_schema}
 
 
-def _get(node: Any, key: str, default: Any = None) -> Any:
+def setting(node: Any, key: str, default: Any = None) -> Any:
+    """``node[key]`` of a config node or plain data; ``default`` where it is missing or unset."""
     if isinstance(node, DictConfig):
         child = compat.config_node(node, key)
         return default if child is None or child._is_missing() else node[key]
@@ -584,255 +586,7 @@ def _get(node: Any, key: str, default: Any = None) -> Any:
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
-
 def run_config_of(cfg: DictConfig) -> dict:
     """The RunConfig part of a composed config, resolved, as plain JSON-able data."""
     return {key: OmegaConf.to_container(cfg[key], resolve=True, enum_to_str=True) for key in RUN_KEYS}
 
-
-def load_run_config(data: Mapping[str, Any]) -> DictConfig:
-    """Validate plain data (e.g. JSON from a client) as a RunConfig: types, keys, values. The
-    dataset's schema follows from dataset.name, the model's from model.architecture."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"config must be a mapping with keys {list(RUN_KEYS)}, not {type(data).__name__}")
-    problems = list(_hostile_content(data, prefix=""))
-    if problems:
-        raise ConfigError(*problems)
-    missing = [key for key in RUN_KEYS if key not in data]
-    if missing:
-        raise ConfigError(f"config is missing {missing}; a run config has exactly {list(RUN_KEYS)}")
-    schemas = [_picked_schema(data, "dataset", "name", list(REGISTRY)),
-               _picked_schema(data, "model", "architecture", [a.value for a in MODEL_SCHEMAS])]
-    problems = list(_unknown_keys(data, RunConfig, prefix=""))
-    if problems:
-        raise ConfigError(*problems)
-    try:
-        cfg = OmegaConf.merge(_run_config_template(*schemas), OmegaConf.create(dict(data)))
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except Exception as err:  # OmegaConf's messages name the key and the allowed values
-        raise ConfigError(omegaconf_problem(err)) from err
-    check_values(cfg)
-    return cfg
-
-
-def _picked_schema(data: Mapping, section: str, key: str, allowed: list) -> type:
-    """The schema the data's ``section.key`` picks, or ConfigError naming what is allowed."""
-    if not isinstance(data[section], Mapping):
-        raise ConfigError(f"{section}: must be a mapping of settings, not {type(data[section]).__name__}")
-    schema = _PICKED_SCHEMAS[section](data[section])
-    if schema is None:
-        raise ConfigError(f"{section}.{key}={_get(data[section], key)!r}: allowed are {allowed}")
-    return schema
-
-
-@functools.cache
-def _run_config_template(dataset: type, model: type) -> DictConfig:
-    """The schema as an OmegaConf node, made once per kind: building it from the dataclasses
-    costs more than the merge (merge copies it, so the template never changes)."""
-    template = OmegaConf.structured(RunConfig)
-    template.dataset, template.model = OmegaConf.structured(dataset), OmegaConf.structured(model)
-    return template
-
-
-def _hostile_content(data: Any, prefix: str):
-    """Plain data must stay data: no instantiation targets, no OmegaConf interpolations
-    (``${oc.env:...}`` would read the worker's environment)."""
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            if not isinstance(key, str):
-                yield f"{prefix}{key!r}: keys must be strings"
-            elif key.startswith("_"):
-                yield f"{prefix}{key}: keys starting with '_' (like _target_) are not allowed"
-            else:
-                yield from _hostile_content(value, f"{prefix}{key}.")
-    elif isinstance(data, (list, tuple)):
-        for index, value in enumerate(data):
-            yield from _hostile_content(value, f"{prefix}{index}.")
-    elif isinstance(data, str):
-        if "${" in data:
-            yield f"{prefix.rstrip('.')}: interpolations ('${{...}}') are not allowed in a run config"
-        if "\x00" in data:  # no file name can hold one; the OS refuses it mid-run
-            yield f"{prefix.rstrip('.')}: NUL characters are not allowed"
-        elif not _is_utf8(data):  # a lone surrogate: the fingerprint's UTF-8 cannot encode it
-            yield f"{prefix.rstrip('.')}: not valid Unicode text (a lone surrogate)"
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def check_values(cfg: DictConfig) -> None:
-    """Range checks from field metadata plus cross-field rules, for the run config and (in a
-    full application config) the executor; raises one ConfigError listing every problem."""
-    schema = Config if "executor" in cfg else RunConfig  # a full application config, maybe a masked copy
-    problems = list(_unknown_keys(cfg, schema, prefix=""))
-    if problems:  # the range checks below would trip over them
-        raise ConfigError(*problems)
-    problems = list(_range_problems(cfg, schema, prefix=""))
-    problems += _rule_problems(cfg)
-    if problems:
-        raise ConfigError(*problems)
-
-
-def _sub_schema(f, node: Any, prefix: str) -> Optional[type]:
-    """The schema of a nested section: declared, or (dataset, model, executor) the node's own
-    (a composed config's group option picked it) or else picked by content (plain data)."""
-    if f.default_factory is not MISSING and is_dataclass(f.default_factory):
-        return f.default_factory
-    if not prefix and f.name in _PICKED_SCHEMAS:
-        typed = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
-        return typed if is_dataclass(typed) else _PICKED_SCHEMAS[f.name](node)
-    return None
-
-
-def _unknown_keys(node: Any, schema: type, prefix: str):
-    """Keys no schema defines (in a DictConfig or plain data). Hydra's ``+key=value`` adds them
-    even to a structured config, where they would pass silently and change nothing."""
-    known = {f.name: f for f in fields(schema)}
-    for key in node.keys():
-        if key == "hydra" and not prefix:
-            continue
-        if key not in known:
-            yield f"{prefix}{key}: not a setting of {_what(prefix, schema)}{_where_it_belongs(prefix, key)}; " \
-                  f"allowed here: {sorted(known)}"
-            continue
-        child = compat.config_node(node, key) if isinstance(node, DictConfig) else node[key]
-        if OmegaConf.is_dict(child) or isinstance(child, Mapping):
-            value = node[key]
-            sub = _sub_schema(known[key], value, prefix)
-            if sub is not None:
-                yield from _unknown_keys(value, sub, f"{prefix}{key}.")
-
-
-def _what(prefix: str, schema: type) -> str:
-    if prefix == "dataset.":
-        return f"{schema.__name__} ({', '.join(n for k, s in DATASET_SCHEMAS.items() if s is schema for n in names_of(k))})"
-    if prefix == "model.":
-        return f"{schema.__name__} (model.architecture={schema.architecture.value})"
-    return "cvsweep" if not prefix else schema.__name__
-
-
-def _where_it_belongs(prefix: str, key: str) -> str:
-    """For a setting of another dataset kind or architecture: which ones have it."""
-    if prefix == "dataset.":
-        kinds = [kind for kind, schema in DATASET_SCHEMAS.items() if key in {f.name for f in fields(schema)}]
-        return ("; only for " + " and ".join(f"{kind.value.replace('_', ' ')} datasets ({', '.join(names_of(kind))})"
-                                             for kind in kinds)) if kinds else ""
-    if prefix == "model.":
-        archs = [arch.value for arch, schema in MODEL_SCHEMAS.items() if key in {f.name for f in fields(schema)}]
-        return f"; only for model.architecture={' or '.join(archs)} (model={archs[0]})" if archs else ""
-    return ""
-
-
-def _range_problems(node: Any, schema: type, prefix: str):
-    for f in fields(schema):
-        key = f"{prefix}{f.name}"
-        value = node[f.name]
-        sub_schema = _sub_schema(f, value, prefix)
-        if sub_schema is not None:
-            yield from _range_problems(value, sub_schema, prefix=f"{key}.")
-            continue
-        if "bounds" not in f.metadata or value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            yield f"{key}={value}: must be a finite number"
-            continue
-        low, high, low_open, high_open = f.metadata["bounds"]
-        too_low = low is not None and (value <= low if low_open else value < low)
-        too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high:
-            yield f"{key}={value}: allowed is {_describe_bounds(low, high, low_open, high_open)}"
-
-
-def _describe_bounds(low, high, low_open, high_open) -> str:
-    if high is None:
-        return f"{'>' if low_open else '>='} {low}"
-    if low is None:
-        return f"{'<' if high_open else '<='} {high}"
-    return f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-
-
-def _rule_problems(cfg: DictConfig) -> list[str]:
-    problems = []
-    dataset, sampling = cfg.dataset, cfg.sampling
-    if sampling.strategy == SamplingStrategy.full and sampling.fraction != 1.0:
-        problems.append(
-            f"sampling.fraction={sampling.fraction}: strategy 'full' uses the whole training set "
-            "(1.0); choose sampling=proxy to train on a fraction"
-        )
-    if sampling.strategy == SamplingStrategy.proxy and sampling.fraction == 1.0:
-        problems.append("sampling.fraction=1.0: strategy 'proxy' needs a fraction in (0, 1)")
-    training = cfg.training
-    if training.clipnorm is not None and training.clipvalue is not None:  # Keras's optimizers refuse both
-        problems.append(f"training.clipvalue={training.clipvalue}: Keras clips by one rule, and "
-                        f"training.clipnorm={training.clipnorm} is set; set the other to null")
-    entry = REGISTRY[dataset.name.value]
-    if entry.needs_path and not dataset.path:
-        what = "a local .npz file" if entry.loader == Loader.npz else "a folder of class folders"
-        problems.append(f"dataset.path=None: dataset '{dataset.name.value}' needs the path of {what}")
-    problems += _kind_problems(cfg)
-    problems += _test_split_problems(dataset, entry.test_set)
-    size = dataset.get("image_size")
-    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= MAX_IMAGE_SIDE for v in size)):
-        problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, {MAX_IMAGE_SIDE}]")
-    problems += _location_problems(dataset)
-    if dataset.sha256 is not None and not (isinstance(dataset.sha256, str) and len(dataset.sha256) == 64):
-        problems.append(f"dataset.sha256={dataset.sha256}: a sha256 hex digest (64 characters) or null")
-    return problems
-
-
-def _test_split_problems(dataset: DictConfig, test_set: HeldOut) -> list[str]:
-    """A test share exactly where the source has no test split of its own (registry: test_set)."""
-    test_fraction = dataset.get("test_fraction")
-    if test_set == HeldOut.folder:
-        return [] if test_fraction is not None else [
-            "dataset.test_fraction=None: an image folder without train/ and test/ needs a test share in (0, 1)"]
-    if test_set == HeldOut.drawn and dataset.path is None:  # a given path is an .npz with its own split
-        return [] if test_fraction is not None else [
-            f"dataset.test_fraction=None: {dataset.name.value} has no test split; set a value in (0, 1)"]
-    if test_fraction is not None:
-        return [f"dataset.test_fraction={test_fraction}: this source has its own test split; "
-                "set dataset.test_fraction=null"]
-    return []
-
-
-def _location_problems(dataset: DictConfig) -> list[str]:
-    """Data on the worker is named by a path the worker can resolve without the client's
-    help: absolute, with no '~' (whose home would it be?)."""
-    if dataset.location != DataLocation.worker:
-        return []
-    path = dataset.path
-    if not path:
-        return ["dataset.location=worker: needs dataset.path, the data's absolute path on the worker "
-                "(e.g. /runpod-volume/data/mnist.npz)"]
-    if not path.startswith("/"):
-        return [f"dataset.path={path}: with dataset.location=worker, an absolute path on the worker "
-                "(e.g. /runpod-volume/data/mnist.npz)"]
-    return []
-
-
-def _kind_problems(cfg: DictConfig) -> list[str]:
-    """Each section's settings are those of its own kind; images go with the CNN, token
-    sequences with the LSTM."""
-    dataset, model = cfg.dataset, cfg.model
-    problems = []
-    picked, typed = dataset_schema(dataset), OmegaConf.get_type(dataset)
-    if is_dataclass(typed) and typed is not picked:
-        problems.append(f"dataset.name={dataset.name.value}: its settings are {picked.__name__}'s, not "
-                        f"{typed.__name__}'s; choose it with dataset={dataset.name.value}")
-    picked, typed = model_schema(model), OmegaConf.get_type(model)
-    if is_dataclass(typed) and typed is not picked:
-        problems.append(f"model.architecture={model.architecture.value}: its settings are {picked.__name__}'s, "
-                        f"not {typed.__name__}'s; choose it with model={model.architecture.value}")
-    text = REGISTRY[dataset.name.value].kind == Kind.text
-    if text and model.architecture != Architecture.lstm:
-        problems.append(f"model.architecture={model.architecture.value} cannot read dataset={dataset.name.value} "
-                        "(token sequences): use model=lstm")
-    if not text and model.architecture == Architecture.lstm:
-        problems.append(f"model.architecture=lstm reads token sequences; dataset={dataset.name.value} is images: "
-                        f"use model=cnn, or a text dataset ({', '.join(names_of(Kind.text))})")
-    return problems

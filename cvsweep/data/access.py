@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from cvsweep.errors import CvsweepError
+
 ROOTS_VARIABLE = "CVSWEEP_DATA_ROOTS"
 CONFINED_VARIABLE = "CVSWEEP_DATA_CONFINED"  # "1": this process (and what it starts) is a worker
 WORKER_VOLUME = "/runpod-volume"  # where RunPod mounts a network volume in a serverless worker
@@ -38,7 +40,7 @@ LIMITS = {
 }
 
 
-class AccessRefused(ValueError):
+class AccessRefused(CvsweepError, ValueError):
     """A path or file cvsweep will not read; the message names ``dataset.path``."""
 
 

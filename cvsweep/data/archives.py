@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlparse
 
+from cvsweep.errors import CvsweepError
+
 CHUNK = 1 << 20
 
 
@@ -44,7 +46,7 @@ ARCHIVES = {
 }
 
 
-class FetchError(Exception):
+class FetchError(CvsweepError):
     """The download, the checksum or the archive failed: the message names the file."""
 
 

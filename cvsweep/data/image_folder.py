@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cvsweep.data.access import AccessRefused, Policy, cache_root, limit
+from cvsweep.errors import CvsweepError
 from cvsweep.jsonio import replaced_atomically
 
 log = logging.getLogger("cvsweep.data")
@@ -47,7 +48,7 @@ _memory: dict[str, dict] = {}
 _keys: dict[tuple, str] = {}
 
 
-class FolderError(ValueError):
+class FolderError(CvsweepError, ValueError):
     pass
 
 

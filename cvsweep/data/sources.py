@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -24,6 +25,7 @@ from cvsweep.config.schema import DataLocation, dataset_config
 from cvsweep.data import image_folder
 from cvsweep.data import text as text_data
 from cvsweep.data.access import AccessRefused, Policy, limit
+from cvsweep.errors import CvsweepError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # The test split of sources that have none is always drawn with this seed, so every trial
@@ -31,7 +33,7 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 TEST_SPLIT_SEED = 0
 
 
-class DataError(ValueError):
+class DataError(CvsweepError, ValueError):
     """A dataset that cannot be used; the message names the file or key and the problem."""
 
 
@@ -49,7 +51,9 @@ class Source:
     x_test: np.ndarray
     y_test: np.ndarray
     sha256: str  # of the four arrays: tells whether two machines trained on the same data
-    kind: str = "image"  # or "text": [N, sequence_length] token ids
+    # The arrays' form: Kind.image ([N, H, W] or [N, H, W, C], image folders decoded too) or
+    # Kind.text ([N, sequence_length] token ids).
+    kind: Kind = Kind.image
     cache: Optional[str] = None  # image folders: "decoded" now, or "cached"
 
 
@@ -62,7 +66,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     source_sha256: str
-    kind: str = "image"
+    kind: Kind = Kind.image
     cache: Optional[str] = None
 
     def describe(self) -> dict:
@@ -71,7 +75,7 @@ class Splits:
             "val": int(len(self.y_val)),
             "test": int(len(self.y_test)),
             "image_shape": list(self.x_train.shape[1:]),
-            "kind": self.kind,
+            "kind": self.kind.value,
             "source_sha256": self.source_sha256,
         }
         return described | ({"cache": self.cache} if self.cache else {})
@@ -195,7 +199,7 @@ def _load_text(name: str, dataset, policy: Policy) -> Source:
                 arrays[f"x_{part}"] = text_data.pad(raw[f"x_{part}"], vocab, length, where)
         except text_data.TextDataError as err:
             raise DataError(str(err)) from None
-        return _checked(arrays, dataset.num_classes, where=where, kind="text")
+        return _checked(arrays, dataset.num_classes, where=where, kind=Kind.text)
 
     return _sources.get(key, build)
 
@@ -223,7 +227,7 @@ def _split(source: Source, pixel_scale: float, fraction: float, seed: int, valid
             train_size=fraction, seed=seed,
         )
     scale = np.float32(pixel_scale)
-    if source.kind == "text":  # token ids stay integers
+    if source.kind == Kind.text:  # token ids stay integers
         prepare = lambda x: x.astype(np.int32)  # noqa: E731
     else:
         prepare = lambda x: _with_channels(x).astype(np.float32) / scale  # noqa: E731
@@ -265,8 +269,6 @@ def _read_data_file(given: str, policy: Policy) -> bytes:
 def _unpacked_size(data: bytes) -> int:
     """The sizes an .npz (a zip) declares for its members; zipfile never unpacks more. 0 for
     what is no zip: the decoder then says what is wrong with it."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return sum(member.file_size for member in archive.infolist())
@@ -323,11 +325,11 @@ def _load_keras(name: str, num_classes: int) -> Source:
     return _checked(arrays, num_classes, where=f"dataset={name}")
 
 
-def _checked(arrays: dict, num_classes: int, where: str, kind: str = "image") -> Source:
+def _checked(arrays: dict, num_classes: int, where: str, kind: Kind = Kind.image) -> Source:
     """Shapes, counts and label range; labels come back as flat int64 vectors."""
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], np.asarray(arrays[f"y_{part}"])
-        if kind == "text":
+        if kind == Kind.text:
             pass  # padded to [N, sequence_length] int32 by text_data.pad
         elif x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3, 4)):
             raise DataError(

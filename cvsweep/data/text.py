@@ -21,11 +21,13 @@ import zipfile
 
 import numpy as np
 
+from cvsweep.errors import CvsweepError
+
 OOV, START, INDEX_FROM = 2, 1, 3
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-class TextDataError(ValueError):
+class TextDataError(CvsweepError, ValueError):
     pass
 
 

@@ -17,7 +17,8 @@ import re
 from typing import Any
 
 from cvsweep.config.fingerprint import fingerprint
-from cvsweep.config.schema import SCHEMA_VERSION, ConfigError, load_run_config, run_config_of
+from cvsweep.config.schema import SCHEMA_VERSION, ConfigError, run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.execution.model_transport import transport_problems
 
 INPUT_KEYS = ("schema_version", "fingerprint", "config")

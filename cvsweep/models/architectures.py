@@ -3,7 +3,7 @@
 
 - cnn: conv blocks (optional seeded augmentation in front), a head (flatten or global
   pooling), then the classifier head;
-- lstm, the text model of the earlier tool: token embedding (0 pads, masked), an LSTM
+- lstm, the text model: token embedding (0 pads, masked), an LSTM
   (optionally bidirectional), then the classifier head.
 
 The classifier head (dense layers with dropout before each, dropout, a softmax output in
@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 
 from cvsweep.config.schema import Architecture, Flip, Head, Padding, Pooling
+from cvsweep.errors import CvsweepError
 
 
-class ModelError(ValueError):
+class ModelError(CvsweepError, ValueError):
     """A model config that cannot be built for the data's image size."""
 
 

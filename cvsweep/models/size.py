@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cvsweep.config.datasets import REGISTRY
-from cvsweep.config.schema import FOLDER_DATASETS, Architecture, ConfigError, DataLocation, Head, Padding, Pooling
+from cvsweep.config.datasets import REGISTRY, Kind, kind_of
+from cvsweep.config.schema import Architecture, ConfigError, DataLocation, Head, Padding, Pooling
 from cvsweep.data.sources import DataError, load_source
 from cvsweep.models.architectures import ModelError, conv_filters, conv_output_size, dense_widths
 
@@ -108,7 +108,7 @@ def check_data_and_model(cfg) -> None:
     whether the model fits its image size and the size limits; raises ConfigError. It lives
     here, with the model's size, because a model is checked against its data."""
     if cfg.dataset.location == DataLocation.worker:  # not here to read: check what the config says
-        if cfg.dataset.name in FOLDER_DATASETS:
+        if kind_of(cfg.dataset.name) == Kind.image_folder:
             try:
                 conv_output_size(cfg.model, min(cfg.dataset.image_size))
             except ModelError as err:
@@ -121,7 +121,7 @@ def check_data_and_model(cfg) -> None:
         else:
             source = load_source(cfg.dataset)  # cached: the local trials reuse it
             shape = source.x_train.shape[1:]
-            if source.kind == "image":
+            if source.kind == Kind.image:
                 conv_output_size(cfg.model, min(shape[0], shape[1]))
         check(cfg, shape)  # a model over the limits would be refused in every trial
     except (DataError, ModelError) as err:

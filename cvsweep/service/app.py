@@ -16,13 +16,16 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from cvsweep import layout
+from cvsweep.compose import compose, group_options
+from cvsweep.config.schema import OBJECTIVES
 from cvsweep.service import store
 from cvsweep.service.events import Monitor
 from cvsweep.service.requests import Refused, check_request
 from cvsweep.service.runner import NotCancellable, Runner
 from cvsweep.service.security import COOKIE, Guard, authenticated, session_value, token_matches
 from cvsweep.service.settings import MAX_BODY_BYTES, ServeSettings
-from cvsweep.service.snapshot import MODEL_FILE, trial_file
+from cvsweep.service.snapshot import trial_file
 
 log = logging.getLogger("cvsweep.service")
 VERSION = metadata.version("cvsweep")
@@ -45,8 +48,6 @@ class Login(BaseModel):
 
 def create_app(settings: ServeSettings, poll_interval: float = 0.5):
     """The whole service as one ASGI app: guard -> (dashboard | API and page)."""
-    from cvsweep.compose import compose, group_options
-
     sweeps = store.SweepStore(settings.root)
     runner = Runner(settings, sweeps)
     monitor = Monitor(runner, poll_interval)
@@ -184,21 +185,21 @@ def create_app(settings: ServeSettings, poll_interval: float = 0.5):
 
     @api.get("/sweeps/{sweep_id}/report")
     def report(folder: Path = Depends(sweep_folder)) -> FileResponse:
-        path = folder / "report.html"
+        path = layout.report_of(folder)
         if not path.is_file():
             raise HTTPException(404, "no report yet: the sweep writes it when it ends")
         return FileResponse(path, media_type="text/html")
 
     @api.get("/sweeps/{sweep_id}/trials/{job}")
     def trial_result(job: str, folder: Path = Depends(sweep_folder)) -> FileResponse:
-        path = trial_file(folder, job, "result.json")
+        path = trial_file(folder, job, layout.RESULT)
         if path is None:
-            raise HTTPException(404, f"trial {job!r} of this sweep has no result.json")
+            raise HTTPException(404, f"trial {job!r} of this sweep has no {layout.RESULT}")
         return FileResponse(path, media_type="application/json")
 
     @api.get("/sweeps/{sweep_id}/trials/{job}/model")
     def trial_model(job: str, folder: Path = Depends(sweep_folder)) -> FileResponse:
-        path = trial_file(folder, job, MODEL_FILE)
+        path = trial_file(folder, job, layout.MODEL)
         if path is None:
             raise HTTPException(404, f"trial {job!r} of this sweep has no model here (see its result.json 'model')")
         return FileResponse(path, media_type="application/octet-stream", filename=f"{folder.name}-{int(job)}.keras")
@@ -218,8 +219,6 @@ def create_app(settings: ServeSettings, poll_interval: float = 0.5):
 
 
 def _options(cfg, groups: dict[str, list[str]]) -> dict:
-    from cvsweep.config.schema import OBJECTIVES
-
     choices = cfg.hydra.runtime.choices
     return {
         "groups": {g: groups[g] for g in sorted(groups) if not g.startswith("hydra/")},

@@ -144,8 +144,8 @@ class Monitor:
         return events.view if events else None
 
     def view_json(self, sweep_id: str) -> Optional[bytes]:
-        """The view as JSON, encoded once per poll rather than once per request: with 50 clients
-        polling, FastAPI's encoding of the view (0.5 ms) was most of a request's cost."""
+        """The view as JSON, encoded once per poll rather than once per request: with many
+        clients polling, encoding the view is most of a request's cost."""
         view = self.view(sweep_id)
         if view is None:
             return None

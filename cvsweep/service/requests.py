@@ -20,8 +20,22 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, OverrideType
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cvsweep.compose import compose, compose_sweep
+from cvsweep.config.objectives import directions_of, objectives_of
+from cvsweep.config.schema import ConfigError, marked_keys
+from cvsweep.errors import CvsweepError
 from cvsweep.service.settings import MAX_OVERRIDE_CHARS, MAX_OVERRIDES, ServeSettings
 from cvsweep.study.constraints import CONSTRAINTS
+from cvsweep.study.search_space import search_space
+from cvsweep.study.storage import n_counted
+from cvsweep.sweep.preflight import check_sweep
 
 # The hydra.* settings a client may set: how many trials, the sampler's seed, the pruner and
 # its settings. Everything else of Hydra (launcher, sweep folder, callbacks, storage) is the
@@ -45,7 +59,7 @@ class Problem:
         return {"loc": loc, "key": self.key, "msg": self.msg}
 
 
-class Refused(Exception):
+class Refused(CvsweepError):
     def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(p.msg for p in problems))
         self.problems = problems
@@ -104,12 +118,6 @@ def _shape_problems(overrides: Any) -> list[Problem]:
 
 
 def _override_problems(index: int, text: str, settings: ServeSettings, groups: dict) -> list[Problem]:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
-    from hydra.errors import HydraException
-
-    from cvsweep.config.schema import marked_keys
-
     def problem(key: Optional[str], msg: str) -> list[Problem]:
         return [Problem(index, key, msg)]
 
@@ -212,24 +220,12 @@ def _strings(value: Any) -> Iterator[str]:
 
 def _values(override) -> list:
     """The plain value, or each value of a choice sweep; a range or interval as itself."""
-    from hydra.core.override_parser.types import ChoiceSweep
-
     value = override.value()
     return list(value.list) if isinstance(value, ChoiceSweep) else [value]
 
 
 def _preflight(overrides: list[str], settings: ServeSettings, sweep_dir: Path) -> CheckedSweep:
     """The config ``cvsweep -m`` would compose, through the same checks it runs first."""
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from cvsweep.compose import compose_sweep
-    from cvsweep.config.objectives import directions_of, objectives_of
-    from cvsweep.config.schema import ConfigError
-    from cvsweep.study.search_space import search_space
-    from cvsweep.sweep.preflight import check_sweep
-
     full = overrides + owned_overrides(settings, sweep_dir)
     with _COMPOSING:
         try:
@@ -259,10 +255,6 @@ def _preflight(overrides: list[str], settings: ServeSettings, sweep_dir: Path) -
 def _unknown_key(message: str, key: Optional[str]) -> Optional[str]:
     """Hydra's answer to an unknown key suggests ``+KEY=VALUE``, which a request may not use:
     say instead which settings the key's section has."""
-    from omegaconf import DictConfig
-
-    from cvsweep.compose import compose
-
     if key is None or "Could not override" not in message:
         return None
     section, _, _ = key.rpartition(".")
@@ -274,10 +266,6 @@ def _unknown_key(message: str, key: Optional[str]) -> Optional[str]:
 
 def _finished_in_study(storage: Optional[str], name: Optional[str]) -> int:
     """A resumed study's finished trials: they count towards n_trials (see README, "Honest counts")."""
-    import optuna
-
-    from cvsweep.study.storage import n_counted
-
     if not storage or not name:
         return 0
     try:

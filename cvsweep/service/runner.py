@@ -16,13 +16,15 @@ import sys
 import threading
 import time
 
+from cvsweep.data.access import CONFINED_VARIABLE, ROOTS_VARIABLE, cache_root
+from cvsweep.errors import CvsweepError
 from cvsweep.service import store
 from cvsweep.service.settings import ServeSettings
 
 log = logging.getLogger("cvsweep.service")
 
 
-class NotCancellable(Exception):
+class NotCancellable(CvsweepError):
     pass
 
 
@@ -30,8 +32,6 @@ def confined_data(settings: ServeSettings) -> dict[str, str]:
     """The sweep reads data only inside the data roots (and cvsweep's cache), checked again
     when each file is opened (cvsweep/data/access.py, as on a RunPod worker): a path accepted
     with the request cannot be swapped for a link out of the roots while the sweep waits."""
-    from cvsweep.data.access import CONFINED_VARIABLE, ROOTS_VARIABLE, cache_root
-
     return {CONFINED_VARIABLE: "1", ROOTS_VARIABLE: os.pathsep.join([*settings.data_roots, str(cache_root())])}
 
 

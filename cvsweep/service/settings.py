@@ -7,9 +7,12 @@ import argparse
 import ipaddress
 import os
 import shutil
+import subprocess
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
+
+from cvsweep.errors import CvsweepError
 
 TOKEN_VARIABLE = "CVSWEEP_API_TOKEN"
 # What one request may carry: a sweep's overrides are a few dozen short lines.
@@ -51,7 +54,7 @@ class ServeSettings:
             return False
 
 
-class SettingsError(ValueError):
+class SettingsError(CvsweepError, ValueError):
     pass
 
 
@@ -106,8 +109,6 @@ def check(settings: ServeSettings) -> None:
 def default_max_running() -> int:
     """1 on a CPU machine; one per NVIDIA GPU (asked of nvidia-smi, not TensorFlow: the server
     never imports it)."""
-    import subprocess
-
     if shutil.which("nvidia-smi") is None:
         return 1
     try:

@@ -1,5 +1,5 @@
 """Study constraints (``hydra.sweeper.constraints``): limits a trial must meet to count as a
-candidate, the earlier tool's ``max_parameters`` and ``min_accuracy_threshold``.
+candidate (``max_params``, ``min_val_accuracy``: the table ``CONSTRAINTS`` below).
 
 Each constraint is given to Optuna as the trial's constraint value (``Trial.set_constraint``:
 feasible when <= 0), which its samplers read: TPE ranks infeasible trials below every feasible
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from cvsweep.config.schema import ConfigError
+from cvsweep.jsonio import read_json
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,6 @@ def violated(constraint_values: Optional[dict[str, Any]]) -> list[str]:
 def give_to_optuna(trial, result_path) -> None:
     """Before the trial is told: its recorded constraint values (result.json's ``constraints``)
     as Optuna's, so the sampler learns where the feasible region is."""
-    from cvsweep.jsonio import read_json
-
     try:
         recorded = read_json(result_path).get("constraints") or {}
     except (OSError, ValueError, AttributeError):

@@ -19,10 +19,18 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, read_write
+from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from cvsweep.config.fingerprint import canonical_json
-from cvsweep.config.schema import ConfigError, Objective
+from cvsweep.config.objectives import directions_of, objectives_of
+from cvsweep.config.schema import RUN_KEYS, ConfigError, Objective, run_config_of
+from cvsweep.data.sources import pin_dataset
+from cvsweep.study.constraints import limits_of
+from cvsweep.study.search_space import search_space, sweep_parameters
+from cvsweep.study.storage import open_storage
 
 IDENTITY_ATTR = "cvsweep.identity"
 HASH_LENGTH = 8
@@ -30,12 +38,6 @@ HASH_LENGTH = 8
 
 def identity_of(cfg: DictConfig) -> dict[str, Any]:
     """The study identity of a composed sweep config, as a flat mapping of readable keys."""
-    from cvsweep.config.objectives import directions_of, objectives_of
-    from cvsweep.config.schema import RUN_KEYS, run_config_of
-    from cvsweep.data.sources import pin_dataset
-    from cvsweep.study.constraints import limits_of
-    from cvsweep.study.search_space import search_space, sweep_parameters
-
     distributions, _ = sweep_parameters(cfg)
     base = OmegaConf.masked_copy(cfg, list(RUN_KEYS))
     # The search space's plain values (e.g. search=mnist's model.conv_layers: 2) are fixed
@@ -100,11 +102,6 @@ def adopt_or_refuse(study, identity: dict, name_key: str = "hydra.sweeper.study_
 def settle_study(cfg: DictConfig) -> None:
     """Name the study after the experiment unless named explicitly, and refuse a stored study
     that is another experiment, before any trial exists."""
-    import optuna
-
-    from cvsweep.config.objectives import directions_of
-    from cvsweep.study.storage import open_storage
-
     sweeper = cfg.hydra.sweeper
     identity = identity_of(cfg)
     if not sweeper.study_name:
@@ -119,8 +116,6 @@ def settle_study(cfg: DictConfig) -> None:
 
 
 def _plain_value(key: str, expression: str) -> Any:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     return OverridesParser.create().parse_override(f"{key}={expression}").value()
 
 
@@ -135,8 +130,6 @@ def _flat(data: Any, prefix: str = "") -> dict:
 
 def _described(distribution) -> str:
     """A distribution as a person reads it: choice(8, 16), int[1, 3], float[0.0001, 0.01] log."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
     if isinstance(distribution, CategoricalDistribution):
         return "choice(" + ", ".join(map(str, distribution.choices)) + ")"
     kind = "int" if isinstance(distribution, IntDistribution) else "float"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from cvsweep import compat
-from cvsweep.config.schema import ConfigError, omegaconf_problem
+from cvsweep.config.schema import ConfigError
+from cvsweep.config.validate import omegaconf_problem
 
 
 def search_space(cfg: DictConfig) -> dict[str, str]:
@@ -39,8 +41,6 @@ def check_search_space(cfg: DictConfig, check_config: Callable[[DictConfig], Non
     """Check (with ``check_config``, which raises ConfigError) the config each swept key's values
     lead to: first with every swept key at its first value, then each value of each key on its
     own. Problems name the key, its expression and the value that fails."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parser = OverridesParser.create()
     reachable = {
         key: (expression, _reachable_values(parser.parse_override(f"{key}={expression}")))
@@ -73,8 +73,6 @@ def check_search_space(cfg: DictConfig, check_config: Callable[[DictConfig], Non
 
 
 def _command_line(cfg: DictConfig) -> list:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     return OverridesParser.create().parse_overrides(list(cfg.hydra.overrides.task))
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from cvsweep.config.schema import ConfigError, check_values
+from cvsweep.config.schema import ConfigError
+from cvsweep.config.validate import check_values
 from cvsweep.execution.executors import check_executor
 from cvsweep.models.size import check_data_and_model
 from cvsweep.training import precision

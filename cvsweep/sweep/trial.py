@@ -89,7 +89,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
 def _over_max_params(run_config: dict, limits: dict):
     """The result of a trial whose model is over hydra.sweeper.constraints.max_params, refused
     before it is built (its size is plain arithmetic); None when it is within it."""
-    from cvsweep.config.schema import load_run_config
+    from cvsweep.config.validate import load_run_config
     from cvsweep.data.sources import load_source
     from cvsweep.models import size
 

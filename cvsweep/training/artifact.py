@@ -8,9 +8,11 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from cvsweep import layout
+from cvsweep.errors import CvsweepError
 from cvsweep.jsonio import replaced_atomically
 
-MODEL_FILE = "model.keras"
+MODEL_FILE = layout.MODEL
 
 
 def sha256_of(path: Path) -> str:
@@ -45,7 +47,7 @@ def save(model, folder: str | os.PathLike) -> dict:
         return missing(f"could not be saved in {folder}: {type(err).__name__}: {err}")
 
 
-class ChecksumMismatch(ValueError):
+class ChecksumMismatch(CvsweepError, ValueError):
     """Bytes that are not the model whose sha256 was reported."""
 
 

@@ -13,6 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
+from cvsweep.config.schema import ConfigError
+from cvsweep.data.sources import DataError
+from cvsweep.models.architectures import ModelError
+
 log = logging.getLogger("cvsweep.train")
 
 INVALID_CONFIG = "invalid_config"  # the configuration is refused or cannot be built: infeasible
@@ -44,10 +48,6 @@ class Failure:
 def classify(err: Exception, stage: str, params: Optional[int] = None) -> Failure:
     """The failure an exception raised in ``stage`` of a run stands for. ``params``: the
     model's parameter count, when it was built."""
-    from cvsweep.config.schema import ConfigError
-    from cvsweep.data.sources import DataError
-    from cvsweep.models.architectures import ModelError
-
     if isinstance(err, (ConfigError, ModelError)):
         return Failure(INVALID_CONFIG, str(err), infeasible=True)
     if _out_of_memory(err):

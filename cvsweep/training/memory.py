@@ -9,13 +9,13 @@ batch's activations and gradients). Source ``gpu_allocator`` or ``cpu_allocator`
 full garbage collection before the reset, it depends on the run alone, not on what the
 process did before: the training process serves many runs one after another
 (cvsweep/training/process.py). It varies by some percent between reruns of one config (TensorFlow
-runs independent ops concurrently): measured 95 to 116 MB for one config.
+runs independent ops concurrently).
 
 ``peak_rss_mb`` (Linux): the process's peak resident set size during the fit, VmHWM of
 /proc/self/status after a reset by writing 5 to /proc/self/clear_refs (man 5 proc). It is
 what the host had to provide, so it counts everything the process holds, TensorFlow itself
-and what earlier runs in it left allocated (measured: about 0.7 GB before a first digits
-run, and a small run after a big one keeps the big one's level): a host figure, not a
+and what earlier runs in it left allocated (a small run after a big one keeps the big one's
+level): a host figure, not a
 comparison between runs, hence not the objective. Null where /proc is missing or refuses.
 """
 
@@ -38,9 +38,7 @@ class PeakMemory:
         self.tf = tf
         self.device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
         # Earlier runs' tensors wait in reference cycles for a full collection (train() skips
-        # it, see clear_session there), and the allocator would count them into this peak:
-        # a small run after a big one measured 6.0 MB instead of 0.8. About 0.02 s a run
-        # (10 tiny digits runs, load 2; 0.05-0.07 s at higher load).
+        # it, see clear_session there), and the allocator would count them into this peak.
         gc.collect()
         try:
             tf.config.experimental.reset_memory_stats(self.device)

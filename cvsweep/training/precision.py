@@ -6,21 +6,19 @@ Mixed precision exists for speed, so a policy is refused where it would be slowe
 TensorFlow trains on the first GPU it sees, else on the CPU:
 - a GPU needs tensor cores for the 16-bit type: compute capability 7.0 (Volta) for float16,
   8.0 (Ampere) for bfloat16;
-- a CPU has no fast float16 kernels: mixed_float16 is refused there. Measured on this project's
-  2-core AMD EPYC (AVX512-BF16), TensorFlow 2.21, a two-conv CNN on 12,000 MNIST images, batch 128,
-  per epoch after the first: float32 4.2 s, mixed_bfloat16 2.5 s, mixed_float16 11.3 s (its
-  first epoch 58 s);
+- a CPU has no fast float16 kernels: mixed_float16 is refused there (it trains several times
+  slower than float32, where mixed_bfloat16 with the CPU's instructions is faster);
 - bfloat16 on a CPU is fast with its instructions (AVX512-BF16 or AMX) and emulated without:
   refused on a CPU whose flags show neither.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 from cvsweep.config.schema import ConfigError, Precision
 from cvsweep.training import provenance
+from cvsweep.training.tf_runtime import import_tensorflow_off_console
 
 # The lowest GPU compute capability whose tensor cores run the policy's 16-bit type.
 MIN_COMPUTE_CAPABILITY = {Precision.mixed_float16: (7, 0), Precision.mixed_bfloat16: (8, 0)}
@@ -32,7 +30,7 @@ def check(precision: Precision) -> None:
     float32 runs everywhere and needs no TensorFlow to say so."""
     if precision == Precision.float32:
         return
-    _import_tensorflow()
+    import_tensorflow_off_console()  # before provenance asks TensorFlow for its GPUs
     reason = problem(precision, provenance.gpus(), provenance.device()["name"], provenance.cpu_flags())
     if reason is not None:
         raise ConfigError(reason)
@@ -62,19 +60,6 @@ def problem(precision: Precision, gpus: list[dict], device_name: str, cpu_flags:
                 f"and TensorFlow sees no GPU, so bfloat16 would be emulated, slower than float32; use "
                 f"training.precision=float32, or a GPU of compute capability {wanted} or higher")
     return None
-
-
-def _import_tensorflow() -> None:
-    """Before provenance asks TensorFlow for its GPUs. TensorFlow's start-up lines go to the log
-    files; in preflight there are none yet, and they stay off the console."""
-    from cvsweep.training.train import import_tensorflow
-
-    startup = logging.getLogger("tensorflow.startup")
-    startup.propagate, propagated = False, startup.propagate
-    try:
-        import_tensorflow()
-    finally:
-        startup.propagate = propagated
 
 
 def _capability(text: str) -> tuple[int, ...]:

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from cvsweep import layout
 from cvsweep.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger("cvsweep.progress")
 
-FILE_NAME = "progress.json"
+FILE_NAME = layout.PROGRESS
 
 
 def epoch_writer(trial_dir: str | Path) -> Callable[[dict], None]:

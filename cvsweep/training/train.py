@@ -9,21 +9,20 @@ evaluated and reported.
 
 from __future__ import annotations
 
-import functools
-import gc
 import logging
 import math
-import os
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from cvsweep.config.schema import LearningRateSchedule, load_run_config, run_config_of
+from cvsweep.config.schema import LearningRateSchedule, run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.data.sources import load_source, split
 from cvsweep.models import architectures as models
 from cvsweep.models import size as model_size
-from cvsweep.training import failures, precision, provenance
+from cvsweep.training import advice, artifact, failures, health, memory, precision, provenance
 from cvsweep.training.failures import Failure
 from cvsweep.training.result import Result, fail, finite_or_none, is_completed, mark_pruned, new_result
+from cvsweep.training.tf_runtime import import_tensorflow, prepare_run  # noqa: F401 (import_tensorflow: the worker's warm-up)
 
 log = logging.getLogger("cvsweep.train")
 
@@ -60,7 +59,7 @@ def train(
         _enter(stage, current)
         input_shape = splits.x_train.shape[1:]
         estimated = model_size.check(cfg, input_shape).params  # refused before it is built
-        tf = _tensorflow(cfg.training)
+        tf = prepare_run(cfg.training)
         result["executed_on"]["device"] = provenance.device()  # with this run's precision policy and TF32
         model = models.build(cfg, input_shape)
         current = failures.FIT
@@ -69,8 +68,6 @@ def train(
     except Exception as err:  # MemoryError included; KeyboardInterrupt and the like are not
         return fail(result, failures.classify(err, current, _params(model) or estimated))
     if model_dir is not None and is_completed(result):
-        from cvsweep.training import artifact
-
         result["model"] = artifact.save(model, model_dir)
     return result
 
@@ -87,70 +84,12 @@ def _params(model) -> Optional[int]:
         return None
 
 
-@functools.cache
-def import_tensorflow():
-    """Import TensorFlow and Keras quietly, once per process. Then move every object that
-    exists so far (about 400,000, most from these imports) out of the garbage collector's
-    sight with gc.freeze: they live as long as the process, and every full collection
-    would otherwise scan them again (0.1-0.5 s each, several per sweep of short trials)."""
-    from cvsweep.training.quiet_stderr import stderr_to_log_files
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's INFO and WARNING lines
-    with stderr_to_log_files("tensorflow.startup"):  # what that variable cannot reach (see there)
-        import keras
-        import tensorflow as tf
-
-        tf.config.list_physical_devices("GPU")  # the CUDA probe, and its cuInit line, now
-    tf.get_logger().setLevel("ERROR")  # per-trial models retrace predict functions: expected
-    gc.freeze()
-    return tf, keras
-
-
-def _tensorflow(training):
-    """TensorFlow, with every seed fixed and this run's process-wide switches set (op
-    determinism, TF32, the precision policy): each is set for every run, so that no run
-    inherits an earlier one's."""
-    tf, keras = import_tensorflow()  # first: it keeps TensorFlow's start-up lines off the console
-    from tensorflow.python.framework import config as tf_config
-
-    keras.backend.clear_session(free_memory=False)  # names restart; skip the costly gc pass
-    _forget_earlier_custom_gradients()
-    keras.utils.set_random_seed(training.seed)  # Python, NumPy and TensorFlow
-    if training.deterministic:
-        tf_config.enable_op_determinism()
-    else:
-        tf_config.disable_op_determinism()
-    # TF32 (float32 matrix products with a 10-bit mantissa on Ampere and newer GPUs) changes
-    # results: off for a deterministic run on a GPU, else TensorFlow's default (on). A CPU has
-    # no TF32: it keeps the default.
-    tf.config.experimental.enable_tensor_float_32_execution(not (training.deterministic and provenance.gpus()))
-    # Layers take the policy when they are built; the output layer computes in float32 anyway
-    # (cvsweep/models/architectures.py), and Keras wraps the optimizer in a LossScaleOptimizer
-    # for mixed_float16 when the model is compiled.
-    keras.mixed_precision.set_global_policy(training.precision.value)
-    return tf
-
-
-def _forget_earlier_custom_gradients() -> None:
-    """Drop the custom gradients earlier trials' train steps registered. TensorFlow registers
-    one for every traced train step (the default distribution strategy's all_reduce), under a
-    new name, and never removes it; each keeps that step's whole graph alive: about 9,300
-    objects a trial, so memory grew and every full garbage collection got slower (0.5 s each
-    after 25 short trials). Only the graph being traced looks its entries up, so a finished
-    trial's are dead weight."""
-    from cvsweep.compat import gradient_registry
-
-    registry = gradient_registry()
-    if registry is not None:  # a private structure: left alone if it changes shape
-        for name in [name for name in registry if name.startswith("CustomGradient-")]:
-            del registry[name]
-
-
 def _fit_and_evaluate(tf, model, cfg, splits, result: Result, progress, tensorboard_dir, prune=None) -> None:
     """Fit, then evaluate and score the model; a run that diverged or overran its time budget
     is marked failed in ``result`` instead, and one the pruner stopped pruned, with what it
     trained so far."""
-    from cvsweep.training import diagnostics, memory
+    # Keras-heavy modules: imported after import_tensorflow, which keeps its start-up lines quiet.
+    from cvsweep.training import diagnostics
     from cvsweep.training.callbacks import TimeBudget
 
     training, metrics = cfg.training, result["metrics"]
@@ -266,7 +205,7 @@ def evaluate_saved(model_path, cfg, splits) -> dict:
     """Load a saved model and evaluate it on ``splits``' test split exactly as a run evaluated
     it: the run's seeds and determinism, its batching, its evaluate call (python -m
     cvsweep.evaluate). Raises what Keras raises for a file it cannot load."""
-    tf = _tensorflow(cfg.training)
+    tf = prepare_run(cfg.training)
     import keras
 
     model = keras.models.load_model(model_path)
@@ -281,7 +220,7 @@ def _evaluation_failure(metrics: dict) -> Optional[Failure]:
 
 def _score(model, cfg, splits, recorder, result: Result) -> None:
     """Latency, diagnostics, health scores and advice of a completed run."""
-    from cvsweep.training import advice, diagnostics, health
+    from cvsweep.training import diagnostics
 
     metrics = result["metrics"]
     metrics["latency_ms"] = diagnostics.latency_ms(model, splits.x_val)

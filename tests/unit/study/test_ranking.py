@@ -20,7 +20,8 @@ from rich.console import Console
 from cvsweep import evaluate
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.objectives import directions_of
-from cvsweep.config.schema import load_run_config, run_config_of
+from cvsweep.config.schema import run_config_of
+from cvsweep.config.validate import load_run_config
 from cvsweep.layout import MODEL, result_of
 from cvsweep.reporting.summary import TRIALS_PLOTTED, plotted_folders, summarize_sweep
 from cvsweep.service import store
