@@ -34,7 +34,7 @@ class Archive:
 
 # GTSRB's final training set, as the benchmark's page (https://benchmark.ini.rub.de/gtsrb_dataset.html)
 # links it: 39,209 .ppm images in 43 class folders (00000..00042, each with its GT-<class>.csv of
-# boxes, which the image reader skips), 263 MB. The page links the file without a checksum; the
+# boxes, which the image reader skips). The page links the file without a checksum; the
 # md5 pinned here is the one that independent loaders of this very file check (several public
 # projects pin the same value), and ``--sha256`` pins another (a mirror, a re-packed copy).
 ARCHIVES = {

@@ -98,7 +98,7 @@ class _Cache:
 
 
 _sources = _Cache(size=4)
-_splits = _Cache(size=2)  # prepared float32 copies are large (MNIST: about 220 MB)
+_splits = _Cache(size=2)  # prepared float32 copies are large: keep few
 
 
 def load_source(dataset, policy: Optional[Policy] = None) -> Source:

@@ -100,8 +100,8 @@ def _trials(folder: Path, request: dict, ended: bool) -> list[dict]:
 @functools.lru_cache(maxsize=4096)
 def _ended_row(trial: Path, mtime_ns: int, size: int, params: tuple[str, ...]) -> dict:
     """A trial's row, read once: a trial writes its result.json once, when it ends (the file's
-    time and size in the key notice a rewrite). Building a row parses the trial's config (8 ms
-    here); the poller built every row of every running sweep twice a second."""
+    time and size in the key notice a rewrite). Building a row parses the trial's config, and
+    the poller would otherwise build every row of every running sweep at each poll."""
     return trial_row(trial, list(params), trial.name)
 
 

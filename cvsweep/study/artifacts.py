@@ -5,8 +5,8 @@ and linked to its trial, so optuna-dashboard lists and serves it
 An in-memory study (storage null) registers none: it is gone after the run, and nothing
 would remove the copies (the sweeper checks, hydra_plugins/cvsweep_sweeper).
 
-optuna.artifacts is imported on first use only: importing it imports boto3 as well (about
-0.09 s here), paid once per sweep process, never by ``--help`` or a sweep that keeps no model.
+optuna.artifacts is imported on first use only: importing it imports boto3 as well, a cost
+paid once per sweep process, never by ``--help`` or a sweep that keeps no model.
 """
 
 from __future__ import annotations
