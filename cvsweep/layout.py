@@ -39,25 +39,60 @@ def trial_dir(sweep_dir: PathLike, job: Union[int, str]) -> Path:
 
 
 def result_of(folder: PathLike) -> Path:
-    """The ``result.json`` of a trial folder."""
+    """The ``result.json`` of a trial folder.
+
+    Args:
+        folder: The trial folder.
+
+    Returns:
+        ``<folder>/result.json``.
+    """
     return Path(folder) / RESULT
 
 
 def summary_of(sweep_dir: PathLike) -> Path:
-    """The ``summary.json`` of a sweep folder."""
+    """The ``summary.json`` of a sweep folder.
+
+    Args:
+        sweep_dir: The sweep folder.
+
+    Returns:
+        ``<sweep_dir>/summary.json``.
+    """
     return Path(sweep_dir) / SUMMARY
 
 
 def report_of(sweep_dir: PathLike) -> Path:
-    """The ``report.html`` of a sweep folder."""
+    """The ``report.html`` of a sweep folder.
+
+    Args:
+        sweep_dir: The sweep folder.
+
+    Returns:
+        ``<sweep_dir>/report.html``.
+    """
     return Path(sweep_dir) / REPORT
 
 
 def is_trial_folder(path: PathLike) -> bool:
-    """Whether ``path`` is a folder holding a finished trial's ``result.json``."""
+    """Whether ``path`` is a folder holding a finished trial's ``result.json``.
+
+    Args:
+        path: Any path.
+
+    Returns:
+        True when ``<path>/result.json`` is a file.
+    """
     return result_of(path).is_file()
 
 
 def is_sweep_folder(path: PathLike) -> bool:
-    """Whether ``path`` is a folder holding a sweep's ``summary.json``."""
+    """Whether ``path`` is a folder holding a sweep's ``summary.json``.
+
+    Args:
+        path: Any path.
+
+    Returns:
+        True when ``<path>/summary.json`` is a file.
+    """
     return summary_of(path).is_file()
