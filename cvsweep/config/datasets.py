@@ -15,12 +15,14 @@ from typing import Optional
 
 
 class Kind(Enum):
+    """What a dataset's examples are, which picks its loader's output and its model."""
     image = "image"  # image arrays: [N, H, W] or [N, H, W, C] with integer labels
     image_folder = "image_folder"  # a folder of class folders, decoded and resized to arrays
     text = "text"  # token sequences, padded to dataset.sequence_length
 
 
 class Loader(Enum):
+    """Where a dataset's arrays come from."""
     sklearn_digits = "sklearn_digits"  # scikit-learn's bundled 8x8 digits
     keras = "keras"  # keras.datasets.<name>.load_data (downloads once into ~/.keras/datasets)
     npz = "npz"  # a local .npz in Keras layout (dataset.path)
@@ -37,6 +39,7 @@ class HeldOut(Enum):
 
 @dataclass(frozen=True)
 class Dataset:
+    """One dataset's registry entry: its kind, loader, test split, default model and search, shape."""
     kind: Kind
     loader: Loader
     test_set: HeldOut = HeldOut.own
@@ -85,5 +88,12 @@ def kind_of(name) -> Kind:
 
 
 def names_of(kind: Kind) -> list[str]:
-    """The datasets of one kind, in registry order (for sets and messages)."""
+    """The datasets of one kind, in registry order (for sets and messages).
+
+    Args:
+        kind: The kind.
+
+    Returns:
+        The names of its datasets.
+    """
     return [name for name, entry in REGISTRY.items() if entry.kind == kind]

@@ -11,6 +11,19 @@ from cvsweep.config.schema import ConfigError
 
 
 def value(result: dict, objective: Objective, health_weight: float) -> float:
+    """One objective's value of a completed run.
+
+    Args:
+        result: train()'s result (``metrics``, and ``health`` or the objective's other section).
+        objective: The objective.
+        health_weight: The weight of overall health in ``health`` (the sweep's ``health_weight``).
+
+    Returns:
+        The value, as a float.
+
+    Raises:
+        ValueError: When the result has no finite value for the objective.
+    """
     metrics = result["metrics"]
     if objective == Objective.health:
         raw = (1 - health_weight) * metrics["val_accuracy"] + health_weight * result["health"]["overall_health"]
@@ -22,12 +35,21 @@ def value(result: dict, objective: Objective, health_weight: float) -> float:
 
 
 def epoch_value(update: dict, objective: Objective, health_weight: float) -> float | None:
-    """The objective as far as one epoch's report shows it: what a pruner compares between
-    trials at that epoch. None when the report has no finite value for it, or the objective
-    has none per epoch (params, latency_ms, ...). For ``health``, whose health part is measured
-    once after training, the health part counts as 0: ``(1 - health_weight) * val_accuracy``
-    ranks trials at an epoch exactly as val_accuracy does, and a pruned trial's recorded value
-    is a lower bound of what it would have scored."""
+    """The objective as far as one epoch's report shows it: what a pruner compares at that epoch.
+
+    For ``health``, whose health part is measured once after training, the health part counts
+    as 0: ``(1 - health_weight) * val_accuracy`` ranks trials at an epoch exactly as val_accuracy
+    does, and a pruned trial's recorded value is a lower bound of what it would have scored.
+
+    Args:
+        update: One epoch's report (metric name to value).
+        objective: The objective.
+        health_weight: The weight of overall health in ``health``.
+
+    Returns:
+        The value, or None when the report has no finite value for it, or the objective has none
+        per epoch (params, latency_ms, ...).
+    """
     metric = OBJECTIVES[objective.value].per_epoch
     raw = update.get(metric) if metric is not None else None
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
@@ -42,20 +64,54 @@ def epoch_value(update: dict, objective: Objective, health_weight: float) -> flo
 
 
 def objectives_of(cfg) -> list[Objective]:
-    """The primary objective, then any secondary ones (a multi-objective sweep)."""
+    """The primary objective, then any secondary ones (a multi-objective sweep).
+
+    Args:
+        cfg: The composed config.
+
+    Returns:
+        ``[cfg.objective, *cfg.secondary_objectives]``.
+    """
     return [cfg.objective, *cfg.secondary_objectives]
 
 
 def directions_of(cfg) -> list[str]:
+    """The Optuna direction of each objective, in ``objectives_of`` order.
+
+    Args:
+        cfg: The composed config.
+
+    Returns:
+        ``"minimize"`` or ``"maximize"`` for each objective.
+    """
     return [OBJECTIVES[o.value].direction for o in objectives_of(cfg)]
 
 
 def values(result: dict, cfg) -> list[float]:
+    """The values of every objective of a completed run, in ``objectives_of`` order.
+
+    Args:
+        result: train()'s result.
+        cfg: The composed config (its objectives and ``health_weight``).
+
+    Returns:
+        One float per objective.
+
+    Raises:
+        ValueError: When the result has no finite value for one of them.
+    """
     return [value(result, o, cfg.health_weight) for o in objectives_of(cfg)]
 
 
 def settle_direction(cfg) -> None:
-    """The direction follows from the objectives; written out, it must agree with them."""
+    """Set ``hydra.sweeper.direction`` from the objectives, or check the one written out.
+
+    Args:
+        cfg: The composed config; its direction is filled in when unset.
+
+    Raises:
+        ConfigError: When the written direction disagrees with the objectives' directions.
+    """
     expected = directions_of(cfg)
     direction = cfg.hydra.sweeper.direction
     if direction is None:

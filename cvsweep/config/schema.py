@@ -53,32 +53,69 @@ class ConfigError(UserError):
 
 
 def bounds(low=None, high=None, *, low_open=False, high_open=False) -> dict:
-    """Field metadata: the allowed numeric range (open or closed at each end)."""
+    """Field metadata: the allowed numeric range.
+
+    Args:
+        low: The lowest allowed value, or None for no lower bound.
+        high: The highest allowed value, or None for no upper bound.
+        low_open: Whether ``low`` itself is excluded.
+        high_open: Whether ``high`` itself is excluded.
+
+    Returns:
+        The metadata for ``dataclasses.field``.
+    """
     return {"bounds": (low, high, low_open, high_open)}
 
 
 def operator_only(why: str) -> dict:
-    """Field metadata: a setting only whoever runs the process may choose, never a client of
-    the sweep service (cvsweep/service/requests.py): where files go, or where credentials are sent."""
+    """Field metadata: a setting only whoever runs the process may choose.
+
+    A client of the sweep service (cvsweep/service/requests.py) never may: where files go, or
+    where credentials are sent.
+
+    Args:
+        why: Why, as the service's refusal of a request that sets it says.
+
+    Returns:
+        The metadata for ``dataclasses.field``.
+    """
     return {"operator_only": why}
 
 
 def within_data_roots() -> dict:
-    """Field metadata: a path the sweep service accepts from a client only inside the folders its
-    operator allows (``serve.data_roots``)."""
+    """Field metadata: a path a service client may give only inside the operator's folders.
+
+    The folders are the service's ``serve.data_roots``.
+
+    Returns:
+        The metadata for ``dataclasses.field``.
+    """
     return {"within_data_roots": True}
 
 
 def at_most_default_for_clients() -> dict:
-    """Field metadata: a safety limit a client of the sweep service may lower but not raise
-    above its default (the memory of the machine the service runs on)."""
+    """Field metadata: a limit a service client may lower but not raise above its default.
+
+    The default fits the memory of the machine the service runs on.
+
+    Returns:
+        The metadata for ``dataclasses.field``.
+    """
     return {"client_cap": True}
 
 
 def default_from_env(variable: str) -> dict:
-    """Field metadata: the environment variable that, when set, stands in for the field's
-    default. The option's YAML writes ``${cvsweep.env:VARIABLE}`` at the key (the default
-    itself stays here)."""
+    """Field metadata: the environment variable that, when set, stands in for the field's default.
+
+    The option's YAML writes ``${cvsweep.env:VARIABLE}`` at the key (the default itself stays
+    here).
+
+    Args:
+        variable: The environment variable's name.
+
+    Returns:
+        The metadata for ``dataclasses.field``.
+    """
     return {"from_env": variable}
 
 
@@ -102,9 +139,14 @@ def env_or_default(variable: str) -> Any:
 
 
 def marked_keys(mark: str) -> dict[str, object]:
-    """Every setting whose field metadata has ``mark`` (operator_only, within_data_roots,
-    client_cap), as its dotted key, in every schema a group can pick, with the mark's value
-    (for client_cap: the field's default, the cap)."""
+    """Every setting whose field metadata has ``mark``, in every schema a group can pick.
+
+    Args:
+        mark: ``operator_only``, ``within_data_roots`` or ``client_cap``.
+
+    Returns:
+        The mark's value by dotted key (for ``client_cap``: the field's default, the cap).
+    """
     return {key: f.default if mark == "client_cap" else f.metadata[mark] for key, f in _marked_fields(mark).items()}
 
 
@@ -135,6 +177,7 @@ FOLDER_DATASETS = {DatasetName[name] for name in names_of(Kind.image_folder)}
 
 
 class DataLocation(Enum):
+    """Where ``dataset.path`` is: on the sweep's machine, or on the worker only."""
     client = "client"  # dataset.path is on the machine that runs the sweep (and the same on a worker)
     worker = "worker"  # dataset.path exists only on the worker (a RunPod network volume)
 
@@ -144,16 +187,19 @@ MAX_IMAGE_SIDE = 1024
 
 
 class ColorMode(Enum):
+    """The colour channels an image folder's images are read with."""
     rgb = "rgb"
     grayscale = "grayscale"
 
 
 class Architecture(Enum):
+    """The model family: a CNN for images, an LSTM for text."""
     cnn = "cnn"
     lstm = "lstm"
 
 
 class Flip(Enum):
+    """The random flips of the augmentation."""
     none = "none"
     horizontal = "horizontal"
     vertical = "vertical"
@@ -161,6 +207,7 @@ class Flip(Enum):
 
 
 class Activation(Enum):
+    """The activation function of the convolution and dense layers."""
     relu = "relu"
     leaky_relu = "leaky_relu"
     elu = "elu"
@@ -171,6 +218,7 @@ class Activation(Enum):
 
 
 class Initializer(Enum):
+    """The kernel initializer of the convolution and dense layers."""
     glorot_uniform = "glorot_uniform"
     glorot_normal = "glorot_normal"
     he_uniform = "he_uniform"
@@ -180,28 +228,33 @@ class Initializer(Enum):
 
 
 class Padding(Enum):
+    """The padding of the convolutions."""
     same = "same"
     valid = "valid"
 
 
 class Pooling(Enum):
+    """The pooling after each convolution block."""
     max = "max"
     avg = "avg"
     none = "none"
 
 
 class Head(Enum):
+    """How the convolution blocks' output becomes a vector for the dense layers."""
     flatten = "flatten"
     global_avg = "global_avg"
     global_max = "global_max"
 
 
 class SamplingStrategy(Enum):
+    """Whether a trial trains on the whole training split or a proxy fraction of it."""
     full = "full"
     proxy = "proxy"
 
 
 class Optimizer(Enum):
+    """The Keras optimizer a run trains with."""
     adam = "adam"
     nadam = "nadam"
     rmsprop = "rmsprop"
@@ -209,6 +262,7 @@ class Optimizer(Enum):
 
 
 class LearningRateSchedule(Enum):
+    """How the learning rate changes over training."""
     constant = "constant"
     cosine = "cosine"  # cosine decay from learning_rate to 0 over all planned steps
 
@@ -223,12 +277,14 @@ class Precision(Enum):
 
 
 class Fallback(Enum):
+    """What a trial does when its remote job fails: fail (none) or train here (local)."""
     none = "none"
     local = "local"
 
 
 
 class Artifacts(Enum):
+    """Which trained models a sweep keeps."""
     all = "all"  # every completed trial's model.keras
     best = "best"  # when the sweep ends, only the study's best trial's
     none = "none"  # no model is saved
@@ -237,6 +293,7 @@ class Artifacts(Enum):
 class Plots(Enum):
     # Never drawn inside a trial. all: per-sweep plots and report, and per-trial plots drawn when
     # the sweep ends for its top trials (a single run: at its end; any trial: python -m cvsweep.plot)
+    """Which plots a sweep draws, all when the sweep ends."""
     all = "all"
     best = "best"  # per-sweep plots and report, and per-trial plots for the study's best trial only
     summary = "summary"  # per-sweep plots and report only
@@ -307,6 +364,11 @@ class AugmentationConfig:
     translation: float = field(default=0.0, metadata=bounds(0, 1, high_open=True))
 
     def enabled(self) -> bool:
+        """Whether any augmentation is on.
+
+        Returns:
+            True when a flip, a rotation, a zoom or a translation is set.
+        """
         return self.flip != Flip.none or any((self.rotation, self.zoom, self.translation))
 
 
@@ -368,6 +430,7 @@ MODEL_SCHEMAS = {Architecture.cnn: CnnModelConfig, Architecture.lstm: LstmModelC
 
 @dataclass
 class SamplingConfig:
+    """Which share of the training split a trial trains on."""
     strategy: SamplingStrategy = SamplingStrategy.full
     # Share of the training split kept (stratified, seeded); 1.0 unless strategy is proxy.
     fraction: float = field(default=1.0, metadata=bounds(0, 1, low_open=True))
@@ -375,6 +438,7 @@ class SamplingConfig:
 
 @dataclass
 class TrainingConfig:
+    """How a run trains: epochs, batch, optimizer and learning rate, clipping, early stopping, limits, seed, precision."""
     epochs: int = field(default=20, metadata=bounds(1, 10_000))
     batch_size: int = field(default=32, metadata=bounds(1, 65_536))
     optimizer: Optimizer = Optimizer.adam
@@ -412,6 +476,7 @@ class TrainingConfig:
 
 @dataclass
 class HealthWeights:
+    """The weight of each health score in the overall health."""
     neuron_utilisation: float = field(default=1.0, metadata=bounds(0))
     gradient_health: float = field(default=1.0, metadata=bounds(0))
     training_stability: float = field(default=1.0, metadata=bounds(0))
@@ -459,6 +524,7 @@ class RunConfig:
 
 @dataclass
 class LocalExecutorConfig:
+    """Trials train on this machine."""
     name: str = "local"
 
 
@@ -549,25 +615,53 @@ def register_configs() -> None:
 
 
 def dataset_schema(dataset: Any) -> Optional[type]:
-    """The schema of a dataset's settings, from its name (None for an unknown name)."""
+    """The schema of a dataset's settings, from its name.
+
+    Args:
+        dataset: The dataset's settings, a config node or plain data.
+
+    Returns:
+        The schema's dataclass, or None for an unknown name.
+    """
     name = _plain(setting(dataset, "name"))
     entry = REGISTRY.get(name) if isinstance(name, str) else None
     return DATASET_SCHEMAS[entry.kind] if entry else None
 
 
 def dataset_config(data: Mapping) -> DictConfig:
-    """A dataset's settings (plain data from a validated run config) typed by its schema."""
+    """A dataset's settings (plain data from a validated run config) typed by its schema.
+
+    Args:
+        data: The dataset's settings as plain data.
+
+    Returns:
+        A DictConfig typed by the dataset's schema.
+    """
     return OmegaConf.merge(OmegaConf.structured(dataset_schema(data)), data)
 
 
 def model_schema(model: Any) -> Optional[type]:
-    """The schema of a model's settings, from its architecture (the base's default if unset)."""
+    """The schema of a model's settings, from its architecture (the base's default if unset).
+
+    Args:
+        model: The model's settings, a config node or plain data.
+
+    Returns:
+        The schema's dataclass, or None for an unknown architecture.
+    """
     architecture = _plain(setting(model, "architecture", ModelConfig.architecture))
     return next((schema for arch, schema in MODEL_SCHEMAS.items() if arch.value == architecture), None)
 
 
 def executor_schema(executor: Any) -> Optional[type]:
-    """The schema of an executor's settings, from its name (None for an unknown name)."""
+    """The schema of an executor's settings, from its name.
+
+    Args:
+        executor: The executor's settings, a config node or plain data.
+
+    Returns:
+        The schema's dataclass, or None for an unknown name.
+    """
     return EXECUTOR_SCHEMAS.get(_plain(setting(executor, "name")))
 
 
@@ -576,7 +670,16 @@ PICKED_SCHEMAS = {"dataset": dataset_schema, "model": model_schema, "executor": 
 
 
 def setting(node: Any, key: str, default: Any = None) -> Any:
-    """``node[key]`` of a config node or plain data; ``default`` where it is missing or unset."""
+    """``node[key]`` of a config node or plain data.
+
+    Args:
+        node: A DictConfig, a mapping, or anything else (which has no settings).
+        key: The setting's key.
+        default: What a missing or unset (``???``) setting reads as.
+
+    Returns:
+        The setting's value, or ``default``.
+    """
     if isinstance(node, DictConfig):
         child = compat.config_node(node, key)
         return default if child is None or child._is_missing() else node[key]
@@ -587,6 +690,13 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 def run_config_of(cfg: DictConfig) -> dict:
-    """The RunConfig part of a composed config, resolved, as plain JSON-able data."""
+    """The RunConfig part of a composed config, resolved, as plain JSON-able data.
+
+    Args:
+        cfg: The composed config.
+
+    Returns:
+        Each run key's section as plain data, enums as their strings.
+    """
     return {key: OmegaConf.to_container(cfg[key], resolve=True, enum_to_str=True) for key in RUN_KEYS}
 

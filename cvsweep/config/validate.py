@@ -34,15 +34,34 @@ from cvsweep.config.schema import (
 
 
 def omegaconf_problem(err: Exception) -> str:
-    """One line from an OmegaConf error: the full key, then OmegaConf's own message."""
+    """One line from an OmegaConf error: the full key, then OmegaConf's own message.
+
+    Args:
+        err: The exception OmegaConf raised.
+
+    Returns:
+        ``"<full key>: <message>"``, or the message alone when the error names no key.
+    """
     message = (getattr(err, "msg", None) or str(err) or type(err).__name__).splitlines()[0]
     key = getattr(err, "full_key", None)
     return f"{key}: {message}" if key else message
 
 
 def load_run_config(data: Mapping[str, Any]) -> DictConfig:
-    """Validate plain data (e.g. JSON from a client) as a RunConfig: types, keys, values. The
-    dataset's schema follows from dataset.name, the model's from model.architecture."""
+    """Validate plain data (e.g. JSON from a client) as a RunConfig: types, keys, values.
+
+    The dataset's schema follows from dataset.name, the model's from model.architecture.
+
+    Args:
+        data: The run config as plain data.
+
+    Returns:
+        The typed run config.
+
+    Raises:
+        ConfigError: Listing every problem found, each naming the key, the value and what is
+            allowed.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"config must be a mapping with keys {list(RUN_KEYS)}, not {type(data).__name__}")
     problems = list(_hostile_content(data, prefix=""))
@@ -116,8 +135,16 @@ def _is_utf8(text: str) -> bool:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Range checks from field metadata plus cross-field rules, for the run config and (in a
-    full application config) the executor; raises one ConfigError listing every problem."""
+    """Range checks from field metadata plus cross-field rules.
+
+    They cover the run config and, in a full application config, the executor.
+
+    Args:
+        cfg: A run config or a full application config.
+
+    Raises:
+        ConfigError: Listing every problem found.
+    """
     schema = Config if "executor" in cfg else RunConfig  # a full application config, maybe a masked copy
     problems = list(_unknown_keys(cfg, schema, prefix=""))
     if problems:  # the range checks below would trip over them
