@@ -12,6 +12,14 @@ from cvsweep.data.archives import ARCHIVES, FetchError, fetch
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m cvsweep.datasets``.
+
+    Args:
+        argv: The command-line arguments; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0, or 1 when the fetch failed (argparse exits 2 on a bad command line).
+    """
     parser = argparse.ArgumentParser(prog="python -m cvsweep.datasets", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     get = commands.add_parser("fetch", help="download, check and unpack a dataset")

@@ -45,7 +45,11 @@ class AccessRefused(CvsweepError, ValueError):
 
 
 def cache_root() -> Path:
-    """cvsweep's cache folder (decoded image folders live in its ``image_folder/``)."""
+    """cvsweep's cache folder (decoded image folders live in its ``image_folder/``).
+
+    Returns:
+        ``$CVSWEEP_CACHE_DIR``, else ``~/.cache/cvsweep``.
+    """
     return Path(os.environ.get("CVSWEEP_CACHE_DIR") or Path.home() / ".cache" / "cvsweep")
 
 
@@ -56,12 +60,29 @@ def confine_to_data_roots() -> None:
 
 
 def worker_roots() -> tuple[str, ...]:
+    """The worker's data roots, resolved.
+
+    Returns:
+        The real paths of the folders in the roots variable, else of the network volume and the
+        cache folder.
+    """
     configured = os.environ.get(ROOTS_VARIABLE)
     roots = configured.split(os.pathsep) if configured else [WORKER_VOLUME, str(cache_root())]
     return tuple(os.path.realpath(root) for root in roots if root.strip())
 
 
 def limit(variable: str) -> int:
+    """The cap an environment variable of ``LIMITS`` sets, else its default.
+
+    Args:
+        variable: The variable's name, a key of ``LIMITS``.
+
+    Returns:
+        The cap.
+
+    Raises:
+        AccessRefused: When the variable is set to anything but a whole number >= 1.
+    """
     default, what = LIMITS[variable]
     raw = os.environ.get(variable, "").strip()
     if not raw:
@@ -83,18 +104,45 @@ class Policy:
 
     @classmethod
     def current(cls) -> "Policy":
+        """The policy of this process: the worker's roots when confined, else none.
+
+        Returns:
+            The policy.
+        """
         return cls.worker() if os.environ.get(CONFINED_VARIABLE) == "1" else cls()
 
     @classmethod
     def worker(cls) -> "Policy":
+        """The policy of a worker: only its data roots.
+
+        Returns:
+            The policy.
+        """
         return cls(worker_roots())
 
     def inside(self, real: str) -> bool:
+        """Whether a real path lies inside the roots (always, without roots).
+
+        Args:
+            real: A resolved path.
+
+        Returns:
+            True when reading it is allowed by place.
+        """
         return self.roots is None or any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.roots)
 
     def refused(self, given: str, why: str) -> AccessRefused:
-        """On the worker one message for every refusal of access: missing, outside the roots,
-        not a regular file and unreadable all read alike. Locally, the specific reason."""
+        """The refusal of ``given``: one message on the worker, the specific reason locally.
+
+        On the worker, missing, outside the roots, not a regular file and unreadable all read alike.
+
+        Args:
+            given: The path as the config gave it.
+            why: The specific reason.
+
+        Returns:
+            The exception to raise.
+        """
         if self.roots is not None:
             return AccessRefused(
                 f"dataset.path={given}: not a readable data file or folder under the worker's data roots "
@@ -102,7 +150,18 @@ class Policy:
         return AccessRefused(f"dataset.path={given}: {why}")
 
     def resolve(self, given: str, folder: bool = False) -> str:
-        """The real path of ``given``: inside the roots, and a regular file (or a folder)."""
+        """The real path of ``given``: inside the roots, and a regular file (or a folder).
+
+        Args:
+            given: The path as the config gave it.
+            folder: Whether a folder is expected rather than a regular file.
+
+        Returns:
+            The resolved path.
+
+        Raises:
+            AccessRefused: When it cannot be resolved, lies outside the roots, or is of the wrong kind.
+        """
         try:
             real = os.path.realpath(os.path.expanduser(given))
         except (OSError, ValueError) as err:  # a NUL byte, a symlink loop
@@ -120,7 +179,19 @@ class Policy:
         return real
 
     def read(self, given: str, limit_variable: str) -> bytes:
-        """The bytes of the regular file ``given``, at most the cap in ``limit_variable``."""
+        """The bytes of the regular file ``given``, at most the cap in ``limit_variable``.
+
+        Args:
+            given: The path as the config gave it.
+            limit_variable: The environment variable of ``LIMITS`` that caps the size.
+
+        Returns:
+            The file's content.
+
+        Raises:
+            AccessRefused: When the file is refused (see ``resolve``), over the cap, empty, or
+                changed while it was read.
+        """
         real = self.resolve(given)
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:

@@ -26,6 +26,7 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Archive:
+    """Where a dataset's archive comes from, its class-folder root inside, and its pinned checksums."""
     url: str
     images: str  # the folder inside the archive that holds one folder per class
     md5: Optional[str] = None  # the pinned checksum (see ARCHIVES for where it comes from)
@@ -52,9 +53,21 @@ class FetchError(CvsweepError):
 
 def fetch(name: str, dest: Path, url: Optional[str] = None, sha256: Optional[str] = None,
           say: Callable[[str], None] = print) -> Path:
-    """Download (unless already here), check and unpack dataset ``name`` into ``dest``; the
-    folder of class folders. ``url`` and ``sha256`` replace the pinned ones (a mirror, or
-    another release: with ``sha256`` only that is checked)."""
+    """Download (unless already here), check and unpack dataset ``name`` into ``dest``.
+
+    Args:
+        name: A key of ``ARCHIVES``.
+        dest: The folder to download and unpack into; created if missing.
+        url: Another address of the archive (a mirror), replacing the pinned one.
+        sha256: The archive's sha256; when given, only it is checked (another release).
+        say: Where progress lines go.
+
+    Returns:
+        The folder of class folders.
+
+    Raises:
+        FetchError: When the download, the checksum or the unpacking fails.
+    """
     entry = ARCHIVES[name]
     url = url or entry.url
     expected = {"sha256": sha256.lower()} if sha256 else {k: v for k, v in (("md5", entry.md5), ("sha256", entry.sha256)) if v}

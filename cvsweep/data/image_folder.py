@@ -49,17 +49,37 @@ _keys: dict[tuple, str] = {}
 
 
 class FolderError(CvsweepError, ValueError):
+    """An image folder that cannot be used; the message names ``dataset.path`` and the problem."""
     pass
 
 
 def cache_dir() -> Path:
+    """The folder of decoded image-folder caches.
+
+    Returns:
+        ``<cache_root>/image_folder``.
+    """
     return cache_root() / "image_folder"
 
 
 def load_folder(root: str, image_size: tuple[int, int], grayscale: bool,
                 policy: Policy = Policy()) -> tuple[dict, str, bool]:
-    """``{"train": (x, y), "test": (x, y) or None, "classes": [...]}``, its content key, and
-    whether it came from the cache (memory or disk) rather than from decoding."""
+    """Load an image folder: decoded, resized arrays, from the cache where its content is unchanged.
+
+    Args:
+        root: The folder, as ``dataset.path`` gives it.
+        image_size: ``(height, width)`` every image is resized to.
+        grayscale: Whether images are read with one channel rather than three.
+        policy: Where data may be read from.
+
+    Returns:
+        ``({"train": (x, y), "test": (x, y) or None, "classes": [...]}, content key, cached)``:
+        cached tells whether it came from the cache (memory or disk) rather than from decoding.
+
+    Raises:
+        FolderError: When the folder cannot be listed or read, or its classes do not fit.
+        AccessRefused: When a path is refused, or the decoded images would be over a cap.
+    """
     real_root = Path(policy.resolve(root, folder=True))
     try:
         files = _listing(real_root, root, policy)

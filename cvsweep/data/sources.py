@@ -59,6 +59,7 @@ class Source:
 
 @dataclass(frozen=True)
 class Splits:
+    """A dataset's training, validation and test arrays, scaled, as a run trains on them."""
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
@@ -70,6 +71,11 @@ class Splits:
     cache: Optional[str] = None
 
     def describe(self) -> dict:
+        """The splits' sizes, image shape, kind and source hash, for the result's ``data``.
+
+        Returns:
+            Plain data, with ``cache`` when the source says how it was loaded.
+        """
         described = {
             "train": int(len(self.y_train)),
             "val": int(len(self.y_val)),
@@ -102,10 +108,21 @@ _splits = _Cache(size=2)  # prepared float32 copies are large: keep few
 
 
 def load_source(dataset, policy: Optional[Policy] = None) -> Source:
-    """Load and check the dataset that ``dataset`` (a dataset config node) names, reading files
-    as ``policy`` allows (default: this process's, cvsweep/data/access.py). Local files and
-    folders are cached by their content (a changed file is loaded anew, whatever its name),
-    after they were read under the policy. A pinned ``dataset.sha256`` must match."""
+    """Load and check the dataset that ``dataset`` (a dataset config node) names.
+
+    Files are read as ``policy`` allows. Local files and folders are cached by their content (a
+    changed file is loaded anew, whatever its name), after they were read under the policy.
+
+    Args:
+        dataset: The dataset's config node.
+        policy: Where data may be read from; default this process's (cvsweep/data/access.py).
+
+    Returns:
+        The dataset's raw arrays and their hash.
+
+    Raises:
+        DataError: When the data cannot be used, or does not hash to a pinned ``dataset.sha256``.
+    """
     source = _load(dataset, policy or Policy.current())
     if dataset.sha256 is not None and dataset.sha256 != source.sha256:
         raise DataError(
@@ -116,11 +133,22 @@ def load_source(dataset, policy: Optional[Policy] = None) -> Source:
 
 
 def pin_dataset(run_config: dict) -> dict:
-    """The run config with ``dataset.sha256`` filled in, where the data can be read here (a
-    local file or folder, digits): the fingerprint then covers the content. Downloads stay
-    unpinned (Keras checks their hashes itself), and so does data that lives on the worker
-    (``dataset.location=worker``): its fingerprint covers the path and the sha256 the user
-    pinned, if any; the worker reports what it read in ``data.source_sha256``."""
+    """The run config with ``dataset.sha256`` filled in, where the data can be read here.
+
+    That is a local file or folder, or digits: the fingerprint then covers the content.
+    Downloads stay unpinned (Keras checks their hashes itself), and so does data that lives on
+    the worker (``dataset.location=worker``): its fingerprint covers the path and the sha256 the
+    user pinned, if any; the worker reports what it read in ``data.source_sha256``.
+
+    Args:
+        run_config: A plain run config from a composed, validated config.
+
+    Returns:
+        The run config, pinned where the data is here.
+
+    Raises:
+        DataError: When the data cannot be used, or no longer hashes to a pinned sha256.
+    """
     # The run config comes from a composed, validated config: typing the dataset part suffices.
     dataset = dataset_config(run_config["dataset"])
     local = dataset.path is not None or REGISTRY[dataset.name.value].loader == Loader.sklearn_digits
@@ -205,9 +233,22 @@ def _load_text(name: str, dataset, policy: Policy) -> Source:
 
 
 def split(source: Source, dataset, sampling, seed: int, validation_split: float) -> Splits:
-    """Carve a stratified, seeded validation set from the training set, then (proxy sampling)
-    keep a stratified, seeded fraction of what remains for training. Pixels are scaled to
-    float32 and images get a channel axis. Cached: trials that share data and seed share it."""
+    """The splits a run trains on: validation carved out, proxy-sampled, scaled.
+
+    A stratified, seeded validation set is carved from the training set, then (proxy sampling)
+    a stratified, seeded fraction of what remains is kept for training. Pixels are scaled to
+    float32 and images get a channel axis. Cached: trials that share data and seed share it.
+
+    Args:
+        source: The loaded dataset.
+        dataset: The dataset's config node (its ``pixel_scale``).
+        sampling: The sampling config node.
+        seed: The split's seed.
+        validation_split: The share of the training set held out for validation.
+
+    Returns:
+        The splits.
+    """
     pixel_scale = float(dataset.get("pixel_scale", 1.0))  # text datasets have none: token ids stay as they are
     key = (source.sha256, pixel_scale, float(sampling.fraction), seed, float(validation_split))
     splits = _splits.get(key, lambda: _split(source, pixel_scale, sampling.fraction, seed, validation_split))

@@ -28,10 +28,20 @@ KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 class TextDataError(CvsweepError, ValueError):
+    """A text dataset that cannot be used; the message names where and the problem."""
     pass
 
 
 def load_keras(name: str, vocab_size: int) -> dict:
+    """A Keras text dataset, downloaded on first use, with only the ``vocab_size`` commonest words.
+
+    Args:
+        name: The ``keras.datasets`` module (imdb, reuters).
+        vocab_size: The number of words kept.
+
+    Returns:
+        ``x_train``, ``y_train``, ``x_test``, ``y_test`` as Keras loads them.
+    """
     import keras  # downloads into ~/.keras/datasets on first use
 
     (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data(num_words=vocab_size)
@@ -39,8 +49,18 @@ def load_keras(name: str, vocab_size: int) -> dict:
 
 
 def read_npz(data: bytes, where: str) -> dict:
-    """The four arrays of a Keras-layout text .npz, object arrays included, without pickle's
-    power to call anything."""
+    """The four arrays of a Keras-layout text .npz, object arrays included, without pickle's power to call anything.
+
+    Args:
+        data: The file's bytes.
+        where: How messages name the file.
+
+    Returns:
+        ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+
+    Raises:
+        TextDataError: When it is no .npz, lacks an array, or an array cannot be read.
+    """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
@@ -60,7 +80,20 @@ def read_npz(data: bytes, where: str) -> dict:
 
 
 def pad(sequences, vocab_size: int, length: int, where: str) -> np.ndarray:
-    """[N, length] int32: the last ``length`` tokens of each sequence, zeros in front."""
+    """[N, length] int32: the last ``length`` tokens of each sequence, zeros in front.
+
+    Args:
+        sequences: Token id sequences.
+        vocab_size: Ids at or above it become the out-of-vocabulary id.
+        length: The padded length.
+        where: How messages name the data.
+
+    Returns:
+        The padded array.
+
+    Raises:
+        TextDataError: When a sequence is not a list of non-negative token ids.
+    """
     out = np.zeros((len(sequences), length), dtype=np.int32)
     for i, sequence in enumerate(sequences):
         tokens = np.asarray(sequence, dtype=np.int64)[-length:] if len(sequence) else np.zeros(0, np.int64)

@@ -25,9 +25,18 @@ class ModelError(CvsweepError, ValueError):
 
 
 def build(cfg, input_shape: tuple[int, ...]):
-    """The model for run config ``cfg`` (model, dataset.num_classes, training.seed; for the
-    LSTM dataset.vocab_size) and one example's shape: [h, w, c] for images, [sequence_length]
-    for text. The schema has already refused a model that does not fit the data's kind."""
+    """The Keras model for run config ``cfg`` and one example's shape.
+
+    The schema has already refused a model that does not fit the data's kind.
+
+    Args:
+        cfg: The run config (model, dataset.num_classes, training.seed; for the LSTM
+            dataset.vocab_size).
+        input_shape: One example's shape: [h, w, c] for images, [sequence_length] for text.
+
+    Returns:
+        The model, not yet compiled.
+    """
     num_classes, seed = cfg.dataset.num_classes, cfg.training.seed
     if cfg.model.architecture == Architecture.lstm:
         return _lstm(cfg.model, input_shape, cfg.dataset.vocab_size, num_classes, seed)
@@ -35,12 +44,27 @@ def build(cfg, input_shape: tuple[int, ...]):
 
 
 def conv_filters(model, layer: int) -> int:
+    """The filters of conv layer ``layer``: ``round(filters * filter_growth**layer)``, at least 1.
+
+    Args:
+        model: The CNN's model config.
+        layer: The conv layer's index, from 0.
+
+    Returns:
+        The number of filters.
+    """
     return max(1, round(model.filters * model.filter_growth**layer))
 
 
 def dense_widths(model) -> list[int]:
-    """Units of each dense layer: dense_units, then each next round(previous * dense_units_decay),
-    at least 1 (as dense_units itself)."""
+    """Units of each dense layer: dense_units, then each next round(previous * dense_units_decay), at least 1.
+
+    Args:
+        model: The model config.
+
+    Returns:
+        One width per dense layer.
+    """
     widths = []
     for _ in range(model.dense_layers):
         widths.append(max(1, round(widths[-1] * model.dense_units_decay)) if widths else model.dense_units)
@@ -48,13 +72,32 @@ def dense_widths(model) -> list[int]:
 
 
 def dropout_rates(model) -> list[float]:
-    """The dropout rate before each dense layer and, last, before the output layer: dropout,
-    then each next the previous times dropout_decay."""
+    """The dropout rate before each dense layer and, last, before the output layer.
+
+    The first is dropout, each next the previous times dropout_decay.
+
+    Args:
+        model: The model config.
+
+    Returns:
+        ``dense_layers + 1`` rates.
+    """
     return [model.dropout * model.dropout_decay**layer for layer in range(model.dense_layers + 1)]
 
 
 def conv_output_size(model, image_size: int) -> int:
-    """Side length of the last feature map; raises ModelError if a layer would shrink it to 0."""
+    """Side length of the last feature map.
+
+    Args:
+        model: The CNN's model config.
+        image_size: The input image's side.
+
+    Returns:
+        The side after every conv layer and pooling.
+
+    Raises:
+        ModelError: When a layer would shrink it to 0.
+    """
     size = image_size
     for layer in range(model.conv_layers):
         if model.padding == Padding.valid:

@@ -21,17 +21,31 @@ TRAINING_COPIES = 2
 
 @dataclass(frozen=True)
 class ModelSize:
+    """A model's parameter count and one training batch's activation memory."""
     params: int
     activation_bytes: int  # one training batch's activations, forward and backward
 
     @property
     def activation_mb(self) -> float:
+        """One training batch's activations, in MiB."""
         return self.activation_bytes / 2**20
 
 
 def estimate(cfg, input_shape: tuple[int, ...]) -> ModelSize:
-    """``cfg``: a run config (DictConfig); ``input_shape``: one example's shape ([h, w, c] for
-    images, [sequence_length] for text). Counts the layers cvsweep/models/architectures.py builds."""
+    """A model's size, counted from its config without building it.
+
+    Counts the layers cvsweep/models/architectures.py builds.
+
+    Args:
+        cfg: A run config (DictConfig).
+        input_shape: One example's shape ([h, w, c] for images, [sequence_length] for text).
+
+    Returns:
+        Its parameters and one training batch's activation bytes.
+
+    Raises:
+        ModelError: When the images are used up before the last conv layer.
+    """
     model, classes = cfg.model, cfg.dataset.num_classes
     if model.architecture == Architecture.lstm:
         params, per_example, width = _lstm(model, cfg.dataset.vocab_size or 1, input_shape[0])
@@ -78,14 +92,33 @@ def _lstm(model, vocab_size: int, sequence_length: int) -> tuple[int, int, int]:
 
 
 def known_shape(dataset) -> tuple[int, ...]:
-    """One example's shape for a downloaded dataset, from its config and the registry alone."""
+    """One example's shape for a downloaded dataset, from its config and the registry alone.
+
+    Args:
+        dataset: The dataset's config node.
+
+    Returns:
+        ``(sequence_length,)`` for text, the registry's shape for images.
+    """
     if "sequence_length" in dataset:  # text: imdb, reuters
         return (dataset.sequence_length,)
     return REGISTRY[dataset.name.value].shape
 
 
 def check(cfg, input_shape: tuple[int, ...]) -> ModelSize:
-    """The estimate, or ConfigError when it is over the run config's limits."""
+    """The estimate, refused when it is over the run config's limits.
+
+    Args:
+        cfg: A run config (DictConfig).
+        input_shape: One example's shape.
+
+    Returns:
+        The model's size.
+
+    Raises:
+        ConfigError: Naming training.max_params or training.max_activation_mb and the fix.
+        ModelError: When the images are used up before the last conv layer.
+    """
     size = estimate(cfg, input_shape)
     training, problems = cfg.training, []
     if size.params > training.max_params:
@@ -104,9 +137,18 @@ def check(cfg, input_shape: tuple[int, ...]) -> ModelSize:
 
 
 def check_data_and_model(cfg) -> None:
-    """Before any work (cvsweep/sweep/preflight.py): the dataset file (keys, shapes, label range),
-    whether the model fits its image size and the size limits; raises ConfigError. It lives
-    here, with the model's size, because a model is checked against its data."""
+    """Check the data and the model before any work (cvsweep/sweep/preflight.py).
+
+    Checks the dataset file (keys, shapes, label range), whether the model fits its image size,
+    and the size limits. It lives here, with the model's size, because a model is checked
+    against its data.
+
+    Args:
+        cfg: The composed config.
+
+    Raises:
+        ConfigError: With the problem found.
+    """
     if cfg.dataset.location == DataLocation.worker:  # not here to read: check what the config says
         if kind_of(cfg.dataset.name) == Kind.image_folder:
             try:
