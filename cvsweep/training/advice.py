@@ -30,6 +30,14 @@ LAYERS_NAMED = 3  # at most this many layers named in one item's evidence
 
 
 def advise(result: dict) -> list[dict]:
+    """The advice for a completed run.
+
+    Args:
+        result: The completed run's result (config, diagnostics, health, metrics).
+
+    Returns:
+        ``{"issue", "evidence", "try"}`` items: stuck units, gradients, instability, overfitting.
+    """
     config, diagnostics = result["config"], result["diagnostics"]
     return [
         *_stuck_units(diagnostics["activations"]["layers"], config),

@@ -16,6 +16,14 @@ MODEL_FILE = layout.MODEL
 
 
 def sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The hex digest.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -24,19 +32,41 @@ def sha256_of(path: Path) -> str:
 
 
 def saved(path: Path) -> dict:
-    """The record of a model file: its path (as given, relative to the result's folder when it
-    is one), size and sha256."""
+    """The record of a model file: its name (relative to the result's folder), size and sha256.
+
+    Args:
+        path: The model file.
+
+    Returns:
+        ``{"path", "bytes", "sha256"}``.
+    """
     return {"path": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)}
 
 
 def missing(reason: str) -> dict:
-    """The record of a model that is not there, and why."""
+    """The record of a model that is not there, and why.
+
+    Args:
+        reason: Why there is no model.
+
+    Returns:
+        ``{"missing": reason}``.
+    """
     return {"missing": reason}
 
 
 def save(model, folder: str | os.PathLike) -> dict:
-    """Write ``model`` as ``folder/model.keras`` (a reader never sees half a file) and return
-    its record; a model that cannot be saved is recorded as missing, never a failed run."""
+    """Write ``model`` as ``folder/model.keras``; a reader never sees half a file.
+
+    A model that cannot be saved is recorded as missing, never a failed run.
+
+    Args:
+        model: The Keras model.
+        folder: The trial's folder.
+
+    Returns:
+        The model's record (see ``saved`` and ``missing``).
+    """
     folder = Path(folder)
     try:
         # The mode every file of a run gets (the umask's), not mkstemp's 0600.
@@ -52,9 +82,22 @@ class ChecksumMismatch(CvsweepError, ValueError):
 
 
 def place(folder: str | os.PathLike, fill: Callable[[str], None], sha256: str) -> dict:
-    """Write ``folder/model.keras`` with ``fill(partial_path)`` (a model that came from elsewhere:
-    a remote worker), atomically and only when its sha256 is ``sha256``; returns its record.
-    Raises ChecksumMismatch, or what ``fill`` raises; either way no model.keras is written."""
+    """Write ``folder/model.keras`` with ``fill(partial_path)``, only when its sha256 is ``sha256``.
+
+    For a model that came from elsewhere (a remote worker); written atomically, and on any
+    failure no model.keras is written.
+
+    Args:
+        folder: The trial's folder.
+        fill: Writes the model's bytes to the path it is given.
+        sha256: The sha256 the model must have.
+
+    Returns:
+        The model's record (see ``saved``).
+
+    Raises:
+        ChecksumMismatch: When the written bytes have another sha256.
+    """
     folder = Path(folder)
     with replaced_atomically(folder / MODEL_FILE, suffix=".keras") as partial:
         fill(str(partial))

@@ -46,6 +46,11 @@ class TrainingRecorder(keras.callbacks.Callback):
         self.weight_stats: dict[str, list] = {}
 
     def on_train_begin(self, logs=None):
+        """Remember the starting weights and trace the gradient-norm pass once for the run.
+
+        Args:
+            logs: Keras's logs (unused).
+        """
         self.previous = {layer.name: _kernel_and_bias(layer) for layer in _weighted_layers(self.model)}
         self.layers = [layer for layer in self.model.layers if layer.trainable_weights]
         # Traced once per run: run eagerly, the same pass cost more at every epoch end.
@@ -60,6 +65,12 @@ class TrainingRecorder(keras.callbacks.Callback):
         return [tf.reduce_sum(tf.square(g)) if g is not None else tf.constant(0.0) for g in grads]
 
     def on_epoch_end(self, epoch, logs=None):
+        """Record this epoch's gradient norms, weight changes and weight statistics per layer.
+
+        Args:
+            epoch: The epoch's index (unused).
+            logs: Keras's logs (unused).
+        """
         squared = [float(v) for v in self.squared_norms()]
         start = 0
         for layer in self.layers:
@@ -86,7 +97,17 @@ def _relative(new: np.ndarray, old: np.ndarray):
 
 
 def gradient_batch(splits, health_cfg, batch_size: int, seed: int):
-    """The fixed, seeded training images whose gradients are recorded every epoch."""
+    """The fixed, seeded training images whose gradients are recorded every epoch.
+
+    Args:
+        splits: The run's splits.
+        health_cfg: The ``health`` config node (``gradient_batches``).
+        batch_size: The training batch size.
+        seed: The sample's seed.
+
+    Returns:
+        ``(x, y)``: at most ``gradient_batches * batch_size`` training examples, in order.
+    """
     rng = np.random.default_rng(seed)
     size = min(len(splits.y_train), health_cfg.gradient_batches * batch_size)
     index = np.sort(rng.choice(len(splits.y_train), size=size, replace=False))
@@ -94,7 +115,20 @@ def gradient_batch(splits, health_cfg, batch_size: int, seed: int):
 
 
 def collect(model, splits, recorder: TrainingRecorder, health_cfg, num_classes: int, seed: int) -> dict:
-    """Everything recorded after training (the model holds its final, or best, weights)."""
+    """Everything recorded after training (the model holds its final, or best, weights).
+
+    Args:
+        model: The trained model.
+        splits: The run's splits (the validation set is predicted and sampled).
+        recorder: The recorder that watched the fit.
+        health_cfg: The ``health`` config node.
+        num_classes: The number of classes.
+        seed: The activation sample's seed.
+
+    Returns:
+        Gradient norms, relative changes, weight statistics and histograms, the validation
+        confusion matrix, per-class precision/recall/support, and the activation summary.
+    """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     predicted = predict(model, splits.x_val).argmax(axis=1)
@@ -122,8 +156,17 @@ PREDICT_BATCH = 256
 
 
 def predict(model, x: np.ndarray) -> np.ndarray:
-    """The model's outputs for x, in batches of PREDICT_BATCH; the last batch is padded to
-    that shape and the padding dropped."""
+    """The model's outputs for x, in batches of PREDICT_BATCH.
+
+    The last batch is padded to that shape and the padding dropped, so Keras traces once.
+
+    Args:
+        model: The model.
+        x: The inputs.
+
+    Returns:
+        The outputs, one row per input.
+    """
     size = min(len(x), PREDICT_BATCH)
     outputs = []
     for start in range(0, len(x), size):
@@ -134,7 +177,16 @@ def predict(model, x: np.ndarray) -> np.ndarray:
 
 
 def latency_ms(model, x: np.ndarray, repeats: int = 3) -> float:
-    """Best of a few timed predictions on one batch, per image."""
+    """Best of a few timed predictions on one batch, per image, after a warm-up.
+
+    Args:
+        model: The model.
+        x: Inputs; at most PREDICT_BATCH of them are timed.
+        repeats: How many timed predictions.
+
+    Returns:
+        Milliseconds per image.
+    """
     batch = x[: min(len(x), PREDICT_BATCH)]
     model.predict_on_batch(batch)  # warm-up: tracing and allocation
     best = math.inf
@@ -176,6 +228,14 @@ def _activation_summary(model, sample: np.ndarray, health_cfg) -> dict:
 # Dead: constantly 0 over the sample (a ReLU that never fires); saturated: constant at another
 # value (tanh or ELU at a bound, a unit stuck on its bias). Neither is alive (health.py).
 def stuck_units(output: np.ndarray) -> tuple[list[int], list[int]]:
+    """The dead and the saturated units of one layer's output over a sample.
+
+    Args:
+        output: The layer's output, [samples, ..., units].
+
+    Returns:
+        ``(dead, saturated)``: the indices of units constant at 0, and constant at another value.
+    """
     per_unit = output.reshape(-1, output.shape[-1]).astype(np.float64)
     stuck = per_unit.std(axis=0) <= ALIVE_STD
     zero = np.abs(per_unit.mean(axis=0)) <= ALIVE_STD

@@ -37,17 +37,31 @@ MAX_MESSAGE = 500
 
 @dataclass
 class Failure:
+    """A failed run's code, reason, and whether the study records it as infeasible (an answer)."""
     code: str
     reason: str
     infeasible: bool
 
     def to_json(self) -> dict:
+        """The failure as result.json's ``failure`` records it.
+
+        Returns:
+            ``{"code", "problems"}``.
+        """
         return {"code": self.code, "problems": [self.reason]}
 
 
 def classify(err: Exception, stage: str, params: Optional[int] = None) -> Failure:
-    """The failure an exception raised in ``stage`` of a run stands for. ``params``: the
-    model's parameter count, when it was built."""
+    """The failure an exception raised in ``stage`` of a run stands for.
+
+    Args:
+        err: The exception.
+        stage: ``DATA``, ``MODEL`` or ``FIT``.
+        params: The model's parameter count, when it was built.
+
+    Returns:
+        The failure: an invalid config, out of memory, a data error or an internal error (logged).
+    """
     if isinstance(err, (ConfigError, ModelError)):
         return Failure(INVALID_CONFIG, str(err), infeasible=True)
     if _out_of_memory(err):

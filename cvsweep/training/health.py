@@ -39,7 +39,14 @@ SCORES = tuple(f.name for f in dataclasses.fields(HealthWeights))
 
 
 def neuron_utilisation(activations: Iterable[np.ndarray]) -> float:
-    """``activations``: one array per layer, [samples, ..., units] (units on the last axis)."""
+    """Share of units whose activation varies across the sample (std > ``ALIVE_STD``).
+
+    Args:
+        activations: One array per layer, [samples, ..., units] (units on the last axis).
+
+    Returns:
+        Alive units over all units; 0.0 without units.
+    """
     alive = total = 0
     for layer in activations:
         per_unit = np.asarray(layer, dtype=np.float64).reshape(-1, layer.shape[-1])
@@ -49,6 +56,16 @@ def neuron_utilisation(activations: Iterable[np.ndarray]) -> float:
 
 
 def gradient_health(norms: Mapping[str, Sequence[Optional[float]]], vanishing_below: float, exploding_above: float) -> float:
+    """Share of (layer, epoch) gradient norms inside ``[vanishing_below, exploding_above]``.
+
+    Args:
+        norms: Per layer, the gradient norm of each epoch (None or non-finite counts as outside).
+        vanishing_below: Norms below it vanish.
+        exploding_above: Norms above it explode.
+
+    Returns:
+        The score; 0.0 without norms.
+    """
     values = [v for per_layer in norms.values() for v in per_layer]
     if not values:
         return 0.0
@@ -58,7 +75,17 @@ def gradient_health(norms: Mapping[str, Sequence[Optional[float]]], vanishing_be
 
 def training_stability(loss: Sequence[Optional[float]], relative_changes: Mapping[str, Mapping[str, Sequence[float]]],
                        max_bias_change: float, max_weight_change: float) -> float:
-    """``relative_changes``: per layer, {"kernel": [relative], "bias": [RMS]} per epoch."""
+    """Geometric mean of the loss's trend and smoothness and the parameters' change.
+
+    Args:
+        loss: The training loss per epoch.
+        relative_changes: Per layer, {"kernel": [relative], "bias": [RMS]} per epoch.
+        max_bias_change: The largest bias change per epoch that counts as steady.
+        max_weight_change: The largest relative kernel change per epoch that counts as steady.
+
+    Returns:
+        The score; 0.0 without a loss or with a missing or non-finite one.
+    """
     if not loss or any(v is None or not math.isfinite(v) for v in loss):
         return 0.0
     loss = np.asarray(loss, dtype=np.float64)
@@ -74,6 +101,15 @@ def training_stability(loss: Sequence[Optional[float]], relative_changes: Mappin
 
 
 def convergence_quality(loss: Sequence[Optional[float]], val_loss: Sequence[Optional[float]]) -> float:
+    """The training loss's relative improvement times how near val_loss ended to its best.
+
+    Args:
+        loss: The training loss per epoch.
+        val_loss: The validation loss per epoch.
+
+    Returns:
+        The score; 0.0 when either is empty or has a missing epoch.
+    """
     if not loss or not val_loss or any(v is None for v in (*loss, *val_loss)):
         return 0.0
     improvement = min(max((loss[0] - loss[-1]) / max(loss[0], 1e-12), 0.0), 1.0)
@@ -82,6 +118,15 @@ def convergence_quality(loss: Sequence[Optional[float]], val_loss: Sequence[Opti
 
 
 def accuracy_consistency(val_accuracy: Sequence[Optional[float]], last_epochs: int) -> float:
+    """How steady val_accuracy was over the last epochs: ``max(0, 1 - std / 0.05)``.
+
+    Args:
+        val_accuracy: The validation accuracy per epoch.
+        last_epochs: How many last epochs count.
+
+    Returns:
+        The score; 0.0 without values.
+    """
     tail = [v for v in val_accuracy[-last_epochs:] if v is not None]
     if not tail:
         return 0.0
@@ -89,6 +134,16 @@ def accuracy_consistency(val_accuracy: Sequence[Optional[float]], last_epochs: i
 
 
 def overfitting(accuracy: Sequence[Optional[float]], val_accuracy: Sequence[Optional[float]], tolerance: float) -> float:
+    """``max(0, 1 - gap / tolerance)``, gap the last epoch's training minus validation accuracy.
+
+    Args:
+        accuracy: The training accuracy per epoch.
+        val_accuracy: The validation accuracy per epoch.
+        tolerance: The gap that scores 0.
+
+    Returns:
+        The score; 0.0 without a last value of each.
+    """
     if not accuracy or not val_accuracy or accuracy[-1] is None or val_accuracy[-1] is None:
         return 0.0
     gap = max(0.0, accuracy[-1] - val_accuracy[-1])
@@ -96,12 +151,30 @@ def overfitting(accuracy: Sequence[Optional[float]], val_accuracy: Sequence[Opti
 
 
 def parameter_efficiency(val_accuracy: float, params: int) -> float:
+    """val_accuracy, less a penalty from 1k parameters (none) to 10M (all).
+
+    Args:
+        val_accuracy: The final validation accuracy.
+        params: The model's parameter count.
+
+    Returns:
+        The score.
+    """
     size_penalty = min(max((math.log10(max(params, 1)) - 3) / 4, 0.0), 1.0)
     return val_accuracy * (1.0 - size_penalty)
 
 
 def scores(diagnostics: dict, metrics: dict, health_cfg) -> dict:
-    """All health scores of a run, from its diagnostics and metrics."""
+    """All health scores of a run, from its diagnostics and metrics, and their weighted mean.
+
+    Args:
+        diagnostics: The run's diagnostics (activations, gradient norms, relative changes).
+        metrics: The run's metrics, with their ``history``.
+        health_cfg: The ``health`` config node (thresholds and weights).
+
+    Returns:
+        Each score of ``SCORES`` and ``overall_health``, rounded to 6 places.
+    """
     history = metrics.get("history", {})
     result = {
         "neuron_utilisation": diagnostics["activations"]["utilisation"],

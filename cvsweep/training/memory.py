@@ -48,6 +48,12 @@ class PeakMemory:
         self.rss_reset = _reset_rss_peak()
 
     def read(self) -> dict:
+        """The peaks since this object was created.
+
+        Returns:
+            ``peak_memory_mb`` and ``peak_memory_source`` (None and why, where the allocator keeps no
+            statistics), and ``peak_rss_mb`` (None where the reset was refused).
+        """
         if self.allocator_unavailable:
             peak, source = None, f"unavailable: {self.allocator_unavailable}"
         else:

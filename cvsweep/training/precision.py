@@ -26,8 +26,14 @@ CPU_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def check(precision: Precision) -> None:
-    """Raise ConfigError, naming training.precision and why, when this machine cannot run it.
-    float32 runs everywhere and needs no TensorFlow to say so."""
+    """Refuse a precision this machine cannot run; float32 runs everywhere and needs no TensorFlow.
+
+    Args:
+        precision: The run's ``training.precision``.
+
+    Raises:
+        ConfigError: Naming training.precision, why, and what to use instead.
+    """
     if precision == Precision.float32:
         return
     import_tensorflow_off_console()  # before provenance asks TensorFlow for its GPUs
@@ -37,7 +43,17 @@ def check(precision: Precision) -> None:
 
 
 def problem(precision: Precision, gpus: list[dict], device_name: str, cpu_flags: Optional[frozenset]) -> Optional[str]:
-    """Why ``precision`` cannot run on these GPUs (the first trains) or, with none, on this CPU."""
+    """Why ``precision`` cannot run on these GPUs (the first trains) or, with none, on this CPU.
+
+    Args:
+        precision: The policy.
+        gpus: The GPUs TensorFlow sees (see ``provenance.gpus``).
+        device_name: The device's name, for the message.
+        cpu_flags: The CPU's feature flags, or None when unknown (then bfloat16 is allowed).
+
+    Returns:
+        The message, or None when it can run.
+    """
     if precision == Precision.float32:
         return None
     key, needed = f"training.precision={precision.value}", MIN_COMPUTE_CAPABILITY[precision]

@@ -17,8 +17,17 @@ FILE_NAME = layout.PROGRESS
 
 
 def epoch_writer(trial_dir: str | Path) -> Callable[[dict], None]:
-    """train()'s ``progress`` callback for one trial: each epoch's update (epoch, epochs,
-    seconds and the epoch's metrics) replaces the file in one step, stamped with the time."""
+    """train()'s ``progress`` callback for one trial.
+
+    Each epoch's update (epoch, epochs, seconds and the epoch's metrics) replaces the trial's
+    progress.json in one step, stamped with the time; a write that fails is logged, never raised.
+
+    Args:
+        trial_dir: The trial's folder.
+
+    Returns:
+        The callback, taking one epoch's update.
+    """
     path = Path(trial_dir) / FILE_NAME
 
     def write(update: dict) -> None:
@@ -31,8 +40,15 @@ def epoch_writer(trial_dir: str | Path) -> Callable[[dict], None]:
 
 
 def read_epoch(trial_dir: str | Path) -> Optional[dict]:
-    """The trial's latest epoch, or None before its first one ends (or when a remote worker's
-    update has no whole numbers for ``epoch`` and ``epochs``: the display computes with them)."""
+    """The trial's latest epoch, from its progress.json.
+
+    Args:
+        trial_dir: The trial's folder.
+
+    Returns:
+        The update, or None before its first epoch ends (or when a remote worker's update has
+        no whole numbers for ``epoch`` and ``epochs``: the display computes with them).
+    """
     try:
         update = read_json(Path(trial_dir) / FILE_NAME)
     except (OSError, ValueError):

@@ -16,13 +16,22 @@ VERSIONED_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "scikit-
 
 
 def versions() -> dict:
+    """The versions a result records: Python and the installed packages of ``VERSIONED_PACKAGES``.
+
+    Returns:
+        Package name to version; packages not installed are left out.
+    """
     return dict(_versions())
 
 
 def device() -> dict:
-    """The device TensorFlow trains on, every GPU it sees (name, compute capability), and the
-    process-wide numerics of this run: the Keras precision policy and whether TF32 is on
-    (None without a GPU: TF32 is a GPU format)."""
+    """The device TensorFlow trains on, every GPU it sees, and this run's process-wide numerics.
+
+    Returns:
+        ``type``, ``name``, ``count`` and ``gpus`` (name, compute capability), the Keras
+        ``precision`` policy, and ``tf32``: whether TF32 is on (None without a GPU: TF32 is a GPU
+        format).
+    """
     import keras
     import tensorflow as tf
 
@@ -33,13 +42,21 @@ def device() -> dict:
 
 
 def gpus() -> list[dict]:
-    """The GPUs TensorFlow sees, the one it trains on first: ``[{"name", "compute_capability"}]``."""
+    """The GPUs TensorFlow sees, the one it trains on first.
+
+    Returns:
+        ``[{"name", "compute_capability"}]``; empty without a GPU.
+    """
     return copy.deepcopy(_device()["gpus"])
 
 
 @functools.cache
 def cpu_flags() -> frozenset | None:
-    """The CPU's feature flags (avx512_bf16, amx_bf16, ...), or None where /proc/cpuinfo cannot tell."""
+    """The CPU's feature flags (avx512_bf16, amx_bf16, ...).
+
+    Returns:
+        The flags, or None where /proc/cpuinfo cannot tell.
+    """
     for line in _cpuinfo():
         if line.startswith("flags"):
             return frozenset(line.split(":", 1)[1].split())
@@ -47,6 +64,11 @@ def cpu_flags() -> frozenset | None:
 
 
 def host() -> dict:
+    """The machine a result was produced on.
+
+    Returns:
+        ``hostname``, ``platform`` and ``python``.
+    """
     return dict(_host())
 
 

@@ -20,8 +20,17 @@ from typing import Iterator
 
 @contextmanager
 def stderr_to_log_files(logger_name: str) -> Iterator[None]:
-    """Send fd 2 to a temporary file for the block, then write what arrived to the log files
-    of the root logger (the run's or trial's log), one record per line, never to the console."""
+    """Send fd 2 to a temporary file for the block, then write what arrived to the log files.
+
+    The lines go to the root logger's file handlers (the run's or trial's log), one record per
+    line, never to the console.
+
+    Args:
+        logger_name: The logger the records are made under.
+
+    Yields:
+        Nothing; the block runs with fd 2 redirected.
+    """
     sys.stderr.flush()
     try:
         saved = os.dup(2)
@@ -51,8 +60,15 @@ def _to_log_files(logger_name: str, text: str) -> None:
 
 
 def write_to_log_files(record: logging.LogRecord) -> bool:
-    """Hand the record to the root logger's file handlers only; False if there are none (a
-    training process, whose records go to its parent: cvsweep/training/process.py)."""
+    """Hand the record to the root logger's file handlers only.
+
+    Args:
+        record: The log record.
+
+    Returns:
+        False if there are none (a training process, whose records go to its parent:
+        cvsweep/training/process.py).
+    """
     files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     for handler in files:
         if record.levelno >= handler.level:
@@ -61,8 +77,14 @@ def write_to_log_files(record: logging.LogRecord) -> bool:
 
 
 def handle_relayed(record: logging.LogRecord) -> None:
-    """A record that came from a training process: to the log files only when it was caught
-    off fd 2 there, else as any record of its logger."""
+    """Handle a record that came from a training process.
+
+    It goes to the log files only when it was caught off fd 2 there, else it is handled as any
+    record of its logger.
+
+    Args:
+        record: The relayed record.
+    """
     if getattr(record, "files_only", False):
         write_to_log_files(record)
     else:

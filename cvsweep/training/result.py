@@ -24,6 +24,7 @@ COMPLETED, FAILED, PRUNED = "completed", "failed", "pruned"
 
 
 class FailureRecord(TypedDict):
+    """result.json's ``failure``: the failure's code and its problems."""
     code: str  # one of cvsweep/training/failures.py's codes
     problems: list[str]
 
@@ -61,8 +62,16 @@ REQUIRED_KEYS = Result.__required_keys__
 
 
 def new_result(run_config: dict) -> Result:
-    """A result before training: what will run, where, on which versions; completed until
-    ``fail`` says otherwise."""
+    """A result before training: what will run, where, on which versions.
+
+    It is completed until ``fail`` (or ``mark_pruned``) says otherwise.
+
+    Args:
+        run_config: The plain run config.
+
+    Returns:
+        The result, with its fingerprint, host and versions and empty metrics and data.
+    """
     return Result(
         schema_version=SCHEMA_VERSION,
         fingerprint=fingerprint(run_config),
@@ -77,23 +86,48 @@ def new_result(run_config: dict) -> Result:
 
 
 def failed_result(run_config: dict, failure: Failure) -> Result:
-    """The result of a run that never trained (a refused config, a lost job, a killed process)."""
+    """The result of a run that never trained (a refused config, a lost job, a killed process).
+
+    Args:
+        run_config: The plain run config.
+        failure: Why it failed.
+
+    Returns:
+        A failed result.
+    """
     return fail(new_result(run_config), failure)
 
 
 def fail(result: Result, failure: Failure) -> Result:
-    """Mark ``result`` failed, for ``failure``'s reason, and return it. ``infeasible``: the
-    configuration itself cannot train (it diverges, overruns its time budget, cannot be built,
-    is too big for the memory), an answer a sweep counts and its sampler learns to avoid; not
-    so for data that could not be loaded, a run that was lost or an internal error (see
-    cvsweep/sweep/trial.py)."""
+    """Mark ``result`` failed, for ``failure``'s reason, and log it.
+
+    ``infeasible``: the configuration itself cannot train (it diverges, overruns its time
+    budget, cannot be built, is too big for the memory), an answer a sweep counts and its
+    sampler learns to avoid; not so for data that could not be loaded, a run that was lost or an
+    internal error (see cvsweep/sweep/trial.py).
+
+    Args:
+        result: The result, changed in place.
+        failure: Why it failed.
+
+    Returns:
+        ``result``.
+    """
     log.warning("run failed: %s", failure.reason)
     result.update(status=FAILED, reason=failure.reason, infeasible=failure.infeasible, failure=failure.to_json())
     return result
 
 
 def mark_pruned(result: Result, epoch: int) -> Result:
-    """Mark ``result`` pruned: the sweep's pruner stopped it after ``epoch``."""
+    """Mark ``result`` pruned: the sweep's pruner stopped it after ``epoch``.
+
+    Args:
+        result: The result, changed in place.
+        epoch: The last epoch it trained.
+
+    Returns:
+        ``result``.
+    """
     log.info("run pruned after epoch %d", epoch)
     result.update(status=PRUNED, reason=f"pruned after epoch {epoch}: the sweep's pruner found it behind the other trials",
                   pruned={"epoch": epoch})
@@ -101,21 +135,51 @@ def mark_pruned(result: Result, epoch: int) -> Result:
 
 
 def is_pruned(result: Result) -> bool:
+    """Whether the sweep's pruner stopped the run.
+
+    Args:
+        result: A result.
+
+    Returns:
+        True when its status is ``pruned``.
+    """
     return result["status"] == PRUNED
 
 
 def is_completed(result: Result) -> bool:
+    """Whether the run completed.
+
+    Args:
+        result: A result.
+
+    Returns:
+        True when its status is ``completed``.
+    """
     return result["status"] == COMPLETED
 
 
 def is_result(value: Any) -> bool:
-    """Whether ``value`` (a worker's answer) has the shape of a result."""
+    """Whether ``value`` (a worker's answer) has the shape of a result.
+
+    Args:
+        value: Anything.
+
+    Returns:
+        True for a dict with every required key.
+    """
     return isinstance(value, dict) and REQUIRED_KEYS <= value.keys()
 
 
 def finite_number(value: Any) -> Optional[float]:
-    """A number from outside (a worker's report) as a finite float, or None for anything else:
-    a string, a bool, NaN, an integer too large for a float."""
+    """A number from outside (a worker's report) as a finite float.
+
+    Args:
+        value: Anything.
+
+    Returns:
+        The float, or None for anything else: a string, a bool, NaN, an integer too large for a
+        float.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
@@ -126,6 +190,13 @@ def finite_number(value: Any) -> Optional[float]:
 
 
 def finite_or_none(value) -> Optional[float]:
-    """JSON has no NaN or infinity: a diverged metric is recorded as null."""
+    """A metric as JSON can hold it: JSON has no NaN or infinity, so a diverged one is null.
+
+    Args:
+        value: A number.
+
+    Returns:
+        It as a float, or None when not finite.
+    """
     value = float(value)
     return value if math.isfinite(value) else None

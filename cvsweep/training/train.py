@@ -35,17 +35,31 @@ def train(
     model_dir: Optional[str] = None,
     prune: Optional[Callable[[dict], bool]] = None,
 ) -> Result:
-    """Train and evaluate one run. Raises ConfigError for an invalid config; a run that
-    cannot finish comes back with status ``failed``, the reason, and ``failure``
-    (``{"code", "problems"}``, cvsweep/training/failures.py): whatever it raised, from bad data and
-    impossible or oversized models to out of memory, divergence, the time budget or a bug.
-    A completed run also carries its diagnostics and health scores. ``stage`` hears each
-    stage as it begins (``data``, ``model``, ``fit``): the training process's hard time
-    limit starts with the fit (cvsweep/training/process.py). With ``model_dir``, a completed
-    run's model (its best weights, when early stopping restored them) is saved there as
-    model.keras (cvsweep/training/artifact.py). ``prune`` is asked after each epoch, with the
-    epoch's report, whether the sweep's pruner stops the run: a stopped run comes back with
-    status ``pruned`` and what it trained (cvsweep/study/pruning.py), neither evaluated nor kept."""
+    """Train and evaluate one run.
+
+    A run that cannot finish comes back with status ``failed``, the reason, and ``failure``
+    (``{"code", "problems"}``, cvsweep/training/failures.py): whatever it raised, from bad data
+    and impossible or oversized models to out of memory, divergence, the time budget or a bug. A
+    completed run also carries its diagnostics and health scores.
+
+    Args:
+        config: The run config as plain data.
+        progress: Hears each epoch's update.
+        tensorboard_dir: Where TensorBoard logs go; None for none.
+        stage: Hears each stage as it begins (``data``, ``model``, ``fit``): the training
+            process's hard time limit starts with the fit (cvsweep/training/process.py).
+        model_dir: Where a completed run's model (its best weights, when early stopping restored
+            them) is saved as model.keras (cvsweep/training/artifact.py); None keeps none.
+        prune: Asked after each epoch, with the epoch's report, whether the sweep's pruner stops
+            the run: a stopped run comes back with status ``pruned`` and what it trained
+            (cvsweep/study/pruning.py), neither evaluated nor kept.
+
+    Returns:
+        The run's result (cvsweep/training/result.py).
+
+    Raises:
+        ConfigError: For an invalid config.
+    """
     cfg = load_run_config(config)
     result = new_result(run_config_of(cfg))
     current, model, estimated = failures.DATA, None, None
@@ -202,9 +216,21 @@ def _evaluate(model, parts: dict) -> dict:
 
 
 def evaluate_saved(model_path, cfg, splits) -> dict:
-    """Load a saved model and evaluate it on ``splits``' test split exactly as a run evaluated
-    it: the run's seeds and determinism, its batching, its evaluate call (python -m
-    cvsweep.evaluate). Raises what Keras raises for a file it cannot load."""
+    """Load a saved model and evaluate it on ``splits``' test split exactly as a run evaluated it.
+
+    The run's seeds and determinism, its batching, its evaluate call (python -m cvsweep.evaluate).
+
+    Args:
+        model_path: The model.keras file.
+        cfg: The run config it was trained with.
+        splits: The run's splits.
+
+    Returns:
+        ``test_loss``, ``test_accuracy`` and ``evaluate_seconds``.
+
+    Raises:
+        Exception: What Keras raises for a file it cannot load.
+    """
     tf = prepare_run(cfg.training)
     import keras
 
