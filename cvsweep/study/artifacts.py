@@ -23,7 +23,14 @@ ARTIFACT_DIR = "artifacts"
 
 
 def store(output_root: str | Path):
-    """The file-system artifact store of ``output_root`` (created on first use)."""
+    """The file-system artifact store of ``output_root`` (created on first use).
+
+    Args:
+        output_root: The sweeps' output root.
+
+    Returns:
+        An Optuna ``FileSystemArtifactStore`` over ``<output_root>/artifacts``.
+    """
     from optuna.artifacts import FileSystemArtifactStore
 
     folder = Path(output_root) / ARTIFACT_DIR
@@ -32,10 +39,19 @@ def store(output_root: str | Path):
 
 
 def register_model(trial, result_path: Path, output_root: str | Path) -> Optional[str]:
-    """Upload the model that ``result_path``'s result records (model.keras beside it) as an
-    artifact of ``trial`` (still running: a finished trial takes no more attributes) and
-    return its artifact id; None when the result keeps no model. A copy that fails is logged,
-    never a failed trial."""
+    """Upload the model a result records (model.keras beside it) as an artifact of ``trial``.
+
+    ``trial`` is still running: a finished trial takes no more attributes. A copy that fails is
+    logged, never a failed trial.
+
+    Args:
+        trial: The running Optuna trial.
+        result_path: The trial's result.json.
+        output_root: The sweeps' output root.
+
+    Returns:
+        The artifact's id, or None when the result keeps no model or the copy failed.
+    """
     try:
         record = read_json(result_path).get("model") or {}
         if "path" not in record:
@@ -50,9 +66,18 @@ def register_model(trial, result_path: Path, output_root: str | Path) -> Optiona
 
 
 def remove(output_root: str | Path, artifact_id: str) -> bool:
-    """Delete an artifact's file from the store; False if it was not there. Its record stays
-    in the finished trial (Optuna lets nothing change a finished trial), so the dashboard
-    still names it, and answers 404 for its file."""
+    """Delete an artifact's file from the store.
+
+    Its record stays in the finished trial (Optuna lets nothing change a finished trial), so
+    the dashboard still names it, and answers 404 for its file.
+
+    Args:
+        output_root: The sweeps' output root.
+        artifact_id: The artifact's id.
+
+    Returns:
+        False if it was not there or could not be removed (logged).
+    """
     from optuna.artifacts.exceptions import ArtifactNotFound
 
     try:

@@ -20,6 +20,7 @@ from cvsweep.jsonio import read_json
 
 @dataclass(frozen=True)
 class Constraint:
+    """One study constraint: the metric it limits and whether the setting is its max or its min."""
     metric: str  # result["metrics"][metric]
     limit: str  # "max": metric <= setting; "min": metric >= setting
     description: str
@@ -33,8 +34,14 @@ CONSTRAINTS = {
 
 
 def limits_of(sweeper) -> dict[str, float]:
-    """The constraints a sweep sets (its hydra.sweeper node), without the unset ones; whole
-    numbers as ints (the schema holds floats)."""
+    """The constraints a sweep sets, without the unset ones.
+
+    Args:
+        sweeper: The sweep's ``hydra.sweeper`` node (or None).
+
+    Returns:
+        Each set constraint's limit; whole numbers as ints (the schema holds floats).
+    """
     given = (sweeper or {}).get("constraints") or {}
     return {name: _plain(given[name]) for name in CONSTRAINTS if given.get(name) is not None}
 
@@ -44,6 +51,14 @@ def _plain(value):
 
 
 def check_limits(sweeper) -> None:
+    """Check the values a sweep gives its constraints.
+
+    Args:
+        sweeper: The sweep's ``hydra.sweeper`` node (or None).
+
+    Raises:
+        ConfigError: Listing each constraint whose value is not allowed.
+    """
     problems = []
     for name, value in limits_of(sweeper).items():
         key = f"hydra.sweeper.constraints.{name}={value}"
@@ -58,8 +73,15 @@ def check_limits(sweeper) -> None:
 
 
 def values(metrics: dict, limits: dict[str, float]) -> dict[str, float]:
-    """Each set constraint's value for a trial with these metrics (<= 0: met), for the ones
-    its metrics have."""
+    """Each set constraint's value for a trial with these metrics (<= 0: met).
+
+    Args:
+        metrics: The trial's metrics.
+        limits: The set constraints (see ``limits_of``).
+
+    Returns:
+        The value of each constraint whose metric the trial has.
+    """
     found = {}
     for name, limit in limits.items():
         constraint, measured = CONSTRAINTS[name], metrics.get(CONSTRAINTS[name].metric)
@@ -69,13 +91,27 @@ def values(metrics: dict, limits: dict[str, float]) -> dict[str, float]:
 
 
 def violated(constraint_values: Optional[dict[str, Any]]) -> list[str]:
-    """The constraints a trial's recorded values miss."""
+    """The constraints a trial's recorded values miss.
+
+    Args:
+        constraint_values: The trial's recorded constraint values (or None).
+
+    Returns:
+        The names of those above 0.
+    """
     return [name for name, value in (constraint_values or {}).items() if value > 0]
 
 
 def give_to_optuna(trial, result_path) -> None:
-    """Before the trial is told: its recorded constraint values (result.json's ``constraints``)
-    as Optuna's, so the sampler learns where the feasible region is."""
+    """Before the trial is told: its recorded constraint values as Optuna's.
+
+    The values are result.json's ``constraints``; the sampler learns from them where the
+    feasible region is. An unreadable result gives none.
+
+    Args:
+        trial: The Optuna trial.
+        result_path: The trial's result.json.
+    """
     try:
         recorded = read_json(result_path).get("constraints") or {}
     except (OSError, ValueError, AttributeError):

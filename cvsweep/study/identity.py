@@ -37,7 +37,17 @@ HASH_LENGTH = 8
 
 
 def identity_of(cfg: DictConfig) -> dict[str, Any]:
-    """The study identity of a composed sweep config, as a flat mapping of readable keys."""
+    """The study identity of a composed sweep config, as a flat mapping of readable keys.
+
+    It holds what every trial shares (the run config's fixed settings, the data pinned), the
+    objectives and directions, the constraints and the searched distributions.
+
+    Args:
+        cfg: The composed sweep config.
+
+    Returns:
+        Readable key to value.
+    """
     distributions, _ = sweep_parameters(cfg)
     base = OmegaConf.masked_copy(cfg, list(RUN_KEYS))
     # The search space's plain values (e.g. search=mnist's model.conv_layers: 2) are fixed
@@ -62,16 +72,41 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
 
 
 def identity_hash(identity: dict) -> str:
+    """A short hash of an identity, for study names.
+
+    Args:
+        identity: A study identity (see ``identity_of``).
+
+    Returns:
+        The first ``HASH_LENGTH`` hex digits of its canonical JSON's sha256.
+    """
     return hashlib.sha256(canonical_json(identity).encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
 
 def default_study_name(cfg: DictConfig, identity: dict) -> str:
+    """The study name derived from the experiment: ``<dataset>-<model>-<search>-<hash>``.
+
+    Args:
+        cfg: The composed sweep config (its group choices).
+        identity: Its study identity.
+
+    Returns:
+        The name.
+    """
     choices = cfg.hydra.runtime.choices
     return f"{choices.dataset}-{choices.model}-{choices.search}-{identity_hash(identity)}"
 
 
 def differences(stored: dict, current: dict) -> list[str]:
-    """``key: stored -> current`` for each key that differs, in key order."""
+    """``key: stored -> current`` for each key that differs, in key order.
+
+    Args:
+        stored: The identity the study recorded.
+        current: This sweep's identity.
+
+    Returns:
+        One line per differing key; absent keys read ``(absent)``.
+    """
     return [
         f"{key}: {_shown(stored.get(key, _ABSENT))} -> {_shown(current.get(key, _ABSENT))}"
         for key in sorted(stored.keys() | current.keys())
@@ -80,7 +115,16 @@ def differences(stored: dict, current: dict) -> list[str]:
 
 
 def adopt_or_refuse(study, identity: dict, name_key: str = "hydra.sweeper.study_name") -> None:
-    """Record the identity in a new study; refuse a study made for another experiment."""
+    """Record the identity in a new study; refuse a study made for another experiment.
+
+    Args:
+        study: The Optuna study.
+        identity: This sweep's identity.
+        name_key: The setting that named the study, for messages.
+
+    Raises:
+        ConfigError: When the study holds another identity, or trials but no identity.
+    """
     stored = study.user_attrs.get(IDENTITY_ATTR)
     if stored is None:
         if study.trials:  # made by a cvsweep that recorded no identity: nothing to compare
@@ -100,8 +144,16 @@ def adopt_or_refuse(study, identity: dict, name_key: str = "hydra.sweeper.study_
 
 
 def settle_study(cfg: DictConfig) -> None:
-    """Name the study after the experiment unless named explicitly, and refuse a stored study
-    that is another experiment, before any trial exists."""
+    """Name the study after the experiment unless named, and refuse a stored study of another one.
+
+    Runs before any trial exists; an in-memory study needs no check.
+
+    Args:
+        cfg: The composed sweep config; ``hydra.sweeper.study_name`` is filled in when unset.
+
+    Raises:
+        ConfigError: When the stored study is another experiment.
+    """
     sweeper = cfg.hydra.sweeper
     identity = identity_of(cfg)
     if not sweeper.study_name:

@@ -18,8 +18,15 @@ from cvsweep.config.validate import omegaconf_problem
 
 
 def search_space(cfg: DictConfig) -> dict[str, str]:
-    """The swept parameters, as the sweeper sees them: key -> expression (``choice(8,16)``,
-    ``interval(0.001,0.1)``, or a plain value that ``hydra.sweeper.params`` fixes)."""
+    """The swept parameters, as the sweeper sees them.
+
+    Args:
+        cfg: The composed sweep config.
+
+    Returns:
+        Key to expression (``choice(8,16)``, ``interval(0.001,0.1)``, or a plain value that
+        ``hydra.sweeper.params`` fixes); the command line overrides ``hydra.sweeper.params``.
+    """
     space = {str(key): str(value) for key, value in (cfg.hydra.sweeper.params or {}).items()}
     for override in _command_line(cfg):
         if override.is_sweep_override():
@@ -30,17 +37,31 @@ def search_space(cfg: DictConfig) -> dict[str, str]:
 
 
 def sweep_parameters(cfg: DictConfig) -> tuple[dict, dict]:
-    """The sweep's (Optuna distributions, fixed values) for the sweeper: the search space parsed
-    as the Optuna sweeper parses it, and the command line's plain values, which every trial's
-    overrides carry."""
+    """The sweep's Optuna distributions and fixed values, as the Optuna sweeper parses them.
+
+    Args:
+        cfg: The composed sweep config.
+
+    Returns:
+        ``(distributions, fixed)``: the search space's distributions, and the fixed values,
+        the command line's plain ones included (every trial's overrides carry them).
+    """
     plain = [o.input_line for o in _command_line(cfg) if not o.is_sweep_override()]
     return compat.optuna_sweep_parameters([f"{key}={value}" for key, value in search_space(cfg).items()] + plain)
 
 
 def check_search_space(cfg: DictConfig, check_config: Callable[[DictConfig], None]) -> None:
-    """Check (with ``check_config``, which raises ConfigError) the config each swept key's values
-    lead to: first with every swept key at its first value, then each value of each key on its
-    own. Problems name the key, its expression and the value that fails."""
+    """Check the config each swept key's values lead to.
+
+    First with every swept key at its first value, then each value of each key on its own.
+
+    Args:
+        cfg: The composed sweep config.
+        check_config: Checks one config; raises ConfigError.
+
+    Raises:
+        ConfigError: Naming the key, its expression and the value that fails.
+    """
     parser = OverridesParser.create()
     reachable = {
         key: (expression, _reachable_values(parser.parse_override(f"{key}={expression}")))
