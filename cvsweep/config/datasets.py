@@ -16,6 +16,7 @@ from typing import Optional
 
 class Kind(Enum):
     """What a dataset's examples are, which picks its loader's output and its model."""
+
     image = "image"  # image arrays: [N, H, W] or [N, H, W, C] with integer labels
     image_folder = "image_folder"  # a folder of class folders, decoded and resized to arrays
     text = "text"  # token sequences, padded to dataset.sequence_length
@@ -23,6 +24,7 @@ class Kind(Enum):
 
 class Loader(Enum):
     """Where a dataset's arrays come from."""
+
     sklearn_digits = "sklearn_digits"  # scikit-learn's bundled 8x8 digits
     keras = "keras"  # keras.datasets.<name>.load_data (downloads once into ~/.keras/datasets)
     npz = "npz"  # a local .npz in Keras layout (dataset.path)
@@ -40,6 +42,7 @@ class HeldOut(Enum):
 @dataclass(frozen=True)
 class Dataset:
     """One dataset's registry entry: its kind, loader, test split, default model and search, shape."""
+
     kind: Kind
     loader: Loader
     test_set: HeldOut = HeldOut.own

@@ -178,6 +178,7 @@ FOLDER_DATASETS = {DatasetName[name] for name in names_of(Kind.image_folder)}
 
 class DataLocation(Enum):
     """Where ``dataset.path`` is: on the sweep's machine, or on the worker only."""
+
     client = "client"  # dataset.path is on the machine that runs the sweep (and the same on a worker)
     worker = "worker"  # dataset.path exists only on the worker (a RunPod network volume)
 
@@ -188,18 +189,21 @@ MAX_IMAGE_SIDE = 1024
 
 class ColorMode(Enum):
     """The colour channels an image folder's images are read with."""
+
     rgb = "rgb"
     grayscale = "grayscale"
 
 
 class Architecture(Enum):
     """The model family: a CNN for images, an LSTM for text."""
+
     cnn = "cnn"
     lstm = "lstm"
 
 
 class Flip(Enum):
     """The random flips of the augmentation."""
+
     none = "none"
     horizontal = "horizontal"
     vertical = "vertical"
@@ -208,6 +212,7 @@ class Flip(Enum):
 
 class Activation(Enum):
     """The activation function of the convolution and dense layers."""
+
     relu = "relu"
     leaky_relu = "leaky_relu"
     elu = "elu"
@@ -219,6 +224,7 @@ class Activation(Enum):
 
 class Initializer(Enum):
     """The kernel initializer of the convolution and dense layers."""
+
     glorot_uniform = "glorot_uniform"
     glorot_normal = "glorot_normal"
     he_uniform = "he_uniform"
@@ -229,12 +235,14 @@ class Initializer(Enum):
 
 class Padding(Enum):
     """The padding of the convolutions."""
+
     same = "same"
     valid = "valid"
 
 
 class Pooling(Enum):
     """The pooling after each convolution block."""
+
     max = "max"
     avg = "avg"
     none = "none"
@@ -242,6 +250,7 @@ class Pooling(Enum):
 
 class Head(Enum):
     """How the convolution blocks' output becomes a vector for the dense layers."""
+
     flatten = "flatten"
     global_avg = "global_avg"
     global_max = "global_max"
@@ -249,12 +258,14 @@ class Head(Enum):
 
 class SamplingStrategy(Enum):
     """Whether a trial trains on the whole training split or a proxy fraction of it."""
+
     full = "full"
     proxy = "proxy"
 
 
 class Optimizer(Enum):
     """The Keras optimizer a run trains with."""
+
     adam = "adam"
     nadam = "nadam"
     rmsprop = "rmsprop"
@@ -263,6 +274,7 @@ class Optimizer(Enum):
 
 class LearningRateSchedule(Enum):
     """How the learning rate changes over training."""
+
     constant = "constant"
     cosine = "cosine"  # cosine decay from learning_rate to 0 over all planned steps
 
@@ -278,6 +290,7 @@ class Precision(Enum):
 
 class Fallback(Enum):
     """What a trial does when its remote job fails: fail (none) or train here (local)."""
+
     none = "none"
     local = "local"
 
@@ -285,6 +298,7 @@ class Fallback(Enum):
 
 class Artifacts(Enum):
     """Which trained models a sweep keeps."""
+
     all = "all"  # every completed trial's model.keras
     best = "best"  # when the sweep ends, only the study's best trial's
     none = "none"  # no model is saved
@@ -294,6 +308,7 @@ class Plots(Enum):
     # Never drawn inside a trial. all: per-sweep plots and report, and per-trial plots drawn when
     # the sweep ends for its top trials (a single run: at its end; any trial: python -m cvsweep.plot)
     """Which plots a sweep draws, all when the sweep ends."""
+
     all = "all"
     best = "best"  # per-sweep plots and report, and per-trial plots for the study's best trial only
     summary = "summary"  # per-sweep plots and report only
@@ -431,6 +446,7 @@ MODEL_SCHEMAS = {Architecture.cnn: CnnModelConfig, Architecture.lstm: LstmModelC
 @dataclass
 class SamplingConfig:
     """Which share of the training split a trial trains on."""
+
     strategy: SamplingStrategy = SamplingStrategy.full
     # Share of the training split kept (stratified, seeded); 1.0 unless strategy is proxy.
     fraction: float = field(default=1.0, metadata=bounds(0, 1, low_open=True))
@@ -439,6 +455,7 @@ class SamplingConfig:
 @dataclass
 class TrainingConfig:
     """How a run trains: epochs, batch, optimizer and learning rate, clipping, early stopping, limits, seed, precision."""
+
     epochs: int = field(default=20, metadata=bounds(1, 10_000))
     batch_size: int = field(default=32, metadata=bounds(1, 65_536))
     optimizer: Optimizer = Optimizer.adam
@@ -477,6 +494,7 @@ class TrainingConfig:
 @dataclass
 class HealthWeights:
     """The weight of each health score in the overall health."""
+
     neuron_utilisation: float = field(default=1.0, metadata=bounds(0))
     gradient_health: float = field(default=1.0, metadata=bounds(0))
     training_stability: float = field(default=1.0, metadata=bounds(0))
@@ -525,6 +543,7 @@ class RunConfig:
 @dataclass
 class LocalExecutorConfig:
     """Trials train on this machine."""
+
     name: str = "local"
 
 

@@ -27,6 +27,7 @@ CHUNK = 1 << 20
 @dataclass(frozen=True)
 class Archive:
     """Where a dataset's archive comes from, its class-folder root inside, and its pinned checksums."""
+
     url: str
     images: str  # the folder inside the archive that holds one folder per class
     md5: Optional[str] = None  # the pinned checksum (see ARCHIVES for where it comes from)

@@ -50,7 +50,6 @@ _keys: dict[tuple, str] = {}
 
 class FolderError(CvsweepError, ValueError):
     """An image folder that cannot be used; the message names ``dataset.path`` and the problem."""
-    pass
 
 
 def cache_dir() -> Path:

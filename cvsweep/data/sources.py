@@ -60,6 +60,7 @@ class Source:
 @dataclass(frozen=True)
 class Splits:
     """A dataset's training, validation and test arrays, scaled, as a run trains on them."""
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray

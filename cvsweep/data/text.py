@@ -29,7 +29,6 @@ KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 class TextDataError(CvsweepError, ValueError):
     """A text dataset that cannot be used; the message names where and the problem."""
-    pass
 
 
 def load_keras(name: str, vocab_size: int) -> dict:

@@ -22,6 +22,7 @@ TRAINING_COPIES = 2
 @dataclass(frozen=True)
 class ModelSize:
     """A model's parameter count and one training batch's activation memory."""
+
     params: int
     activation_bytes: int  # one training batch's activations, forward and backward
 

@@ -47,12 +47,32 @@ class _Running:
 
 
 def live_display_wanted() -> bool:
-    """Whether this process's stdout is a terminal (rich's test, which FORCE_COLOR and
-    TTY_COMPATIBLE can override)."""
+    """Whether this process's stdout is a terminal.
+
+    rich's test, which FORCE_COLOR and TTY_COMPATIBLE can override.
+
+    Returns:
+        True when a live display can be drawn.
+    """
     return Console().is_terminal
 
 
 class SweepProgress:
+    """A sweep's progress on the console: a live display on a terminal, else a line per event and poll.
+
+    Use it as a context manager around the sweep; the sweeper calls ``started`` and
+    ``finished`` for each trial.
+
+    Args:
+        total: The trials the sweep counts towards (n_trials).
+        already_finished: Trials a resumed study had already counted.
+        objectives: The objectives' names, the primary first.
+        directions: Their directions.
+        live: Whether to draw a live display; None asks ``live_display_wanted``.
+        poll_s: How often the running trials' progress files are read.
+        summary_every_s: How often a plain (not live) display prints a summary line.
+    """
+
     def __init__(self, total: int, already_finished: int, objectives: Sequence[str], directions: Sequence[str],
                  live: Optional[bool] = None, poll_s: float = 0.5, summary_every_s: float = 60.0) -> None:
         self.total, self.already_finished = total, already_finished
@@ -69,6 +89,17 @@ class SweepProgress:
 
     @classmethod
     def for_sweep(cls, config, n_trials: int, already_finished: int, **options: Any) -> "SweepProgress":
+        """The progress of a sweep of a composed config.
+
+        Args:
+            config: The composed sweep config (its objectives and directions).
+            n_trials: The trials the sweep counts towards.
+            already_finished: Trials a resumed study had already counted.
+            **options: ``live``, ``poll_s``, ``summary_every_s``.
+
+        Returns:
+            The progress display, not yet entered.
+        """
         from cvsweep.config.objectives import directions_of, objectives_of
 
         names = [o.name for o in objectives_of(config)]
@@ -96,6 +127,13 @@ class SweepProgress:
             self._thread.join()
 
     def started(self, trial_number: int, job_idx: int, trial_dir: str | Path) -> None:
+        """A trial started.
+
+        Args:
+            trial_number: Its Optuna trial number.
+            job_idx: Its Hydra job number.
+            trial_dir: Its folder (whose progress.json is read).
+        """
         with self.lock:
             self.n_started += 1
             # The k-th counted trial this one would be; a failed one's successor takes its place.
@@ -106,9 +144,16 @@ class SweepProgress:
                            f"({len(self.running)} running)")
 
     def finished(self, trial_number: int, state: str, values: Any = None, reason: Any = None) -> None:
-        """``state`` is the trial's outcome: "completed" with its objective value(s), or
-        pruned, infeasible, failed or interrupted with the reason; only the first three count
-        towards n_trials."""
+        """A trial ended; a trial not started here is ignored.
+
+        Only completed, pruned and infeasible trials count towards n_trials.
+
+        Args:
+            trial_number: Its Optuna trial number.
+            state: The outcome: "completed", or pruned, infeasible, failed or interrupted.
+            values: A completed trial's objective value(s).
+            reason: Why it did not complete.
+        """
         with self.lock:
             trial = self.running.pop(trial_number, None)
             if trial is None:

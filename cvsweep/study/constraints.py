@@ -21,6 +21,7 @@ from cvsweep.jsonio import read_json
 @dataclass(frozen=True)
 class Constraint:
     """One study constraint: the metric it limits and whether the setting is its max or its min."""
+
     metric: str  # result["metrics"][metric]
     limit: str  # "max": metric <= setting; "min": metric >= setting
     description: str

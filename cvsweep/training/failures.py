@@ -38,6 +38,7 @@ MAX_MESSAGE = 500
 @dataclass
 class Failure:
     """A failed run's code, reason, and whether the study records it as infeasible (an answer)."""
+
     code: str
     reason: str
     infeasible: bool

@@ -25,6 +25,7 @@ COMPLETED, FAILED, PRUNED = "completed", "failed", "pruned"
 
 class FailureRecord(TypedDict):
     """result.json's ``failure``: the failure's code and its problems."""
+
     code: str  # one of cvsweep/training/failures.py's codes
     problems: list[str]
 
