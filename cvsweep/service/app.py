@@ -39,15 +39,27 @@ STREAM_CHECK_S = 5  # how often an idle event stream looks whether its client is
 
 
 class SweepRequest(BaseModel):
+    """The body of a request to start a sweep: its command-line overrides."""
+
     overrides: Any = None  # checked by cvsweep/service/requests.py, which names what is allowed
 
 
 class Login(BaseModel):
+    """The body of a login: the service's access token."""
+
     token: str = ""
 
 
 def create_app(settings: ServeSettings, poll_interval: float = 0.5):
-    """The whole service as one ASGI app: guard -> (dashboard | API and page)."""
+    """The whole service as one ASGI app: guard -> (dashboard | API and page).
+
+    Args:
+        settings: The service's settings.
+        poll_interval: Seconds between the poller's reads of the sweeps' files.
+
+    Returns:
+        The ASGI app.
+    """
     sweeps = store.SweepStore(settings.root)
     runner = Runner(settings, sweeps)
     monitor = Monitor(runner, poll_interval)

@@ -25,6 +25,8 @@ log = logging.getLogger("cvsweep.service")
 
 @dataclass
 class EventLog:
+    """One sweep's events so far, the view they were derived from, and the streams waiting for more."""
+
     events: list = field(default_factory=list)  # (id, name, data), ids from 1
     view: Optional[dict] = None  # the view the last events were derived from
     ended: bool = False
@@ -32,6 +34,12 @@ class EventLog:
     listeners: set = field(default_factory=set)
 
     def add(self, name: str, data: dict) -> None:
+        """Append an event and wake the waiting streams.
+
+        Args:
+            name: The event's name.
+            data: Its data.
+        """
         self.events.append((len(self.events) + 1, name, data))
         self.wake()
 
@@ -44,11 +52,28 @@ class EventLog:
                 self.listeners.discard((loop, event))
 
     def after(self, last_id: int) -> list:
+        """The events after the one with id ``last_id``.
+
+        Args:
+            last_id: The last id a client has seen; negative for all.
+
+        Returns:
+            ``(id, name, data)`` tuples.
+        """
         return self.events[last_id:] if last_id >= 0 else self.events
 
 
 def changes(before: Optional[dict], after: dict) -> list[tuple[str, dict]]:
-    """The events between two views of one sweep."""
+    """The events between two views of one sweep.
+
+    Args:
+        before: The earlier view, or None for none yet.
+        after: The current view.
+
+    Returns:
+        ``(name, data)`` pairs: status, trial started, epoch, trial finished, pruned or failed,
+        sweep finished.
+    """
     found = []
     old_status = before["status"] if before else None
     if after["status"] != old_status and after["status"] not in store.FINAL:
@@ -87,6 +112,13 @@ def _best_brief(best: Optional[dict]) -> Optional[dict]:
 
 
 class Monitor:
+    """The poller: keeps every sweep's view and events fresh for every client.
+
+    Args:
+        runner: The runner that starts queued sweeps (ticked at each poll).
+        interval: Seconds between polls.
+    """
+
     def __init__(self, runner: Runner, interval: float = 0.5):
         self.runner, self.sweeps, self.interval = runner, runner.sweeps, interval
         self.logs: dict[str, EventLog] = {}
@@ -96,6 +128,7 @@ class Monitor:
         self.stop = threading.Event()
 
     def start(self) -> None:
+        """Start polling in a daemon thread."""
         threading.Thread(target=self._run, daemon=True, name="cvsweep-service-poller").start()
 
     def _run(self) -> None:
@@ -106,6 +139,7 @@ class Monitor:
                 log.exception("polling the sweeps failed")
 
     def poll(self) -> None:
+        """Start queued sweeps, then refresh each sweep that has not ended."""
         self.runner.tick()
         for sweep_id in self.sweeps.ids():
             with self.lock:
@@ -115,6 +149,14 @@ class Monitor:
             self.refresh(sweep_id)
 
     def refresh(self, sweep_id: str) -> Optional[EventLog]:
+        """Read a sweep's files now and record the events since the last read.
+
+        Args:
+            sweep_id: The sweep's id.
+
+        Returns:
+            Its event log, or None for an unknown sweep.
+        """
         folder = self.sweeps.folder(sweep_id)
         if folder is None:
             return None
@@ -133,7 +175,14 @@ class Monitor:
             return events
 
     def view(self, sweep_id: str) -> Optional[dict]:
-        """The sweep's view as of the last poll (at most ``interval`` old), or read now."""
+        """The sweep's view as of the last poll (at most ``interval`` old), or read now.
+
+        Args:
+            sweep_id: The sweep's id.
+
+        Returns:
+            The view, or None for an unknown sweep.
+        """
         with self.lock:
             events = self.logs.get(sweep_id)
             if sweep_id in self.ended_views:
@@ -144,8 +193,16 @@ class Monitor:
         return events.view if events else None
 
     def view_json(self, sweep_id: str) -> Optional[bytes]:
-        """The view as JSON, encoded once per poll rather than once per request: with many
-        clients polling, encoding the view is most of a request's cost."""
+        """The view as JSON, encoded once per poll rather than once per request.
+
+        With many clients polling, encoding the view is most of a request's cost.
+
+        Args:
+            sweep_id: The sweep's id.
+
+        Returns:
+            The JSON bytes, as FastAPI's JSONResponse writes them, or None for an unknown sweep.
+        """
         view = self.view(sweep_id)
         if view is None:
             return None
@@ -157,11 +214,23 @@ class Monitor:
         return known[1]
 
     def events(self, sweep_id: str) -> Optional[EventLog]:
+        """The sweep's event log, read now if it has none yet.
+
+        Args:
+            sweep_id: The sweep's id.
+
+        Returns:
+            The event log, or None for an unknown sweep.
+        """
         with self.lock:
             events = self.logs.get(sweep_id)
         return events if events is not None else self.refresh(sweep_id)
 
     def forget(self, sweep_id: str) -> None:
-        """After a cancel: read it again at the next poll."""
+        """After a cancel: read the sweep again at the next poll.
+
+        Args:
+            sweep_id: The sweep's id.
+        """
         with self.lock:
             self.ended_views.pop(sweep_id, None)

@@ -50,16 +50,29 @@ _COMPOSING = threading.Lock()
 
 @dataclass
 class Problem:
+    """One reason a request is refused: which override (when one is to blame), its key and the message."""
+
     index: Optional[int]  # which override, when one is to blame
     key: Optional[str]
     msg: str
 
     def to_json(self) -> dict:
+        """The problem as the service's 422 answer lists it.
+
+        Returns:
+            ``{"loc", "key", "msg"}``, ``loc`` in FastAPI's form.
+        """
         loc = ["body", "overrides"] + ([self.index] if self.index is not None else [])
         return {"loc": loc, "key": self.key, "msg": self.msg}
 
 
 class Refused(CvsweepError):
+    """A request the service refuses, with every problem found.
+
+    Args:
+        problems: The problems.
+    """
+
     def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(p.msg for p in problems))
         self.problems = problems
@@ -81,7 +94,20 @@ class CheckedSweep:
 
 def check_request(overrides: Any, settings: ServeSettings, groups: dict[str, list[str]],
                   sweep_dir: Path) -> CheckedSweep:
-    """``overrides`` as the service runs them in ``sweep_dir``, or Refused with every problem."""
+    """``overrides`` as the service runs them in ``sweep_dir``, checked.
+
+    Args:
+        overrides: The request's overrides (anything a client sent).
+        settings: The service's settings.
+        groups: Each config group's options.
+        sweep_dir: The sweep's folder.
+
+    Returns:
+        The checked sweep.
+
+    Raises:
+        Refused: With every problem found.
+    """
     problems = _shape_problems(overrides)
     if problems:
         raise Refused(problems)
@@ -92,7 +118,15 @@ def check_request(overrides: Any, settings: ServeSettings, groups: dict[str, lis
 
 
 def owned_overrides(settings: ServeSettings, sweep_dir: Path) -> list[str]:
-    """What the service itself sets: every file below its outputs root, in the sweep's folder."""
+    """What the service itself sets: every file below its outputs root, in the sweep's folder.
+
+    Args:
+        settings: The service's settings.
+        sweep_dir: The sweep's folder.
+
+    Returns:
+        The ``output_root`` and ``hydra.sweep.dir`` overrides, quoted.
+    """
     return [f"output_root={_quoted(str(settings.root))}", f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
 
 

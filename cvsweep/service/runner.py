@@ -25,23 +25,44 @@ log = logging.getLogger("cvsweep.service")
 
 
 class NotCancellable(CvsweepError):
-    pass
+    """A sweep that has already ended."""
 
 
 def confined_data(settings: ServeSettings) -> dict[str, str]:
-    """The sweep reads data only inside the data roots (and cvsweep's cache), checked again
-    when each file is opened (cvsweep/data/access.py, as on a RunPod worker): a path accepted
-    with the request cannot be swapped for a link out of the roots while the sweep waits."""
+    """The environment that confines a sweep's data reads to the data roots (and cvsweep's cache).
+
+    Each file is checked again when it is opened (cvsweep/data/access.py, as on a RunPod
+    worker): a path accepted with the request cannot be swapped for a link out of the roots
+    while the sweep waits.
+
+    Args:
+        settings: The service's settings (its data roots).
+
+    Returns:
+        The environment variables to set.
+    """
     return {CONFINED_VARIABLE: "1", ROOTS_VARIABLE: os.pathsep.join([*settings.data_roots, str(cache_root())])}
 
 
 class Runner:
+    """Starts queued sweeps as supervisor processes, at most ``max_running`` at once, and cancels them.
+
+    Args:
+        settings: The service's settings.
+        sweeps: The sweeps' store.
+    """
+
     def __init__(self, settings: ServeSettings, sweeps: store.SweepStore):
         self.settings, self.sweeps = settings, sweeps
         self.lock = threading.Lock()
         self.ended: dict[str, str] = {}  # a sweep that ended stays so: its files are not read again
 
     def statuses(self) -> dict[str, str]:
+        """Every sweep's status; an ended sweep's is remembered and not read again.
+
+        Returns:
+            Sweep id to status.
+        """
         found = {}
         for sweep_id in self.sweeps.ids():
             found[sweep_id] = self.ended.get(sweep_id) or store.status_of(self.sweeps.sweeps / sweep_id)[0]
@@ -79,7 +100,17 @@ class Runner:
         self.tick()
 
     def cancel(self, sweep_id: str) -> str:
-        """Stop a sweep the way Ctrl-C does, or take it out of the queue: the status now."""
+        """Stop a sweep the way Ctrl-C does, or take it out of the queue.
+
+        Args:
+            sweep_id: The sweep's id.
+
+        Returns:
+            The sweep's status now.
+
+        Raises:
+            NotCancellable: When the sweep has already ended.
+        """
         folder = self.sweeps.sweeps / sweep_id
         with self.lock:
             status, state = store.status_of(folder)

@@ -28,16 +28,41 @@ CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def session_value(token: str) -> str:
-    """What the login cookie holds: derived from the token, not the token itself."""
+    """What the login cookie holds: derived from the token, not the token itself.
+
+    Args:
+        token: The service's access token.
+
+    Returns:
+        The cookie's value.
+    """
     return hashlib.sha256(b"cvsweep-session:" + token.encode()).hexdigest()
 
 
 def token_matches(settings: ServeSettings, given: Optional[str]) -> bool:
+    """Whether ``given`` is the service's token (compared in constant time).
+
+    Args:
+        settings: The service's settings.
+        given: The token a client sent, or None.
+
+    Returns:
+        False when the service has no token or none was given.
+    """
     return settings.token is not None and given is not None and \
         hmac.compare_digest(given.encode(), settings.token.encode())
 
 
 def authenticated(settings: ServeSettings, headers: dict[str, str]) -> bool:
+    """Whether a request may pass: no token is set, or it carries it (bearer header or login cookie).
+
+    Args:
+        settings: The service's settings.
+        headers: The request's headers, names in lower case.
+
+    Returns:
+        True when the request is authenticated.
+    """
     if settings.token is None:
         return True
     scheme, _, given = headers.get("authorization", "").partition(" ")

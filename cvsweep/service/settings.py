@@ -23,6 +23,8 @@ MAX_OVERRIDE_CHARS = 2000
 
 @dataclass
 class ServeSettings:
+    """The service's settings: where it listens, where sweeps go, how many run, its data roots and token."""
+
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind; any but loopback needs a token"})
     port: int = field(default=8000, metadata={"help": "port to bind"})
     output_root: str = field(default="outputs", metadata={"help": "where sweeps and the study storage live"})
@@ -37,6 +39,7 @@ class ServeSettings:
 
     @property
     def root(self) -> Path:
+        """The outputs root, resolved."""
         return Path(self.output_root).resolve()
 
     @property
@@ -46,6 +49,7 @@ class ServeSettings:
 
     @property
     def loopback(self) -> bool:
+        """Whether the service binds a loopback address only."""
         if self.host == "localhost":
             return True
         try:
@@ -55,12 +59,23 @@ class ServeSettings:
 
 
 class SettingsError(CvsweepError, ValueError):
-    pass
+    """Settings the service refuses to start with; the message names the setting and the fix."""
 
 
 def parse(argv: list[str] | None = None) -> ServeSettings:
-    """The command line and the environment as settings, checked: a server that would be
-    reachable from other machines without a token refuses to start."""
+    """The command line and the environment as settings, checked.
+
+    A server that would be reachable from other machines without a token refuses to start.
+
+    Args:
+        argv: The command-line arguments; default ``sys.argv[1:]``.
+
+    Returns:
+        The checked settings.
+
+    Raises:
+        SettingsError: See ``check``.
+    """
     parser = argparse.ArgumentParser(prog="python -m cvsweep.serve",
                                      description="The cvsweep sweep service: HTTP API, web page, study dashboard.")
     for f in fields(ServeSettings):
@@ -79,6 +94,17 @@ def parse(argv: list[str] | None = None) -> ServeSettings:
 
 
 def check(settings: ServeSettings) -> None:
+    """Check the settings and complete them: the default max_running, the data roots resolved.
+
+    The outputs root is created.
+
+    Args:
+        settings: The settings, changed in place.
+
+    Raises:
+        SettingsError: For a reachable server without a token, a short token, a bad port or
+            count, a data root that is no folder, or an outputs root that cannot be created.
+    """
     if not settings.loopback and not settings.token:
         raise SettingsError(f"serve.host={settings.host} is reachable from other machines: set {TOKEN_VARIABLE} "
                             "(clients send it as 'Authorization: Bearer <token>'), or bind 127.0.0.1")
@@ -107,8 +133,13 @@ def check(settings: ServeSettings) -> None:
 
 
 def default_max_running() -> int:
-    """1 on a CPU machine; one per NVIDIA GPU (asked of nvidia-smi, not TensorFlow: the server
-    never imports it)."""
+    """1 on a CPU machine; one per NVIDIA GPU.
+
+    Asked of nvidia-smi, not TensorFlow: the server never imports it.
+
+    Returns:
+        The number of sweeps to run at once by default.
+    """
     if shutil.which("nvidia-smi") is None:
         return 1
     try:

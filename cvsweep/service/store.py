@@ -34,25 +34,61 @@ SUPERVISOR_MODULE = "cvsweep.service.supervise"
 
 
 def now_iso() -> str:
+    """The time now, as UTC ISO 8601 to the second.
+
+    Returns:
+        The timestamp.
+    """
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class SweepStore:
+    """The service's sweeps as folders under ``<root>/sweeps``.
+
+    Args:
+        root: The service's outputs root.
+    """
+
     def __init__(self, root: Path):
         self.sweeps = root / "sweeps"
         self.known: set[str] = set()  # ids whose request is written (it never changes)
 
     def new_id(self) -> str:
+        """A new sweep id: its creation time and a random suffix.
+
+        Returns:
+            The id.
+        """
         return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
     def folder(self, sweep_id: str) -> Optional[Path]:
-        """The sweep's folder, or None for an id that is malformed or names no service sweep."""
+        """The sweep's folder.
+
+        Args:
+            sweep_id: Anything a client sent as an id.
+
+        Returns:
+            The folder, or None for an id that is malformed or names no service sweep.
+        """
         if not isinstance(sweep_id, str) or not ID_PATTERN.fullmatch(sweep_id):
             return None
         folder = self.sweeps / sweep_id
         return folder if (folder / REQUEST_FILE).is_file() else None
 
     def create(self, sweep_id: str, client_overrides: list[str], checked: CheckedSweep) -> Path:
+        """Create a sweep's folder and write its request.
+
+        Args:
+            sweep_id: The new sweep's id.
+            client_overrides: The overrides as the client sent them.
+            checked: The checked request.
+
+        Returns:
+            The sweep's folder.
+
+        Raises:
+            FileExistsError: When the folder exists already.
+        """
         folder = self.sweeps / sweep_id
         folder.mkdir(parents=True, exist_ok=False)
         write_json_atomic(folder / REQUEST_FILE, {"id": sweep_id, "created_at": now_iso(),
@@ -60,7 +96,11 @@ class SweepStore:
         return folder
 
     def ids(self) -> list[str]:
-        """Every service sweep, oldest first (ids begin with their creation time)."""
+        """Every service sweep, oldest first (ids begin with their creation time).
+
+        Returns:
+            The ids.
+        """
         try:
             names = set(os.listdir(self.sweeps))
         except FileNotFoundError:
@@ -72,10 +112,26 @@ class SweepStore:
 
 
 def request_of(folder: Path) -> dict:
+    """A sweep's request, as ``SweepStore.create`` wrote it.
+
+    Args:
+        folder: The sweep's folder.
+
+    Returns:
+        The request.
+    """
     return read_json(folder / REQUEST_FILE)
 
 
 def state_of(folder: Path) -> Optional[dict]:
+    """A sweep's state, as its runner and supervisor wrote it.
+
+    Args:
+        folder: The sweep's folder.
+
+    Returns:
+        The state, or None when none is written or it cannot be read.
+    """
     try:
         return read_json(folder / STATE_FILE)
     except (OSError, ValueError):
@@ -83,19 +139,46 @@ def state_of(folder: Path) -> Optional[dict]:
 
 
 def write_state(folder: Path, **state) -> None:
+    """Replace a sweep's state.
+
+    Args:
+        folder: The sweep's folder.
+        **state: The new state.
+    """
     write_json_atomic(folder / STATE_FILE, state)
 
 
 def cancel_requested(folder: Path) -> bool:
+    """Whether a client asked to cancel the sweep.
+
+    Args:
+        folder: The sweep's folder.
+
+    Returns:
+        True when its cancel file exists.
+    """
     return (folder / CANCEL_FILE).exists()
 
 
 def request_cancel(folder: Path) -> None:
+    """Ask the sweep to cancel: write its cancel file.
+
+    Args:
+        folder: The sweep's folder.
+    """
     write_json_atomic(folder / CANCEL_FILE, {"requested_at": now_iso()})
 
 
 def status_of(folder: Path) -> tuple[str, Optional[dict]]:
-    """(status, state): queued, running, finished, failed or cancelled."""
+    """A sweep's status and state, from its files and whether its supervisor lives.
+
+    Args:
+        folder: The sweep's folder.
+
+    Returns:
+        ``(status, state)``: queued, running, finished, failed or cancelled; the state, with a
+        reason where the status was inferred.
+    """
     state = state_of(folder)
     if state is None:
         return (CANCELLED if cancel_requested(folder) else QUEUED), None
@@ -111,7 +194,15 @@ def status_of(folder: Path) -> tuple[str, Optional[dict]]:
 
 
 def supervisor_alive(pid, folder: Path) -> bool:
-    """Whether ``pid`` is this sweep's supervisor (not another process that took its number)."""
+    """Whether ``pid`` is this sweep's supervisor (not another process that took its number).
+
+    Args:
+        pid: The recorded supervisor pid (anything).
+        folder: The sweep's folder.
+
+    Returns:
+        True while it runs.
+    """
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:

@@ -30,6 +30,14 @@ from cvsweep.service.store import (
 
 
 def main(folder: Path) -> int:
+    """Run one service sweep as the command, passing a cancel on as Ctrl-C, and record how it ended.
+
+    Args:
+        folder: The sweep's folder (its request, state and log).
+
+    Returns:
+        0; the sweep's outcome is in its state file.
+    """
     request = request_of(folder)
     # The sweep needs the environment's credentials (RUNPOD_API_KEY, ...), never the service's token.
     env = {key: value for key, value in os.environ.items() if key != TOKEN_VARIABLE}
