@@ -30,6 +30,21 @@ def main() -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def run(cfg: DictConfig) -> float:
+    """Run one training run, or one trial of a sweep, as Hydra composed it.
+
+    A single run that fails prints its reason and exits 1; a sweep's trial leaves its failure to
+    the sweeper. A single run with plots ``all`` or ``best`` gets its trial plots, even when it
+    failed.
+
+    Args:
+        cfg: The composed config.
+
+    Returns:
+        The trial's objective value, which the sweeper records.
+
+    Raises:
+        SystemExit: With status 1 when a single run fails.
+    """
     # A trial's modules (executors, training, plots) stay out of --help and --info.
     from cvsweep.sweep.trial import TrialFailed, run_trial
 

@@ -26,15 +26,30 @@ def register() -> None:
 
 
 def compose(*overrides: str):
-    """The config Hydra composes for ``python -m cvsweep OVERRIDES`` (hydra node included)."""
+    """The config Hydra composes for ``python -m cvsweep OVERRIDES`` (hydra node included).
+
+    Args:
+        *overrides: Command-line overrides.
+
+    Returns:
+        The composed DictConfig.
+    """
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
 
 def compose_sweep(*overrides: str):
-    """The config Hydra composes for ``python -m cvsweep -m OVERRIDES`` (sweeps allowed), as the
-    checks before a sweep see it: the sweep's overrides in ``hydra.overrides.task``."""
+    """The config Hydra composes for ``python -m cvsweep -m OVERRIDES`` (sweeps allowed).
+
+    As the checks before a sweep see it: the sweep's overrides in ``hydra.overrides.task``.
+
+    Args:
+        *overrides: Command-line overrides, sweeps included.
+
+    Returns:
+        The composed DictConfig.
+    """
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return GlobalHydra.instance().hydra.compose_config(
@@ -42,7 +57,14 @@ def compose_sweep(*overrides: str):
 
 
 def group_options(*groups: str) -> dict[str, list[str]]:
-    """The options of each config group, as Hydra finds them (conf/ and the ConfigStore)."""
+    """The options of each config group, as Hydra finds them (conf/ and the ConfigStore).
+
+    Args:
+        *groups: Group names, such as ``dataset`` or ``hydra/sweeper/pruner``.
+
+    Returns:
+        Each group's options, sorted.
+    """
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()

@@ -51,6 +51,8 @@ class SettingsError(DeployError):
 
 @dataclass
 class Plan:
+    """What a deployment builds and where: the checkout, the image's name and tag, the endpoint, the REST API."""
+
     source: Path
     image: str  # registry/name:tag
     endpoint_id: str | None
@@ -58,8 +60,16 @@ class Plan:
 
 
 def image_files(source: Path) -> list[str]:
-    """What the image is built from: the Dockerfile and what its .dockerignore lets in (its
-    ``!`` lines), so the dirty check and the build context are one list."""
+    """What the image is built from: the Dockerfile and what its .dockerignore lets in.
+
+    The ignore file's ``!`` lines, so the dirty check and the build context are one list.
+
+    Args:
+        source: The checkout.
+
+    Returns:
+        Paths relative to the checkout.
+    """
     ignore = (source / DOCKERFILE).with_name("Dockerfile.dockerignore")
     allowed = [line[1:].strip() for line in ignore.read_text().splitlines() if line.startswith("!")]
     return [DOCKERFILE, str(ignore.relative_to(source)), *allowed]
@@ -75,7 +85,19 @@ def _git(source: Path, *args: str) -> str:
 
 
 def image_tag(source: Path, allow_dirty: bool) -> str:
-    """``<commit>-<lock sha256>``, 12 and 8 hex digits; ``-dirty-<UTC time>`` for a dirty tree."""
+    """``<commit>-<lock sha256>``, 12 and 8 hex digits; ``-dirty-<UTC time>`` for a dirty tree.
+
+    Args:
+        source: The checkout.
+        allow_dirty: Whether image files that differ from the commit are allowed.
+
+    Returns:
+        The tag.
+
+    Raises:
+        SettingsError: When the checkout lacks a file the image needs, git fails, or the image's
+            files are not committed and ``allow_dirty`` is false.
+    """
     for name in (DOCKERFILE, LOCK, TEST_INPUT):
         if not (source / name).is_file():
             raise SettingsError(f"--source {source}: no {name} (run from a cvsweep checkout, or pass --source)")
@@ -90,7 +112,15 @@ def image_tag(source: Path, allow_dirty: bool) -> str:
 
 
 def docker_steps(plan: Plan, args) -> list[tuple[str, list[str]]]:
-    """(what, command) for the docker steps not skipped, run in the source folder."""
+    """(what, command) for the docker steps not skipped, run in the source folder.
+
+    Args:
+        plan: The deployment.
+        args: The parsed command line (its skips, platform and GPUs).
+
+    Returns:
+        The build, smoke test and push steps that are not skipped, in that order.
+    """
     steps = []
     if not args.skip_build:
         steps.append(("build", ["docker", "build", "--platform", args.platform, "-f", DOCKERFILE, "-t", plan.image, "."]))
@@ -143,7 +173,18 @@ def _rest(session, method: str, url: str, what: str, plan: Plan, body: dict | No
 
 
 def point_endpoint(plan: Plan) -> tuple[str, str | None]:
-    """The endpoint's template now names ``plan.image``: (its template id, the image it had)."""
+    """Make the endpoint's template name ``plan.image``.
+
+    Args:
+        plan: The deployment.
+
+    Returns:
+        ``(template id, the image it named before)``.
+
+    Raises:
+        DeployError: When RunPod refuses the key, the endpoint or its template is not found or
+            named, or the change does not take.
+    """
     session = _session()
     endpoint_url = f"{plan.rest_url}/endpoints/{plan.endpoint_id}?includeTemplate=true"
     endpoint = _rest(session, "GET", endpoint_url, f"--endpoint-id {plan.endpoint_id} (or {ENDPOINT_VARIABLE}): "
@@ -197,6 +238,14 @@ def _run_docker(what: str, command: list[str], source: Path) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line of ``python -m cvsweep.deploy``.
+
+    Args:
+        argv: The arguments; None for ``sys.argv[1:]``.
+
+    Returns:
+        The parsed arguments, with defaults from the environment.
+    """
     parser = argparse.ArgumentParser(prog="python -m cvsweep.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--registry", default=None, help="e.g. docker.io/<user> or ghcr.io/<org> (needed to push)")
     parser.add_argument("--image", default="cvsweep-worker", help="the image's name (default: cvsweep-worker)")
@@ -215,6 +264,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m cvsweep.deploy``: read .env, parse, deploy, print the error if any.
+
+    Args:
+        argv: The arguments; None for ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0, 1 when a step failed, 2 for a setting missing or wrong.
+    """
     load_env_file()  # before the defaults are read from the environment
     args = parse(argv)
     try:
@@ -225,6 +282,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def deploy(args) -> int:
+    """Build, smoke-test and push the worker image, and point the endpoint at it.
+
+    Every setting is checked before any step runs; a dry run only prints the steps.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        0.
+
+    Raises:
+        SettingsError: When a setting is missing or wrong.
+        DeployError: When a step fails.
+    """
     source = args.source.resolve()
     name = f"{args.registry.rstrip('/')}/{args.image}" if args.registry else args.image
     plan = Plan(source, f"{name}:{image_tag(source, args.allow_dirty)}", args.endpoint_id, args.rest_url.rstrip("/"))

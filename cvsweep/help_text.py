@@ -35,7 +35,14 @@ def groups(choices, conf_dir: Path) -> str:
 
 
 def summary(path: Path) -> str:
-    """An option file's first comment line, which says what the option is."""
+    """An option file's first comment line, which says what the option is.
+
+    Args:
+        path: The option's YAML file.
+
+    Returns:
+        The line without its ``#``, or "" when it has none.
+    """
     for line in path.read_text().splitlines():
         text = line.strip()
         if text.startswith("#") and not text.startswith("# @package"):
@@ -44,7 +51,11 @@ def summary(path: Path) -> str:
 
 
 def objectives() -> str:
-    """Each objective with its direction and what it measures, one line each."""
+    """Each objective with its direction and what it measures, one line each.
+
+    Returns:
+        The lines, for the help page.
+    """
     width = max(map(len, OBJECTIVES))
     return "".join(f"  {name:<{width}} {spec.direction:<9} {spec.description}\n" for name, spec in OBJECTIVES.items())
 
