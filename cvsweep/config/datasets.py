@@ -15,7 +15,7 @@ from typing import Optional
 
 
 class Kind(Enum):
-    """What a dataset's examples are, which picks its loader's output and its model."""
+    """What a dataset's examples are: image arrays, a folder of images, or token sequences."""
 
     image = "image"  # image arrays: [N, H, W] or [N, H, W, C] with integer labels
     image_folder = "image_folder"  # a folder of class folders, decoded and resized to arrays

@@ -32,11 +32,11 @@ class TextDataError(CvsweepError, ValueError):
 
 
 def load_keras(name: str, vocab_size: int) -> dict:
-    """A Keras text dataset, downloaded on first use, with only the ``vocab_size`` commonest words.
+    """A Keras text dataset, downloaded on first use, its words limited to the ``vocab_size`` commonest.
 
     Args:
         name: The ``keras.datasets`` module (imdb, reuters).
-        vocab_size: The number of words kept.
+        vocab_size: Keras's ``num_words``.
 
     Returns:
         ``x_train``, ``y_train``, ``x_test``, ``y_test`` as Keras loads them.

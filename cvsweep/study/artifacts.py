@@ -76,7 +76,7 @@ def remove(output_root: str | Path, artifact_id: str) -> bool:
         artifact_id: The artifact's id.
 
     Returns:
-        False if it was not there or could not be removed (logged).
+        True when it was removed; False if it was not there, or could not be removed (logged).
     """
     from optuna.artifacts.exceptions import ArtifactNotFound
 
