@@ -17,7 +17,16 @@ import re
 from typing import Any
 
 from cvsweep.config.fingerprint import fingerprint
-from cvsweep.config.schema import SCHEMA_VERSION, ConfigError, load_run_config, run_config_of
+from cvsweep.config.schema import (
+    FOLDER_DATASETS,
+    SCHEMA_VERSION,
+    ConfigError,
+    dataset_config,
+    load_run_config,
+    run_config_of,
+)
+from cvsweep.data.access import AccessRefused, Policy
+from cvsweep.data.sources import DataError, DataRefused, load_source
 from cvsweep.execution.model_transport import transport_problems
 
 INPUT_KEYS = ("schema_version", "fingerprint", "config")
@@ -102,10 +111,6 @@ def accept_data(run_config: dict) -> None:
     training process, loads the data again: checking it here refuses it before any training.)"""
     if run_config["dataset"].get("path") is None:
         return  # a download or digits: nothing on the worker's disk is named
-    from cvsweep.config.schema import FOLDER_DATASETS, dataset_config
-    from cvsweep.data.access import AccessRefused, Policy
-    from cvsweep.data.sources import DataError, DataRefused, load_source
-
     dataset = dataset_config(run_config["dataset"])
     policy = Policy.worker()
     try:
