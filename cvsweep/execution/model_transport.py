@@ -35,6 +35,7 @@ from urllib.parse import urlparse
 
 from cvsweep import layout
 from cvsweep.config.schema import ArtifactStoreConfig, RunpodExecutorConfig
+from cvsweep.errors import CvsweepError
 from cvsweep.execution.redact import STORE_CREDENTIALS as CREDENTIALS
 from cvsweep.execution.redact import scrub
 from cvsweep.training import artifact
@@ -56,7 +57,7 @@ _ENDPOINT_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-class TransportError(RuntimeError):
+class TransportError(CvsweepError, RuntimeError):
     """The model could not come home; the message says why and holds no credential."""
 
 

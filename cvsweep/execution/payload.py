@@ -27,6 +27,7 @@ from cvsweep.config.schema import (
 )
 from cvsweep.data.access import AccessRefused, Policy
 from cvsweep.data.sources import DataError, DataRefused, load_source
+from cvsweep.errors import CvsweepError
 from cvsweep.execution.model_transport import transport_problems
 
 INPUT_KEYS = ("schema_version", "fingerprint", "config")
@@ -38,7 +39,7 @@ MAX_INPUT_DEPTH = 16
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class PayloadError(ValueError):
+class PayloadError(CvsweepError, ValueError):
     """An input the worker refuses; ``to_error()`` is what goes back to the client."""
 
     def __init__(self, code: str, *problems: str):
