@@ -68,6 +68,11 @@ MUTANTS = [
     ("divergence-unchecked", "cvsweep/training/train.py",
      'if any(value is None for value in history.get("loss", [])):', "if False:",
      ["tests/test_train.py::test_divergence_is_a_failed_result_not_an_exception"]),
+    # The execution layer split (issue 24): a stop that arrives during a retried status request.
+    ("no-cancel-when-stopped-during-a-status-retry", "cvsweep/execution/runpod.py",
+     "            except JobInterrupted:\n                self._cancel(job_id)\n",
+     "            except JobInterrupted:\n",
+     ["tests/unit/execution/test_runpod_interrupt.py::test_a_stop_during_a_retried_status_request_cancels_the_job"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).
