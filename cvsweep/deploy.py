@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvsweep.errors import CvsweepError
-from cvsweep.execution.env_file import REST_URL_VARIABLE, load_env_file
+from cvsweep.execution.env_file import ENDPOINT_VARIABLE, REST_URL_VARIABLE, load_env_file
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
-from cvsweep.execution.runpod import ENDPOINT_VARIABLE
 
 REST_URL = "https://rest.runpod.io/v1"
 CHECKOUT = Path(__file__).resolve().parents[1]  # the repository this package runs from

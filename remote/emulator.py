@@ -56,6 +56,7 @@ class Faults:
     http_status: int = 503  # the status that http_errors answers with (429, 503, ...)
     http_errors: int = 0  # the next N client API requests get http_status
     drop_connections: int = 0  # the next N client API requests: connection closed, no answer
+    status_errors: int = 0  # the next N job status requests get http_status (a status outage)
     kill_workers: int = 0  # the next N jobs: their worker is killed (SIGKILL) mid-job
     kill_after_s: float = 1.0
     malformed_results: int = 0  # the next N results are replaced by malformed output
@@ -464,6 +465,10 @@ def make_handler(emulator: Emulator):
                     emulator.wait_final(job, seconds=60)
                 return self._send(200, job.to_status())
             if route == ("GET", "status") and len(parts) == 3:
+                with emulator.lock:
+                    outage = emulator.faults.http_status if emulator.faults.take("status_errors") else None
+                if outage:
+                    return self._send(outage, {"error": f"injected HTTP {outage}"})
                 job = emulator.jobs.get(parts[2])
                 return self._send(200, job.to_status()) if job else self._send(404, {"error": "no such job"})
             if route == ("POST", "cancel") and len(parts) == 3:
@@ -522,6 +527,23 @@ def make_handler(emulator: Emulator):
                 self.close_connection = True
 
     return Handler
+
+
+def serve_in_thread(emulator: Emulator) -> ThreadingHTTPServer:
+    """The emulator's HTTP API on a free port of 127.0.0.1, served by a thread of this process
+    (in-process tests: with ``workers=0`` no worker starts and jobs stay queued).
+
+    Args:
+        emulator: The emulator to serve; its ``port`` is set to the port taken.
+
+    Returns:
+        The running server: ``shutdown()`` then ``server_close()`` stop it.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(emulator))
+    server.daemon_threads = True
+    emulator.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -92,6 +92,11 @@ MUTANTS = [
      "            super().__init__(problems[0], **details)\n",
      "            super().__init__(problems[0], key=details.get(\"key\"))\n",
      ["tests/unit/config/test_schema_split.py::test_a_problem_in_a_few_words_gets_the_key_the_value_and_the_fix"]),
+    # The execution layer split (issue 24): a stop that arrives during a retried status request.
+    ("no-cancel-when-stopped-during-a-status-retry", "cvsweep/execution/runpod.py",
+     "            except JobInterrupted:\n                self._cancel(job_id)\n",
+     "            except JobInterrupted:\n",
+     ["tests/unit/execution/test_runpod_interrupt.py::test_a_stop_during_a_retried_status_request_cancels_the_job"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).

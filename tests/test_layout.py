@@ -123,16 +123,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# Circles another branch of the same change removes; empty once they are merged.
-CIRCLES_BEING_REMOVED = [
-    # removed by the remote helper's branch
-    {"cvsweep.execution.executors", "cvsweep.execution.runpod"},
-]
-
-
 def test_no_module_imports_itself_through_others():
     graph = {module: _module_imports(module) for module in MODULES}
-    circles = [cycle for cycle in _cycles(graph) if set(cycle) not in CIRCLES_BEING_REMOVED]
+    circles = _cycles(graph)
     assert not circles, "these modules import each other in a circle: " + "; ".join(" -> ".join(c) for c in circles)
 
 

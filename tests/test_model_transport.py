@@ -24,7 +24,8 @@ from cvsweep.config.schema import RunpodExecutorConfig, run_config_of
 from cvsweep.config.validate import load_run_config
 from cvsweep.execution import model_transport
 from cvsweep.execution.payload import PayloadError, accept_input, make_input
-from cvsweep.execution.runpod import RunpodExecutor, missing_settings
+from cvsweep.execution.checks import missing_settings
+from cvsweep.execution.runpod import RunpodExecutor
 from cvsweep.training.artifact import MODEL_FILE
 
 SENTINEL_KEY_ID = "AKIACVSWEEPSENTINEL7"

@@ -127,16 +127,15 @@ def test_a_hostile_workers_progress_is_bounded_by_the_epochs_asked_for():
 def test_a_poll_that_missed_an_epoch_records_the_epoch_the_pruner_judged():
     """The worker had run epoch 2 when the client first saw it; the pruner stops at epoch 1:
     the trial is pruned after epoch 1 (as the study records), its history keeps both."""
-    from cvsweep.execution.runpod import RunpodExecutor, _reports_to
+    from cvsweep.execution.runpod import RemoteJob, _reports_to
 
-    executor = RunpodExecutor(cfg=None)
-    executor.epochs_handed_on, executor.prune = 0, lambda report: report["epoch"] == 1
+    job = RemoteJob(None, _run_config(epochs=8), prune=lambda report: report["epoch"] == 1)
     history = {"val_accuracy": [0.1, 0.2], "seconds": [1.0, 1.5]}
     update = {"epoch": 2, "epochs": 8, "val_accuracy": 0.2, "history": history}
-    assert executor._hand_on(_reports_to(update, 0, 8), None) is True
-    assert executor.epochs_handed_on == 1
-    executor.job = {"job_id": "j"}
-    result = executor._pruned(_run_config(epochs=8), {**update, "epoch": executor.epochs_handed_on})
+    assert job._hand_on(_reports_to(update, 0, 8)) is True
+    assert job.epochs_handed_on == 1
+    job.ids = {"job_id": "j"}
+    result = job.pruned({**update, "epoch": job.epochs_handed_on})
     assert result["status"] == "pruned" and result["pruned"]["epoch"] == 1 == result["metrics"]["epochs_run"]
     assert result["metrics"]["history"]["val_accuracy"] == [0.1, 0.2]
 

@@ -152,11 +152,24 @@ def pin_dataset(run_config: dict) -> dict:
     """
     # The run config comes from a composed, validated config: typing the dataset part suffices.
     dataset = dataset_config(run_config["dataset"])
-    local = dataset.path is not None or REGISTRY[dataset.name.value].loader == Loader.sklearn_digits
-    if dataset.location == DataLocation.worker or not local:
+    if not pinnable(dataset):
         return run_config
     sha256 = load_source(dataset).sha256  # refuses a pinned hash that no longer matches
     return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}}
+
+
+def pinnable(dataset) -> bool:
+    """Whether the data ``dataset`` names is read here, so its sha256 can be pinned: a local
+    file or folder, or digits; never a download or data that lives on the worker.
+
+    Args:
+        dataset: The run config's dataset node.
+
+    Returns:
+        True when the data is read in this process.
+    """
+    local = dataset.path is not None or REGISTRY[dataset.name.value].loader == Loader.sklearn_digits
+    return dataset.location != DataLocation.worker and local
 
 
 def _load(dataset, policy: Policy) -> Source:

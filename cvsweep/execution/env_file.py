@@ -17,11 +17,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from dotenv import dotenv_values
+
 from cvsweep.execution.model_transport import REGION
 from cvsweep.execution.redact import API_KEY_VARIABLE, STORE_CREDENTIALS
-from cvsweep.execution.runpod import ENDPOINT_VARIABLE
 
 ENV_FILE = ".env"
+ENDPOINT_VARIABLE = "RUNPOD_ENDPOINT_ID"  # conf/executor/runpod.yaml's executor.endpoint_id
 BASE_URL_VARIABLE = "RUNPOD_ENDPOINT_BASE_URL"  # conf/executor/runpod.yaml's executor.base_url
 REST_URL_VARIABLE = "RUNPOD_REST_URL"  # RunPod's REST API, for cvsweep.deploy
 VARIABLES = (API_KEY_VARIABLE, ENDPOINT_VARIABLE, BASE_URL_VARIABLE, REST_URL_VARIABLE, *STORE_CREDENTIALS, REGION)
@@ -32,10 +34,15 @@ def _warn(message: str) -> None:
 
 
 def load_env_file(path: str | os.PathLike = ENV_FILE, warn: Callable[[str], None] = _warn) -> list[str]:
-    """Set the ``VARIABLES`` that ``path`` names and the environment lacks; the names set. No
-    file, no change."""
-    from dotenv import dotenv_values
+    """Set the ``VARIABLES`` that ``path`` names and the environment lacks (the environment wins).
 
+    Args:
+        path: The file (default: ``.env`` in the working folder); no file, no change.
+        warn: Told of a file others may read, and of names it holds that cvsweep ignores.
+
+    Returns:
+        The names set.
+    """
     path = Path(path)
     if not path.is_file():
         return []

@@ -1,74 +1,76 @@
-"""Executors: where a trial's training runs. Each takes the resolved run config (plain data)
-and returns the result of ``train`` on it, with ``executed_on.executor`` set."""
+"""Executors: where a trial's training runs. Each takes a prepared trial
+(cvsweep/execution/prepared.py) and returns the result of ``train`` on its run config, with
+``executed_on.executor`` set: ``local`` (cvsweep/execution/local.py) or ``runpod``
+(cvsweep/execution/runpod.py)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol, Union
 
+from cvsweep.config.schema import ConfigError, DataLocation
+from cvsweep.execution.checks import check_setup
+from cvsweep.execution.local import LocalExecutor, ProgressCallback, PruneCallback
+from cvsweep.execution.prepared import PreparedTrial
+from cvsweep.execution.runpod import RunpodExecutor
 from cvsweep.training.result import Result
 
-# Called with each epoch's update (epoch, epochs, seconds, metrics), as train() reports it.
-ProgressCallback = Callable[[dict], None]
-# Asked with the same update whether the sweep's pruner stops the run (cvsweep/study/pruning.py).
-PruneCallback = Callable[[dict], bool]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "ProgressCallback", "PruneCallback", "RunpodExecutor",
+           "check_executor", "create_executor"]
 
 
 class Executor(Protocol):
-    def run(self, run_config: dict, tensorboard_dir: str | None = None,
+    def run(self, trial: Union[PreparedTrial, dict], tensorboard_dir: str | None = None,
             progress: Optional[ProgressCallback] = None, model_dir: str | None = None,
             prune: Optional[PruneCallback] = None) -> Result:
-        """``model_dir``: where a completed run's model.keras goes (None: not kept). A run that
-        ``prune`` stops comes back with status pruned and what it trained."""
+        """Run one trial.
+
+        Args:
+            trial: The prepared trial (or its plain run config).
+            tensorboard_dir: Where TensorBoard logs go (executor=local only).
+            progress: Called with each epoch's report.
+            model_dir: Where a completed run's model file goes (None: not kept).
+            prune: Asked after each epoch; True stops the run, which comes back with status
+                pruned and what it trained.
+
+        Returns:
+            The run's result (a failed one says why; it never raises for a failed run).
+        """
 
 
-class LocalExecutor:
-    """Trains on this machine, in the training process this process keeps (one at a time;
-    cvsweep/training/process.py), so a trial can be killed at its hard time limit or on
-    Ctrl-C, and nothing it does (a read that never returns, running out of memory) takes the
-    sweep down with it."""
-
-    def __init__(self, cfg) -> None:
-        self.cfg = cfg
-
-    def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[ProgressCallback] = None, model_dir: str | None = None,
-            prune: Optional[PruneCallback] = None) -> Result:
-        from cvsweep.training.process import shared
-
-        result = shared().run(run_config, progress=progress, tensorboard_dir=tensorboard_dir, model_dir=model_dir,
-                              prune=prune)
-        result["executed_on"]["executor"] = "local"
-        return result
-
-
-# Imported on use: the runpod client's libraries load only for remote trials.
-EXECUTORS = {"local": "cvsweep.execution.executors:LocalExecutor", "runpod": "cvsweep.execution.runpod:RunpodExecutor"}
+EXECUTORS = {"local": LocalExecutor, "runpod": RunpodExecutor}
 
 
 def create_executor(cfg) -> Executor:
-    module, name = EXECUTORS[cfg.name].split(":")
-    return getattr(importlib.import_module(module), name)(cfg)
+    """The executor that ``cfg`` names.
+
+    Args:
+        cfg: The ``executor`` part of the composed config.
+
+    Returns:
+        A ready executor for ``cfg.name``.
+    """
+    return EXECUTORS[cfg.name](cfg)
 
 
 def check_executor(cfg) -> None:
     """Before any work: the executor can run this config (TensorBoard, where the data lives), and
-    a remote one is set up and reachable; raises ConfigError."""
-    from cvsweep.config.schema import ConfigError
+    a remote one is set up and reachable.
 
+    Args:
+        cfg: The composed config.
+
+    Raises:
+        ConfigError: What the executor cannot do, and the fix.
+    """
     if cfg.tensorboard and cfg.executor.name != "local":
         raise ConfigError(f"tensorboard=true: TensorBoard logs are written by executor=local only, not {cfg.executor.name}")
     _check_data_location(cfg)
     if cfg.executor.name == "runpod":
-        from cvsweep.execution.runpod import check_setup
-
         check_setup(cfg.executor)
 
 
 def _check_data_location(cfg) -> None:
     """Data that lives on the worker can only be trained there."""
-    from cvsweep.config.schema import ConfigError, DataLocation
-
     if cfg.dataset.location != DataLocation.worker:
         return
     if cfg.executor.name != "runpod":

@@ -20,13 +20,15 @@ from typing import Optional
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from cvsweep.errors import CvsweepError
+
 log = logging.getLogger("cvsweep.runpod")
 
 TRANSIENT_HTTP = (408, 429, 500, 502, 503, 504)
 NOT_TAKEN_HTTP = (408, 429, 503)  # answers that say the request was not acted on
 
 
-class RetriesStopped(Exception):
+class RetriesStopped(CvsweepError):
     """``stop`` was set while waiting between tries."""
 
 

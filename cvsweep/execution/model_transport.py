@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 from urllib.parse import urlparse
 
+from cvsweep import layout
 from cvsweep.config.schema import ArtifactStoreConfig, RunpodExecutorConfig
+from cvsweep.errors import CvsweepError
 from cvsweep.execution.redact import STORE_CREDENTIALS as CREDENTIALS
 from cvsweep.execution.redact import scrub
 from cvsweep.training import artifact
@@ -55,7 +57,7 @@ _ENDPOINT_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-class TransportError(RuntimeError):
+class TransportError(CvsweepError, RuntimeError):
     """The model could not come home; the message says why and holds no credential."""
 
 
@@ -117,7 +119,7 @@ def pack(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: 
     if "missing" in record:
         return record
     try:  # whatever goes wrong here, the trial stays completed
-        return _pack(record, Path(folder) / artifact.MODEL_FILE, transport, fingerprint, job_id)
+        return _pack(record, Path(folder) / layout.MODEL, transport, fingerprint, job_id)
     except Exception as err:
         return artifact.missing(f"not brought home: the worker could not pack it: {_describe(err)}")
 
@@ -137,7 +139,7 @@ def _pack(record: dict, path: Path, transport: dict, fingerprint: str, job_id: s
         return artifact.missing(f"not brought home: {too_big}, and executor.artifact_store.url is not set")
     if not _JOB_ID.fullmatch(job_id):
         job_id = "job"
-    url = f"{transport['store']['url'].rstrip('/')}/{fingerprint}/{job_id}/{artifact.MODEL_FILE}"
+    url = f"{transport['store']['url'].rstrip('/')}/{fingerprint}/{job_id}/{layout.MODEL}"
     try:
         bucket, key = _bucket_and_key(url)
         _s3(transport["store"]["endpoint_url"]).upload_file(str(path), bucket, key)
@@ -255,6 +257,7 @@ def _download(url: str, size: int, store: Optional[dict], partial: str) -> None:
 # -- the store -------------------------------------------------------------------------------
 def _s3(endpoint_url: Optional[str]):
     """An S3 client with the credentials of the environment, and nothing else."""
+    # boto3 loads only when a model travels through a store.
     import boto3
     from botocore.config import Config
 

@@ -17,7 +17,16 @@ import re
 from typing import Any
 
 from cvsweep.config.fingerprint import fingerprint
-from cvsweep.config.schema import SCHEMA_VERSION, ConfigError, run_config_of
+from cvsweep.config.schema import (
+    FOLDER_DATASETS,
+    SCHEMA_VERSION,
+    ConfigError,
+    dataset_config,
+    run_config_of,
+)
+from cvsweep.data.access import AccessRefused, Policy
+from cvsweep.data.sources import DataError, DataRefused, load_source
+from cvsweep.errors import CvsweepError
 from cvsweep.config.validate import load_run_config
 from cvsweep.execution.model_transport import transport_problems
 
@@ -30,7 +39,7 @@ MAX_INPUT_DEPTH = 16
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class PayloadError(ValueError):
+class PayloadError(CvsweepError, ValueError):
     """An input the worker refuses; ``to_error()`` is what goes back to the client."""
 
     def __init__(self, code: str, *problems: str):
@@ -103,10 +112,6 @@ def accept_data(run_config: dict) -> None:
     training process, loads the data again: checking it here refuses it before any training.)"""
     if run_config["dataset"].get("path") is None:
         return  # a download or digits: nothing on the worker's disk is named
-    from cvsweep.config.schema import FOLDER_DATASETS, dataset_config
-    from cvsweep.data.access import AccessRefused, Policy
-    from cvsweep.data.sources import DataError, DataRefused, load_source
-
     dataset = dataset_config(run_config["dataset"])
     policy = Policy.worker()
     try:

@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from cvsweep.data.access import cache_root
 from cvsweep.jsonio import write_json_atomic
 
 
 def ledger_dir() -> Path:
-    from cvsweep.data.access import cache_root
-
+    """The ledger's folder: ``remote_jobs`` under cvsweep's cache."""
     return cache_root() / "remote_jobs"
 
 
@@ -28,6 +28,14 @@ def _entry(endpoint_id: str, fingerprint: str) -> Path:
 
 
 def remember(endpoint_id: str, fingerprint: str, job_id: str, submitted_at: float) -> None:
+    """Note a submitted job of this config on this endpoint, until it is collected.
+
+    Args:
+        endpoint_id: The endpoint it was sent to.
+        fingerprint: The run config's fingerprint.
+        job_id: RunPod's id of the job.
+        submitted_at: When it was sent (seconds since the epoch).
+    """
     write_json_atomic(_entry(endpoint_id, fingerprint), {"job_id": job_id, "submitted_at": submitted_at})
 
 
@@ -41,4 +49,5 @@ def recall(endpoint_id: str, fingerprint: str) -> Optional[dict]:
 
 
 def forget(endpoint_id: str, fingerprint: str) -> None:
+    """Drop the entry of this config on this endpoint (collected, or gone); none, no change."""
     _entry(endpoint_id, fingerprint).unlink(missing_ok=True)

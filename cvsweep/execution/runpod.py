@@ -16,6 +16,10 @@ pruned, with the history the worker reported (cvsweep/study/pruning.py).
 A trial with a ``model_dir`` asks the worker for its model and writes it there as model.keras
 (cvsweep/execution/model_transport.py: inline in the output, or through an S3 store); a model
 that does not come home leaves the trial completed, its ``model`` recorded as missing and why.
+
+Three parts: ``RunpodClient`` (one endpoint's requests under one retry policy), ``RemoteJob``
+(one trial's job: what it sent, its id, the epochs handed on) and ``RunpodExecutor`` (turns a
+job's end into the trial's result). The check before a sweep is cvsweep/execution/checks.py.
 """
 
 from __future__ import annotations
@@ -24,17 +28,22 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
+
+from urllib3.exceptions import MaxRetryError
 
 from cvsweep import compat
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import Fallback
+from cvsweep.errors import CvsweepError
 from cvsweep.execution import model_transport, remote_jobs
 from cvsweep.execution.http_retry import TRANSIENT_HTTP, RetriesStopped, policy
 from cvsweep.execution.interrupts import STOP
+from cvsweep.execution.local import LocalExecutor, ProgressCallback, PruneCallback
 from cvsweep.execution.payload import make_input
+from cvsweep.execution.prepared import PreparedTrial, prepared_of
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
-from cvsweep.training import failures
+from cvsweep.training import failures, provenance
 from cvsweep.training.process import ask_pruner
 from cvsweep.training.result import (
     COMPLETED,
@@ -50,11 +59,11 @@ from cvsweep.training.result import (
 
 log = logging.getLogger("cvsweep.runpod")
 
-ENDPOINT_VARIABLE = "RUNPOD_ENDPOINT_ID"
 FINAL_STATES = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
 
 
-class RemoteError(RuntimeError):
+# -- how a remote trial fails ----------------------------------------------------------------------
+class RemoteError(CvsweepError, RuntimeError):
     """The remote job gave no usable result."""
 
 
@@ -70,90 +79,158 @@ class Unreachable(RemoteError):
     """No answer at all, after the retries: connection refused or dropped, DNS, timeout."""
 
 
-def missing_settings(cfg) -> list[str]:
-    """What executor=runpod lacks before it can send anything (checked before a sweep)."""
-    problems = []
-    if not os.environ.get(API_KEY_VARIABLE):
-        problems.append(f"executor=runpod needs the environment variable {API_KEY_VARIABLE} (your RunPod API key)")
-    if not cfg.endpoint_id:
-        problems.append(
-            f"executor.endpoint_id is not set: set the environment variable {ENDPOINT_VARIABLE} "
-            "or executor.endpoint_id=<id>"
-        )
-    if not str(cfg.base_url).startswith(("http://", "https://")):
-        problems.append(f"executor.base_url={cfg.base_url}: must start with http:// or https://")
-    return problems + model_transport.client_problems(cfg)
+class FingerprintMismatch(RemoteError):
+    """The worker echoed another fingerprint than the one sent: it trained something else."""
 
 
-class RunpodExecutor:
+class LostContact(RemoteError):
+    """No status answer for as long as the job may take: it may still finish (and be collected)."""
+
+
+class JobInterrupted(RemoteError):
+    """The sweep was interrupted (SIGINT / SIGTERM): the job was cancelled or never sent."""
+
+
+class JobPruned(RemoteError):
+    """The sweep's pruner stopped the trial after the epoch in ``update``; its job was cancelled."""
+
+    def __init__(self, update: dict):
+        super().__init__(f"pruned after epoch {update['epoch']}")
+        self.update = update
+
+
+# -- one endpoint's requests -----------------------------------------------------------------------
+class RunpodClient:
+    """The runpod SDK's client of one endpoint, every request under cvsweep's retry policy
+    (cvsweep/execution/http_retry.py), for https too (the SDK's own covers http only).
+
+    Args:
+        cfg: The ``executor`` part of the config (executor=runpod's settings).
+
+    Raises:
+        RemoteError: RUNPOD_API_KEY is not set.
+    """
+
     def __init__(self, cfg) -> None:
+        # The SDK and requests load only when a remote trial or check talks to an endpoint.
+        import runpod
+        from requests.adapters import HTTPAdapter
+
+        if not os.environ.get(API_KEY_VARIABLE):
+            raise RemoteError(f"the environment variable {API_KEY_VARIABLE} is not set")
         self.cfg = cfg
+        runpod.endpoint_url_base = str(cfg.base_url).rstrip("/")
+        self.endpoint = runpod.Endpoint(cfg.endpoint_id, api_key=os.environ[API_KEY_VARIABLE])
+        self.http = compat.runpod_client(self.endpoint)
+        # Each request sets its policy on this adapter (``call``): a client's requests are sent
+        # one after another.
+        self.adapter = HTTPAdapter()
+        for prefix in ("http://", "https://"):
+            compat.http_session(self.http).mount(prefix, self.adapter)
 
-    def run(self, run_config: dict, tensorboard_dir: str | None = None,
-            progress: Optional[Callable[[dict], None]] = None, model_dir: str | None = None,
-            prune: Optional[Callable[[dict], bool]] = None) -> Result:
-        # tensorboard_dir: never given (preflight refuses tensorboard=true for remote trials).
-        self.model_dir, self.prune = model_dir, prune
-        sent_fingerprint = fingerprint(run_config)
-        self.job: dict = {}  # endpoint and job id from the moment the job exists, for the record
+    def get(self, what: str, route: str, **retrying) -> Any:
+        """``GET {base_url}/{endpoint_id}/{route}`` under ``call``'s retries (``retrying``: its options)."""
+        path = f"{self.cfg.endpoint_id}/{route}"
+        return self.call(what, lambda: self.http.get(path, timeout=self.cfg.request_timeout_s), **retrying)
+
+    def post(self, what: str, route: str, body: Optional[dict], **retrying) -> Any:
+        """``POST {base_url}/{endpoint_id}/{route}`` with ``body`` under ``call``'s retries."""
+        path = f"{self.cfg.endpoint_id}/{route}"
+        return self.call(what, lambda: self.http.post(path, body, self.cfg.request_timeout_s), **retrying)
+
+    def call(self, what: str, request: Callable[[], Any], until: Optional[float] = None,
+             interruptible: bool = False, resend_safe: bool = True) -> Any:
+        """One SDK request under the retry policy: ``retries`` times, or until a deadline.
+
+        Args:
+            what: The request's name in messages (``submit``, ``status``, ``cancel``, ``health``).
+            request: Sends it and returns the answer's JSON.
+            until: Retry until this monotonic time instead of ``retries`` times.
+            interruptible: A stopped sweep ends the wait between tries (a cancel, by contrast,
+                keeps trying).
+            resend_safe: False for a submission: never sent again once it may have been taken.
+
+        Returns:
+            The answer's JSON.
+
+        Raises:
+            JobInterrupted: The sweep was stopped during the retries.
+            RequestFailed: An HTTP error the retries did not cure, or the key was refused.
+            Unreachable: No answer at all.
+        """
+        import requests  # with the SDK: only where an endpoint is talked to
+
+        self.adapter.max_retries = policy(what, self.cfg.retries, self.cfg.backoff_s, self.cfg.backoff_max_s,
+                                          resend_safe=resend_safe, deadline=until,
+                                          stop=STOP if interruptible else None)
         try:
-            return self._run_remote(run_config, sent_fingerprint, progress)
-        except JobPruned as err:
-            return self._pruned(run_config, err.update)
-        except FingerprintMismatch as err:
-            log.error("%s", err)
-            return self._failed(run_config, f"remote: {scrub(str(err))}")
-        except JobInterrupted as err:  # the sweep is stopping: never a fallback
-            return self._failed(run_config, f"interrupted: {scrub(str(err))}", failures.INTERRUPTED)
-        except RemoteError as err:
-            reason = scrub(str(err))
-            log.error("remote trial failed: %s", reason)
-            if self.cfg.fallback == Fallback.local:
-                return self._fall_back(run_config, reason, progress)
-            return self._failed(run_config, f"remote: {reason}")
+            return request()
+        except RetriesStopped:
+            raise JobInterrupted(f"the sweep was stopped during a {what} request's retries") from None
+        except requests.HTTPError as err:
+            code = err.response.status_code if err.response is not None else None
+            raise RequestFailed(f"{what} request failed: HTTP {code}", code) from None
+        except (requests.ConnectionError, requests.Timeout) as err:
+            reason = f"{what} request failed: {type(err).__name__}: {scrub(str(err))[:300]}"
+            if not resend_safe and not _retries_used_up(err):  # it went out, and the answer never came
+                reason += "; not sent again, as the job may exist"
+            raise Unreachable(reason) from None
+        except RuntimeError as err:  # the SDK's 401 ("Unauthorized request...")
+            raise RequestFailed(f"{what} request refused: {scrub(str(err))} (check {API_KEY_VARIABLE})", 401) from None
 
-    def _pruned(self, run_config: dict, update: dict) -> Result:
-        """A job the pruner stopped (cancelled): what the worker reported of it, pruned after
-        the epoch the pruner judged (its history can hold a later epoch the worker had run)."""
-        result = new_result(run_config)
-        history = _numbers_by_key(update.get("history"))  # the worker's word: numbers only
-        seconds = history.pop("seconds", [])
-        result["metrics"].update(epochs_run=update["epoch"], history=history,
-                                 train_seconds=round(sum(s for s in seconds if s is not None), 3))
-        mark_pruned(result, update["epoch"])  # an epoch _new_epoch accepted
-        # Where it trained, as far as its progress says; the worker's own record never came.
-        result["executed_on"] = {"executor": "runpod", "worker_id": update.get("worker_id"), "hostname": None}
-        result["client_versions"], result["versions"] = result["versions"], {}
-        result["remote"] = {**self.job, "worker_id": update.get("worker_id"), "cancelled_at": update.get("cancelled_at")}
-        return result
 
-    def _failed(self, run_config: dict, reason: str, code: str = failures.REMOTE_ERROR) -> Result:
-        result = failed_result(run_config, failures.Failure(code, reason, infeasible=False))
-        result["executed_on"]["executor"] = "runpod"
-        if self.job:
-            result["remote"] = dict(self.job)
-        return result
+# -- one trial's job -------------------------------------------------------------------------------
+class RemoteJob:
+    """One trial's job at the endpoint: sent (or collected from an earlier client), watched
+    until it ends, its result checked and its model brought home. Everything one run learns
+    (the job's id, the epochs handed on) lives here, so an executor holds no per-call state.
 
-    def _run_remote(self, run_config: dict, sent_fingerprint: str, progress=None) -> Result:
-        endpoint = self._endpoint()
+    Args:
+        cfg: executor=runpod's settings.
+        run_config: The run config the job trains.
+        progress: Called with each epoch the worker reports.
+        model_dir: Where the worker's model goes (None: none asked for).
+        prune: Asked after each epoch the worker reports; True cancels the job (pruned).
+    """
+
+    def __init__(self, cfg, run_config: dict, progress: Optional[ProgressCallback] = None,
+                 model_dir: str | None = None, prune: Optional[PruneCallback] = None) -> None:
+        self.cfg, self.run_config = cfg, run_config
+        self.progress, self.model_dir, self.prune = progress, model_dir, prune
+        self.fingerprint = fingerprint(run_config)
+        self.ids: dict = {}  # endpoint and job id from the moment the job exists, for the record
+        self.epochs_handed_on = 0
+        self.client: Optional[RunpodClient] = None
+
+    def run(self) -> Result:
+        """Send the job (or collect this config's earlier one) and wait for its result.
+
+        Returns:
+            The worker's result, checked, with where and how it ran (``remote``).
+
+        Raises:
+            RemoteError: The job gave no usable result; a subclass says how (JobPruned,
+                JobInterrupted, FingerprintMismatch, LostContact, RequestFailed, Unreachable).
+        """
+        self.client = RunpodClient(self.cfg)
         submitted_at, started = time.time(), time.monotonic()
         transport = model_transport.transport_of(self.cfg) if self.model_dir is not None else None
         body = {
-            "input": make_input(run_config, transport),
+            "input": make_input(self.run_config, transport),
             "policy": {"executionTimeout": int(self.cfg.execution_timeout_s * 1000), "ttl": int(self.cfg.ttl_s * 1000)},
         }
         if STOP.is_set():
             raise JobInterrupted("the sweep was stopped before the job was sent")
-        job_id = self._earlier_job(endpoint, sent_fingerprint) or self._submit(endpoint, body, sent_fingerprint)
-        self.job = {"endpoint_id": self.cfg.endpoint_id, "job_id": job_id, "submitted_at": round(submitted_at, 3)}
+        job_id = self._earlier_job() or self._submit(body)
+        self.ids = {"endpoint_id": self.cfg.endpoint_id, "job_id": job_id, "submitted_at": round(submitted_at, 3)}
         try:
-            status = self._wait(endpoint, job_id, progress, run_config["training"]["epochs"])
+            status = self._wait(job_id)
         except LostContact:
             raise  # the job may still finish: its ledger entry stays for the next trial of this config
         except RemoteError:
-            remote_jobs.forget(self.cfg.endpoint_id, sent_fingerprint)
+            remote_jobs.forget(self.cfg.endpoint_id, self.fingerprint)
             raise
-        remote_jobs.forget(self.cfg.endpoint_id, sent_fingerprint)
+        remote_jobs.forget(self.cfg.endpoint_id, self.fingerprint)
         round_trip = time.monotonic() - started
         state = status.get("status")
         if state != "COMPLETED":
@@ -162,15 +239,16 @@ class RunpodExecutor:
         if not is_result(result) or result["status"] not in (COMPLETED, FAILED):
             # Only this client prunes (JobPruned): a worker that says "pruned" is not one of ours.
             raise RemoteError(f"job {job_id} returned a malformed result (not a cvsweep result): {str(result)[:200]}")
-        if result["fingerprint"] != sent_fingerprint:
+        if result["fingerprint"] != self.fingerprint:
             # Loud and never papered over by a fallback: the worker trained something else.
             raise FingerprintMismatch(
-                f"job {job_id}: fingerprint mismatch: sent {sent_fingerprint}, the worker echoed "
+                f"job {job_id}: fingerprint mismatch: sent {self.fingerprint}, the worker echoed "
                 f"{result['fingerprint']}: the worker did not train this config"
             )
         # The job may have ended between two polls, after epochs not handed on yet.
-        self._hand_on(_epoch_reports(result["metrics"].get("history"), run_config["training"]["epochs"],
-                                     self.epochs_handed_on, result["metrics"].get("epochs_run")), progress)
+        epochs = self.run_config["training"]["epochs"]
+        self._hand_on(_epoch_reports(result["metrics"].get("history"), epochs, self.epochs_handed_on,
+                                     result["metrics"].get("epochs_run")))
         result["executed_on"]["executor"] = "runpod"
         result["remote"] = {
             "endpoint_id": self.cfg.endpoint_id,
@@ -184,9 +262,45 @@ class RunpodExecutor:
             "input_bytes": len(json.dumps(body["input"])),
         }
         self._bring_model_home(result, job_id)
-        from cvsweep.training import provenance
-
         result["client_versions"] = provenance.versions()
+        return result
+
+    def pruned(self, update: dict) -> Result:
+        """A job the pruner stopped (cancelled): what the worker reported of it, pruned after
+        the epoch the pruner judged (its history can hold a later epoch the worker had run).
+
+        Args:
+            update: The worker's progress update, its ``epoch`` the one the pruner judged.
+
+        Returns:
+            The pruned trial's result.
+        """
+        result = new_result(self.run_config)
+        history = _numbers_by_key(update.get("history"))  # the worker's word: numbers only
+        seconds = history.pop("seconds", [])
+        result["metrics"].update(epochs_run=update["epoch"], history=history,
+                                 train_seconds=round(sum(s for s in seconds if s is not None), 3))
+        mark_pruned(result, update["epoch"])  # an epoch _new_epoch accepted
+        # Where it trained, as far as its progress says; the worker's own record never came.
+        result["executed_on"] = {"executor": "runpod", "worker_id": update.get("worker_id"), "hostname": None}
+        result["client_versions"], result["versions"] = result["versions"], {}
+        result["remote"] = {**self.ids, "worker_id": update.get("worker_id"), "cancelled_at": update.get("cancelled_at")}
+        return result
+
+    def failed(self, reason: str, code: str = failures.REMOTE_ERROR) -> Result:
+        """The failed trial's result, with the job's ids once it existed.
+
+        Args:
+            reason: Why it failed (scrubbed of secrets by the caller).
+            code: The failure's code (cvsweep/training/failures.py).
+
+        Returns:
+            The failed trial's result.
+        """
+        result = failed_result(self.run_config, failures.Failure(code, reason, infeasible=False))
+        result["executed_on"]["executor"] = "runpod"
+        if self.ids:
+            result["remote"] = dict(self.ids)
         return result
 
     def _bring_model_home(self, result: dict, job_id: str) -> None:
@@ -207,62 +321,40 @@ class RunpodExecutor:
         else:
             log.warning("remote job %s: its model did not come home: %s", job_id, result["model"]["missing"])
 
-    def _submit(self, endpoint, body: dict, sent_fingerprint: str) -> str:
-        timeout = self.cfg.request_timeout_s
-        client = compat.runpod_client(endpoint)
-        job_id = self._call("submit", lambda: client.post(f"{self.cfg.endpoint_id}/run", body, timeout),
-                            interruptible=True, resend_safe=False)["id"]
-        remote_jobs.remember(self.cfg.endpoint_id, sent_fingerprint, job_id, time.time())
+    def _submit(self, body: dict) -> str:
+        job_id = self.client.post("submit", "run", body, interruptible=True, resend_safe=False)["id"]
+        remote_jobs.remember(self.cfg.endpoint_id, self.fingerprint, job_id, time.time())
         log.info("remote job %s submitted (%d bytes)", job_id, len(json.dumps(body)))
         return job_id
 
-    def _earlier_job(self, endpoint, sent_fingerprint: str) -> Optional[str]:
+    def _earlier_job(self) -> Optional[str]:
         """A job of this very config that an earlier client submitted and never collected, if
         RunPod still has it queued, running or finished: it is collected, not trained again."""
-        entry = remote_jobs.recall(self.cfg.endpoint_id, sent_fingerprint)
+        entry = remote_jobs.recall(self.cfg.endpoint_id, self.fingerprint)
         if entry is None:
             return None
-        path = f"{self.cfg.endpoint_id}/status/{entry['job_id']}"
         try:
-            state = self._call("status", lambda: compat.runpod_client(endpoint).get(path, timeout=self.cfg.request_timeout_s),
-                               interruptible=True).get("status")
+            state = self.client.get("status", f"status/{entry['job_id']}", interruptible=True).get("status")
         except RequestFailed:  # unknown to RunPod now (expired, or another endpoint)
             state = None
         if state in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"):
             log.info("remote job %s of this config, submitted earlier, is %s: collecting it", entry["job_id"], state)
             return entry["job_id"]
-        remote_jobs.forget(self.cfg.endpoint_id, sent_fingerprint)
+        remote_jobs.forget(self.cfg.endpoint_id, self.fingerprint)
         return None
 
-    def _endpoint(self):
-        import runpod
-        from requests.adapters import HTTPAdapter
-
-        if not os.environ.get(API_KEY_VARIABLE):
-            raise RemoteError(f"the environment variable {API_KEY_VARIABLE} is not set")
-        runpod.endpoint_url_base = str(self.cfg.base_url).rstrip("/")
-        endpoint = runpod.Endpoint(self.cfg.endpoint_id, api_key=os.environ[API_KEY_VARIABLE])
-        # One retry policy, ours, for https too (the SDK's covers http only): each request
-        # sets it on this adapter (_call). A trial's requests are sent one after another.
-        self.adapter = HTTPAdapter()
-        for prefix in ("http://", "https://"):
-            compat.http_session(compat.runpod_client(endpoint)).mount(prefix, self.adapter)
-        return endpoint
-
-    def _wait(self, endpoint, job_id: str, progress=None, epochs: int = 1) -> dict:
+    def _wait(self, job_id: str) -> dict:
         """Poll until the job reaches a final state; cancel it if it outlives its policy, or
         when the sweep is interrupted (the GPU stops billing). Each new epoch the worker
         reports goes to ``progress``."""
         give_up = time.monotonic() + self.cfg.ttl_s + self.cfg.execution_timeout_s + 60
-        path = f"{self.cfg.endpoint_id}/status/{job_id}"
-        client = compat.runpod_client(endpoint)
+        epochs = self.run_config["training"]["epochs"]
         self.epochs_handed_on = 0
         while True:
             try:  # a status outage is waited out for as long as the job itself may take
-                status = self._call("status", lambda: client.get(path, timeout=self.cfg.request_timeout_s),
-                                    until=give_up, interruptible=True)
+                status = self.client.get("status", f"status/{job_id}", until=give_up, interruptible=True)
             except JobInterrupted:
-                self._cancel(endpoint, job_id)
+                self._cancel(job_id)
                 raise JobInterrupted(f"the sweep was stopped; job {job_id} cancelled") from None
             except (Unreachable, RequestFailed) as err:
                 if isinstance(err, RequestFailed) and err.status not in TRANSIENT_HTTP:
@@ -272,19 +364,19 @@ class RunpodExecutor:
             if status.get("status") in FINAL_STATES:
                 return status
             update = _new_epoch(status, self.epochs_handed_on, epochs)
-            if update is not None and self._hand_on(_reports_to(update, self.epochs_handed_on, epochs), progress):
-                self._cancel_pruned(endpoint, job_id, update["epoch"])
+            if update is not None and self._hand_on(_reports_to(update, self.epochs_handed_on, epochs)):
+                self._cancel_pruned(job_id, update["epoch"])
                 # The epoch the pruner judged: a poll that missed epochs can carry a later one.
                 raise JobPruned({**update, "epoch": self.epochs_handed_on, "worker_id": status.get("workerId"),
                                  "cancelled_at": round(time.time(), 3)})
             if time.monotonic() > give_up:
-                self._cancel(endpoint, job_id)
+                self._cancel(job_id)
                 raise RemoteError(f"job {job_id} reached no final state in time; cancelled")
             if STOP.wait(self.cfg.poll_interval_s):
-                self._cancel(endpoint, job_id)
+                self._cancel(job_id)
                 raise JobInterrupted(f"the sweep was stopped; job {job_id} cancelled")
 
-    def _hand_on(self, reports: list[dict], progress) -> bool:
+    def _hand_on(self, reports: list[dict]) -> bool:
         """Each epoch's report, in order, to the pruner (all of them: a poll may have missed
         some) until it says stop, the last one handed on to ``progress``; whether the pruner
         stops the run. A fault in the pruner never stops one."""
@@ -294,79 +386,73 @@ class RunpodExecutor:
             if self.prune is not None and ask_pruner(self.prune, last):
                 stop = True
                 break
-        if last is not None and progress is not None:
-            progress(last)
+        if last is not None and self.progress is not None:
+            self.progress(last)
         return stop
 
-    def _cancel_pruned(self, endpoint, job_id: str, epoch: int) -> None:
+    def _cancel_pruned(self, job_id: str, epoch: int) -> None:
         """The pruner stopped the trial: its job is cancelled; a cancel that fails leaves the
         trial pruned all the same (the job then runs until its executionTimeout)."""
         try:
-            self._cancel(endpoint, job_id)
+            self._cancel(job_id)
             log.info("remote job %s: pruned after epoch %s, cancelled", job_id, epoch)
         except RemoteError as err:
             log.warning("remote job %s: pruned after epoch %s, but could not be cancelled: %s", job_id, epoch, err)
 
-    def _cancel(self, endpoint, job_id: str) -> None:
-        client = compat.runpod_client(endpoint)
-        self._call("cancel", lambda: client.post(f"{self.cfg.endpoint_id}/cancel/{job_id}", None,
-                                                 timeout=self.cfg.request_timeout_s))
+    def _cancel(self, job_id: str) -> None:
+        self.client.post("cancel", f"cancel/{job_id}", None)
 
-    def _call(self, what: str, request: Callable[[], Any], until: Optional[float] = None,
-              interruptible: bool = False, resend_safe: bool = True) -> Any:
-        """One SDK request under the retry policy of cvsweep/execution/http_retry.py: ``retries`` times, or
-        until the monotonic time ``until``. ``interruptible``: a stopped sweep ends the wait
-        between tries with JobInterrupted (a cancel, by contrast, keeps trying).
-        ``resend_safe=False`` (a submission): never sent again once it may have been taken."""
-        import requests
 
-        self.adapter.max_retries = policy(what, self.cfg.retries, self.cfg.backoff_s, self.cfg.backoff_max_s,
-                                          resend_safe=resend_safe, deadline=until,
-                                          stop=STOP if interruptible else None)
+# -- the executor ----------------------------------------------------------------------------------
+class RunpodExecutor:
+    """Runs each trial as one job on the endpoint ``cfg`` names; a job that gives no usable
+    result fails the trial, or with ``fallback: local`` trains it here.
+
+    Args:
+        cfg: executor=runpod's settings (the ``executor`` part of the config).
+    """
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+
+    def run(self, trial: Union[PreparedTrial, dict], tensorboard_dir: str | None = None,
+            progress: Optional[ProgressCallback] = None, model_dir: str | None = None,
+            prune: Optional[PruneCallback] = None) -> Result:
+        """Run the trial as a remote job.
+
+        Args:
+            trial: The prepared trial (or its plain run config).
+            tensorboard_dir: Never given (preflight refuses tensorboard=true for remote trials).
+            progress: Called with each epoch the worker reports.
+            model_dir: Where the worker's model goes (None: none asked for).
+            prune: Asked after each epoch; True cancels the job and the trial comes back pruned.
+
+        Returns:
+            The trial's result: the worker's, a pruned or failed one, or the fallback's.
+        """
+        run_config = prepared_of(trial).run_config
+        job = RemoteJob(self.cfg, run_config, progress, model_dir, prune)
         try:
-            return request()
-        except RetriesStopped:
-            raise JobInterrupted(f"the sweep was stopped during a {what} request's retries") from None
-        except requests.HTTPError as err:
-            code = err.response.status_code if err.response is not None else None
-            raise RequestFailed(f"{what} request failed: HTTP {code}", code) from None
-        except (requests.ConnectionError, requests.Timeout) as err:
-            reason = f"{what} request failed: {type(err).__name__}: {scrub(str(err))[:300]}"
-            if not resend_safe and not _retries_used_up(err):  # it went out, and the answer never came
-                reason += "; not sent again, as the job may exist"
-            raise Unreachable(reason) from None
-        except RuntimeError as err:  # the SDK's 401 ("Unauthorized request...")
-            raise RequestFailed(f"{what} request refused: {scrub(str(err))} (check {API_KEY_VARIABLE})", 401) from None
-
-    def _fall_back(self, run_config: dict, reason: str, progress=None) -> Result:
-        from cvsweep.execution.executors import LocalExecutor
-
-        log.warning("fallback: training this trial here after the remote error")
-        result = LocalExecutor(None).run(run_config, progress=progress, model_dir=self.model_dir, prune=self.prune)
-        result["fallback"] = {"used": True, "remote_error": reason}
-        return result
+            return job.run()
+        except JobPruned as err:
+            return job.pruned(err.update)
+        except FingerprintMismatch as err:
+            log.error("%s", err)
+            return job.failed(f"remote: {scrub(str(err))}")
+        except JobInterrupted as err:  # the sweep is stopping: never a fallback
+            return job.failed(f"interrupted: {scrub(str(err))}", failures.INTERRUPTED)
+        except RemoteError as err:
+            reason = scrub(str(err))
+            log.error("remote trial failed: %s", reason)
+            if self.cfg.fallback == Fallback.local:
+                log.warning("fallback: training this trial here after the remote error")
+                result = LocalExecutor(None).run(trial, progress=progress, model_dir=model_dir, prune=prune)
+                result["fallback"] = {"used": True, "remote_error": reason}
+                return result
+            return job.failed(f"remote: {reason}")
 
 
-class FingerprintMismatch(RemoteError):
-    pass
-
-
-class LostContact(RemoteError):
-    """No status answer for as long as the job may take: it may still finish (and be collected)."""
-
-
-class JobInterrupted(RemoteError):
-    """The sweep was interrupted (SIGINT / SIGTERM): the job was cancelled or never sent."""
-
-
-class JobPruned(RemoteError):
-    """The sweep's pruner stopped the trial after the epoch in ``update``; its job was cancelled."""
-
-    def __init__(self, update: dict):
-        super().__init__(f"pruned after epoch {update['epoch']}")
-        self.update = update
-
-
+# -- the worker's progress, as epoch reports -------------------------------------------------------
 def _new_epoch(status: dict, handed_on: int, epochs: int) -> Optional[dict]:
     """While IN_PROGRESS, a job's ``output`` is the worker's latest progress update (train()'s
     epoch report, with the history so far): that update when its epoch is a later one, and
@@ -409,8 +495,6 @@ def _numbers_by_key(history: Any) -> dict:
 def _retries_used_up(err: Exception) -> bool:
     """Whether a requests error ended the retries (urllib3's MaxRetryError inside), rather than
     a fault the policy does not retry."""
-    from urllib3.exceptions import MaxRetryError
-
     return bool(err.args) and isinstance(err.args[0], MaxRetryError)
 
 
@@ -426,79 +510,3 @@ def _error_text(error: Any) -> str:
     if isinstance(error, dict) and "error_message" in error:
         return f"{error.get('error_type', 'error')}: {error['error_message']}"
     return str(error) if error is not None else "no error text"
-
-
-def endpoint_health(cfg) -> dict:
-    """The endpoint's answer to ``GET {base_url}/{endpoint_id}/health``, asked with the trials'
-    client, key and retry policy (checked before a sweep's first trial). Raises Unreachable,
-    RequestFailed, or RemoteError for an answer that is not a JSON object."""
-    executor = RunpodExecutor(cfg)
-    endpoint = executor._endpoint()
-    path = f"{cfg.endpoint_id}/health"
-    try:
-        health = executor._call("health", lambda: compat.runpod_client(endpoint).get(path, timeout=cfg.request_timeout_s))
-    except ValueError as err:  # a 200 whose body is not JSON: a proxy's page, another service
-        raise RemoteError(f"the health answer is not JSON ({type(err).__name__})") from None
-    if not isinstance(health, dict):
-        raise RemoteError(f"the health answer is not a JSON object: {scrub(str(health))[:200]}")
-    return health
-
-
-def check_setup(executor) -> None:
-    """Before a run or sweep: the settings executor=runpod needs, then the endpoint's health;
-    raises ConfigError."""
-    from cvsweep.config.schema import ConfigError
-
-    problems = missing_settings(executor)
-    if problems:
-        raise ConfigError(*problems)
-    _check_endpoint(executor)
-
-
-# The worker counts of RunPod's health answer ({"jobs": {...}, "workers": {...}}).
-WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
-
-
-def _check_endpoint(executor) -> None:
-    """Ask the endpoint's health route, with the trials' client, key and retries, so a wrong
-    URL, key or endpoint id, or an endpoint whose every worker fails, stops the sweep now
-    instead of failing each of its trials."""
-    from cvsweep.config.schema import ConfigError
-
-    endpoint = f"executor.endpoint_id={executor.endpoint_id}"
-    try:
-        workers = _worker_counts(endpoint_health(executor))
-    except Unreachable as err:
-        raise ConfigError(scrub(f"executor.base_url={executor.base_url}: cannot reach the endpoint: {err}")) from None
-    except RequestFailed as err:
-        if err.status in (401, 403):
-            raise ConfigError(f"{API_KEY_VARIABLE}: the endpoint refused the key (HTTP {err.status}); "
-                              f"set {API_KEY_VARIABLE} to a RunPod API key with access to this endpoint") from None
-        if err.status == 404:
-            raise ConfigError(f"{endpoint}: no such endpoint at {executor.base_url} (HTTP 404); check "
-                              f"executor.endpoint_id (or {ENDPOINT_VARIABLE}) and executor.base_url") from None
-        raise ConfigError(scrub(f"{endpoint}: the endpoint's health check failed: {err}")) from None
-    except RemoteError as err:
-        raise ConfigError(scrub(f"{endpoint}: a malformed health answer from {executor.base_url}: {err}")) from None
-    if workers is None:
-        raise ConfigError(f"{endpoint}: a malformed health answer from {executor.base_url}: "
-                          "no 'workers' object of counts (is executor.base_url RunPod's API?)")
-    if workers["unhealthy"] and not any(workers[state] for state in WORKER_STATES if state != "unhealthy"):
-        raise ConfigError(f"{endpoint}: every worker of the endpoint is unhealthy ({workers['unhealthy']}): "
-                          "its image fails to start or to serve; see the workers' logs in the RunPod console")
-    if not any(workers.values()):
-        # Scaled to zero (normal) and max workers 0 (a mistake) look alike here: say it, don't refuse.
-        log.warning("%s: no worker is up now; the first trial waits for a cold start (if the endpoint's max "
-                    "workers is 0, its jobs wait in the queue until executor.ttl_s)", endpoint)
-
-
-def _worker_counts(health: dict) -> dict | None:
-    """The health answer's worker counts by state (absent states count 0), or None when it has
-    no ``workers`` object of non-negative whole numbers."""
-    workers = health.get("workers")
-    if not isinstance(workers, dict):
-        return None
-    counts = {state: workers.get(state, 0) for state in WORKER_STATES}
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts.values()):
-        return None
-    return counts
