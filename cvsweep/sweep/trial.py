@@ -14,7 +14,8 @@ from cvsweep.config.schema import run_config_of
 from cvsweep.data.sources import pin_dataset
 from cvsweep.execution.executors import create_executor
 from cvsweep.jsonio import write_json_atomic, write_text_atomic
-from cvsweep.study import constraints, pruning
+from cvsweep.study import constraints
+from cvsweep.sweep import context
 from cvsweep.training import failures
 from cvsweep.training.progress_file import epoch_writer
 from cvsweep.training.result import failed_result, is_completed, is_pruned
@@ -46,7 +47,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     options["progress"] = epoch_writer(trial_dir)  # the sweep's display reads it, wherever this runs
     if cfg.artifacts.name != "none":
         options["model_dir"] = str(trial_dir)  # model.keras beside result.json
-    prune = pruning.reporter(cfg, hydra.job.get("num"))  # None: not a sweep that prunes
+    prune = context.reporter(cfg, hydra.job.get("num"))  # None: not a sweep that prunes
     if prune is not None:
         options["prune"] = prune  # asked after every epoch (cvsweep/study/pruning.py)
     # Whatever happens, the trial gets a result.json that says why (cvsweep/training/failures.py).
