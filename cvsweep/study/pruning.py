@@ -241,7 +241,7 @@ def _check_settings(pruner, chosen: str) -> None:
 
 
 # The options of hydra/sweeper/pruner (registered with their settings in
-# hydra_plugins/cvsweep_sweeper) and the Optuna class each makes.
+# cvsweep/sweep/sweeper_conf.py) and the Optuna class each makes.
 PRUNER_TARGETS = {
     "none": NO_PRUNER,
     "median": "optuna.pruners.MedianPruner",

@@ -21,6 +21,7 @@ from cvsweep.sweep.study_trials import StudyTrials
 from cvsweep.sweep.trial import TrialFailed, TrialPruned
 
 OK, FAIL, PRUNED, INFEASIBLE = "ok", "fail", "pruned", "infeasible"
+MAX_JOBS = 50  # a loop that runs past it is broken; the test fails instead of hanging
 
 
 def _outcome(kind: str, job: int):
@@ -57,6 +58,7 @@ class FakeLauncher:
             futures.append(Future())
             self.pending.append((job, job_overrides, futures[-1]))
             self.started.append(job)
+        assert len(self.started) <= MAX_JOBS, "the loop never stops starting trials"
         self.most_in_flight = max(self.most_in_flight, len(self.pending))
         return futures
 
