@@ -146,7 +146,8 @@ class StudyTrials:
             results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
             log.info("Best parameters: %s, value %s", best.params, best.value)
         else:
-            results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in study.best_trials]}
+            solutions = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            results = {"name": "optuna", "solutions": solutions}
         self.sweep_dir.mkdir(parents=True, exist_ok=True)  # no trial ran in a finished study
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / layout.OPTIMIZATION_RESULTS)
 

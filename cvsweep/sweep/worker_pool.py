@@ -1,6 +1,7 @@
 """Worker processes forked from the sweep process, running its Hydra jobs (see
 hydra_plugins/cvsweep_launcher for why). Lives outside hydra_plugins: Hydra re-executes
-plugin modules when it scans for plugins, which would reset the state the workers inherit.
+plugin modules when it scans for plugins. Each worker keeps what its jobs share in its own
+active sweep context (cvsweep/sweep/context.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ log = logging.getLogger(__name__)
 
 PARENT_CHECK_S = 1.0
 
+
 def can_fork() -> bool:
+    """Whether this platform can fork the workers."""
     return "fork" in multiprocessing.get_all_start_methods()
 
 

@@ -11,7 +11,6 @@ drop) are listed below with their reason."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from conftest import REPO
 

@@ -141,7 +141,7 @@ def test_a_pruned_or_infeasible_trial_resets_the_streak_too(tmp_path, success):
 
 def test_consecutive_failures_stop_the_sweep_with_the_first_reason(tmp_path):
     launcher = FakeLauncher([OK, FAIL])
-    ctx, study = _sweep(tmp_path, launcher, n_trials=10, n_jobs=1, max_consecutive_failures=3)
+    ctx, _ = _sweep(tmp_path, launcher, n_trials=10, n_jobs=1, max_consecutive_failures=3)
     assert launcher.started == [0, 1, 2, 3]
     assert ctx.early_end.exit_code == 1
     assert "3 trials failed in a row" in ctx.early_end.message and "job 1 fail" in ctx.early_end.message
@@ -159,7 +159,7 @@ def test_the_deadline_starts_nothing_new_and_ends_the_sweep_early(tmp_path):
         clock.now += 10
 
     launcher = FakeLauncher([OK], on_wait=tick)
-    ctx, study = _sweep(tmp_path, launcher, n_trials=10, n_jobs=1, timeout_s=25, clock=clock)
+    ctx, _ = _sweep(tmp_path, launcher, n_trials=10, n_jobs=1, timeout_s=25, clock=clock)
     assert launcher.started == [0, 1, 2]  # at 1030 the limit of 1025 had passed
     assert ctx.early_end.exit_code == 0 and "3 of n_trials=10 finished" in ctx.early_end.message
     assert ctx.deadline == 1025 and ctx.handles.deadline is None
