@@ -26,12 +26,15 @@ from pathlib import Path
 __test__ = False  # for pytest, should anyone point it at this file
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEPER = "hydra_plugins/cvsweep_sweeper/cvsweep_sweeper.py"
+LOOP = "cvsweep/sweep/loop.py"
+STUDY_TRIALS = "cvsweep/sweep/study_trials.py"
+UNIT_LOOP = "tests/unit/sweep/test_loop.py::"
 
 MUTANTS = [
-    ("one-trial-in-flight", SWEEPER,
-     "free = self.n_jobs - len(running)", "free = 1 - len(running)",
-     ["tests/test_remote.py::test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key"]),
+    ("one-trial-in-flight", LOOP,
+     "free = ctx.settings.n_jobs - len(ctx.running)", "free = 1 - len(ctx.running)",
+     [UNIT_LOOP + "test_n_jobs_trials_are_in_flight",
+      "tests/test_remote.py::test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key"]),
     ("fingerprint-mismatch-unchecked", "cvsweep/execution/payload.py",
      "    if computed != claimed:\n", "    if False:\n",
      ["tests/test_hostile_worker_input.py::test_another_valid_config_under_the_old_fingerprint_is_refused",
@@ -97,6 +100,33 @@ MUTANTS = [
      "            except JobInterrupted:\n                self._cancel(job_id)\n",
      "            except JobInterrupted:\n",
      ["tests/unit/execution/test_runpod_interrupt.py::test_a_stop_during_a_retried_status_request_cancels_the_job"]),
+    # The sweep loop's seams, each caught in-process by the loop's unit tests.
+    ("loop-streak-not-reset", LOOP,
+     "        ctx.streak.clear()\n", "        pass\n",
+     [UNIT_LOOP + "test_a_success_resets_the_failure_streak"]),
+    ("loop-n-jobs-ignored", LOOP,
+     "free = ctx.settings.n_jobs - len(ctx.running)", "free = ctx.settings.n_trials - len(ctx.running)",
+     [UNIT_LOOP + "test_n_jobs_trials_are_in_flight"]),
+    ("loop-failed-trials-counted", STUDY_TRIALS,
+     "state=studies.INFEASIBLE if infeasible else TrialState.FAIL", "state=studies.INFEASIBLE",
+     [UNIT_LOOP + "test_failed_trials_use_up_nothing_of_n_trials"]),
+    ("loop-deadline-ignored", LOOP,
+     "if ctx.deadline is None or ctx.out_of_time or ctx.clock() < ctx.deadline:",
+     "if ctx.deadline is None or ctx.out_of_time or True:",
+     [UNIT_LOOP + "test_the_deadline_starts_nothing_new_and_ends_the_sweep_early"]),
+    ("loop-interrupt-keeps-asking", "cvsweep/sweep/context.py",
+     "return (self.interrupts.signum is not None or self.out_of_time", "return (self.out_of_time",
+     [UNIT_LOOP + "test_an_interrupt_stops_the_asks_and_the_jobs_in_flight"]),
+    ("loop-interrupt-not-passed-on", LOOP,
+     "        launcher.interrupt()  # its workers", "        pass  # its workers",
+     [UNIT_LOOP + "test_an_interrupt_stops_the_asks_and_the_jobs_in_flight"]),
+    ("loop-pruned-told-fail", STUDY_TRIALS,
+     "self.study.tell(trial, state=TrialState.PRUNED)", "self.study.tell(trial, state=TrialState.FAIL)",
+     [UNIT_LOOP + "test_pruned_trials_count_as_finished_and_are_told_pruned"]),
+    ("loop-failure-rate-unchecked", LOOP,
+     "    if ctx.failures and len(ctx.failures) / ctx.told > ctx.settings.max_failure_rate:",
+     "    if False:",
+     [UNIT_LOOP + "test_the_failure_rate_raises_the_first_failure"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).

@@ -9,8 +9,8 @@ end. A second signal (a second or more after the first) exits at once.
 
 A remote sweep's forked worker processes (``install_in_worker``): they ignore SIGINT (a
 terminal's Ctrl-C reaches the whole process group; the sweep process decides) and take
-SIGTERM, which the sweep process sends them, as "stop": ``STOP`` is set, and the RunPod
-executor cancels its job and returns.
+SIGTERM, which the sweep process sends them, as "stop": the worker's ``WorkerStop`` is set,
+and the RunPod executor (which finds it with ``worker_stop``) cancels its job and returns.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from typing import Optional
 # `uv run` without a terminal forwards it too. Only a signal this much later is a second one.
 SAME_SIGNAL_S = 1.0
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as shells report it
-
-STOP = threading.Event()  # in a worker process: the sweep was interrupted
 
 
 class SweepInterrupted(BaseException):
@@ -63,6 +61,18 @@ class SweepInterrupts:
         return EXIT_CODES.get(self.signum) if self.signum is not None else None
 
     def _handle(self, signum: int, frame) -> None:
+        self.record(signum)
+
+    def record(self, signum: int) -> None:
+        """Take ``signum`` as the sweep's stop: the first time, note it (and raise into a trial
+        training in this process); a second signal a second or more later exits at once.
+
+        Args:
+            signum: The signal received (SIGINT or SIGTERM).
+
+        Raises:
+            SweepInterrupted: While ``raise_now`` is set (a trial trains in this thread).
+        """
         if self.signum is not None and time.monotonic() - self.first_at < SAME_SIGNAL_S:
             return  # the same Ctrl-C delivered twice (e.g. by `uv run` without a terminal)
         if self.signum is not None:  # the second one: no more waiting
@@ -75,7 +85,36 @@ class SweepInterrupts:
             raise SweepInterrupted(signum)
 
 
-def install_in_worker() -> None:
-    """In a forked worker process: ignore SIGINT, take SIGTERM as the sweep's stop."""
+class WorkerStop:
+    """A forked worker's "the sweep was interrupted": an event its SIGTERM handler sets. The
+    handler is a method of this object, so the process's signal table is where it is found."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def _handle(self, signum: int, frame) -> None:
+        self.event.set()
+
+
+def install_in_worker() -> WorkerStop:
+    """In a forked worker process: ignore SIGINT, take SIGTERM as the sweep's stop.
+
+    Returns:
+        The worker's stop, whose event SIGTERM sets.
+    """
+    stop = WorkerStop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: STOP.set())
+    signal.signal(signal.SIGTERM, stop._handle)
+    return stop
+
+
+def worker_stop() -> threading.Event:
+    """The event a remote job waits on between polls: set once this worker process was told to
+    stop (SIGTERM from the sweep process).
+
+    Returns:
+        The event of the ``WorkerStop`` whose handler takes SIGTERM here; outside a forked
+        worker, an event nobody sets (the sweep process stops its own trials by raising).
+    """
+    owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return owner.event if isinstance(owner, WorkerStop) else threading.Event()

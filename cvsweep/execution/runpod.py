@@ -38,7 +38,7 @@ from cvsweep.config.schema import Fallback
 from cvsweep.errors import CvsweepError
 from cvsweep.execution import model_transport, remote_jobs
 from cvsweep.execution.http_retry import TRANSIENT_HTTP, RetriesStopped, policy
-from cvsweep.execution.interrupts import STOP
+from cvsweep.execution.interrupts import worker_stop
 from cvsweep.execution.local import LocalExecutor, ProgressCallback, PruneCallback
 from cvsweep.execution.payload import make_input
 from cvsweep.execution.prepared import PreparedTrial, prepared_of
@@ -162,7 +162,7 @@ class RunpodClient:
 
         self.adapter.max_retries = policy(what, self.cfg.retries, self.cfg.backoff_s, self.cfg.backoff_max_s,
                                           resend_safe=resend_safe, deadline=until,
-                                          stop=STOP if interruptible else None)
+                                          stop=worker_stop() if interruptible else None)
         try:
             return request()
         except RetriesStopped:
@@ -219,7 +219,7 @@ class RemoteJob:
             "input": make_input(self.run_config, transport),
             "policy": {"executionTimeout": int(self.cfg.execution_timeout_s * 1000), "ttl": int(self.cfg.ttl_s * 1000)},
         }
-        if STOP.is_set():
+        if worker_stop().is_set():
             raise JobInterrupted("the sweep was stopped before the job was sent")
         job_id = self._earlier_job() or self._submit(body)
         self.ids = {"endpoint_id": self.cfg.endpoint_id, "job_id": job_id, "submitted_at": round(submitted_at, 3)}
@@ -372,7 +372,7 @@ class RemoteJob:
             if time.monotonic() > give_up:
                 self._cancel(job_id)
                 raise RemoteError(f"job {job_id} reached no final state in time; cancelled")
-            if STOP.wait(self.cfg.poll_interval_s):
+            if worker_stop().wait(self.cfg.poll_interval_s):
                 self._cancel(job_id)
                 raise JobInterrupted(f"the sweep was stopped; job {job_id} cancelled")
 

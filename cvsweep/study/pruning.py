@@ -2,7 +2,8 @@
 to its study trial, and stops when the study's pruner says so.
 
 Hydra's Optuna sweeper never could prune: a trial is a Hydra job, which has no Optuna trial to
-report to. cvsweep's sweep loop (hydra_plugins/cvsweep_sweeper) hands each job its trial:
+report to. cvsweep's sweep loop (cvsweep/sweep/loop.py) hands each job its trial through the
+sweep's ``TrialHandles`` (held by its context, cvsweep/sweep/context.py):
 - a job that runs in the sweep process (Hydra's basic launcher, local sweeps) finds the live
   ``optuna.Trial`` the sweeper asked, any storage, in-memory included (``attach``);
 - a job in a forked launcher worker (cvsweep's launcher, remote sweeps) gets a ``TrialRef``
@@ -37,14 +38,6 @@ NO_PRUNER = "optuna.pruners.NopPruner"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 FORKING_LAUNCHER = "hydra_plugins.cvsweep_launcher.cvsweep_launcher.CvsweepLauncher"
 
-# Job number -> the trial that job reports to, in this process.
-_trials: dict[int, optuna.Trial] = {}
-# Job number -> how a forked worker reaches its trial (adopted, not yet opened).
-_refs: dict[int, "TrialRef"] = {}
-# When the sweep's time limit (hydra.sweeper.timeout_s) runs out, as time.time(); None: no limit.
-_deadline: Optional[float] = None
-
-
 @dataclass(frozen=True)
 class TrialRef:
     """What a launcher worker needs to report to a trial of a stored study."""
@@ -65,31 +58,68 @@ def prunes(pruner) -> bool:
     return pruner.get("_target_") != NO_PRUNER
 
 
-# -- the sweep process -------------------------------------------------------------------------
-def attach(job: int, trial: optuna.Trial) -> None:
-    _trials[job] = trial
+class TrialHandles:
+    """Which study trial each job of a sweep reports to, in this process, and the sweep's time
+    limit (``deadline``, as time.time(); None: no limit), when a trial still training stops at
+    its next epoch's end."""
 
+    def __init__(self, deadline: Optional[float] = None) -> None:
+        self.deadline = deadline
+        self.trials: dict[int, optuna.Trial] = {}  # job -> the live trial (the sweep process)
+        self.refs: dict[int, TrialRef] = {}  # job -> how a forked worker reaches it
 
-def set_deadline(deadline: Optional[float]) -> None:
-    """The sweep's time limit (time.time() when it runs out): a trial still training then
-    stops at its next epoch's end, pruned."""
-    global _deadline
-    _deadline = deadline
+    # -- the sweep process ---------------------------------------------------------------------
+    def attach(self, job: int, trial: optuna.Trial) -> None:
+        """Job ``job`` reports each epoch to ``trial``."""
+        self.trials[job] = trial
 
+    def detach(self, job: int) -> None:
+        """Job ``job`` has ended: it reports to nothing any more."""
+        self.trials.pop(job, None)
+        self.refs.pop(job, None)
 
-def detach(job: int) -> None:
-    _trials.pop(job, None)
-    _refs.pop(job, None)
+    def portable(self, job: int, storage: Optional[str]) -> Optional[TrialRef]:
+        """How a forked worker reaches job ``job``'s trial.
 
+        Args:
+            job: The job number.
+            storage: The study's storage URL (None or empty: the study is in memory).
 
-def portable(job: int, storage: Optional[str]) -> Optional[TrialRef]:
-    """How a forked worker reaches job ``job``'s trial; None when none is attached, or its
-    study lives in this process's memory only."""
-    trial = _trials.get(job)
-    if trial is None or not storage:
-        return None
-    return TrialRef(_absolute(str(storage)), trial.study.study_name, compat.trial_id(trial), trial.study.pruner,
-                    _deadline)
+        Returns:
+            The ``TrialRef``; None when no trial is attached, or its study lives in this
+            process's memory only.
+        """
+        trial = self.trials.get(job)
+        if trial is None or not storage:
+            return None
+        return TrialRef(_absolute(str(storage)), trial.study.study_name, compat.trial_id(trial), trial.study.pruner,
+                        self.deadline)
+
+    # -- the job's process ---------------------------------------------------------------------
+    def adopt(self, job: int, ref: Optional[TrialRef]) -> None:
+        """In a launcher worker: job ``job`` reports to the trial ``ref`` names (opened on use)."""
+        if ref is not None:
+            self.refs[job] = ref
+
+    def reporter(self, cfg, job: Optional[int]) -> Optional["EpochReporter"]:
+        """The ``prune`` hook of job ``job``.
+
+        Args:
+            cfg: The job's config (its objective and health_weight).
+            job: The job number; None for a single run.
+
+        Returns:
+            The ``EpochReporter``; None for a single run, a sweep without a pruner, or a job
+            with no trial to report to.
+        """
+        if job is None:
+            return None
+        trial, deadline = self.trials.get(job), self.deadline
+        if trial is None and job in self.refs:
+            trial, deadline = _open(self.refs[job]), self.refs[job].deadline
+        if trial is None:
+            return None
+        return EpochReporter(trial, cfg.objective, cfg.health_weight, deadline)
 
 
 def _absolute(url: str) -> str:
@@ -103,26 +133,6 @@ def _absolute(url: str) -> str:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return url
     return parsed.set(database=str(Path(parsed.database).expanduser().resolve())).render_as_string(hide_password=False)
-
-
-# -- the job's process -------------------------------------------------------------------------
-def adopt(job: int, ref: Optional[TrialRef]) -> None:
-    """In a launcher worker: job ``job`` reports to the trial ``ref`` names (opened on use)."""
-    if ref is not None:
-        _refs[job] = ref
-
-
-def reporter(cfg, job: Optional[int]) -> Optional["EpochReporter"]:
-    """The ``prune`` hook for job ``job`` of a sweep that prunes; None for a single run, a
-    sweep without a pruner, or a job with no trial to report to."""
-    if job is None:
-        return None
-    trial, deadline = _trials.get(job), _deadline
-    if trial is None and job in _refs:
-        trial, deadline = _open(_refs[job]), _refs[job].deadline
-    if trial is None:
-        return None
-    return EpochReporter(trial, cfg.objective, cfg.health_weight, deadline)
 
 
 def _open(ref: TrialRef) -> Optional[optuna.Trial]:
@@ -231,7 +241,7 @@ def _check_settings(pruner, chosen: str) -> None:
 
 
 # The options of hydra/sweeper/pruner (registered with their settings in
-# hydra_plugins/cvsweep_sweeper) and the Optuna class each makes.
+# cvsweep/sweep/sweeper_conf.py) and the Optuna class each makes.
 PRUNER_TARGETS = {
     "none": NO_PRUNER,
     "median": "optuna.pruners.MedianPruner",

@@ -37,9 +37,17 @@ from optuna.trial import FrozenTrial, TrialState
 from cvsweep import compat
 
 log = logging.getLogger("cvsweep.study")
-# Heartbeats, stale-trial failing and its retry callback are marked experimental, unchanged
-# since Optuna 2.9; the warning would print on every trial.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"(optuna|cvsweep)\.")
+
+
+def quiet_experimental_warnings() -> None:
+    """Heartbeats, stale-trial failing and its retry callback are marked experimental, unchanged
+    since Optuna 2.9; the warning would print on every trial. Installed at import and again when
+    a storage opens: Hydra imports its plugins, and so this module, inside catch_warnings,
+    which drops a filter added meanwhile."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"(optuna|cvsweep)\.")
+
+
+quiet_experimental_warnings()
 
 MAX_RETRIES = 2
 OWNER_ATTR = "cvsweep.owner"
@@ -53,6 +61,7 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
     loser's CREATE fails on a unique constraint and simply opens what the winner made."""
     from sqlalchemy.exc import IntegrityError
 
+    quiet_experimental_warnings()
     for attempt in range(3):
         try:
             storage = RDBStorage(
@@ -157,8 +166,7 @@ def interrupted_numbers(trials: list[FrozenTrial]) -> set[int]:
 
 # A configuration that cannot train (it diverged, overran its time budget, or cannot be
 # built) is an answer about that configuration. Optuna has no state for it, and its samplers
-# never see FAIL trials: TPE keeps proposing such a region (measured: 100 failures in a row in
-# tests/test_faults_end_to_end.py). PRUNED is the state TPE ranks below every completed trial,
+# never see FAIL trials: TPE keeps proposing such a region, failure after failure. PRUNED is the state TPE ranks below every completed trial,
 # so such a trial is told as PRUNED; its record says "infeasible" and why.
 INFEASIBLE = TrialState.PRUNED
 # What n_trials counts: trials that taught the sampler something about their configuration.

@@ -30,10 +30,11 @@ class CvsweepHooks(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from cvsweep.reporting.summary import summarize_sweep
-        from cvsweep.sweep import early_end
+        from cvsweep.sweep import context
         from cvsweep.sweep.keep_models import keep_best
 
-        ended = early_end.take()  # interrupted, too many failures in a row, or the time limit
+        sweep = context.release()  # the sweeper's context, with why the loop ended early
+        ended = sweep.early_end if sweep is not None else None  # interrupted, failures in a row, time limit
         summary = summarize_sweep(config, kept_models=keep_best(config),  # artifacts=best first
                                   ended_early=ended and {"exit_code": ended.exit_code, "message": ended.message})
         if ended is not None:

@@ -23,7 +23,8 @@ from cvsweep.execution.executors import create_executor
 from cvsweep.execution.prepared import DataIdentity, PreparedTrial
 from cvsweep.jsonio import write_json_atomic, write_text_atomic
 from cvsweep.models import size
-from cvsweep.study import constraints, pruning
+from cvsweep.study import constraints
+from cvsweep.sweep import context
 from cvsweep.training import failures
 from cvsweep.training.progress_file import epoch_writer
 from cvsweep.training.result import Result, failed_result, is_completed, is_pruned
@@ -63,7 +64,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     hydra = HydraConfig.get()
     trial_dir = Path(hydra.runtime.output_dir)
     limits = constraints.limits_of(hydra.sweeper)
-    prune = pruning.reporter(cfg, hydra.job.get("num"))  # None: not a sweep that prunes
+    prune = context.reporter(cfg, hydra.job.get("num"))  # None: not a sweep that prunes
     result = _prepare_and_run(cfg, trial_dir, limits, prune)
     path = record(result, cfg, trial_dir, limits, prune)
     if is_pruned(result):

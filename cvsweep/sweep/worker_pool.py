@@ -1,6 +1,7 @@
 """Worker processes forked from the sweep process, running its Hydra jobs (see
 hydra_plugins/cvsweep_launcher for why). Lives outside hydra_plugins: Hydra re-executes
-plugin modules when it scans for plugins, which would reset the state the workers inherit.
+plugin modules when it scans for plugins. Each worker keeps what its jobs share in its own
+active sweep context (cvsweep/sweep/context.py).
 """
 
 from __future__ import annotations
@@ -20,21 +21,18 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 
 from cvsweep import compat
-from cvsweep.study import pruning
+from cvsweep.execution.interrupts import install_in_worker
+from cvsweep.study.pruning import TrialRef
+from cvsweep.sweep import context
 from cvsweep.sweep.output_relay import OutputRelay
 
 log = logging.getLogger(__name__)
 
 PARENT_CHECK_S = 1.0
 
-# What every job of the sweep shares (Hydra's context, the config, the task function, Hydra's
-# singletons), set before the workers fork: they inherit it, so a job travels as its
-# overrides and number only (the configs hold classes of plugin modules that Hydra loads
-# outside sys.modules, which pickle cannot name).
-_SWEEP: dict[str, Any] = {}
-
 
 def can_fork() -> bool:
+    """Whether this platform can fork the workers."""
     return "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -44,16 +42,28 @@ class WorkerPool:
         workers that know ``sweep``: hydra_context, task_function, config."""
         for module in preload:
             importlib.import_module(module)
-        _SWEEP.update(sweep, singleton_state=Singleton.get_state())
+        # What every job of the sweep shares (Hydra's context, the config, the task function,
+        # Hydra's singletons): the workers inherit it at the fork, so a job travels as its
+        # overrides, number and trial handle only (the configs hold classes of plugin modules
+        # that Hydra loads outside sys.modules, which pickle cannot name).
+        self.jobs = {**sweep, "singleton_state": Singleton.get_state()}
         self.n_workers = n_workers
         self.output = OutputRelay()  # workers print through this process (cvsweep/sweep/output_relay.py)
         self.pool = self._fork()
         self.output.start()
 
-    def submit(self, overrides: Sequence[str], job_idx: int) -> Future:
-        # The job's study trial, for the pruner (cvsweep/study/pruning.py): the worker was forked
-        # before the trial was asked.
-        trial = pruning.portable(job_idx, _SWEEP["config"].hydra.sweeper.get("storage"))
+    def submit(self, overrides: Sequence[str], job_idx: int, trial: Optional[TrialRef] = None) -> Future:
+        """Run one job in a worker.
+
+        Args:
+            overrides: The job's overrides.
+            job_idx: Its job number.
+            trial: How the job reaches its study trial for the pruner (cvsweep/study/pruning.py):
+                the worker was forked before the trial was asked. None: it does not.
+
+        Returns:
+            A future holding the job's JobReturn.
+        """
         try:
             return self.pool.submit(_run_job, list(overrides), job_idx, trial)
         except BrokenProcessPool:
@@ -75,21 +85,23 @@ class WorkerPool:
 
     def _fork(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_start_worker, initargs=(os.getpid(), self.output))
+                                   initializer=_start_worker, initargs=(os.getpid(), self.output, self.jobs))
         for future in [pool.submit(os.getpid) for _ in range(self.n_workers)]:
             future.result()  # every worker is up before the first job
         return pool
 
 
-def _run_job(overrides: List[str], job_idx: int, trial: Optional[pruning.TrialRef] = None) -> JobReturn:
+def _run_job(overrides: List[str], job_idx: int, trial: Optional[TrialRef] = None) -> JobReturn:
     """One job, as Hydra's joblib launcher runs it: its own config, folder, logging and Hydra
     state. What travels back is what the sweeper reads (the outcome), not the job's configs."""
-    pruning.adopt(job_idx, trial)
+    worker = context.active()  # the worker's own, activated when it started
+    jobs = worker.jobs
+    worker.handles.adopt(job_idx, trial)
     try:
-        ret = compat.execute_job(job_idx, overrides, _SWEEP["hydra_context"], _SWEEP["config"],
-                                 _SWEEP["task_function"], _SWEEP["singleton_state"])
+        ret = compat.execute_job(job_idx, overrides, jobs["hydra_context"], jobs["config"], jobs["task_function"],
+                                 jobs["singleton_state"])
     finally:
-        pruning.detach(job_idx)
+        worker.handles.detach(job_idx)
     value = compat.job_outcome(ret)
     try:
         pickle.dumps(value)
@@ -100,13 +112,13 @@ def _run_job(overrides: List[str], job_idx: int, trial: Optional[pruning.TrialRe
     return back
 
 
-def _start_worker(parent_pid: int, output: OutputRelay) -> None:
+def _start_worker(parent_pid: int, output: OutputRelay, jobs: dict) -> None:
     """A worker prints through the sweep process, takes Ctrl-C and SIGTERM from it only, and
-    exits with it."""
-    from cvsweep.execution.interrupts import install_in_worker
-
+    exits with it. Its active sweep context (cvsweep/sweep/context.py; the thread that runs
+    this runs its jobs) holds what its jobs share and their trial handles."""
     output.attach_worker()
     install_in_worker()
+    context.activate(context.SweepContext(jobs=jobs))
     _exit_with_parent(parent_pid)
 
 

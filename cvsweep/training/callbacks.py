@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from typing import Callable, Optional
 
@@ -12,27 +13,41 @@ from cvsweep.training.result import finite_or_none
 
 log = logging.getLogger("cvsweep.train")
 
-# A stop asked from outside the run (a cancelled or pruned remote job: the training process's
-# SIGUSR1, cvsweep/training/process.py), and the model being fitted, which it stops.
-_stop_requested = False
-_fitting: Optional[keras.Model] = None
+class StopRequest:
+    """A stop asked from outside the run (a cancelled or pruned remote job: the training
+    process's SIGUSR1, cvsweep/training/process.py), and the model being fitted, which it
+    stops. The training process installs ``handle`` as its SIGUSR1 handler, so the process's
+    signal table is where the run finds it (``installed``)."""
 
+    def __init__(self) -> None:
+        self.requested = False
+        self.fitting: Optional[keras.Model] = None
 
-def request_stop() -> None:
-    """Stop the run in progress at its next batch end (called from a signal handler)."""
-    global _stop_requested
-    _stop_requested = True
-    if _fitting is not None:
-        _fitting.stop_training = True
+    def handle(self, signum: int = 0, frame=None) -> None:
+        """Stop the run in progress at its next batch end (the signal handler)."""
+        self.requested = True
+        if self.fitting is not None:
+            self.fitting.stop_training = True
+
+    def clear(self) -> None:
+        """A new run begins: a stop asked before it was sent is not for it."""
+        self.requested = False
+
+    @staticmethod
+    def installed() -> Optional["StopRequest"]:
+        """The stop request whose ``handle`` takes SIGUSR1 in this process, if any.
+
+        Returns:
+            The ``StopRequest``, or None outside the training process.
+        """
+        owner = getattr(signal.getsignal(signal.SIGUSR1), "__self__", None)
+        return owner if isinstance(owner, StopRequest) else None
 
 
 def stop_requested() -> bool:
-    return _stop_requested
-
-
-def clear_stop() -> None:
-    global _stop_requested
-    _stop_requested = False
+    """Whether the run in progress was asked to stop from outside (see ``StopRequest``)."""
+    stop = StopRequest.installed()
+    return stop is not None and stop.requested
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -68,16 +83,18 @@ class EpochReport(keras.callbacks.Callback):
         self.progress = progress
         self.prune = prune
         self.pruned_after: Optional[int] = None
+        self.stop: Optional[StopRequest] = None
 
     def on_train_begin(self, logs=None):
-        global _fitting
-        _fitting = self.model
-        if _stop_requested:  # asked while the data loaded: stop after the first batch
-            self.model.stop_training = True
+        self.stop = StopRequest.installed()
+        if self.stop is not None:
+            self.stop.fitting = self.model
+            if self.stop.requested:  # asked while the data loaded: stop after the first batch
+                self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        global _fitting
-        _fitting = None
+        if self.stop is not None:
+            self.stop.fitting = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.monotonic()

@@ -21,6 +21,7 @@ never reaches a batch end (one enormous batch, a read that never returns).
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.handlers
 import multiprocessing
@@ -219,17 +220,19 @@ def _serve(conn, parent_pid: int) -> None:
     from cvsweep.training.train import import_tensorflow, train
 
     import_tensorflow()  # warm before the first run; first: it keeps TensorFlow's start-up lines off the console
-    from cvsweep.training import callbacks  # imports Keras
+    from cvsweep.training.callbacks import StopRequest  # imports Keras
+
     # The parent's stop(): the run ends at its next batch end. A signal that arrives between
     # runs is cleared when the next run begins (it was sent before that run's config).
-    signal.signal(signal.SIGUSR1, lambda *_: callbacks.request_stop())
+    stop = StopRequest()
+    signal.signal(signal.SIGUSR1, stop.handle)
     send(("ready", None))
     while True:
         try:
             run_config, tensorboard_dir, model_dir, asks = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
-        callbacks.clear_stop()
+        stop.clear()
         try:
             result = train(run_config, progress=lambda update: send(("progress", update)),
                            tensorboard_dir=tensorboard_dir, stage=lambda name: send(("stage", name)),
@@ -283,12 +286,12 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="cvsweep-parent-watch", daemon=True).start()
 
 
-_shared: Optional[TrainingProcess] = None
-
-
+@functools.cache
 def shared() -> TrainingProcess:
-    """The process's one training child (local trials of a sweep share it)."""
-    global _shared
-    if _shared is None:
-        _shared = TrainingProcess()
-    return _shared
+    """The process's one training child, made on first use (local trials of a sweep share it,
+    and its warm TensorFlow): a resource, not state handed between callers.
+
+    Returns:
+        The same ``TrainingProcess`` on every call in this process.
+    """
+    return TrainingProcess()

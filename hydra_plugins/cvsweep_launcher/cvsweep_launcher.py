@@ -15,13 +15,15 @@ import logging
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+from cvsweep.study.pruning import TrialRef
 
 # No "from __future__ import annotations" here: Hydra executes plugin modules outside
 # sys.modules, where dataclasses cannot resolve string annotations.
@@ -55,11 +57,19 @@ class CvsweepLauncher(Launcher):
         """Stop every running trial: remote jobs are cancelled, their trials return failed."""
         self.pool.interrupt()
 
-    def submit(self, overrides: Sequence[str], job_idx: int) -> Future:
-        """Start one job in a free worker (or queue it for the next free one); the future holds
-        its JobReturn, whose return_value re-raises what the task raised."""
+    def submit(self, overrides: Sequence[str], job_idx: int, trial: Optional[TrialRef] = None) -> Future:
+        """Start one job in a free worker (or queue it for the next free one).
+
+        Args:
+            overrides: The job's overrides.
+            job_idx: Its job number.
+            trial: How its job reaches its study trial for the pruner (None: it does not).
+
+        Returns:
+            A future holding its JobReturn, whose return_value re-raises what the task raised.
+        """
         log.info("\t#%d : %s", job_idx, " ".join(filter_overrides(overrides)))
-        return self.pool.submit(overrides, job_idx)
+        return self.pool.submit(overrides, job_idx, trial)
 
 
 @dataclass

@@ -6,6 +6,8 @@ queued and nothing trains."""
 from __future__ import annotations
 
 import copy
+import os
+import signal
 import sys
 import threading
 import time
@@ -32,8 +34,10 @@ def endpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path / "cache"))  # no earlier job to collect
     emulator = Emulator(0, "sk-test-interrupt", Faults(), tmp_path)
     server = serve_in_thread(emulator)
+    # This process takes SIGTERM as a forked launcher worker does: as the sweep's stop.
+    previous = signal.signal(signal.SIGTERM, interrupts.WorkerStop()._handle)
     yield emulator
-    interrupts.STOP.clear()
+    signal.signal(signal.SIGTERM, previous)
     server.shutdown()
     server.server_close()
 
@@ -46,12 +50,12 @@ def _executor(emulator: Emulator) -> RunpodExecutor:
 
 
 def _stop_once_a_status_request_failed(emulator: Emulator) -> None:
-    """The sweep's stop (a forked worker's SIGTERM sets it), once the poll is in its retries:
+    """The sweep's stop (SIGTERM, as the sweep process sends a forked worker), once the poll is in its retries:
     the status outage never ends, so from then on the client is inside the retried request."""
     give_up = time.monotonic() + 60  # a hung client fails the test below, not this thread
     while emulator.faults.status_errors == OUTAGE and time.monotonic() < give_up:
         time.sleep(0.01)
-    interrupts.STOP.set()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def test_a_stop_during_a_retried_status_request_cancels_the_job(endpoint):
@@ -73,7 +77,7 @@ def test_a_stop_between_polls_cancels_the_job(endpoint):
 
     def submit_then_stop(body):
         job = original(body)
-        interrupts.STOP.set()  # after the job exists: the first poll's wait sees it
+        os.kill(os.getpid(), signal.SIGTERM)  # after the job exists: the first poll's wait sees it
         return job
 
     endpoint.submit = submit_then_stop

@@ -1,0 +1,222 @@
+"""The sweep loop: keep up to n_jobs trials running until the study holds n_trials finished
+ones, as named steps over one ``SweepContext`` (cvsweep/sweep/context.py).
+
+Each turn: note the deadline (``note_deadline``); unless the sweep is stopping
+(``SweepContext.stopping``), ask the study for as many trials as there are free slots
+(``ask``); start them (``start``); pass an interrupt on to the launcher (``pass_interrupt``);
+wait for any to end and tell the study each outcome (``collect``, ``tell``, ``on_failure``);
+check the failure rate. At the end, ``finish`` records why the sweep ended early, if it did.
+
+What the loop promises (the semantics are cvsweep/study/storage.py's):
+- ``n_trials`` counts finished trials (completed, pruned, infeasible); failed ones use up
+  nothing, so a failure's parameters are replaced by a new trial.
+- A success (any outcome but a failure) resets the failure streak; ``max_consecutive_failures``
+  failures in a row stop the sweep (exit 1), more than ``max_failure_rate`` of the trials
+  told failing raises the first failure.
+- SIGINT / SIGTERM (recorded on the context's interrupts) start nothing more; the launcher
+  stops the trials in flight, which are told FAIL "interrupted" unless they had finished.
+- After ``timeout_s`` nothing new starts; the running trials finish (with a pruner, at
+  their next epoch's end).
+
+The loop talks to a launcher through cvsweep/sweep/launchers.py, and to the study through
+cvsweep/sweep/study_trials.py, so a test drives it with prepared outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from concurrent.futures import Future
+
+import optuna
+from hydra.core.utils import JobReturn, JobStatus
+
+from cvsweep import compat
+from cvsweep.execution.interrupts import SweepInterrupted
+from cvsweep.sweep import early_end
+from cvsweep.sweep.context import Running, SweepContext
+from cvsweep.sweep.launchers import Launcher
+from cvsweep.sweep.study_trials import StudyTrials, Told
+
+log = logging.getLogger("hydra_plugins.cvsweep_sweeper.cvsweep_sweeper")
+
+
+def run_sweep(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> None:
+    """Run trials until the study holds ``n_trials`` finished ones or the sweep stops.
+
+    Args:
+        ctx: The sweep's context; on return, ``ctx.early_end`` says why it ended early.
+        trials: The study's side.
+        launcher: Starts the jobs.
+
+    Raises:
+        Exception: The first failure's, when more than max_failure_rate of the trials failed.
+    """
+    timeout_s = ctx.settings.timeout_s
+    ctx.deadline = ctx.clock() + timeout_s if timeout_s is not None else None
+    ctx.handles.deadline = ctx.deadline
+    try:
+        with ctx.heartbeat, ctx.interrupts, ctx.progress:
+            while turn(ctx, trials, launcher):
+                pass
+        finish(ctx, trials)
+    finally:
+        ctx.handles.deadline = None
+
+
+def turn(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> bool:
+    """One turn of the loop.
+
+    Returns:
+        Whether trials are still in flight (False: the loop is done).
+    """
+    note_deadline(ctx)
+    start(ctx, trials, launcher, ask(ctx, trials))
+    if not ctx.running:
+        return False
+    pass_interrupt(ctx, launcher)
+    collect(ctx, trials, launcher)
+    check_failure_rate(ctx)
+    return True
+
+
+def note_deadline(ctx: SweepContext) -> None:
+    """Once the deadline has passed: out of time, said once."""
+    if ctx.deadline is None or ctx.out_of_time or ctx.clock() < ctx.deadline:
+        return
+    ctx.out_of_time = True
+    log.info("The sweep's time limit (hydra.sweeper.timeout_s=%s) ran out: no new trial starts; %d running finish%s",
+             ctx.settings.timeout_s, len(ctx.running),
+             " (stopped at their next epoch's end)" if ctx.settings.prunes else "")
+
+
+def ask(ctx: SweepContext, trials: StudyTrials) -> list:
+    """New trials for the free slots: none while stopping, and the study is asked only when a
+    trial ended since it was last asked.
+
+    Returns:
+        The trials asked, each beating its heartbeat.
+    """
+    free = ctx.settings.n_jobs - len(ctx.running)
+    if not ctx.changed or free <= 0 or ctx.stopping():
+        return []
+    asked = [trials.ask() for _ in range(min(free, trials.n_to_ask(ctx.settings.n_trials)))]
+    for trial in asked:
+        ctx.heartbeat.add(trial)
+    return asked
+
+
+def start(ctx: SweepContext, trials: StudyTrials, launcher: Launcher, asked: list) -> None:
+    """Start a job for each trial asked; they are in flight on return (or, stopped by an
+    interrupt while training in this process, told so)."""
+    overrides = trials.configure(asked)
+    first = ctx.next_job
+    runs = [Running(trial, first + i, overrides[i]) for i, trial in enumerate(asked)]
+    for run in runs:  # before: a local launcher blocks
+        ctx.progress.started(run.trial.number, run.job, ctx.sweep_dir / str(run.job))
+        if ctx.settings.prunes:
+            ctx.handles.attach(run.job, run.trial)  # its job reports each epoch to it
+    ctx.next_job += len(runs)
+    try:
+        futures = launcher.start(overrides, first)
+    except SweepInterrupted:  # a local trial, training in this process, was stopped
+        for run in runs:
+            _ended(ctx, run)
+            tell_interrupted(ctx, trials, run)
+        ctx.changed = True
+        return
+    ctx.running.update(zip(futures, runs))
+
+
+def pass_interrupt(ctx: SweepContext, launcher: Launcher) -> None:
+    """After a signal, once: the launcher stops the jobs in flight."""
+    if ctx.interrupts.signum is not None and not ctx.cancelling:
+        launcher.interrupt()  # its workers cancel their remote jobs and return
+        ctx.cancelling = True
+
+
+def collect(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> None:
+    """Wait for jobs to end, and tell each one's trial, in job order."""
+    done = launcher.wait(list(ctx.running))
+    ctx.changed = bool(done)
+    for future in sorted(done, key=lambda f: ctx.running[f].job):
+        run = ctx.running.pop(future)
+        tell(ctx, trials, run, job_return(future, run.overrides))
+
+
+def tell(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn) -> None:
+    """Tell the study a job's outcome; a success resets the failure streak."""
+    _ended(ctx, run)
+    if ctx.interrupts.signum is not None:
+        tell_interrupted(ctx, trials, run, ret)
+        return
+    ctx.told += 1
+    told = trials.tell(run.trial, run.job, ret)
+    _show(ctx, run, told, ret)
+    if told.error is None:
+        ctx.streak.clear()
+    else:
+        on_failure(ctx, ret, told.error)
+
+
+def on_failure(ctx: SweepContext, ret: JobReturn, error: BaseException) -> None:
+    """A failed trial: one more in the streak and in the failure rate."""
+    ctx.failures.append(ret)
+    ctx.streak.append(error)
+
+
+def tell_interrupted(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn | None = None) -> None:
+    """A trial the interrupt stopped: FAIL (reason "interrupted ..."), its parameters asked
+    again by the next run. One that completed, or was pruned, before the stop reached it
+    keeps its result."""
+    if ret is not None and ret.status == JobStatus.COMPLETED or _pruned(ret):
+        _show(ctx, run, trials.tell(run.trial, run.job, ret), ret)
+        return
+    reason = f"interrupted by {signal.Signals(ctx.interrupts.signum).name}"
+    trials.fail_interrupted(run.trial, run.job, reason)
+    ctx.progress.finished(run.trial.number, "interrupted", None, reason)
+
+
+def check_failure_rate(ctx: SweepContext) -> None:
+    """Raise the first failure when more than max_failure_rate of the trials told failed."""
+    if ctx.failures and len(ctx.failures) / ctx.told > ctx.settings.max_failure_rate:
+        log.error("Failed %d times out of %d with max_failure_rate=%s.", len(ctx.failures), ctx.told,
+                  ctx.settings.max_failure_rate)
+        ctx.failures[0].return_value  # re-raises the first failure with its traceback
+
+
+def finish(ctx: SweepContext, trials: StudyTrials) -> None:
+    """Record on the context why the sweep ended early, if it did."""
+    settings = ctx.settings
+    if ctx.interrupts.signum is not None:
+        ctx.early_end = early_end.interrupted(ctx.interrupts.signum, ctx.interrupts.exit_code)
+    elif len(ctx.streak) >= settings.max_consecutive_failures:
+        ctx.early_end = early_end.failed_in_a_row(ctx.streak, settings.max_consecutive_failures)
+    elif ctx.out_of_time:
+        ctx.early_end = early_end.out_of_time(settings.timeout_s, trials.n_finished(), settings.n_trials)
+
+
+def job_return(future: Future, overrides: tuple) -> JobReturn:
+    """The job's JobReturn; a job whose worker process died becomes a failed one."""
+    try:
+        return future.result()
+    except Exception as err:  # BrokenProcessPool: killed by a signal or out of memory
+        ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+        ret.return_value = RuntimeError(f"the trial's worker process failed: {type(err).__name__}: {err}")
+        return ret
+
+
+def _ended(ctx: SweepContext, run: Running) -> None:
+    ctx.heartbeat.remove(run.trial)
+    ctx.handles.detach(run.job)
+
+
+def _pruned(ret: JobReturn | None) -> bool:
+    return ret is not None and isinstance(compat.job_outcome(ret), optuna.TrialPruned)
+
+
+def _show(ctx: SweepContext, run: Running, told: Told, ret: JobReturn) -> None:
+    completed = told.state == "completed"
+    outcome = compat.job_outcome(ret)
+    ctx.progress.finished(run.trial.number, told.state, outcome if completed else None,
+                          None if completed else told.error or outcome)  # the reason

@@ -1,0 +1,159 @@
+"""The study's side of a sweep: ask a trial (re-seeding the sampler per trial number), give
+it its parameters as a job's overrides, tell it the job's outcome, and write Hydra's
+optimization_results.yaml. The loop (cvsweep/sweep/loop.py) decides when; this decides how."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from cvsweep import compat, layout
+from cvsweep.study import constraints
+from cvsweep.study import storage as studies
+
+log = logging.getLogger("hydra_plugins.cvsweep_sweeper.cvsweep_sweeper")
+
+
+@dataclass
+class Told:
+    """What a trial was told: completed, pruned, infeasible or failed, and a failure's error."""
+
+    state: str
+    error: Optional[BaseException] = None
+
+
+class StudyTrials:
+    """Asks and tells the trials of one study.
+
+    Args:
+        study: The Optuna study.
+        sweep_dir: The sweep's folder (a job's folder is its number inside it).
+        directions: The study's directions.
+        distributions: The swept parameters' Optuna distributions.
+        fixed_params: The command line's plain values, carried by every job.
+        reseed: Makes the sampler for a trial number (a seeded sweep); None keeps the study's.
+        extend: Upstream's custom search space extender, called with each trial.
+        artifacts_root: Where a completed trial's model is registered (None: not registered).
+    """
+
+    def __init__(self, study: optuna.Study, sweep_dir: Path, directions: list[str], distributions: dict,
+                 fixed_params: Optional[dict] = None, reseed: Optional[Callable[[int], Any]] = None,
+                 extend: Optional[Callable[[Any], None]] = None, artifacts_root: Optional[str] = None) -> None:
+        self.study, self.sweep_dir, self.directions = study, Path(sweep_dir), directions
+        self.distributions, self.fixed_params = distributions, dict(fixed_params or {})
+        self.reseed, self.extend, self.artifacts_root = reseed, extend, artifacts_root
+
+    def n_to_ask(self, n_trials: int) -> int:
+        """How many more trials this process should start (cvsweep/study/storage.py)."""
+        return studies.n_to_ask(self.study, n_trials)
+
+    def n_finished(self) -> int:
+        """How many trials the study holds finished (those n_trials counts)."""
+        return studies.n_counted(self.study.get_trials(deepcopy=False))
+
+    def ask(self) -> optuna.Trial:
+        """A new trial, claimed by this process, its sampler seeded for its number."""
+        with warnings.catch_warnings():  # Optuna expects heartbeats inside optimize() only
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study.ask()
+        if self.reseed is not None:  # the parameters are suggested after ask(), by this sampler
+            self.study.sampler = self.reseed(trial.number)
+        studies.claim(trial)
+        return trial
+
+    def configure(self, trials: list) -> list[tuple]:
+        """Each trial's overrides. As upstream, except that the fixed parameters (the command
+        line's plain values) go into one trial attribute: one database write per trial
+        instead of one per parameter."""
+        overrides = []
+        for trial in trials:
+            for name, distribution in self.distributions.items():
+                compat.suggest(trial, name, distribution)
+            if self.extend is not None:
+                self.extend(trial)
+            if self.fixed_params:
+                trial.set_user_attr(studies.FIXED_ATTR, dict(self.fixed_params))
+            overrides.append(tuple(f"{name}={value}" for name, value in {**trial.params, **self.fixed_params}.items()))
+        return overrides
+
+    def tell(self, trial: optuna.Trial, job: int, ret: Any) -> Told:
+        """Record the trial's outcome and where its result.json lies. A configuration that was
+        infeasible is an answer, recorded as studies.INFEASIBLE; a pruned trial is told
+        PRUNED, and Optuna gives it the last value it reported.
+
+        Args:
+            trial: The study trial.
+            job: Its job number.
+            ret: The job's JobReturn.
+
+        Returns:
+            The outcome's name, and the error of a failed trial.
+        """
+        result = self.result_path(job)
+        record = {"host": socket.gethostname(), "path": str(result.resolve())}
+        outcome = compat.job_outcome(ret)
+        constraints.give_to_optuna(trial, result)  # when the sweep sets constraints
+        if isinstance(outcome, optuna.TrialPruned):  # not through return_value: it logs an error
+            trial.set_user_attr(studies.RESULT_ATTR, {**record, "reason": str(outcome), "pruned": True})
+            self.study.tell(trial, state=TrialState.PRUNED)
+            log.info("Pruned: %s", outcome)
+            return Told("pruned")
+        try:
+            values = _values(ret.return_value, len(self.directions))
+        except Exception as err:  # the trial failed, or returned something unusable
+            infeasible = bool(getattr(err, "infeasible", False))
+            trial.set_user_attr(studies.RESULT_ATTR, {**record, "reason": str(err), "infeasible": infeasible})
+            self.study.tell(trial, state=studies.INFEASIBLE if infeasible else TrialState.FAIL)
+            log.warning("%s: %s", "Infeasible configuration" if infeasible else "Failed experiment", err)
+            return Told("infeasible") if infeasible else Told("failed", err)
+        # Before tell: a finished trial takes no more attributes.
+        if self.artifacts_root is not None:
+            from cvsweep.study.artifacts import register_model
+
+            artifact_id = register_model(trial, result, self.artifacts_root)
+            if artifact_id is not None:
+                record["artifact_id"] = artifact_id  # its model.keras in <output_root>/artifacts
+        trial.set_user_attr(studies.RESULT_ATTR, record)
+        self.study.tell(trial, values=values)
+        return Told("completed")
+
+    def fail_interrupted(self, trial: optuna.Trial, job: int, reason: str) -> None:
+        """A trial the interrupt stopped: FAIL with ``reason``; the next run asks its
+        parameters again."""
+        record = {"host": socket.gethostname(), "path": str(self.result_path(job).resolve()), "reason": reason}
+        studies.fail_interrupted(self.study, trial, record)
+
+    def result_path(self, job: int) -> Path:
+        """Where job ``job`` writes its result.json."""
+        return self.sweep_dir / str(job) / layout.RESULT
+
+    def save_results(self) -> None:
+        """Hydra's optimization_results.yaml, when the study has a best trial."""
+        study = self.study
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            log.error("No trial of this study completed, so there is no best trial")
+            return
+        if len(self.directions) < 2:
+            best = study.best_trial
+            results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+            log.info("Best parameters: %s, value %s", best.params, best.value)
+        else:
+            solutions = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            results = {"name": "optuna", "solutions": solutions}
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)  # no trial ran in a finished study
+        OmegaConf.save(OmegaConf.create(results), self.sweep_dir / layout.OPTIMIZATION_RESULTS)
+
+
+def _values(returned: Any, n_objectives: int) -> list[float]:
+    values = [float(returned)] if n_objectives == 1 else [float(v) for v in returned]
+    if len(values) != n_objectives:
+        raise ValueError(f"{len(values)} objective values returned, {n_objectives} expected")
+    return values
