@@ -3,7 +3,7 @@ file-system artifact store, ``<output_root>/artifacts`` (next to the default stu
 and linked to its trial, so optuna-dashboard lists and serves it
 (``optuna-dashboard sqlite:///outputs/optuna.db --artifact-dir outputs/artifacts``).
 An in-memory study (storage null) registers none: it is gone after the run, and nothing
-would remove the copies (the sweeper checks, hydra_plugins/cvsweep_sweeper).
+would remove the copies (the sweep checks: cvsweep/sweep/study_trials.py).
 
 optuna.artifacts is imported on first use only: importing it imports boto3 as well, a cost
 paid once per sweep process, never by ``--help`` or a sweep that keeps no model.

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from cvsweep import compat, layout
-from cvsweep.study import constraints
+from cvsweep.study import constraints, ranking
 from cvsweep.study import storage as studies
 
 log = logging.getLogger("hydra_plugins.cvsweep_sweeper.cvsweep_sweeper")
@@ -136,18 +136,17 @@ class StudyTrials:
         return self.sweep_dir / str(job) / layout.RESULT
 
     def save_results(self) -> None:
-        """Hydra's optimization_results.yaml, when the study has a best trial."""
-        study = self.study
-        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        """Hydra's optimization_results.yaml, when the study has a best trial (the one rule of
+        cvsweep/study/ranking.py, as the summary names it)."""
+        best = ranking.study_best(self.study)
+        if not best:
             log.error("No trial of this study completed, so there is no best trial")
             return
         if len(self.directions) < 2:
-            best = study.best_trial
-            results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
-            log.info("Best parameters: %s, value %s", best.params, best.value)
+            results = {"name": "optuna", "best_params": best[0].params, "best_value": best[0].value}
+            log.info("Best parameters: %s, value %s", best[0].params, best[0].value)
         else:
-            solutions = [{"params": t.params, "values": t.values} for t in study.best_trials]
-            results = {"name": "optuna", "solutions": solutions}
+            results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in best]}
         self.sweep_dir.mkdir(parents=True, exist_ok=True)  # no trial ran in a finished study
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / layout.OPTIMIZATION_RESULTS)
 
