@@ -100,7 +100,11 @@ class SweepContext:
 
     def stopping(self) -> bool:
         """Whether no new trial may start: interrupted, too many failures in a row, or out of
-        time."""
+        time.
+
+        Returns:
+            True when the sweep is stopping.
+        """
         return (self.interrupts.signum is not None or self.out_of_time
                 or len(self.streak) >= self.settings.max_consecutive_failures)
 
@@ -122,7 +126,11 @@ def activate(context: SweepContext) -> SweepContext:
 
 
 def active() -> Optional[SweepContext]:
-    """The active sweep's context in this thread, or None outside a sweep."""
+    """The active sweep's context in this thread.
+
+    Returns:
+        The context, or None outside a sweep.
+    """
     return _ACTIVE.get()
 
 

@@ -18,17 +18,47 @@ EXIT_NO_TRIAL_COMPLETED = 1
 
 
 class CvsweepHooks(Callback):
+    """The Hydra callbacks of ``hydra/callbacks``: checks before a run or a sweep, the summary after."""
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Check a single run's config, data, executor and output folder.
+
+        Args:
+            config: The run's config.
+            **kwargs: Hydra's, unused.
+
+        Raises:
+            SystemExit: With status 2 when a check fails.
+        """
         from cvsweep.sweep.preflight import check_run
 
         _or_exit(check_run, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Check a sweep before its first trial (cvsweep/sweep/preflight.py's ``check_sweep``).
+
+        Args:
+            config: The sweep's config; its direction and study name are settled in it.
+            **kwargs: Hydra's, unused.
+
+        Raises:
+            SystemExit: With status 2 when a check fails.
+        """
         from cvsweep.sweep.preflight import check_sweep
 
         _or_exit(check_sweep, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Keep the best models, write the sweep's summary, and end the process as the sweep ended.
+
+        Args:
+            config: The sweep's config.
+            **kwargs: Hydra's, unused.
+
+        Raises:
+            SystemExit: With the early end's exit code when the loop ended early, or 1 when no
+                trial of this run completed (and not every one was pruned).
+        """
         from cvsweep.reporting.summary import summarize_sweep
         from cvsweep.sweep import context
         from cvsweep.sweep.keep_models import keep_best

@@ -1,13 +1,13 @@
 """A sweep's job configs without composing each one anew.
 
-Hydra's launchers compose every job's config from the defaults list (``load_sweep_config``:
-about 0.25 s a job on 2 cores, the largest part of cvsweep's per-trial overhead). A sweep's
+Hydra's launchers compose every job's config from the defaults list (``load_sweep_config``,
+the largest part of cvsweep's per-trial overhead). A sweep's
 jobs usually differ in values only: the same keys each time, no config group switched. For
 those, the config composed for an earlier job with the same keys is copied, the new values
 are applied with Hydra's own override code, and the two hydra.* fields that depend on the
 overrides are set as Hydra sets them. Anything else (a group choice, ``+key``/``~key``, a
-``hydra.*`` key) is composed by Hydra as before. tests/test_sweep_configs.py checks that
-both ways give the same config.
+``hydra.*`` key) is composed by Hydra as before. A test checks that both ways give the same
+config.
 """
 
 from __future__ import annotations
@@ -34,6 +34,15 @@ class SweepConfigCache:
         return getattr(self.loader, name)
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: List[str]) -> DictConfig:
+        """A job's config: copied from an earlier job's with the same keys, or composed by Hydra.
+
+        Args:
+            master_config: The sweep's config.
+            sweep_overrides: The job's overrides.
+
+        Returns:
+            The job's config, as Hydra's ``load_sweep_config`` would return it.
+        """
         parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
         keys = _value_only_keys(master_config, parsed)
         template = self.templates.get(keys) if keys is not None else None

@@ -14,12 +14,31 @@ WAIT_S = 0.5  # how long a wait lasts at most, so that a signal is acted on whil
 
 
 class Launcher(Protocol):
+    """What the loop needs of a launcher: start jobs, wait for any to end, stop them."""
+
     def start(self, overrides: Sequence[tuple], first_job: int) -> list[Future]:
-        """Start one job per overrides, numbered from ``first_job``; each future holds its
-        JobReturn. May raise SweepInterrupted (a job training in this thread was stopped)."""
+        """Start one job per overrides, numbered from ``first_job``.
+
+        Args:
+            overrides: One tuple of Hydra overrides per job.
+            first_job: The first job's number.
+
+        Returns:
+            One future per job, holding its JobReturn.
+
+        Raises:
+            SweepInterrupted: A job training in this thread was stopped.
+        """
 
     def wait(self, futures: Sequence[Future]) -> set[Future]:
-        """The futures of ``futures`` that are done: at least one, unless a short wait passed."""
+        """Wait for jobs to end.
+
+        Args:
+            futures: The jobs in flight.
+
+        Returns:
+            Those that are done: at least one, unless a short wait passed.
+        """
 
     def interrupt(self) -> None:
         """Stop every running job: they return soon, failed."""
@@ -35,7 +54,18 @@ class HydraLauncher:
         self.launcher, self.interrupts, self.handles, self.storage = launcher, interrupts, handles, storage
 
     def start(self, overrides: Sequence[tuple], first_job: int) -> list[Future]:
-        """See ``Launcher.start``."""
+        """Start one job per overrides, numbered from ``first_job`` (see ``Launcher.start``).
+
+        Args:
+            overrides: One tuple of Hydra overrides per job.
+            first_job: The first job's number.
+
+        Returns:
+            One future per job, holding its JobReturn.
+
+        Raises:
+            SweepInterrupted: A job training in this thread was stopped.
+        """
         if not overrides:
             return []
         if hasattr(self.launcher, "submit"):
@@ -49,7 +79,14 @@ class HydraLauncher:
         return [_done(ret) for ret in returns]
 
     def wait(self, futures: Sequence[Future]) -> set[Future]:
-        """See ``Launcher.wait``."""
+        """Wait up to ``WAIT_S`` for jobs to end (see ``Launcher.wait``).
+
+        Args:
+            futures: The jobs in flight.
+
+        Returns:
+            Those that are done.
+        """
         return wait(futures, timeout=WAIT_S, return_when=FIRST_COMPLETED)[0]
 
     def interrupt(self) -> None:

@@ -65,7 +65,12 @@ def run_sweep(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> Non
 
 
 def turn(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> bool:
-    """One turn of the loop.
+    """One turn of the loop: ask, start, pass an interrupt on, collect, check the failure rate.
+
+    Args:
+        ctx: The sweep's context.
+        trials: The study's side.
+        launcher: Starts and waits for the jobs.
 
     Returns:
         Whether trials are still in flight (False: the loop is done).
@@ -81,7 +86,11 @@ def turn(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> bool:
 
 
 def note_deadline(ctx: SweepContext) -> None:
-    """Once the deadline has passed: out of time, said once."""
+    """Mark the sweep out of time once the deadline has passed, and log it once.
+
+    Args:
+        ctx: The sweep's context; sets ``ctx.out_of_time``.
+    """
     if ctx.deadline is None or ctx.out_of_time or ctx.clock() < ctx.deadline:
         return
     ctx.out_of_time = True
@@ -93,6 +102,10 @@ def note_deadline(ctx: SweepContext) -> None:
 def ask(ctx: SweepContext, trials: StudyTrials) -> list:
     """New trials for the free slots: none while stopping, and the study is asked only when a
     trial ended since it was last asked.
+
+    Args:
+        ctx: The sweep's context; each trial asked joins its heartbeat.
+        trials: The study's side, asked for the trials.
 
     Returns:
         The trials asked, each beating its heartbeat.
@@ -107,8 +120,17 @@ def ask(ctx: SweepContext, trials: StudyTrials) -> list:
 
 
 def start(ctx: SweepContext, trials: StudyTrials, launcher: Launcher, asked: list) -> None:
-    """Start a job for each trial asked; they are in flight on return (or, stopped by an
-    interrupt while training in this process, told so)."""
+    """Start a job for each trial asked.
+
+    They are in flight on return or, stopped by an interrupt while training in this process,
+    told so.
+
+    Args:
+        ctx: The sweep's context; the jobs join ``ctx.running``.
+        trials: The study's side, which turns the trials into overrides.
+        launcher: Starts the jobs.
+        asked: The trials from ``ask``.
+    """
     overrides = trials.configure(asked)
     first = ctx.next_job
     runs = [Running(trial, first + i, overrides[i]) for i, trial in enumerate(asked)]
@@ -129,14 +151,25 @@ def start(ctx: SweepContext, trials: StudyTrials, launcher: Launcher, asked: lis
 
 
 def pass_interrupt(ctx: SweepContext, launcher: Launcher) -> None:
-    """After a signal, once: the launcher stops the jobs in flight."""
+    """After a signal, have the launcher stop the jobs in flight, once.
+
+    Args:
+        ctx: The sweep's context; sets ``ctx.cancelling``.
+        launcher: Stops its jobs.
+    """
     if ctx.interrupts.signum is not None and not ctx.cancelling:
         launcher.interrupt()  # its workers cancel their remote jobs and return
         ctx.cancelling = True
 
 
 def collect(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> None:
-    """Wait for jobs to end, and tell each one's trial, in job order."""
+    """Wait for jobs to end, and tell each one's trial, in job order.
+
+    Args:
+        ctx: The sweep's context; the ended jobs leave ``ctx.running``.
+        trials: The study's side, told each outcome.
+        launcher: Waits for the jobs.
+    """
     done = launcher.wait(list(ctx.running))
     ctx.changed = bool(done)
     for future in sorted(done, key=lambda f: ctx.running[f].job):
@@ -145,7 +178,14 @@ def collect(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> None:
 
 
 def tell(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn) -> None:
-    """Tell the study a job's outcome; a success resets the failure streak."""
+    """Tell the study a job's outcome; a success resets the failure streak.
+
+    Args:
+        ctx: The sweep's context.
+        trials: The study's side.
+        run: The job that ended.
+        ret: Its outcome.
+    """
     _ended(ctx, run)
     if ctx.interrupts.signum is not None:
         tell_interrupted(ctx, trials, run, ret)
@@ -160,15 +200,29 @@ def tell(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn) -
 
 
 def on_failure(ctx: SweepContext, ret: JobReturn, error: BaseException) -> None:
-    """A failed trial: one more in the streak and in the failure rate."""
+    """Count a failed trial in the streak and in the failure rate.
+
+    Args:
+        ctx: The sweep's context.
+        ret: The failed job's outcome.
+        error: Its error.
+    """
     ctx.failures.append(ret)
     ctx.streak.append(error)
 
 
 def tell_interrupted(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn | None = None) -> None:
-    """A trial the interrupt stopped: FAIL (reason "interrupted ..."), its parameters asked
-    again by the next run. One that completed, or was pruned, before the stop reached it
-    keeps its result."""
+    """Tell the study about a trial the interrupt stopped.
+
+    It is told FAIL (reason "interrupted ..."), so the next run asks its parameters again.
+    One that completed, or was pruned, before the stop reached it keeps its result.
+
+    Args:
+        ctx: The sweep's context.
+        trials: The study's side.
+        run: The stopped job.
+        ret: Its outcome, or None when it never returned one.
+    """
     if ret is not None and ret.status == JobStatus.COMPLETED or _pruned(ret):
         _show(ctx, run, trials.tell(run.trial, run.job, ret), ret)
         return
@@ -178,7 +232,14 @@ def tell_interrupted(ctx: SweepContext, trials: StudyTrials, run: Running, ret: 
 
 
 def check_failure_rate(ctx: SweepContext) -> None:
-    """Raise the first failure when more than max_failure_rate of the trials told failed."""
+    """Raise the first failure when more than max_failure_rate of the trials told failed.
+
+    Args:
+        ctx: The sweep's context.
+
+    Raises:
+        Exception: The first failure's error, with its traceback.
+    """
     if ctx.failures and len(ctx.failures) / ctx.told > ctx.settings.max_failure_rate:
         log.error("Failed %d times out of %d with max_failure_rate=%s.", len(ctx.failures), ctx.told,
                   ctx.settings.max_failure_rate)
@@ -186,7 +247,12 @@ def check_failure_rate(ctx: SweepContext) -> None:
 
 
 def finish(ctx: SweepContext, trials: StudyTrials) -> None:
-    """Record on the context why the sweep ended early, if it did."""
+    """Record on the context why the sweep ended early, if it did.
+
+    Args:
+        ctx: The sweep's context; sets ``ctx.early_end``.
+        trials: The study's side, for the number of finished trials.
+    """
     settings = ctx.settings
     if ctx.interrupts.signum is not None:
         ctx.early_end = early_end.interrupted(ctx.interrupts.signum, ctx.interrupts.exit_code)
@@ -197,7 +263,15 @@ def finish(ctx: SweepContext, trials: StudyTrials) -> None:
 
 
 def job_return(future: Future, overrides: tuple) -> JobReturn:
-    """The job's JobReturn; a job whose worker process died becomes a failed one."""
+    """The job's outcome; a job whose worker process died becomes a failed one.
+
+    Args:
+        future: The job's future.
+        overrides: The job's overrides, for the failed outcome.
+
+    Returns:
+        The job's ``JobReturn``.
+    """
     try:
         return future.result()
     except Exception as err:  # BrokenProcessPool: killed by a signal or out of memory

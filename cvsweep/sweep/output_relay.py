@@ -11,6 +11,8 @@ import threading
 
 
 class OutputRelay:
+    """Pipes that carry the forked workers' stdout and stderr to the sweep process's streams."""
+
     def __init__(self) -> None:
         """Pipes for the workers' stdout and stderr; create before forking them."""
         self.pipes = {name: os.pipe() for name in ("stdout", "stderr")}

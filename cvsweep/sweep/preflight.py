@@ -29,14 +29,31 @@ from cvsweep.training import precision
 
 
 def check_run(cfg: DictConfig) -> None:
+    """Check a single run before it starts: its values and data, executor and output folder.
+
+    Args:
+        cfg: The run's config.
+
+    Raises:
+        ConfigError: The first problem found, naming the key, the value and the fix.
+    """
     _check_values_and_data(cfg)
     check_executor(cfg)
     _check_output_root(cfg.output_root)
 
 
 def check_sweep(cfg: DictConfig) -> None:
-    """Also settles hydra.sweeper.direction and study_name in ``cfg`` before the sweeper is
-    made from it: derived from the objectives and the experiment, or checked against them."""
+    """Check a sweep before its first trial, in the order the module docstring gives.
+
+    Also settles hydra.sweeper.direction and study_name in ``cfg`` before the sweeper is made
+    from it: derived from the objectives and the experiment, or checked against them.
+
+    Args:
+        cfg: The sweep's config, changed in place.
+
+    Raises:
+        ConfigError: The first problem found, naming the key, the value and the fix.
+    """
     from cvsweep.config.objectives import settle_direction
     from cvsweep.study.identity import settle_study
     from cvsweep.study.pruning import check_pruning

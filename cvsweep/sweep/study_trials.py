@@ -52,15 +52,31 @@ class StudyTrials:
         self.reseed, self.extend, self.artifacts_root = reseed, extend, artifacts_root
 
     def n_to_ask(self, n_trials: int) -> int:
-        """How many more trials this process should start (cvsweep/study/storage.py)."""
+        """How many more trials this process should start (cvsweep/study/storage.py).
+
+        Args:
+            n_trials: The finished trials the sweep asks for.
+
+        Returns:
+            The number of trials to ask.
+        """
         return studies.n_to_ask(self.study, n_trials)
 
     def n_finished(self) -> int:
-        """How many trials the study holds finished (those n_trials counts)."""
+        """How many trials the study holds finished (those n_trials counts).
+
+        Returns:
+            The number of completed, pruned and infeasible trials.
+        """
         return studies.n_counted(self.study.get_trials(deepcopy=False))
 
     def ask(self) -> optuna.Trial:
-        """A new trial, claimed by this process, its sampler seeded for its number."""
+        """Ask the study for a new trial, claimed by this process.
+
+        Returns:
+            The trial; with a seeded sweep, the sampler that suggests its parameters is seeded
+            for its number.
+        """
         with warnings.catch_warnings():  # Optuna expects heartbeats inside optimize() only
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = self.study.ask()
@@ -70,9 +86,17 @@ class StudyTrials:
         return trial
 
     def configure(self, trials: list) -> list[tuple]:
-        """Each trial's overrides. As upstream, except that the fixed parameters (the command
-        line's plain values) go into one trial attribute: one database write per trial
-        instead of one per parameter."""
+        """Suggest each trial's parameters and turn them into a job's overrides.
+
+        As upstream, except that the fixed parameters (the command line's plain values) go into
+        one trial attribute: one database write per trial instead of one per parameter.
+
+        Args:
+            trials: The trials asked.
+
+        Returns:
+            One tuple of ``name=value`` overrides per trial, in order.
+        """
         overrides = []
         for trial in trials:
             for name, distribution in self.distributions.items():
@@ -126,13 +150,25 @@ class StudyTrials:
         return Told("completed")
 
     def fail_interrupted(self, trial: optuna.Trial, job: int, reason: str) -> None:
-        """A trial the interrupt stopped: FAIL with ``reason``; the next run asks its
-        parameters again."""
+        """Tell a trial the interrupt stopped FAIL, so the next run asks its parameters again.
+
+        Args:
+            trial: The study trial.
+            job: Its job number.
+            reason: Why it failed, recorded with it.
+        """
         record = {"host": socket.gethostname(), "path": str(self.result_path(job).resolve()), "reason": reason}
         studies.fail_interrupted(self.study, trial, record)
 
     def result_path(self, job: int) -> Path:
-        """Where job ``job`` writes its result.json."""
+        """Where a job writes its result.json.
+
+        Args:
+            job: The job number.
+
+        Returns:
+            The path, inside the sweep's folder.
+        """
         return self.sweep_dir / str(job) / layout.RESULT
 
     def save_results(self) -> None:

@@ -27,8 +27,14 @@ class SweeperImpl(compat.optuna_sweeper_base()):
     its loop is replaced by cvsweep/sweep/loop.py."""
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        """As upstream, with a config loader that copies the configs of jobs that differ in
-        values only instead of composing each (cvsweep/sweep/job_configs.py)."""
+        """Set up as upstream, with a config loader that copies the configs of jobs that differ
+        in values only instead of composing each (cvsweep/sweep/job_configs.py).
+
+        Args:
+            hydra_context: Hydra's context; its config loader is wrapped.
+            task_function: The job's task function.
+            config: The sweep's config.
+        """
         cached = HydraContext(config_loader=SweepConfigCache(hydra_context.config_loader),
                               callbacks=hydra_context.callbacks)
         super().setup(hydra_context=cached, task_function=task_function, config=config)

@@ -24,6 +24,8 @@ def _constraints_conf() -> type:
 
 @dataclass
 class CvsweepSweeperConf(OptunaSweeperConf):
+    """``hydra/sweeper: cvsweep``: upstream Optuna sweeper's settings and cvsweep's own."""
+
     _target_: str = "hydra_plugins.cvsweep_sweeper.cvsweep_sweeper.CvsweepSweeper"
     # The sampler as upstream; the pruner, which stops trials that fall behind after an epoch
     # (hydra/sweeper/pruner=none|median|percentile|successive_halving|hyperband).

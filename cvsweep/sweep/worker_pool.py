@@ -32,11 +32,17 @@ PARENT_CHECK_S = 1.0
 
 
 def can_fork() -> bool:
-    """Whether this platform can fork the workers."""
+    """Whether this platform can fork the workers.
+
+    Returns:
+        True where the ``fork`` start method exists.
+    """
     return "fork" in multiprocessing.get_all_start_methods()
 
 
 class WorkerPool:
+    """Forked worker processes that run the sweep's Hydra jobs, one job at a time each."""
+
     def __init__(self, n_workers: int, preload: Sequence[str], **sweep: Any):
         """Import ``preload`` (once here instead of in every worker), then fork ``n_workers``
         workers that know ``sweep``: hydra_context, task_function, config."""
