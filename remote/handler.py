@@ -38,7 +38,7 @@ from cvsweep.training.tf_runtime import configure_entry_point  # noqa: E402
 
 configure_entry_point()  # before anything imports TensorFlow
 # The SDK's default, DEBUG, writes each job's whole output to the log twice: with an inline
-# model, up to max_inline_model_mb of base64 per line (and ~0.4 s a job). RUNPOD_LOG_LEVEL=DEBUG
+# model, up to max_inline_model_mb of base64 per line, which slows every job. RUNPOD_LOG_LEVEL=DEBUG
 # on the endpoint brings it back.
 os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
