@@ -19,6 +19,8 @@ __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "ProgressCallback", "PruneC
 
 
 class Executor(Protocol):
+    """Where a trial trains: this process (cvsweep/execution/local.py) or a RunPod endpoint."""
+
     def run(self, trial: Union[PreparedTrial, dict], tensorboard_dir: str | None = None,
             progress: Optional[ProgressCallback] = None, model_dir: str | None = None,
             prune: Optional[PruneCallback] = None) -> Result:

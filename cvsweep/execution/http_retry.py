@@ -43,16 +43,43 @@ class BackoffRetry(Retry):
         self.what, self.deadline, self.stop = what, deadline, stop
 
     def new(self, **kw) -> "BackoffRetry":
+        """The policy after one more try, as urllib3 makes it, keeping cvsweep's settings.
+
+        Args:
+            **kw: urllib3's changed counts and history.
+
+        Returns:
+            The next ``BackoffRetry``.
+        """
         return super().new(what=self.what, deadline=self.deadline, stop=self.stop, **kw)
 
     def is_exhausted(self) -> bool:
+        """Whether no try is left: urllib3's counts are used up, or the deadline has passed.
+
+        Returns:
+            True when the request is not tried again.
+        """
         return super().is_exhausted() or (self.deadline is not None and time.monotonic() >= self.deadline)
 
     def get_backoff_time(self) -> float:
+        """How long to wait before the next try.
+
+        Returns:
+            Seconds: 0 before the first retry's wait, then ``backoff_factor`` doubled per
+            earlier failure, at most ``backoff_max``.
+        """
         failures = len(self.history)
         return min(self.backoff_factor * 2 ** (failures - 1), self.backoff_max) if failures else 0.0
 
     def sleep(self, response=None) -> None:
+        """Warn about the failed try, then wait the backoff, or until ``stop`` is set.
+
+        Args:
+            response: urllib3's last response, unused: the wait ignores Retry-After.
+
+        Raises:
+            RetriesStopped: ``stop`` was set during the wait.
+        """
         wait = self.get_backoff_time()
         shown = f"{len(self.history)}/{self.total}" if self.deadline is None else f"{len(self.history)}"
         log.warning("%s request: %s; retry %s in %.1fs", self.what, _fault(self.history[-1]), shown, wait)
@@ -65,9 +92,21 @@ class BackoffRetry(Retry):
 
 def policy(what: str, retries: int, backoff_s: float, backoff_max_s: float, *, resend_safe: bool = True,
            deadline: Optional[float] = None, stop: Optional[threading.Event] = None) -> BackoffRetry:
-    """The retry policy of one request. ``resend_safe=False`` (a submission): retried only when
-    it was not taken (see the module's docstring). ``deadline``: retried until that monotonic
-    time instead of ``retries`` times. ``stop``: set, it ends a wait with RetriesStopped."""
+    """The retry policy of one request.
+
+    Args:
+        what: The request's name in each retry's warning.
+        retries: How many times a transient fault is retried (unless ``deadline`` is given).
+        backoff_s: The first retry's wait, in seconds; each later one waits twice as long.
+        backoff_max_s: The longest wait, in seconds.
+        resend_safe: False for a submission: retried only when it was not taken (see the
+            module's docstring).
+        deadline: A monotonic time to retry until, instead of ``retries`` times.
+        stop: An event that, once set, ends a wait with ``RetriesStopped``.
+
+    Returns:
+        The policy, for a requests adapter's ``max_retries``.
+    """
     return BackoffRetry(
         total=None if deadline is not None else retries,
         read=None if resend_safe else False,  # a read error: the request went out

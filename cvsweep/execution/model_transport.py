@@ -63,14 +63,29 @@ class TransportError(CvsweepError, RuntimeError):
 
 # -- the client's settings -----------------------------------------------------------------------
 def transport_of(executor_cfg) -> dict:
-    """The job input's ``transport`` for executor=runpod's settings."""
+    """The job input's ``transport`` for executor=runpod's settings.
+
+    Args:
+        executor_cfg: The ``executor`` config (executor=runpod).
+
+    Returns:
+        ``{"max_inline_bytes", "store"}``; ``store`` is None when no artifact store is set.
+    """
     store = executor_cfg.artifact_store
     return {"max_inline_bytes": int(executor_cfg.max_inline_model_mb * MB),
             "store": {key: store[key] for key in STORE_KEYS} if store.url else None}
 
 
 def store_problems(store: Mapping, prefix: str) -> list[str]:
-    """What is wrong with a store's settings (``prefix``: where they are, for the messages)."""
+    """What is wrong with a store's settings.
+
+    Args:
+        store: The store's ``url`` and ``endpoint_url``.
+        prefix: Where they are, put before each key in the messages.
+
+    Returns:
+        One message per problem, naming the key, the value and what is allowed; empty if none.
+    """
     url, endpoint = store.get("url"), store.get("endpoint_url")
     problems = []
     if url is not None and not (isinstance(url, str) and _BUCKET_URL.fullmatch(url)):
@@ -83,7 +98,14 @@ def store_problems(store: Mapping, prefix: str) -> list[str]:
 
 
 def client_problems(executor_cfg) -> list[str]:
-    """executor.artifact_store's settings and the credentials it needs here (before a sweep)."""
+    """Check executor.artifact_store's settings and the credentials it needs here (before a sweep).
+
+    Args:
+        executor_cfg: The ``executor`` config (executor=runpod).
+
+    Returns:
+        One message per problem; empty if none.
+    """
     store = executor_cfg.artifact_store
     problems = store_problems(store, "executor.artifact_store.")
     if store.url:
@@ -96,7 +118,14 @@ def client_problems(executor_cfg) -> list[str]:
 
 # -- the worker ------------------------------------------------------------------------------
 def transport_problems(data: Any) -> list[str]:
-    """What is wrong with a job input's ``transport`` (the worker checks it before training)."""
+    """What is wrong with a job input's ``transport`` (the worker checks it before training).
+
+    Args:
+        data: The input's ``transport``, as received.
+
+    Returns:
+        One message per problem; empty if none.
+    """
     if not isinstance(data, dict) or sorted(data) != sorted(TRANSPORT_KEYS):
         return [f"transport must be an object with exactly the keys {list(TRANSPORT_KEYS)}"]
     problems = []
@@ -114,8 +143,19 @@ def transport_problems(data: Any) -> list[str]:
 
 
 def pack(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: str, job_id: str) -> dict:
-    """The result's ``model`` record for the client, from train()'s ``record`` of
-    ``folder/model.keras``: the file inline, or where it was uploaded, or missing and why."""
+    """The result's ``model`` record for the client: the file inline, or where it was uploaded,
+    or missing and why. Never raises: the trial stays completed whatever goes wrong.
+
+    Args:
+        record: train()'s model record of ``folder/model.keras``.
+        folder: The folder train() saved the model in.
+        transport: The job input's ``transport`` (see ``transport_of``).
+        fingerprint: The run config's fingerprint, part of the upload's key.
+        job_id: The RunPod job's id, part of the upload's key.
+
+    Returns:
+        The model record to return in the result.
+    """
     if "missing" in record:
         return record
     try:  # whatever goes wrong here, the trial stays completed
@@ -151,11 +191,18 @@ def _pack(record: dict, path: Path, transport: dict, fingerprint: str, job_id: s
 
 # -- the client ------------------------------------------------------------------------------
 def bring_home(record: Any, folder: str | os.PathLike, transport: dict) -> tuple[dict, Optional[dict]]:
-    """Write the model the worker sent (``record``, its result's ``model``) as
-    ``folder/model.keras``, checking the sha256 the worker reported, within the limits of
-    ``transport`` (what the client asked for: ``transport_of``). Returns the result's model
-    record (as a local trial's, or missing and why) and how it came (None when it did not).
-    Never raises: the trial is completed whether or not its model came home."""
+    """Write the model the worker sent as ``folder/model.keras``, checking the sha256 the
+    worker reported. Never raises: the trial is completed whether or not its model came home.
+
+    Args:
+        record: The worker's result's ``model`` record.
+        folder: The trial's folder.
+        transport: What the client asked for (``transport_of``), whose limits apply.
+
+    Returns:
+        The result's model record (as a local trial's, or missing and why) and how it came
+        (None when it did not).
+    """
     started = time.monotonic()
     try:
         if not isinstance(record, dict):

@@ -48,12 +48,25 @@ class PayloadError(CvsweepError, ValueError):
         super().__init__(f"{code}: " + "; ".join(problems))
 
     def to_error(self) -> str:
-        """RunPod reports a failed job's error as text: a JSON object, so clients can parse it."""
+        """The error that goes back to the client: RunPod reports it as text, so a JSON object.
+
+        Returns:
+            ``{"code", "problems"}`` as JSON text.
+        """
         return json.dumps({"code": self.code, "problems": self.problems})
 
 
 def make_input(run_config: dict, transport: dict | None = None) -> dict:
-    """The job input; with ``transport`` (model_transport.transport_of), the worker returns the model."""
+    """The job input for a run config.
+
+    Args:
+        run_config: The trial's run config.
+        transport: How the model comes home (model_transport.transport_of); None: the worker
+            returns no model.
+
+    Returns:
+        ``{"schema_version", "fingerprint", "config"}``, and ``transport`` when given.
+    """
     job_input = {"schema_version": SCHEMA_VERSION, "fingerprint": fingerprint(run_config), "config": run_config}
     if transport is not None:
         job_input["transport"] = transport
@@ -61,7 +74,19 @@ def make_input(run_config: dict, transport: dict | None = None) -> dict:
 
 
 def accept_input(data: Any) -> dict:
-    """The validated run config of a job input, or PayloadError saying why not."""
+    """The validated run config of a job input.
+
+    Args:
+        data: The job input, as received.
+
+    Returns:
+        The run config, its fingerprint checked against the one the client sent.
+
+    Raises:
+        PayloadError: The input is too deep or too large, not plain JSON, has the wrong keys,
+            an invalid transport, another schema version, an invalid config or a fingerprint
+            that does not match.
+    """
     if _deeper_than(data, MAX_INPUT_DEPTH):
         raise PayloadError("invalid_input", f"input nests deeper than {MAX_INPUT_DEPTH} levels")
     try:
@@ -109,7 +134,14 @@ def accept_data(run_config: dict) -> None:
     outside its data roots, not a regular file, over a cap, an image bomb) or cannot use
     (``invalid_data``: not a dataset, a pinned sha256 that differs). The roots apply whether or
     not this process was confined, to the path and everything read below it. (train(), in the
-    training process, loads the data again: checking it here refuses it before any training.)"""
+    training process, loads the data again: checking it here refuses it before any training.)
+
+    Args:
+        run_config: The validated run config.
+
+    Raises:
+        PayloadError: With the code ``data_refused`` or ``invalid_data``.
+    """
     if run_config["dataset"].get("path") is None:
         return  # a download or digits: nothing on the worker's disk is named
     dataset = dataset_config(run_config["dataset"])

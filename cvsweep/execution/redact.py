@@ -10,7 +10,14 @@ STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_
 
 
 def scrub(text: str) -> str:
-    """``text`` with the value of every secret variable set here replaced by ***."""
+    """Hide the secrets in a text.
+
+    Args:
+        text: A message that may hold a secret.
+
+    Returns:
+        ``text`` with the value of every secret variable set here replaced by ***.
+    """
     for name in (API_KEY_VARIABLE, *STORE_CREDENTIALS):
         value = os.environ.get(name)
         if value:

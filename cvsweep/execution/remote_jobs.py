@@ -18,7 +18,11 @@ from cvsweep.jsonio import write_json_atomic
 
 
 def ledger_dir() -> Path:
-    """The ledger's folder: ``remote_jobs`` under cvsweep's cache."""
+    """The ledger's folder.
+
+    Returns:
+        ``remote_jobs`` under cvsweep's cache.
+    """
     return cache_root() / "remote_jobs"
 
 
@@ -40,7 +44,15 @@ def remember(endpoint_id: str, fingerprint: str, job_id: str, submitted_at: floa
 
 
 def recall(endpoint_id: str, fingerprint: str) -> Optional[dict]:
-    """The uncollected job of this config on this endpoint, if any (an unreadable entry is none)."""
+    """The uncollected job of this config on this endpoint, if any.
+
+    Args:
+        endpoint_id: The endpoint.
+        fingerprint: The run config's fingerprint.
+
+    Returns:
+        ``{"job_id", "submitted_at"}``, or None when there is none (an unreadable entry is none).
+    """
     try:
         entry = json.loads(_entry(endpoint_id, fingerprint).read_text())
     except (OSError, ValueError):
@@ -49,5 +61,10 @@ def recall(endpoint_id: str, fingerprint: str) -> Optional[dict]:
 
 
 def forget(endpoint_id: str, fingerprint: str) -> None:
-    """Drop the entry of this config on this endpoint (collected, or gone); none, no change."""
+    """Drop the entry of this config on this endpoint (collected, or gone); none, no change.
+
+    Args:
+        endpoint_id: The endpoint.
+        fingerprint: The run config's fingerprint.
+    """
     _entry(endpoint_id, fingerprint).unlink(missing_ok=True)

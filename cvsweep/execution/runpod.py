@@ -129,12 +129,39 @@ class RunpodClient:
             compat.http_session(self.http).mount(prefix, self.adapter)
 
     def get(self, what: str, route: str, **retrying) -> Any:
-        """``GET {base_url}/{endpoint_id}/{route}`` under ``call``'s retries (``retrying``: its options)."""
+        """``GET {base_url}/{endpoint_id}/{route}`` under ``call``'s retries.
+
+        Args:
+            what: The request's name in messages.
+            route: The path below the endpoint, e.g. ``status/<job id>``.
+            **retrying: ``call``'s options (``until``, ``interruptible``, ``resend_safe``).
+
+        Returns:
+            The answer's JSON.
+
+        Raises:
+            JobInterrupted: The sweep was stopped during the retries.
+            RequestFailed: An HTTP error the retries did not cure, or the key was refused.
+        """
         path = f"{self.cfg.endpoint_id}/{route}"
         return self.call(what, lambda: self.http.get(path, timeout=self.cfg.request_timeout_s), **retrying)
 
     def post(self, what: str, route: str, body: Optional[dict], **retrying) -> Any:
-        """``POST {base_url}/{endpoint_id}/{route}`` with ``body`` under ``call``'s retries."""
+        """``POST {base_url}/{endpoint_id}/{route}`` with ``body`` under ``call``'s retries.
+
+        Args:
+            what: The request's name in messages.
+            route: The path below the endpoint, e.g. ``run``.
+            body: The JSON body, or None.
+            **retrying: ``call``'s options (``until``, ``interruptible``, ``resend_safe``).
+
+        Returns:
+            The answer's JSON.
+
+        Raises:
+            JobInterrupted: The sweep was stopped during the retries.
+            RequestFailed: An HTTP error the retries did not cure, or the key was refused.
+        """
         path = f"{self.cfg.endpoint_id}/{route}"
         return self.call(what, lambda: self.http.post(path, body, self.cfg.request_timeout_s), **retrying)
 
