@@ -142,6 +142,7 @@ class RunpodClient:
         Raises:
             JobInterrupted: The sweep was stopped during the retries.
             RequestFailed: An HTTP error the retries did not cure, or the key was refused.
+            Unreachable: No answer at all.
         """
         path = f"{self.cfg.endpoint_id}/{route}"
         return self.call(what, lambda: self.http.get(path, timeout=self.cfg.request_timeout_s), **retrying)
@@ -161,6 +162,7 @@ class RunpodClient:
         Raises:
             JobInterrupted: The sweep was stopped during the retries.
             RequestFailed: An HTTP error the retries did not cure, or the key was refused.
+            Unreachable: No answer at all.
         """
         path = f"{self.cfg.endpoint_id}/{route}"
         return self.call(what, lambda: self.http.post(path, body, self.cfg.request_timeout_s), **retrying)
