@@ -50,7 +50,14 @@ class TrialRef:
 
 
 def prunes(pruner) -> bool:
-    """Whether a pruner (an instance, or its config with ``_target_``) can stop a trial."""
+    """Whether a pruner can stop a trial.
+
+    Args:
+        pruner: An Optuna pruner, or its config with ``_target_``, or None.
+
+    Returns:
+        False for None and Optuna's NopPruner, True otherwise.
+    """
     if pruner is None:
         return False
     if isinstance(pruner, optuna.pruners.BasePruner):
@@ -70,11 +77,20 @@ class TrialHandles:
 
     # -- the sweep process ---------------------------------------------------------------------
     def attach(self, job: int, trial: optuna.Trial) -> None:
-        """Job ``job`` reports each epoch to ``trial``."""
+        """Have a job report each epoch to its trial.
+
+        Args:
+            job: The job number.
+            trial: The live study trial.
+        """
         self.trials[job] = trial
 
     def detach(self, job: int) -> None:
-        """Job ``job`` has ended: it reports to nothing any more."""
+        """A job has ended: it reports to nothing any more.
+
+        Args:
+            job: The job number.
+        """
         self.trials.pop(job, None)
         self.refs.pop(job, None)
 
@@ -97,7 +113,12 @@ class TrialHandles:
 
     # -- the job's process ---------------------------------------------------------------------
     def adopt(self, job: int, ref: Optional[TrialRef]) -> None:
-        """In a launcher worker: job ``job`` reports to the trial ``ref`` names (opened on use)."""
+        """In a launcher worker: have a job report to the trial a ``TrialRef`` names.
+
+        Args:
+            job: The job number.
+            ref: How to reach the trial (opened on use); None: the job reports to nothing.
+        """
         if ref is not None:
             self.refs[job] = ref
 
@@ -179,14 +200,22 @@ class EpochReporter:
             return False
 
     def record(self) -> dict:
-        """For result.json's ``pruned``: the value the pruner saw last, and which pruner; or
-        ``"by": "timeout_s"`` when the sweep's time limit stopped it."""
+        """What result.json's ``pruned`` records.
+
+        Returns:
+            The last epoch and value the pruner saw, the metric and the pruner's class name;
+            with ``"by": "timeout_s"`` when the sweep's time limit stopped the run.
+        """
         by = {"by": "timeout_s"} if self.out_of_time else {}
         return {**(self.last or {}), "metric": self.objective.name, "pruner": type(self.trial.study.pruner).__name__,
                 **by}
 
     def reason(self) -> str:
-        """Why the run stopped, for result.json and the tables."""
+        """Why the run stopped, for result.json and the tables.
+
+        Returns:
+            One sentence: pruned, or stopped by the sweep's time limit, after which epoch.
+        """
         record = self.record()
         seen = f"{record['metric']} {record['value']:.4f} " if "value" in record else ""
         if self.out_of_time:
@@ -198,8 +227,16 @@ class EpochReporter:
 
 # -- before the sweep --------------------------------------------------------------------------
 def check_pruning(cfg) -> None:
-    """A pruner can act on this sweep: one objective, with a value per epoch, and trials that
-    can reach their study trial; raises ConfigError naming the fix."""
+    """Check that the sweep's pruner can act on it: one objective, with a value per epoch, and
+    trials that can reach their study trial.
+
+    Args:
+        cfg: The sweep's config.
+
+    Raises:
+        ConfigError: The pruner is set as a value, its settings are invalid, or it cannot act
+            on this sweep; the message names the fix.
+    """
     sweeper = cfg.hydra.sweeper
     if isinstance(sweeper.get("pruner"), str):  # hydra.sweeper.pruner=median: a value, not the group
         raise ConfigError(f"hydra.sweeper.pruner={sweeper.pruner}: choose a pruner with "

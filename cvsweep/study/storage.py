@@ -56,9 +56,24 @@ FIXED_ATTR = "cvsweep.fixed"  # the command line's plain values, as the sweeper 
 
 
 def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
-    """A trial whose last heartbeat is older than grace_period belongs to a dead process.
+    """Open a study storage whose trials beat a heartbeat.
+
+    A trial whose last heartbeat is older than grace_period belongs to a dead process.
     Processes that open a new database at the same moment race to create Optuna's tables; the
-    loser's CREATE fails on a unique constraint and simply opens what the winner made."""
+    loser's CREATE fails on a unique constraint and simply opens what the winner made. SQLite
+    runs in write-ahead-log mode.
+
+    Args:
+        url: The database URL.
+        heartbeat_interval: Seconds between a running trial's heartbeats.
+        grace_period: Seconds after which a trial without a heartbeat is taken for dead.
+
+    Returns:
+        Optuna's RDBStorage.
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: Creating the tables still failed on the third try.
+    """
     from sqlalchemy.exc import IntegrityError
 
     quiet_experimental_warnings()
@@ -86,8 +101,8 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
 def _write_ahead(engine) -> None:
     """SQLite in write-ahead-log mode: a commit appends to the log and waits for one fsync,
     where SQLite's default rollback journal creates, syncs and deletes a journal file and syncs
-    the database too. A tiny trial commits about eight times (asked, claimed, a heartbeat, its
-    record, its model, told); with the journal that was about half of the sweep process's own
+    the database too. A trial commits several times (asked, claimed, a heartbeat, its record,
+    its model, told), so with the journal the syncing took much of the sweep process's own
     time per trial. Every commit is still on disk before it returns (synchronous=FULL: a kill
     or a power cut loses nothing committed). The mode stays with the file: optuna-dashboard and
     other readers open it as before, and several processes on one file work as before."""
@@ -104,9 +119,18 @@ def _write_ahead(engine) -> None:
 
 
 def recover_interrupted(study: optuna.Study, grace_period: float = 60) -> list[int]:
-    """Fail the running trials whose process is dead and ask their parameters again; returns
-    their numbers. A trial that was asked but never claimed (its process died in between, so
-    it has no owner and never had a heartbeat) is dead once it is older than ``grace_period``."""
+    """Fail the running trials whose process is dead and ask their parameters again.
+
+    A trial that was asked but never claimed (its process died in between, so it has no owner
+    and never had a heartbeat) is dead once it is older than ``grace_period``.
+
+    Args:
+        study: The study.
+        grace_period: Seconds after which an unclaimed trial is taken for dead.
+
+    Returns:
+        The numbers of the trials failed, in the order they were found.
+    """
     now = datetime.datetime.now()  # Optuna stamps trials with naive local time
     dead = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -130,8 +154,16 @@ def recover_interrupted(study: optuna.Study, grace_period: float = 60) -> list[i
 
 
 def fail_interrupted(study: optuna.Study, trial: optuna.Trial, record: dict) -> bool:
-    """Mark a trial that was stopped from outside FAIL with ``record`` (its reason and where
-    its result lies), and ask its parameters again; False if another process was first."""
+    """Mark a trial that was stopped from outside FAIL, and ask its parameters again.
+
+    Args:
+        study: The study.
+        trial: The trial.
+        record: Its reason and where its result lies, stored with it.
+
+    Returns:
+        True when it was failed here; False when another process was first.
+    """
     try:  # the record first: a finished trial takes no more attributes
         trial.set_user_attr(RESULT_ATTR, record)
         study.tell(trial, state=TrialState.FAIL)
@@ -160,7 +192,14 @@ def _alive(pid: Any) -> bool:
 
 
 def interrupted_numbers(trials: list[FrozenTrial]) -> set[int]:
-    """Trials whose process died and whose parameters were asked again."""
+    """The trials whose process died and whose parameters were asked again.
+
+    Args:
+        trials: The study's trials.
+
+    Returns:
+        Their numbers.
+    """
     return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 
@@ -174,29 +213,64 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def n_counted(trials: list[FrozenTrial]) -> int:
-    """Finished trials (completed, pruned, infeasible); failed ones use up nothing of n_trials."""
+    """Count the finished trials (completed, pruned, infeasible); failed ones use up nothing
+    of n_trials.
+
+    Args:
+        trials: The study's trials.
+
+    Returns:
+        How many are finished.
+    """
     return sum(1 for t in trials if t.state in FINISHED_STATES)
 
 
 def is_infeasible(trial: FrozenTrial) -> bool:
+    """Whether a trial was told infeasible (a configuration that cannot train), not pruned.
+
+    Args:
+        trial: A study trial.
+
+    Returns:
+        True for an infeasible trial.
+    """
     return trial.state == INFEASIBLE and bool((trial.user_attrs.get(RESULT_ATTR) or {}).get("infeasible"))
 
 
 def n_to_ask(study: optuna.Study, n_trials: int) -> int:
-    """How many more trials this process should start: the target less what is finished and
-    what other processes are running now."""
+    """How many more trials this process should start.
+
+    Args:
+        study: The study.
+        n_trials: The finished trials the sweep asks for.
+
+    Returns:
+        ``n_trials`` less the trials finished and those running now (in any process), at least 0.
+    """
     trials = study.get_trials(deepcopy=False)
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
     return max(0, n_trials - n_counted(trials) - running)
 
 
 def trial_seed(seed: int, number: int) -> int:
-    """A sampler seed of its own for each trial number, derived from the sweep's seed."""
+    """A sampler seed of its own for each trial number, derived from the sweep's seed.
+
+    Args:
+        seed: The sweep's seed.
+        number: The trial number.
+
+    Returns:
+        The trial's seed.
+    """
     return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
 def claim(trial: optuna.Trial) -> None:
-    """Record which process runs the trial, so a re-run can tell whether it is still alive."""
+    """Record which process runs the trial, so a re-run can tell whether it is still alive.
+
+    Args:
+        trial: The trial just asked.
+    """
     trial.set_user_attr(OWNER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
 
 
@@ -213,11 +287,21 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._beat_every_interval, name="cvsweep-heartbeat", daemon=True)
 
     def add(self, trial: optuna.Trial) -> None:
+        """Beat for a trial from now on, starting at once.
+
+        Args:
+            trial: A trial this process runs.
+        """
         with self.lock:
             self.trials[compat.trial_id(trial)] = trial
         self._beat([trial])  # at once: the trial is alive before its first interval ends
 
     def remove(self, trial: optuna.Trial) -> None:
+        """Stop beating for a trial.
+
+        Args:
+            trial: A trial that ended.
+        """
         with self.lock:
             self.trials.pop(compat.trial_id(trial), None)
 
@@ -245,7 +329,15 @@ class Heartbeat:
 
 def check_storage(sweeper) -> None:
     """Open the study's storage now, so a wrong URL, a missing driver or an unreachable
-    database fails before any trial; SQLite's folder is created."""
+    database fails before any trial; SQLite's folder is created.
+
+    Args:
+        sweeper: The ``hydra.sweeper`` config.
+
+    Raises:
+        ConfigError: Invalid heartbeat settings, or a storage that cannot be opened; the
+            message names the key, the value and the fix.
+    """
     from pathlib import Path
 
     from cvsweep.config.schema import ConfigError
