@@ -24,7 +24,12 @@ class StopRequest:
         self.fitting: Optional[keras.Model] = None
 
     def handle(self, signum: int = 0, frame=None) -> None:
-        """Stop the run in progress at its next batch end (the signal handler)."""
+        """Stop the run in progress at its next batch end (the signal handler).
+
+        Args:
+            signum: The signal's number, unused.
+            frame: The interrupted frame, unused.
+        """
         self.requested = True
         if self.fitting is not None:
             self.fitting.stop_training = True
@@ -45,7 +50,11 @@ class StopRequest:
 
 
 def stop_requested() -> bool:
-    """Whether the run in progress was asked to stop from outside (see ``StopRequest``)."""
+    """Whether the run in progress was asked to stop from outside (see ``StopRequest``).
+
+    Returns:
+        True once a stop was asked in this process's training process.
+    """
     stop = StopRequest.installed()
     return stop is not None and stop.requested
 
@@ -60,9 +69,20 @@ class TimeBudget(keras.callbacks.Callback):
         self.exceeded = False
 
     def on_train_begin(self, logs=None):
+        """Start the clock.
+
+        Args:
+            logs: Keras's, unused.
+        """
         self.deadline = time.monotonic() + self.seconds
 
     def on_train_batch_end(self, batch, logs=None):
+        """Stop training once the budget has passed.
+
+        Args:
+            batch: The batch's index, unused.
+            logs: Keras's, unused.
+        """
         # One clock read per batch: negligible next to a training step.
         if time.monotonic() > self.deadline:
             self.exceeded = True
@@ -86,6 +106,11 @@ class EpochReport(keras.callbacks.Callback):
         self.stop: Optional[StopRequest] = None
 
     def on_train_begin(self, logs=None):
+        """Make the model stoppable from outside; a stop asked already ends it after a batch.
+
+        Args:
+            logs: Keras's, unused.
+        """
         self.stop = StopRequest.installed()
         if self.stop is not None:
             self.stop.fitting = self.model
@@ -93,13 +118,30 @@ class EpochReport(keras.callbacks.Callback):
                 self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        """The model is no longer fitted: a later stop request does not reach it.
+
+        Args:
+            logs: Keras's, unused.
+        """
         if self.stop is not None:
             self.stop.fitting = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Start the epoch's clock.
+
+        Args:
+            epoch: The epoch's index, unused.
+            logs: Keras's, unused.
+        """
         self.started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
+        """Log the epoch, report it, and stop on a non-finite loss or the pruner's word.
+
+        Args:
+            epoch: The epoch's index, from 0.
+            logs: The epoch's metrics; ``learning_rate`` is added to them.
+        """
         if logs is not None:  # as keras.callbacks.LearningRateScheduler does: a schedule shows in the history
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
         metrics = {key: finite_or_none(value) for key, value in (logs or {}).items()}

@@ -57,7 +57,14 @@ class TrainingProcess:
         self._running = False  # a run is in progress (changed under _ended, as the count)
 
     def start(self, wait: bool = False) -> None:
-        """Start the child unless one is alive; with ``wait``, until it has imported TensorFlow."""
+        """Start the child unless one is alive.
+
+        Args:
+            wait: Also wait until the child has imported TensorFlow.
+
+        Raises:
+            RuntimeError: With ``wait``, the child exited while starting.
+        """
         with self._start_lock:
             if self._process is None or not self._process.is_alive():
                 parent, child = _CONTEXT.Pipe()
@@ -83,7 +90,11 @@ class TrainingProcess:
     def stop(self, grace_s: float = GRACE_S) -> None:
         """Ask the run in progress to end at its next batch end (it comes back failed,
         ``interrupted``, unevaluated); kill the child if it has not ended within ``grace_s``
-        (a read that never returns, a stage without batches). From any thread."""
+        (a read that never returns, a stage without batches). From any thread.
+
+        Args:
+            grace_s: Seconds the run has to end before the child is killed.
+        """
         with self._ended:  # the run cannot end between this check and the signal
             process, run = self._process, self._runs_ended
             if not self._running or process is None or not process.is_alive():
@@ -100,6 +111,7 @@ class TrainingProcess:
             self.kill()
 
     def close(self) -> None:
+        """Kill the child, if alive, and start no replacement."""
         process, self._process = self._process, None
         if process is not None and process.is_alive():
             process.kill()
@@ -107,16 +119,31 @@ class TrainingProcess:
 
     @property
     def pid(self) -> Optional[int]:
+        """The child's process id, or None before it started or after ``close``."""
         return self._process.pid if self._process is not None else None
 
     def run(self, run_config: dict, progress: Optional[Callable[[dict], None]] = None,
             tensorboard_dir: Optional[str] = None, model_dir: Optional[str] = None,
             prune: Optional[Callable[[dict], bool]] = None) -> Result:
-        """train(run_config) in the child: its result, or a failed result when the child was
-        killed (by ``kill``, or at the hard time limit) or died. ``prune`` answers the child's
-        question after each epoch (train()'s ``prune``; an error in it counts as "go on").
-        Raises ConfigError as train() does; on any exception here (Ctrl-C in the parent) the
-        child is killed first."""
+        """Run train(run_config) in the child, one run at a time.
+
+        On any other exception here (Ctrl-C in the parent) the child is killed first.
+
+        Args:
+            run_config: The run config.
+            progress: Called with each epoch's report, as train()'s ``progress``.
+            tensorboard_dir: Where TensorBoard logs go, as train()'s.
+            model_dir: Where the model is saved, as train()'s.
+            prune: Answers the child's question after each epoch (train()'s ``prune``; an
+                error in it counts as "go on").
+
+        Returns:
+            train()'s result, or a failed result when the child was killed (by ``kill``, or
+            at the hard time limit) or died.
+
+        Raises:
+            ConfigError: As train() raises it; the child is kept.
+        """
         budget = (run_config.get("training") or {}).get("time_budget_s")
         with self._lock:
             self.start()
@@ -167,8 +194,16 @@ class TrainingProcess:
 
 
 def ask_pruner(prune: Callable[[dict], bool], update: dict) -> bool:
-    """The pruner's answer for the epoch in ``update``; a fault there never stops a run (here,
-    or a remote job: cvsweep/execution/runpod.py)."""
+    """Ask the pruner about an epoch; a fault there never stops a run (here, or a remote job:
+    cvsweep/execution/runpod.py).
+
+    Args:
+        prune: The pruner's hook.
+        update: The epoch's report.
+
+    Returns:
+        Whether the pruner stops the run (False when asking it failed).
+    """
     try:
         return bool(prune(update))
     except Exception as err:
