@@ -54,7 +54,19 @@ TRAINING = TrainingProcess()
 
 
 async def handler(job: dict, progress=None) -> dict:
-    """The SDK calls it with the job alone: each epoch goes out as the job's progress."""
+    """Run one RunPod job: check its input and data, train, and pack the model if asked.
+
+    Args:
+        job: The SDK's job: its ``id`` and ``input`` (see cvsweep/execution/payload.py).
+        progress: Called with each epoch's report; None (the SDK calls with the job alone):
+            each epoch goes out as the job's progress.
+
+    Returns:
+        The run's result as plain JSON, or ``{"error": ...}`` for an input refused or a fault.
+
+    Raises:
+        asyncio.CancelledError: RunPod stopped the job; the training is stopped first.
+    """
     try:
         run_config = accept_input(job.get("input"))
         accept_data(run_config)
@@ -85,7 +97,14 @@ async def handler(job: dict, progress=None) -> dict:
 def progress_reporter(job: dict):
     """Each epoch's report goes out as the job's progress (its ``output`` while IN_PROGRESS),
     with the history so far: a client that prunes the job, or polls less often than epochs
-    end, still has every epoch it trained (cvsweep/execution/runpod.py)."""
+    end, still has every epoch it trained (cvsweep/execution/runpod.py).
+
+    Args:
+        job: The SDK's job.
+
+    Returns:
+        The progress hook, called with each epoch's report.
+    """
     history: dict[str, list] = {}
 
     def report(update: dict) -> None:
@@ -99,7 +118,16 @@ def progress_reporter(job: dict):
 
 async def train_in_child(run_config: dict, progress, model_dir: str | None = None) -> dict:
     """The run in the training process, waited for in a thread: the event loop stays free to
-    hear that the job was stopped."""
+    hear that the job was stopped.
+
+    Args:
+        run_config: The validated run config.
+        progress: Called with each epoch's report.
+        model_dir: Where train() saves the model; None: not saved.
+
+    Returns:
+        train()'s result.
+    """
     return await asyncio.to_thread(TRAINING.run, run_config, progress, model_dir=model_dir)
 
 
@@ -111,7 +139,14 @@ def _internal_error(err: Exception) -> str:
 def smoke_test(path: str) -> int:
     """One job of the file at ``path`` through handler(), as the worker runs it (cvsweep.deploy's
     check of a new image). Its verdict is one JSON line on stdout (the SDK's test mode logs a
-    Python repr cut at 4 kB instead); 0 only when the run completed with the input's fingerprint."""
+    Python repr cut at 4 kB instead).
+
+    Args:
+        path: A JSON file holding the job's ``input``.
+
+    Returns:
+        The exit status: 0 only when the run completed with the input's fingerprint, else 1.
+    """
     job = {"id": "smoke-test", **json.loads(Path(path).read_text())}
     output = asyncio.run(handler(job, progress=lambda update: None))  # no job server to tell
     trained = output.get("status") == "completed" and output.get("fingerprint") == job["input"].get("fingerprint")

@@ -31,11 +31,28 @@ log = logging.getLogger(__name__)
 
 
 class CvsweepLauncher(Launcher):
+    """``hydra/launcher: cvsweep``: up to ``n_jobs`` trials at once in forked worker processes.
+
+    Args:
+        n_jobs: Trials at once, one worker process each.
+        preload: Modules imported once before the workers fork.
+    """
+
     def __init__(self, n_jobs: int, preload: List[str]) -> None:
         self.n_jobs = n_jobs
         self.preload = list(preload)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Import the ``preload`` modules and fork the workers, which inherit the sweep's state.
+
+        Args:
+            hydra_context: Hydra's context.
+            task_function: The job's task function.
+            config: The sweep's config.
+
+        Raises:
+            RuntimeError: This platform cannot fork.
+        """
         from cvsweep.sweep.worker_pool import WorkerPool, can_fork
 
         if not can_fork():
@@ -50,6 +67,15 @@ class CvsweepLauncher(Launcher):
         log.info("Launcher: %d worker processes, sweep output dir: %s", self.n_jobs, config.hydra.sweep.dir)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Run a batch of jobs and wait for all of them (Hydra's launcher interface).
+
+        Args:
+            job_overrides: One list of overrides per job.
+            initial_job_idx: The first job's number.
+
+        Returns:
+            The jobs' JobReturns, in order.
+        """
         futures = [self.submit(overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
         return [future.result() for future in futures]
 
@@ -74,6 +100,8 @@ class CvsweepLauncher(Launcher):
 
 @dataclass
 class CvsweepLauncherConf:
+    """The settings of ``hydra/launcher: cvsweep``, as Hydra's ConfigStore holds them."""
+
     _target_: str = "hydra_plugins.cvsweep_launcher.cvsweep_launcher.CvsweepLauncher"
     # Trials at once, one worker process each.
     n_jobs: int = 4

@@ -23,6 +23,8 @@ from cvsweep.sweep.sweeper import SweeperImpl, open_study
 
 
 class CvsweepSweeper(OptunaSweeper):
+    """``hydra/sweeper: cvsweep``: builds the sweep's context and runs cvsweep's loop."""
+
     def __init__(self, heartbeat_interval: int, grace_period: int, max_consecutive_failures: int,
                  pruner: Optional[optuna.pruners.BasePruner] = None, timeout_s: Optional[float] = None,
                  constraints: Any = None, **settings: Any) -> None:
@@ -34,7 +36,12 @@ class CvsweepSweeper(OptunaSweeper):
 
     def sweep(self, arguments: List[str]) -> None:
         """Open the study, run the loop over the sweep's context (the active one, where the
-        end-of-sweep hook finds why it ended early), then write optimization_results.yaml."""
+        end-of-sweep hook finds why it ended early), then write optimization_results.yaml.
+
+        Args:
+            arguments: Hydra's sweep overrides, unused: the search space is read from the
+                composed config (cvsweep/study/search_space.py).
+        """
         impl = self.sweeper
         trials, storage = open_study(impl, self.heartbeat)
         settings = context.LoopSettings(impl.n_trials, impl.n_jobs, impl.max_failure_rate,
