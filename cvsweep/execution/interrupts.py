@@ -58,7 +58,8 @@ class SweepInterrupts:
 
     @property
     def exit_code(self) -> Optional[int]:
-        """The exit status for the signal recorded (128 + its number), or None when none was."""
+        """The exit status for the signal recorded, as shells report it (130 for SIGINT, 143 for
+        SIGTERM), or None when none was."""
         return EXIT_CODES.get(self.signum) if self.signum is not None else None
 
     def _handle(self, signum: int, frame) -> None:

@@ -28,7 +28,7 @@ class CvsweepHooks(Callback):
             **kwargs: Hydra's, unused.
 
         Raises:
-            SystemExit: With status 2 when a check fails.
+            SystemExit: With status 2 when a check fails, or cannot run.
         """
         from cvsweep.sweep.preflight import check_run
 
@@ -42,7 +42,7 @@ class CvsweepHooks(Callback):
             **kwargs: Hydra's, unused.
 
         Raises:
-            SystemExit: With status 2 when a check fails.
+            SystemExit: With status 2 when a check fails, or cannot run.
         """
         from cvsweep.sweep.preflight import check_sweep
 
