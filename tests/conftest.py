@@ -14,6 +14,15 @@ import pytest
 from cvsweep.compose import CONF_DIR, compose, compose_sweep  # noqa: F401 (the tests import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+# Test modules share helpers by basename (``from test_resume import wait_for``) across folders:
+# each folder of test files is on sys.path, whichever file pytest imports first.
+for _folder in sorted({path.parent for path in TESTS.rglob("test_*.py")} - {TESTS}):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
+# tests/unit: in-process; tests/integration: real training, processes, the emulator, PostgreSQL;
+# tests/e2e: the CLI, the wheel, the browser. The folder is the marker (pytest -m unit).
+KINDS = ("unit", "integration", "e2e")
 # The real MNIST shipped beside the checkout (see ../shared/data/README.md).
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
 # Under CI (.ci/run installs and starts everything) a missing service or file is a failure:
@@ -39,6 +48,14 @@ TINY_RUN = {
 }
 # The same, as command-line overrides, for the end-to-end tests.
 TINY_OVERRIDES = ["model.conv_layers=1", "model.filters=8", "model.dense_layers=0", "training.epochs=2", "training.batch_size=64"]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Marks each test unit, integration or e2e by the folder its file sits in."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(TESTS).parts
+        if parts[0] in KINDS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
 
 
 @pytest.fixture(scope="session", autouse=True)

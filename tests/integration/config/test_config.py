@@ -121,7 +121,7 @@ def test_mnist_sweep_experiment_picks_mnist_and_its_search():
 def test_search_is_seeded_tpe_with_log_learning_rate():
     sweeper = compose().hydra.sweeper
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 0
-    assert sweeper.direction is None  # follows from the objectives (tests/test_study_identity.py)
+    assert sweeper.direction is None  # follows from the objectives (tests/integration/study/test_study_identity.py)
     assert sweeper.params["training.learning_rate"].startswith("tag(log")
     assert sweeper.storage.startswith("sqlite:///")
     assert sweeper.max_failure_rate == 1.0

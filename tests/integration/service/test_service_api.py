@@ -107,7 +107,7 @@ def test_a_sweep_started_watched_and_collected_through_the_api(service):
 
 @pytest.mark.slow
 def test_a_pruned_trial_is_an_event_and_a_row(service):
-    # As tests/test_pruning.py's PRUNING, through what a request may say: one good and one
+    # As tests/integration/study/test_pruning.py's PRUNING, through what a request may say: one good and one
     # hopeless learning rate, the median pruner judging after the first completed trial.
     sweep_id = service.start_sweep(*[o for o in TINY_OVERRIDES if not o.startswith("training.epochs")],
                                    "training.epochs=4", "training.early_stopping_patience=0", "search=base",
