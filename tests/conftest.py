@@ -223,6 +223,52 @@ class ServiceProcess:
                 pass
 
 
+class ServiceApp:
+    """The service as ``python -m cvsweep.serve OPTIONS`` builds it (its settings parsed and checked,
+    create_app's guard, routes and request checks, its start-up and shut-down), answering through
+    Starlette's TestClient in this process: for the rules decided before any sweep starts. The
+    same get/post/session/base_url as ServiceProcess; ``token`` as CVSWEEP_API_TOKEN would give it."""
+
+    def __init__(self, output_root: Path, *options: str, token: str | None = None):
+        from fastapi.testclient import TestClient
+
+        from cvsweep.service.app import create_app
+        from cvsweep.service.settings import TOKEN_VARIABLE, parse
+
+        self.output_root, self.token = Path(output_root), token
+        with pytest.MonkeyPatch.context() as patch:
+            patch.delenv(TOKEN_VARIABLE, raising=False)
+            if token is not None:
+                patch.setenv(TOKEN_VARIABLE, token)
+            settings = parse(["--output-root", str(output_root), *options])
+        self.base_url = f"http://127.0.0.1:{settings.port}"
+        self.session = TestClient(create_app(settings), base_url=self.base_url)
+        if token is not None:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session.__enter__()  # the app's start-up: its monitor thread
+
+    def anonymous(self):
+        """Another client of the same app, with no token and no cookie."""
+        from fastapi.testclient import TestClient
+
+        return TestClient(self.session.app, base_url=self.base_url)
+
+    def get(self, path: str, **kwargs):
+        kwargs.pop("timeout", None)
+        return self.session.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs):
+        kwargs.pop("timeout", None)
+        if "data" in kwargs:  # raw text or bytes, as requests' data= sends them
+            kwargs["content"] = kwargs.pop("data")
+        return self.session.post(path, **kwargs)
+
+    def close(self) -> None:
+        self.session.__exit__(None, None, None)
+
+    kill_sweeps = ServiceProcess.kill_sweeps
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     emu = EmulatorProcess(workers=2, log_dir=tmp_path_factory.mktemp("emulator-logs"))
