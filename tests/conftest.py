@@ -86,6 +86,32 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
+def as_the_command_checks(args: list[str], capsys) -> tuple[int, str]:
+    """(exit status, what the user reads: stderr, then stdout) of ``cvsweep -m ARGS`` up to its
+    first trial, in this process: Hydra's composition error (its message and its causes; the
+    command exits 1 on it), or what the checks' callback (cvsweep/sweep/hooks.py) prints and exits with."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cvsweep.sweep.hooks import CvsweepHooks
+
+    try:
+        cfg = compose_sweep(*args)
+    except (HydraException, OmegaConfBaseException) as err:
+        said, cause = [], err
+        while cause is not None:
+            said.append(str(cause))
+            cause = cause.__cause__
+        return 1, "\n".join(said)
+    status = 0
+    try:
+        CvsweepHooks().on_multirun_start(cfg)
+    except SystemExit as exit:
+        status = exit.code
+    printed = capsys.readouterr()
+    return status, printed.err + printed.out
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
 

@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import TINY_OVERRIDES, compose_sweep
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
+from conftest import TINY_OVERRIDES, as_the_command_checks, compose_sweep
 
 from cvsweep import layout
-from cvsweep.sweep.hooks import EXIT_INVALID_CONFIG, CvsweepHooks
+from cvsweep.sweep.hooks import EXIT_INVALID_CONFIG
 from cvsweep.sweep.preflight import check_sweep
 
 DATA = "__data__"  # replaced by the folder of corrupt dataset files
@@ -132,24 +130,6 @@ def earlier_sweep(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     corrupt_datasets(data)
     return root, data, snapshot(root)
-
-
-def as_the_command_checks(args: list[str], capsys) -> tuple[int, str]:
-    """(exit status, what the user reads) of ``cvsweep -m ARGS`` up to its first trial: Hydra's
-    composition error (its message and cause; the command exits 1), or the checks' callback."""
-    try:
-        cfg = compose_sweep(*args)
-    except (HydraException, OmegaConfBaseException) as err:
-        said, cause = [], err
-        while cause is not None:
-            said.append(str(cause))
-            cause = cause.__cause__
-        return 1, "\n".join(said)
-    try:
-        CvsweepHooks().on_multirun_start(cfg)
-    except SystemExit as exit:
-        return exit.code, capsys.readouterr().err
-    return 0, capsys.readouterr().err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
