@@ -86,9 +86,9 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
-def as_the_command_checks(args: list[str], capsys) -> tuple[int, str]:
-    """(exit status, what the user reads: stderr, then stdout) of ``cvsweep -m ARGS`` up to its
-    first trial, in this process: Hydra's composition error (its message and its causes; the
+def as_the_command_checks(args: list[str], capsys, multirun: bool = True) -> tuple[int, str]:
+    """(exit status, what the user reads: stderr, then stdout) of ``cvsweep -m ARGS`` (``cvsweep
+    ARGS`` when not ``multirun``) up to its first trial, in this process: Hydra's composition error (its message and its causes; the
     command exits 1 on it), or what the checks' callback (cvsweep/sweep/hooks.py) prints and exits with."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -96,7 +96,7 @@ def as_the_command_checks(args: list[str], capsys) -> tuple[int, str]:
     from cvsweep.sweep.hooks import CvsweepHooks
 
     try:
-        cfg = compose_sweep(*args)
+        cfg = compose_sweep(*args) if multirun else compose(*args)
     except (HydraException, OmegaConfBaseException) as err:
         said, cause = [], err
         while cause is not None:
@@ -105,7 +105,7 @@ def as_the_command_checks(args: list[str], capsys) -> tuple[int, str]:
         return 1, "\n".join(said)
     status = 0
     try:
-        CvsweepHooks().on_multirun_start(cfg)
+        (CvsweepHooks().on_multirun_start if multirun else CvsweepHooks().on_run_start)(cfg)
     except SystemExit as exit:
         status = exit.code
     printed = capsys.readouterr()
