@@ -54,6 +54,7 @@ def _valid_png(path: Path) -> bool:
         return image.format == "PNG" and min(image.size) > 100
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_trials_draw_no_plots_while_the_sweep_runs(sweep_dir):
     at_job_end = [json.loads(line) for line in (sweep_dir.parents[1] / "at_job_end.jsonl").read_text().splitlines()]
     assert sorted(row["job"] for row in at_job_end) == ["0", "1", "2"]
@@ -139,6 +140,7 @@ def test_plot_command_refuses_a_path_that_is_not_a_trial_or_sweep_folder(tmp_pat
     assert main([]) == 2 and "usage: python -m cvsweep.plot PATH" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_sweep_plots_importances_and_summary(sweep_dir):
     summary = read_json(sweep_dir / "summary.json")
     for name in ("optimization_history.png", "param_importances.png", "parallel_coordinate.png", "slice.png"):
@@ -147,6 +149,7 @@ def test_sweep_plots_importances_and_summary(sweep_dir):
     assert all(t["overall_health"] is not None for t in summary["trials"])
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_report_is_self_contained_and_links_every_trial_plot(sweep_dir):
     page = _Page()
     page.feed((sweep_dir / "report.html").read_text())
@@ -159,6 +162,7 @@ def test_report_is_self_contained_and_links_every_trial_plot(sweep_dir):
     assert all((sweep_dir / link).exists() for link in page.links)
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     require(shutil.which("chromium") is not None, "Debian's chromium")
     shot = tmp_path / "report.png"

@@ -74,6 +74,7 @@ def test_every_file_of_a_sweep_gets_the_umask_mode(sweep):
     assert {str(p.relative_to(root)): oct(_mode(p)) for p in files if _mode(p) != 0o640} == {}
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_each_trial_keeps_its_run_config_as_trained(sweep):
     root, proc = sweep
     trials = sorted((root / "sweeps").glob("*/[0-9]*"))
