@@ -296,6 +296,27 @@ class ServiceApp:
 
 
 @pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """(output folder, finished process) of one real three-trial sweep, TINY_OVERRIDES and every
+    other default (plots=all, each trial's model kept), that several test files read instead of
+    running one each: under umask 027 with an API key in the environment (as on a user's machine),
+    a probe (tests/trial_probe.py) recording each trial folder as its trial ends. Read-only: a test
+    that changes its files works on a copy."""
+    root = tmp_path_factory.mktemp("tiny-sweep")
+    previous = os.umask(0o027)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)  # present; never to be written
+            proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", f"output_root={root}",
+                           "+hydra.callbacks.probe._target_=tests.trial_probe.TrialFolderAtJobEnd",
+                           f"+hydra.callbacks.probe.record={root / 'at_job_end.jsonl'}")
+    finally:
+        os.umask(previous)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, proc
+
+
+@pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     emu = EmulatorProcess(workers=2, log_dir=tmp_path_factory.mktemp("emulator-logs"))
     yield emu

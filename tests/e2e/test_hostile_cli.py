@@ -6,31 +6,35 @@ the same composition and checks in one process in tests/unit/sweep/test_hostile_
 
 from __future__ import annotations
 
-import os
+import shutil
 
 import pytest
 from conftest import TINY_OVERRIDES, run_cli
-from test_hostile_command_lines import CLI_INPUTS, corrupt_datasets, hostile_args, snapshot
+from test_hostile_command_lines import CLI_INPUTS, STUDY, corrupt_datasets, hostile_args, snapshot
 
 # A real sweep, then a fresh interpreter per command line: the full suite's lane.
 pytestmark = pytest.mark.slow
 
-THROUGH_THE_COMMAND = ["unknown-key", "out-of-range", "dataset-truncated", "study-of-another-experiment"]
+THROUGH_THE_COMMAND = ["unknown-key", "out-of-range", "dataset-truncated"]
+# The earlier sweep is conftest's shared one, which trained 2 epochs (the unit test's study: 1).
+ANOTHER_EXPERIMENT = ("study-of-another-experiment", [f"hydra.sweeper.study_name={STUDY}", "training.epochs=3"],
+                      "that study is another experiment; what differs (stored -> now):\n    training.epochs: 2 -> 3")
 
 
 @pytest.fixture(scope="module")
-def earlier_sweep(tmp_path_factory):
-    root = tmp_path_factory.mktemp("outputs")
-    proc = run_cli("-m", *TINY_OVERRIDES, "training.epochs=1", "hydra.sweeper.n_trials=1", "plots=summary",
-                   f"output_root={root}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def earlier_sweep(tiny_sweep, tmp_path_factory):
+    # A copy: other tests' readers of the shared study leave SQLite's -wal and -shm files beside
+    # it, which come and go with their connections (the sweep that wrote it has closed its own).
+    root = tmp_path_factory.mktemp("earlier") / "outputs"
+    shutil.copytree(tiny_sweep[0], root, ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm"))
     data = tmp_path_factory.mktemp("data")
     corrupt_datasets(data)
     return root, data, snapshot(root)
 
 
-@pytest.mark.parametrize("case, args, message", [c for c in CLI_INPUTS if c[0] in THROUGH_THE_COMMAND],
-                         ids=THROUGH_THE_COMMAND)
+@pytest.mark.parametrize("case, args, message",
+                         [c for c in CLI_INPUTS if c[0] in THROUGH_THE_COMMAND] + [ANOTHER_EXPERIMENT],
+                         ids=THROUGH_THE_COMMAND + [ANOTHER_EXPERIMENT[0]])
 def test_hostile_command_lines_fail_fast_and_damage_nothing(earlier_sweep, case, args, message, monkeypatch):
     root, data, before = earlier_sweep
     monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)

@@ -39,9 +39,9 @@ def load_study(root: Path) -> optuna.Study:
 
 
 @pytest.fixture(scope="module")
-def kept_all(tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts-all")
-    return root, sweep(root, "hydra.sweeper.n_trials=3")
+def kept_all(tiny_sweep):
+    """Three trials, each keeping its model (the default artifacts=all): conftest's shared sweep."""
+    return tiny_sweep
 
 
 @pytest.mark.slow

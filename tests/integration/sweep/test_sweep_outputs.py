@@ -34,13 +34,10 @@ class _Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory):
-    """Three trials with the default plots=all; a probe records each trial folder as its trial ends."""
-    root = tmp_path_factory.mktemp("plots")
-    proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", f"output_root={root}",
-                   "+hydra.callbacks.probe._target_=tests.trial_probe.TrialFolderAtJobEnd",
-                   f"+hydra.callbacks.probe.record={root / 'at_job_end.jsonl'}")
-    assert proc.returncode == 0, proc.stderr
+def sweep_dir(tiny_sweep):
+    """Three trials with the default plots=all; a probe records each trial folder as its trial ends
+    (conftest's shared sweep)."""
+    root, proc = tiny_sweep
     assert "Parameter importances (val_accuracy):" in proc.stdout
     assert "Warning" not in proc.stderr  # matplotlib's notes on Optuna's plots of a tiny study are filtered
     return next((root / "sweeps").iterdir())
