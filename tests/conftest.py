@@ -1,4 +1,6 @@
-"""Shared helpers: the real CLI in a subprocess, Hydra's compose API, a tiny real run config."""
+"""Shared helpers: the real CLI in a subprocess, the command's composition and checks in this
+process, Hydra's compose API, a tiny real run config, one real sweep for the session, the
+service as a server process or as its app in this process, the RunPod emulator."""
 
 from __future__ import annotations
 
@@ -88,8 +90,9 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def as_the_command_checks(args: list[str], capsys, multirun: bool = True) -> tuple[int, str]:
     """(exit status, what the user reads: stderr, then stdout) of ``cvsweep -m ARGS`` (``cvsweep
-    ARGS`` when not ``multirun``) up to its first trial, in this process: Hydra's composition error (its message and its causes; the
-    command exits 1 on it), or what the checks' callback (cvsweep/sweep/hooks.py) prints and exits with."""
+    ARGS`` when not ``multirun``) up to its first trial, in this process: Hydra's composition
+    error (its message and its causes; the command exits 1 on it), or what the checks' callback
+    (cvsweep/sweep/hooks.py) prints and exits with."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
