@@ -4,7 +4,7 @@ script hides the GPU with CUDA_VISIBLE_DEVICES=-1 for the CPU half) and writes e
     uv run python benchmarks/gpu_check.py parity OUT_DIR
     uv run python benchmarks/gpu_check.py precision OUT_DIR [--data mnist.npz] [--precisions float32 mixed_bfloat16]
 
-parity: the two configs of the local/remote parity test (tests/test_remote.py: TINY_RUN and
+parity: the two configs of the local/remote parity test (tests/integration/execution/test_remote.py: TINY_RUN and
 PROXY_RUN), written as OUT_DIR/full/result.json and OUT_DIR/proxy/result.json for
 ``python -m cvsweep.compare``. precision: the default CNN on MNIST (--data, a Keras-layout .npz;
 else the bundled digits) under each training.precision, one after another in this process

@@ -3,7 +3,7 @@
 #   benchmarks/gpu_check.sh [--cpu-only] [OUT_DIR]        (default OUT_DIR: /tmp/cvsweep-gpu-check)
 # 1. prints nvidia-smi's line for each GPU (name, compute capability, driver, memory);
 # 2. installs the project with uv (the `gpu` extra: TensorFlow's CUDA and cuDNN wheels);
-# 3. trains the parity configs (tests/test_remote.py) on the GPU and on the CPU
+# 3. trains the parity configs (tests/integration/execution/test_remote.py) on the GPU and on the CPU
 #    (CUDA_VISIBLE_DEVICES=-1) and runs `python -m cvsweep.compare` between them, which names
 #    every difference (device, TF32, metrics: the first epoch each history diverges);
 # 4. trains the default CNN under float32, mixed_float16 and mixed_bfloat16 on the GPU and prints

@@ -1,6 +1,6 @@
 """Every place cvsweep reaches into a library's private parts, one small adapter each.
 
-Each adapter names the pinned version it was written for (pyproject.toml); tests/test_compat.py
+Each adapter names the pinned version it was written for (pyproject.toml); tests/unit/test_compat.py
 runs each against the installed library and says what changed when an upgrade breaks one. So
 an upgrade is adapted here, not at the call sites. Libraries are imported inside each adapter:
 importing this module costs nothing (``--help`` never imports TensorFlow).

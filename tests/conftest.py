@@ -1,4 +1,6 @@
-"""Shared helpers: the real CLI in a subprocess, Hydra's compose API, a tiny real run config."""
+"""Shared helpers: the real CLI in a subprocess, the command's composition and checks in this
+process, Hydra's compose API, a tiny real run config, one real sweep for the session, the
+service as a server process or as its app in this process, the RunPod emulator."""
 
 from __future__ import annotations
 
@@ -14,6 +16,15 @@ import pytest
 from cvsweep.compose import CONF_DIR, compose, compose_sweep  # noqa: F401 (the tests import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+# Test modules share helpers by basename (``from test_resume import wait_for``) across folders:
+# each folder of test files is on sys.path, whichever file pytest imports first.
+for _folder in sorted({path.parent for path in TESTS.rglob("test_*.py")} - {TESTS}):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
+# tests/unit: in-process; tests/integration: real training, processes, the emulator, PostgreSQL;
+# tests/e2e: the CLI, the wheel, the browser. The folder is the marker (pytest -m unit).
+KINDS = ("unit", "integration", "e2e")
 # The real MNIST shipped beside the checkout (see ../shared/data/README.md).
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
 # Under CI (.ci/run installs and starts everything) a missing service or file is a failure:
@@ -39,6 +50,14 @@ TINY_RUN = {
 }
 # The same, as command-line overrides, for the end-to-end tests.
 TINY_OVERRIDES = ["model.conv_layers=1", "model.filters=8", "model.dense_layers=0", "training.epochs=2", "training.batch_size=64"]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Marks each test unit, integration or e2e by the folder its file sits in."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(TESTS).parts
+        if parts[0] in KINDS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,6 +86,33 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cvsweep", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def as_the_command_checks(args: list[str], capsys, multirun: bool = True) -> tuple[int, str]:
+    """(exit status, what the user reads: stderr, then stdout) of ``cvsweep -m ARGS`` (``cvsweep
+    ARGS`` when not ``multirun``) up to its first trial, in this process: Hydra's composition
+    error (its message and its causes; the command exits 1 on it), or what the checks' callback
+    (cvsweep/sweep/hooks.py) prints and exits with."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cvsweep.sweep.hooks import CvsweepHooks
+
+    try:
+        cfg = compose_sweep(*args) if multirun else compose(*args)
+    except (HydraException, OmegaConfBaseException) as err:
+        said, cause = [], err
+        while cause is not None:
+            said.append(str(cause))
+            cause = cause.__cause__
+        return 1, "\n".join(said)
+    status = 0
+    try:
+        (CvsweepHooks().on_multirun_start if multirun else CvsweepHooks().on_run_start)(cfg)
+    except SystemExit as exit:
+        status = exit.code
+    printed = capsys.readouterr()
+    return status, printed.err + printed.out
 
 
 def read_json(path: Path):
@@ -204,6 +250,73 @@ class ServiceProcess:
                 os.killpg(pid, signal.SIGKILL)  # the supervisor leads its own session and group
             except (OSError, TypeError):
                 pass
+
+
+class ServiceApp:
+    """The service as ``python -m cvsweep.serve OPTIONS`` builds it (its settings parsed and checked,
+    create_app's guard, routes and request checks, its start-up and shut-down), answering through
+    Starlette's TestClient in this process: for the rules decided before any sweep starts. The
+    same get/post/session/base_url as ServiceProcess; ``token`` as CVSWEEP_API_TOKEN would give it."""
+
+    def __init__(self, output_root: Path, *options: str, token: str | None = None):
+        from fastapi.testclient import TestClient
+
+        from cvsweep.service.app import create_app
+        from cvsweep.service.settings import TOKEN_VARIABLE, parse
+
+        self.output_root, self.token = Path(output_root), token
+        with pytest.MonkeyPatch.context() as patch:
+            patch.delenv(TOKEN_VARIABLE, raising=False)
+            if token is not None:
+                patch.setenv(TOKEN_VARIABLE, token)
+            settings = parse(["--output-root", str(output_root), *options])
+        self.base_url = f"http://127.0.0.1:{settings.port}"
+        self.session = TestClient(create_app(settings), base_url=self.base_url)
+        if token is not None:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session.__enter__()  # the app's start-up: its monitor thread
+
+    def anonymous(self):
+        """Another client of the same app, with no token and no cookie."""
+        from fastapi.testclient import TestClient
+
+        return TestClient(self.session.app, base_url=self.base_url)
+
+    def get(self, path: str, **kwargs):
+        kwargs.pop("timeout", None)
+        return self.session.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs):
+        kwargs.pop("timeout", None)
+        if "data" in kwargs:  # raw text or bytes, as requests' data= sends them
+            kwargs["content"] = kwargs.pop("data")
+        return self.session.post(path, **kwargs)
+
+    def close(self) -> None:
+        self.session.__exit__(None, None, None)
+
+    kill_sweeps = ServiceProcess.kill_sweeps
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """(output folder, finished process) of one real three-trial sweep, TINY_OVERRIDES and every
+    other default (plots=all, each trial's model kept), that several test files read instead of
+    running one each: under umask 027 with an API key in the environment (as on a user's machine),
+    a probe (tests/trial_probe.py) recording each trial folder as its trial ends. Read-only: a test
+    that changes its files works on a copy."""
+    root = tmp_path_factory.mktemp("tiny-sweep")
+    previous = os.umask(0o027)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)  # present; never to be written
+            proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", f"output_root={root}",
+                           "+hydra.callbacks.probe._target_=tests.trial_probe.TrialFolderAtJobEnd",
+                           f"+hydra.callbacks.probe.record={root / 'at_job_end.jsonl'}")
+    finally:
+        os.umask(previous)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, proc
 
 
 @pytest.fixture(scope="session")

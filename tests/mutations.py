@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,43 +35,43 @@ MUTANTS = [
     ("one-trial-in-flight", LOOP,
      "free = ctx.settings.n_jobs - len(ctx.running)", "free = 1 - len(ctx.running)",
      [UNIT_LOOP + "test_n_jobs_trials_are_in_flight",
-      "tests/test_remote.py::test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key"]),
+      "tests/integration/execution/test_remote.py::test_remote_sweep_keeps_jobs_in_flight_and_never_writes_the_key"]),
     ("fingerprint-mismatch-unchecked", "cvsweep/execution/payload.py",
      "    if computed != claimed:\n", "    if False:\n",
-     ["tests/test_hostile_worker_input.py::test_another_valid_config_under_the_old_fingerprint_is_refused",
-      "tests/test_hostile_worker_input.py::test_a_valid_input_with_one_thing_changed_is_refused"]),
+     ["tests/integration/execution/test_hostile_worker_input.py::test_another_valid_config_under_the_old_fingerprint_is_refused",
+      "tests/integration/execution/test_hostile_worker_input.py::test_a_valid_input_with_one_thing_changed_is_refused"]),
     ("plain-writes", "cvsweep/jsonio.py",
      "    tmp = _new_hidden_file(path, suffix)\n    try:\n        yield tmp\n", "    tmp = path\n    try:\n        yield tmp\n",
-     ["tests/test_resume.py::test_kills_inside_writes_leave_only_whole_files"]),
+     ["tests/integration/sweep/test_resume.py::test_kills_inside_writes_leave_only_whole_files"]),
     ("nan-instead-of-failure", "cvsweep/sweep/trial.py",
      '        raise TrialFailed(f"{result[\'reason\']} (see {path})", infeasible=bool(result.get("infeasible")))',
      '        return float("nan")',
-     ["tests/test_cli_end_to_end.py::test_infeasible_trials_are_recorded_and_the_sweep_goes_on",
-      "tests/test_remote.py::test_a_broken_first_attempt_uses_up_nothing_of_the_budget"]),
+     ["tests/e2e/test_cli_end_to_end.py::test_infeasible_trials_are_recorded_and_the_sweep_goes_on",
+      "tests/integration/execution/test_remote.py::test_a_broken_first_attempt_uses_up_nothing_of_the_budget"]),
     # Smaller items of issue 19.
     ("help-fails-to-compose", "conf/config.yaml",
      "  - dataset: digits\n", "  - dataset: no_such_dataset\n",
-     ["tests/test_config.py::test_cli_help_and_info_do_not_import_tensorflow"]),
+     ["tests/integration/config/test_config.py::test_cli_help_and_info_do_not_import_tensorflow"]),
     ("dropped-connections-never-dropped", "remote/emulator.py",
      'drop = emulator.faults.take("drop_connections")', "drop = False",
-     ["tests/test_remote.py::test_dropped_connections_are_retried"]),
+     ["tests/integration/execution/test_remote.py::test_dropped_connections_are_retried"]),
     ("gtsrb-values-overridden-by-its-base", "conf/dataset/gtsrb.yaml",
      "  - image_folder\n  - _self_\n", "  - _self_\n  - image_folder\n",
-     ["tests/test_config.py::test_every_option_composes_and_passes_value_checks[dataset=gtsrb]"]),
+     ["tests/integration/config/test_config.py::test_every_option_composes_and_passes_value_checks[dataset=gtsrb]"]),
     ("unpickler-allows-everything", "cvsweep/data/text.py",
      "        if (module, name) not in self.ALLOWED:\n", "        if False:\n",
-     ["tests/test_more_datasets.py::test_a_text_file_cannot_run_code"]),
+     ["tests/integration/data/test_more_datasets.py::test_a_text_file_cannot_run_code"]),
     # Caught already when the audit ran; kept so that they stay caught.
     ("fingerprint-key-dropped", "cvsweep/config/fingerprint.py",
      "canonical_json(run_config).encode", 'canonical_json({k: v for k, v in run_config.items() if k != "health"}).encode',
-     ["tests/test_fingerprint.py::test_every_setting_in_the_schema_changes_the_fingerprint"]),
+     ["tests/unit/config/test_fingerprint.py::test_every_setting_in_the_schema_changes_the_fingerprint"]),
     ("parity-seed-changed", "remote/handler.py",
      "        result = await train_in_child(run_config, ",
      '        run_config["training"]["seed"] += 1\n        result = await train_in_child(run_config, ',
-     ["tests/test_remote.py::test_parity_local_and_remote_are_bit_identical"]),
+     ["tests/integration/execution/test_remote.py::test_parity_local_and_remote_are_bit_identical"]),
     ("divergence-unchecked", "cvsweep/training/train.py",
      'if any(value is None for value in history.get("loss", [])):', "if False:",
-     ["tests/test_train.py::test_divergence_is_a_failed_result_not_an_exception"]),
+     ["tests/integration/training/test_train.py::test_divergence_is_a_failed_result_not_an_exception"]),
     # Issue 24, one rule for which trial is best, and evaluate's comparison.
     ("evaluate-equal-within-one", "cvsweep/evaluate.py",
      "        same = recorded.get(key) == now[key]\n", "        same = abs(recorded.get(key) - now[key]) < 1.0\n",
@@ -87,7 +88,7 @@ MUTANTS = [
     ("circle-through-a-function-level-import", "cvsweep/config/objective_table.py",
      "from typing import Optional\n",
      "from typing import Optional\n\n\ndef _late():\n    from cvsweep.config import schema  # noqa: F401\n",
-     ["tests/test_layout.py::test_no_module_imports_itself_through_others"]),
+     ["tests/unit/test_layout.py::test_no_module_imports_itself_through_others"]),
     ("environment-ignored-for-a-schema-default", "cvsweep/config/schema.py",
      "    if variable in os.environ:\n", "    if False:\n",
      ["tests/unit/config/test_schema_split.py::test_the_runpod_url_is_the_schemas_default_unless_the_environment_names_another"]),
@@ -130,13 +131,18 @@ MUTANTS = [
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).
+def _flat(node_ids: list[str]) -> list[str]:
+    """Today's node ids as they were when every test file sat in tests/ itself."""
+    return [re.sub(r"^tests/(?:unit|integration|e2e)/(?:[a-z_]+/)?", "tests/", node) for node in node_ids]
+
+
 BEFORE = {
-    "one-trial-in-flight": MUTANTS[0][4],
+    "one-trial-in-flight": _flat(MUTANTS[0][4]),
     "fingerprint-mismatch-unchecked": ["tests/test_hostile_worker_input.py"],
     "plain-writes": ["tests/test_resume.py::test_kills_at_any_moment_leave_only_whole_files"],
-    "help-fails-to-compose": MUTANTS[4][4],
-    "dropped-connections-never-dropped": MUTANTS[5][4],
-    "gtsrb-values-overridden-by-its-base": MUTANTS[6][4],
+    "help-fails-to-compose": _flat(MUTANTS[4][4]),
+    "dropped-connections-never-dropped": _flat(MUTANTS[5][4]),
+    "gtsrb-values-overridden-by-its-base": _flat(MUTANTS[6][4]),
 }
 
 

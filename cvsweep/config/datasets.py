@@ -3,7 +3,7 @@ from it (the schema's ``DatasetName`` choices and each name's schema, the loader
 the test-split rule, which sources download, the model and search a dataset picks).
 
 Adding a dataset is one entry here plus one file conf/dataset/<name>.yaml (its preset:
-class count, and for a text set the model and search it picks); tests/test_datasets.py
+class count, and for a text set the model and search it picks); tests/unit/config/test_datasets.py
 checks that the two agree.
 """
 
@@ -47,7 +47,7 @@ class Dataset:
     loader: Loader
     test_set: HeldOut = HeldOut.own
     # The model and search space a plain ``dataset=<name>`` picks (conf/dataset/<name>.yaml
-    # sets them; tests/test_datasets.py checks they agree).
+    # sets them; tests/unit/config/test_datasets.py checks they agree).
     model: str = "cnn"
     search: str = "cnn"
     # One image's shape, for the size check before a sweep without downloading (Keras image sets).

@@ -107,7 +107,7 @@ def test_the_joblib_launchers_job_runner_takes_what_the_worker_pool_passes():
     expected = ["idx", "overrides", "hydra_context", "config", "task_function", "singleton_state"]
     assert _parameters(_core.execute_job) == expected, (
         f"hydra-joblib-launcher 1.2.0's _core.execute_job took {expected}; now {_parameters(_core.execute_job)} "
-        "(the remote sweeps of tests/test_remote.py run it for real)")
+        "(the remote sweeps of tests/integration/execution/test_remote.py run it for real)")
 
 
 class _Answer(BaseHTTPRequestHandler):

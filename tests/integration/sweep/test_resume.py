@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, TINY_OVERRIDES, read_json, run_cli
+from conftest import REPO, TINY_OVERRIDES, as_the_command_checks, read_json, run_cli
 from optuna.trial import TrialState
 
 from cvsweep import compat
@@ -248,10 +248,10 @@ def test_a_live_trial_of_this_host_is_left_alone(tmp_path):
 
 
 @pytest.mark.parametrize("interval, grace", [(0, 60), (10, 10), (30, 5)])
-def test_heartbeat_settings_are_checked_before_the_sweep(tmp_path, interval, grace):
-    proc = run_cli("-m", f"output_root={tmp_path}", f"hydra.sweeper.heartbeat_interval={interval}",
-                   f"hydra.sweeper.grace_period={grace}")
-    assert proc.returncode == 2 and "0 < heartbeat_interval < grace_period" in proc.stderr
+def test_heartbeat_settings_are_checked_before_the_sweep(tmp_path, interval, grace, capsys):
+    status, said = as_the_command_checks([f"output_root={tmp_path}", f"hydra.sweeper.heartbeat_interval={interval}",
+                                          f"hydra.sweeper.grace_period={grace}"], capsys)
+    assert status == 2 and "0 < heartbeat_interval < grace_period" in said
     assert not (tmp_path / "sweeps").exists()
 
 

@@ -20,7 +20,8 @@ from conftest import REPO, TINY_OVERRIDES, evaluate_cli, read_json, run_cli
 from cvsweep.study.storage import RESULT_ATTR
 from cvsweep.training.artifact import MODEL_FILE, sha256_of
 
-pytestmark = pytest.mark.slow  # every test here trains through the real CLI
+# Each test that trains does so through the real CLI (marked slow); evaluate's refusals run its
+# main() in this process, its exit status end to end in the data-changed test.
 
 
 def sweep(root: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -38,11 +39,12 @@ def load_study(root: Path) -> optuna.Study:
 
 
 @pytest.fixture(scope="module")
-def kept_all(tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts-all")
-    return root, sweep(root, "hydra.sweeper.n_trials=3")
+def kept_all(tiny_sweep):
+    """Three trials, each keeping its model (the default artifacts=all): conftest's shared sweep."""
+    return tiny_sweep
 
 
+@pytest.mark.slow
 def test_every_completed_trial_has_a_model_whose_evaluation_equals_its_result(kept_all):
     root, _ = kept_all
     folders = trial_folders(root)
@@ -61,6 +63,7 @@ def test_every_completed_trial_has_a_model_whose_evaluation_equals_its_result(ke
         assert "Traceback" not in proc.stderr and "tensorflow" not in proc.stderr.lower()
 
 
+@pytest.mark.slow
 def test_each_model_is_an_optuna_artifact_of_its_trial(kept_all, tmp_path):
     from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 
@@ -78,6 +81,7 @@ def test_each_model_is_an_optuna_artifact_of_its_trial(kept_all, tmp_path):
         assert sha256_of(copy) == model["sha256"]
 
 
+@pytest.mark.slow
 def test_summary_and_report_name_each_model_and_the_best_one(kept_all):
     root, proc = kept_all
     sweep_dir = next((root / "sweeps").iterdir())
@@ -103,23 +107,24 @@ def _models(root: Path) -> list[Path]:
     return sorted(root.glob(f"sweeps/*/*/{MODEL_FILE}"))
 
 
+@pytest.mark.slow
 def test_artifacts_best_keeps_only_the_study_best_also_after_a_resumed_run(tmp_path):
-    first = sweep(tmp_path, "artifacts=best", "hydra.sweeper.n_trials=3")
+    first = sweep(tmp_path, "artifacts=best", "hydra.sweeper.n_trials=2")
     models = _models(tmp_path)
     assert len(models) == 1
     best = load_study(tmp_path).best_trial.user_attrs[RESULT_ATTR]
     assert models[0].parent == Path(best["path"]).parent
     assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [best["artifact_id"]]
     summary = read_json(next((tmp_path / "sweeps").iterdir()) / "summary.json")
-    assert len(summary["models_deleted"]) == 2
+    assert len(summary["models_deleted"]) == 1
     for deleted in summary["models_deleted"]:
         reason = read_json(Path(deleted["folder"]) / "result.json")["model"]["missing"]
         assert reason.startswith("deleted when the sweep ended (artifacts=best)")
         assert deleted["folder"] in first.stdout.replace("\n", "")
     # The same command, resumed with more trials: a new sweep folder, one study.
-    sweep(tmp_path, "artifacts=best", "hydra.sweeper.n_trials=5")
+    sweep(tmp_path, "artifacts=best", "hydra.sweeper.n_trials=3")
     study = load_study(tmp_path)
-    assert len(study.trials) == 5
+    assert len(study.trials) == 3
     best = study.best_trial.user_attrs[RESULT_ATTR]
     models = _models(tmp_path)
     assert [m.parent for m in models] == [Path(best["path"]).parent]  # wherever the best came from
@@ -127,6 +132,7 @@ def test_artifacts_best_keeps_only_the_study_best_also_after_a_resumed_run(tmp_p
     assert evaluate_cli(str(models[0].parent)).returncode == 0
 
 
+@pytest.mark.slow
 def test_an_in_memory_study_registers_no_artifact_and_best_keeps_one_model(tmp_path):
     proc = sweep(tmp_path, "artifacts=best", "hydra.sweeper.storage=null", "hydra.sweeper.n_trials=2")
     models = _models(tmp_path)
@@ -135,6 +141,7 @@ def test_an_in_memory_study_registers_no_artifact_and_best_keeps_one_model(tmp_p
     assert f"Best model: {models[0]} (" in proc.stdout
 
 
+@pytest.mark.slow
 def test_artifacts_none_keeps_no_model(tmp_path):
     proc = sweep(tmp_path, "artifacts=none", "hydra.sweeper.n_trials=2")
     assert _models(tmp_path) == []
@@ -207,27 +214,38 @@ BAD = {
 }
 
 
+def evaluate_here(given: Path, capsys) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``python -m cvsweep.evaluate GIVEN``, through its main() in this process."""
+    from cvsweep.evaluate import main
+
+    status = main([str(given)])
+    printed = capsys.readouterr()
+    return status, printed.out, printed.err
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD))
-def test_evaluate_refuses_bad_input_naming_the_file(case, kept_all, tmp_path):
+def test_evaluate_refuses_bad_input_naming_the_file(case, kept_all, tmp_path, capsys):
     spoil, expected = BAD[case]
     folder = _spoilt(kept_all, tmp_path, spoil)
-    proc = evaluate_cli(str(folder))
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    message = proc.stderr.strip()
+    status, out, err = evaluate_here(folder, capsys)
+    assert status == 2, out + err
+    message = err.strip()
     assert message.startswith(f"cvsweep.evaluate: {folder}/"), message
     assert all(part in message for part in expected), message
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "Traceback" not in err and out == ""
 
 
-def test_evaluate_refuses_a_path_that_is_no_trial_result_or_sweep(tmp_path):
+def test_evaluate_refuses_a_path_that_is_no_trial_result_or_sweep(tmp_path, capsys):
     from cvsweep.reporting.folders import EXPECTED
 
     for given, what in ((tmp_path, "not"), (tmp_path / "absent", "does not exist; expected"), (REPO / "README.md", "not")):
-        proc = evaluate_cli(str(given))
-        assert proc.returncode == 2
-        assert proc.stderr.strip() == f"cvsweep.evaluate: {given}: {what} {EXPECTED}"
+        status, _, err = evaluate_here(given, capsys)
+        assert status == 2
+        assert err.strip() == f"cvsweep.evaluate: {given}: {what} {EXPECTED}"
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_data_that_changed_since_training(tmp_path):
     from sklearn.datasets import load_digits
 

@@ -35,13 +35,10 @@ class _Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory):
-    """Three trials with the default plots=all; a probe records each trial folder as its trial ends."""
-    root = tmp_path_factory.mktemp("plots")
-    proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", f"output_root={root}",
-                   "+hydra.callbacks.probe._target_=tests.trial_probe.TrialFolderAtJobEnd",
-                   f"+hydra.callbacks.probe.record={root / 'at_job_end.jsonl'}")
-    assert proc.returncode == 0, proc.stderr
+def sweep_dir(tiny_sweep):
+    """Three trials with the default plots=all; a probe records each trial folder as its trial ends
+    (conftest's shared sweep)."""
+    root, proc = tiny_sweep
     assert "Parameter importances (val_accuracy):" in proc.stdout
     assert "Warning" not in proc.stderr  # matplotlib's notes on Optuna's plots of a tiny study are filtered
     return next((root / "sweeps").iterdir())
@@ -55,6 +52,7 @@ def _valid_png(path: Path) -> bool:
         return image.format == "PNG" and min(image.size) > 100
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_trials_draw_no_plots_while_the_sweep_runs(sweep_dir):
     at_job_end = [json.loads(line) for line in (sweep_dir.parents[1] / "at_job_end.jsonl").read_text().splitlines()]
     assert sorted(row["job"] for row in at_job_end) == ["0", "1", "2"]
@@ -144,6 +142,7 @@ def test_plot_command_refuses_a_path_that_is_not_a_trial_or_sweep_folder(tmp_pat
     assert main([]) == 2 and "usage: python -m cvsweep.plot PATH" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_sweep_plots_importances_and_summary(sweep_dir):
     summary = read_json(sweep_dir / "summary.json")
     for name in ("optimization_history.png", "param_importances.png", "parallel_coordinate.png", "slice.png"):
@@ -152,6 +151,7 @@ def test_sweep_plots_importances_and_summary(sweep_dir):
     assert all(t["overall_health"] is not None for t in summary["trials"])
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_report_is_self_contained_and_links_every_trial_plot(sweep_dir):
     page = _Page()
     page.feed((sweep_dir / "report.html").read_text())
@@ -164,6 +164,7 @@ def test_report_is_self_contained_and_links_every_trial_plot(sweep_dir):
     assert all((sweep_dir / link).exists() for link in page.links)
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     require(shutil.which("chromium") is not None, "Debian's chromium")
     shot = tmp_path / "report.png"

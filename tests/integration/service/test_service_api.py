@@ -10,7 +10,7 @@ import time
 import zipfile
 
 import pytest
-from conftest import TINY_OVERRIDES, ServiceProcess, read_json
+from conftest import TINY_OVERRIDES, ServiceApp, ServiceProcess, read_json
 
 from cvsweep.compose import group_options
 from cvsweep.config.fingerprint import fingerprint
@@ -48,7 +48,8 @@ def events_of(server: ServiceProcess, sweep_id: str, timeout: float = 300,
     return found
 
 
-def test_options_are_the_config_trees(service):
+def test_options_are_the_config_trees(tmp_path):
+    service = ServiceApp(tmp_path / "outputs")  # the routes of a server process, in this one
     options = service.get("/options").json()
     groups = group_options(*options["groups"])
     assert options["groups"] == groups and {"dataset", "model", "search", "executor", "sampling"} <= set(groups)
@@ -57,6 +58,7 @@ def test_options_are_the_config_trees(service):
     assert set(PRUNER_TARGETS) <= set(options["pruners"]) and "median_warmup" in options["pruners"]
     assert options["defaults"]["pruner"] == "median" and options["defaults"]["n_trials"] == 10
     assert service.get("/health").json()["max_running"] == 1  # a CPU machine
+    service.close()
 
 
 @pytest.mark.slow
@@ -107,7 +109,7 @@ def test_a_sweep_started_watched_and_collected_through_the_api(service):
 
 @pytest.mark.slow
 def test_a_pruned_trial_is_an_event_and_a_row(service):
-    # As tests/test_pruning.py's PRUNING, through what a request may say: one good and one
+    # As tests/integration/study/test_pruning.py's PRUNING, through what a request may say: one good and one
     # hopeless learning rate, the median pruner judging after the first completed trial.
     sweep_id = service.start_sweep(*[o for o in TINY_OVERRIDES if not o.startswith("training.epochs")],
                                    "training.epochs=4", "training.early_stopping_patience=0", "search=base",

@@ -1,19 +1,16 @@
 """executor=runpod asks the endpoint's health before the first trial: a bad remote setup
 stops the sweep with exit status 2 and its cause named, before any trial or folder exists,
-and the API key is in nothing it prints. Real CLI, real client, the emulator on 127.0.0.1."""
+and the API key is in nothing it prints. Real client, the emulator on 127.0.0.1; each bad setup
+through the command's own checks in this process, one of them and a cold start through the real CLI."""
 
 from __future__ import annotations
 
 import socket
 
 import pytest
-from conftest import BARE_ENDPOINT_ID, SENTINEL_API_KEY, TINY_OVERRIDES, compose, run_cli
+from conftest import BARE_ENDPOINT_ID, SENTINEL_API_KEY, TINY_OVERRIDES, as_the_command_checks, compose, run_cli
 
 from cvsweep.sweep.preflight import check_run
-
-# Real sweeps or the RunPod emulator's workers (each with its training process): the full
-# suite's lane, not `pytest -m "not slow"`.
-pytestmark = pytest.mark.slow
 
 REVOKED_KEY = "sk-cvsweep-revoked-7d2e"
 
@@ -35,9 +32,11 @@ def endpoint(bare_endpoint, monkeypatch):
     return bare_endpoint
 
 
+SWEEP = ["executor=runpod", "executor.retries=1", "executor.backoff_s=0.1", "hydra.sweeper.n_trials=1", *TINY_OVERRIDES]
+
+
 def _sweep(tmp_path, *overrides: str):
-    return run_cli("-m", "executor=runpod", "executor.retries=1", "executor.backoff_s=0.1",
-                   "hydra.sweeper.n_trials=1", *TINY_OVERRIDES, f"output_root={tmp_path}", *overrides)
+    return run_cli("-m", *SWEEP, f"output_root={tmp_path}", *overrides)
 
 
 # case: (faults on the endpoint, environment changes, overrides, what stderr must say)
@@ -61,18 +60,18 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_a_bad_remote_setup_stops_the_sweep_before_any_trial(case, endpoint, tmp_path, monkeypatch):
+def _bad_setup(case: str, endpoint, monkeypatch) -> tuple[list[str], str]:
+    """The case's faults and environment in place: (its overrides, what stderr must say)."""
     faults, environment, overrides, expected = CASES[case]
     port = _closed_port()
     if faults:
         endpoint.admin("faults", faults)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    proc = _sweep(tmp_path, *(o.format(port=port) for o in overrides))
-    shown = proc.stdout + proc.stderr
-    assert proc.returncode == 2, shown[-3000:]
-    assert expected.format(port=port) in proc.stderr, proc.stderr[-3000:]
+    return [o.format(port=port) for o in overrides], expected.format(port=port)
+
+
+def _nothing_started(endpoint, tmp_path, shown: str) -> None:
     assert "Traceback" not in shown
     # No trial: no sweep folder, no study.
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "optuna.db").exists()
@@ -81,6 +80,25 @@ def test_a_bad_remote_setup_stops_the_sweep_before_any_trial(case, endpoint, tmp
         assert key not in shown
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_bad_remote_setup_stops_the_sweep_before_any_trial(case, endpoint, tmp_path, monkeypatch, capsys):
+    overrides, expected = _bad_setup(case, endpoint, monkeypatch)
+    status, shown = as_the_command_checks([*SWEEP, f"output_root={tmp_path}", *overrides], capsys)
+    assert status == 2 and shown.startswith(f"cvsweep: {expected}"), shown[-3000:]
+    _nothing_started(endpoint, tmp_path, shown)
+
+
+@pytest.mark.slow
+def test_a_bad_remote_setup_stops_the_real_command_with_exit_status_2(endpoint, tmp_path, monkeypatch):
+    overrides, expected = _bad_setup("key-refused-401", endpoint, monkeypatch)
+    proc = _sweep(tmp_path, *overrides)
+    shown = proc.stdout + proc.stderr
+    assert proc.returncode == 2, shown[-3000:]
+    assert expected in proc.stderr, proc.stderr[-3000:]
+    _nothing_started(endpoint, tmp_path, shown)
+
+
+@pytest.mark.slow
 def test_an_endpoint_with_no_worker_up_is_a_cold_start_not_an_error(endpoint, tmp_path):
     # Scaled to zero and "max workers 0" give the same health answer: the sweep starts and
     # says so. Here no worker ever comes, so the job leaves the queue at its ttl.

@@ -57,7 +57,7 @@ def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
         *TINY_OVERRIDES, f"hydra.sweeper.n_trials={N_TRIALS}", f"output_root={tmp_path}", "plots=summary",
         # The injected faults hit successive jobs: here a run of failures is the point.
         "hydra.sweeper.max_consecutive_failures=10",
-        # Faults, not pruning (tests/test_pruning.py): every trial that can, completes.
+        # Faults, not pruning (tests/integration/study/test_pruning.py): every trial that can, completes.
         "hydra/sweeper/pruner=none",
         # Seeded, so the same trials always get these: some diverge to NaN, some overrun.
         "dataset.pixel_scale=choice(16.0, 1e-30)", "training.time_budget_s=choice(600, 0.001)",

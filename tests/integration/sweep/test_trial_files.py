@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib
 import pytest
 import yaml
-from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, read_json, run_cli
+from conftest import SENTINEL_API_KEY, read_json
 
 from cvsweep.jsonio import replaced_atomically, write_json_atomic, write_text_atomic
 
@@ -52,17 +52,10 @@ def test_atomic_writes_get_the_mode_a_plain_open_gets(mask, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """A real two-trial sweep with plots, under umask 027, with an API key in the environment."""
-    root = tmp_path_factory.mktemp("files")
-    os.environ["RUNPOD_API_KEY"] = SENTINEL_API_KEY  # present, as on a user's machine; never to be written
-    try:
-        with umask(0o027):
-            proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=2", f"output_root={root}")
-    finally:
-        del os.environ["RUNPOD_API_KEY"]
-    assert proc.returncode == 0, proc.stderr
-    return root, proc
+def sweep(tiny_sweep):
+    """A real three-trial sweep with plots, under umask 027, with an API key in the environment
+    (conftest's shared sweep)."""
+    return tiny_sweep
 
 
 @pytest.mark.slow
@@ -74,10 +67,11 @@ def test_every_file_of_a_sweep_gets_the_umask_mode(sweep):
     assert {str(p.relative_to(root)): oct(_mode(p)) for p in files if _mode(p) != 0o640} == {}
 
 
+@pytest.mark.slow  # reads the module's real sweep
 def test_each_trial_keeps_its_run_config_as_trained(sweep):
     root, proc = sweep
     trials = sorted((root / "sweeps").glob("*/[0-9]*"))
-    assert len(trials) == 2
+    assert len(trials) == 3
     for trial in trials:
         snapshot = yaml.safe_load((trial / "run_config.yaml").read_text())
         result = read_json(trial / "result.json")

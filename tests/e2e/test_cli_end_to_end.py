@@ -51,12 +51,9 @@ def test_single_run_leaves_hydra_files_and_result(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """Three trials of the default search space (model=cnn), made tiny."""
-    root = tmp_path_factory.mktemp("sweep")
-    proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=3", f"output_root={root}")
-    assert proc.returncode == 0, proc.stderr
-    return root, proc
+def sweep(tiny_sweep):
+    """Three trials of the default search space (model=cnn), made tiny (conftest's shared sweep)."""
+    return tiny_sweep
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, TINY_RUN, compose, run_cli
+from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, TINY_RUN, as_the_command_checks, compose, run_cli
 from omegaconf import OmegaConf
 
 from cvsweep.config.schema import RUN_KEYS, ConfigError
@@ -122,7 +122,7 @@ def test_mnist_sweep_experiment_picks_mnist_and_its_search():
 def test_search_is_seeded_tpe_with_log_learning_rate():
     sweeper = compose().hydra.sweeper
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 0
-    assert sweeper.direction is None  # follows from the objectives (tests/test_study_identity.py)
+    assert sweeper.direction is None  # follows from the objectives (tests/integration/study/test_study_identity.py)
     assert sweeper.params["training.learning_rate"].startswith("tag(log")
     assert sweeper.storage.startswith("sqlite:///")
     assert sweeper.max_failure_rate == 1.0
@@ -197,30 +197,34 @@ def test_cli_bad_value_fails_before_any_folder(tmp_path):
     assert _no_output(tmp_path)
 
 
-def test_cli_unknown_key_and_bad_choice_fail_at_composition(tmp_path):
-    proc = run_cli("model.dropuot=0.3", f"output_root={tmp_path}")
-    assert proc.returncode != 0 and "Key 'dropuot' not in 'CnnModelConfig'" in proc.stderr
-    proc = run_cli("model.activation=sigmoidx", f"output_root={tmp_path}")
-    assert proc.returncode != 0 and "Invalid value 'sigmoidx', expected one of [relu, leaky_relu" in proc.stderr
+# The command's composition and checks in this process (the real command's exit status and
+# folders: the test above, and tests/e2e/test_hostile_cli.py for sweeps).
+def test_cli_unknown_key_and_bad_choice_fail_at_composition(tmp_path, capsys):
+    status, said = as_the_command_checks(["model.dropuot=0.3", f"output_root={tmp_path}"], capsys, multirun=False)
+    assert status != 0 and "Key 'dropuot' not in 'CnnModelConfig'" in said
+    status, said = as_the_command_checks(["model.activation=sigmoidx", f"output_root={tmp_path}"], capsys,
+                                         multirun=False)
+    assert status != 0 and "Invalid value 'sigmoidx', expected one of [relu, leaky_relu" in said
     assert _no_output(tmp_path)
 
 
-def test_cli_search_space_reaching_bad_values_fails_before_the_sweep(tmp_path):
-    proc = run_cli(
-        "-m", "model.dropout=interval(0, 1.2)", "model.activation=choice(relu, foo)",
+def test_cli_search_space_reaching_bad_values_fails_before_the_sweep(tmp_path, capsys):
+    status, said = as_the_command_checks([
+        "model.dropout=interval(0, 1.2)", "model.activation=choice(relu, foo)",
         "model.padding=valid", "model.kernel_size=5", "model.conv_layers=range(1, 3)", f"output_root={tmp_path}",
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert "model.dropout=interval(0, 1.2) reaches model.dropout=1.2: model.dropout=1.2: allowed is [0, 1)" in proc.stderr
-    assert "model.activation=choice(relu, foo): model.activation: Invalid value 'foo'" in proc.stderr
-    assert "reaches model.conv_layers=3: model.conv_layers=3: a 8x8 image is used up" in proc.stderr
+    ], capsys)
+    assert status == 2, said
+    assert "model.dropout=interval(0, 1.2) reaches model.dropout=1.2: model.dropout=1.2: allowed is [0, 1)" in said
+    assert "model.activation=choice(relu, foo): model.activation: Invalid value 'foo'" in said
+    assert "reaches model.conv_layers=3: model.conv_layers=3: a 8x8 image is used up" in said
     assert _no_output(tmp_path) and not (tmp_path / "optuna.db").exists()
 
 
-def test_cli_direction_must_match_objective(tmp_path):
-    proc = run_cli("-m", "objective=val_loss", "hydra.sweeper.direction=maximize", f"output_root={tmp_path}")
-    assert proc.returncode == 2
-    assert "the objectives (val_loss) are to minimize; set hydra.sweeper.direction=minimize" in proc.stderr
+def test_cli_direction_must_match_objective(tmp_path, capsys):
+    status, said = as_the_command_checks(["objective=val_loss", "hydra.sweeper.direction=maximize",
+                                          f"output_root={tmp_path}"], capsys)
+    assert status == 2
+    assert "the objectives (val_loss) are to minimize; set hydra.sweeper.direction=minimize" in said
 
 
 @pytest.mark.parametrize("flag", [["--help"], ["--cfg", "job"], ["--info"]])

@@ -9,7 +9,7 @@ import os
 import time
 
 import pytest
-from conftest import SHARED_MNIST, TINY_OVERRIDES, TINY_RUN, read_json, require, run_cli
+from conftest import SHARED_MNIST, TINY_OVERRIDES, TINY_RUN, as_the_command_checks, read_json, require, run_cli
 
 from cvsweep.execution.executors import LocalExecutor
 from cvsweep.training import failures
@@ -75,10 +75,10 @@ def test_a_trial_that_runs_out_of_memory_leaves_a_result_json(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_preflight_refuses_a_search_space_that_reaches_the_size_limit(tmp_path):
-    proc = run_cli("-m", *TINY_OVERRIDES, "model.filters=choice(8, 1024)", "model.filter_growth=4",
-                   "model.conv_layers=3", "model.dense_layers=1", "model.dense_units=8192",
-                   f"output_root={tmp_path}")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "model.filters=choice(8, 1024) reaches model.filters=1024: training.max_params=50000000" in proc.stderr
+def test_preflight_refuses_a_search_space_that_reaches_the_size_limit(tmp_path, capsys):
+    status, said = as_the_command_checks([*TINY_OVERRIDES, "model.filters=choice(8, 1024)", "model.filter_growth=4",
+                                          "model.conv_layers=3", "model.dense_layers=1", "model.dense_units=8192",
+                                          f"output_root={tmp_path}"], capsys)
+    assert status == 2, said[-2000:]
+    assert "model.filters=choice(8, 1024) reaches model.filters=1024: training.max_params=50000000" in said
     assert not (tmp_path / "sweeps").exists()

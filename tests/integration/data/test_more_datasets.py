@@ -7,7 +7,7 @@ import copy
 
 import numpy as np
 import pytest
-from conftest import SHARED_MNIST, TINY_RUN, read_json, require, run_cli
+from conftest import SHARED_MNIST, TINY_RUN, as_the_command_checks, read_json, require, run_cli
 
 from cvsweep.compare import without_timings
 from cvsweep.config.schema import ConfigError, run_config_of
@@ -207,9 +207,9 @@ def test_a_text_file_cannot_run_code(tmp_path, capfd):
     (["dataset=imdb", "model=lstm", "model.architecture=cnn"],
      "model.architecture=cnn: its settings are CnnModelConfig's, not LstmModelConfig's; choose it with model=cnn"),
 ])
-def test_incompatible_model_and_dataset_are_refused_before_training(tmp_path, args, message):
-    proc = run_cli(*args, f"output_root={tmp_path}")
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+def test_incompatible_model_and_dataset_are_refused_before_training(tmp_path, args, message, capsys):
+    status, said = as_the_command_checks([*args, f"output_root={tmp_path}"], capsys, multirun=False)
+    assert status == 2 and message in said, said[-2000:]
     assert not (tmp_path / "runs").exists()
 
 
@@ -217,9 +217,9 @@ def test_incompatible_model_and_dataset_are_refused_before_training(tmp_path, ar
     (["dataset=digits", "dataset.vocab_size=100"], "Key 'vocab_size' not in 'ImageDatasetConfig'"),
     (["dataset=imdb", "model.augmentation.flip=horizontal"], "Key 'augmentation' not in 'LstmModelConfig'"),
 ])
-def test_settings_of_another_kind_fail_at_composition(tmp_path, args, message):
-    proc = run_cli(*args, f"output_root={tmp_path}")
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+def test_settings_of_another_kind_fail_at_composition(tmp_path, args, message, capsys):
+    status, said = as_the_command_checks([*args, f"output_root={tmp_path}"], capsys, multirun=False)
+    assert status != 0 and message in said, said[-2000:]
     assert not (tmp_path / "runs").exists()
 
 

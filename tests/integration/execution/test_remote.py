@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, read_json, run_cli
+from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, as_the_command_checks, read_json, run_cli
 from omegaconf import OmegaConf
 
 from cvsweep.config.schema import RunpodExecutorConfig, run_config_of
@@ -175,13 +175,13 @@ def test_wrong_api_key_is_refused_without_echoing_it(runpod_env, monkeypatch):
     assert "sk-wrong-key-0000" not in str(result)
 
 
-def test_missing_key_or_endpoint_is_named_before_any_trial(tmp_path, monkeypatch):
+def test_missing_key_or_endpoint_is_named_before_any_trial(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
     monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
-    proc = run_cli("-m", "executor=runpod", f"output_root={tmp_path}")
-    assert proc.returncode == 2
-    assert "needs the environment variable RUNPOD_API_KEY" in proc.stderr
-    assert "set the environment variable RUNPOD_ENDPOINT_ID" in proc.stderr
+    status, said = as_the_command_checks(["executor=runpod", f"output_root={tmp_path}"], capsys)
+    assert status == 2
+    assert "needs the environment variable RUNPOD_API_KEY" in said
+    assert "set the environment variable RUNPOD_ENDPOINT_ID" in said
     assert not (tmp_path / "sweeps").exists()
 
 

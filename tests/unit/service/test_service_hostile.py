@@ -1,16 +1,16 @@
-"""Hostile requests to the sweep service, on a real server process: each is refused with a
-clear status and message, nothing is started or written, and the server still serves. Also the
-token, the Host and Origin checks, and data paths held to the operator's data roots."""
+"""Hostile requests to the sweep service, to the app ``python -m cvsweep.serve`` builds, in this
+process (conftest.ServiceApp: its guard, routes and request checks through Starlette's TestClient):
+each is refused with a clear status and message, nothing is started or written, and the service
+still serves. Also the token, the Host and Origin checks, data paths held to the operator's data
+roots, and the settings a server refuses to start with. A data path inside the roots, accepted and
+swept by a real server process: tests/integration/service/test_service_accepts_data.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SENTINEL_API_KEY, ServiceProcess
+from conftest import SENTINEL_API_KEY, ServiceApp
 from test_data_access import write_npz
 
 from cvsweep.service.settings import MAX_BODY_BYTES, MAX_OVERRIDE_CHARS, MAX_OVERRIDES
@@ -18,8 +18,8 @@ from cvsweep.service.settings import MAX_BODY_BYTES, MAX_OVERRIDE_CHARS, MAX_OVE
 TOKEN = "t0k3n-for-the-tests-only-0123456789"
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
+def make_data_root(tmp_path_factory) -> Path:
+    """A data root holding digits.npz and escape.npz, a link to a file outside it."""
     import numpy as np
     from sklearn.datasets import load_digits
 
@@ -34,15 +34,22 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return make_data_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def service(tmp_path_factory, data_root):
-    server = ServiceProcess(tmp_path_factory.mktemp("service") / "outputs", "--data-root", str(data_root),
-                            env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "AWS_SECRET_ACCESS_KEY": SENTINEL_API_KEY})
-    yield server
-    server.kill_sweeps()
-    server.close()
+    with pytest.MonkeyPatch.context() as patch:  # secrets in the service's environment, never in an answer
+        patch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)
+        patch.setenv("AWS_SECRET_ACCESS_KEY", SENTINEL_API_KEY)
+        server = ServiceApp(tmp_path_factory.mktemp("service") / "outputs", "--data-root", str(data_root))
+        yield server
+        server.kill_sweeps()
+        server.close()
 
 
-def nothing_started(server: ServiceProcess) -> None:
+def nothing_started(server: ServiceApp) -> None:
     health = server.get("/health").json()  # ... and it still answers
     assert health["running"] == health["queued"] == 0
     sweeps = server.output_root / "sweeps"
@@ -180,14 +187,14 @@ def test_the_dashboard_shows_but_never_changes_the_studies(service):
     assert service.get("/api/studies").status_code == 200
     for method, path in [("POST", "/api/studies"), ("DELETE", "/api/studies/1"), ("POST", "/api/trials/1/tell"),
                          ("PUT", "/api/studies/1/note"), ("POST", "/incompatible-rdb-schema")]:
-        response = service.session.request(method, service.base_url + path, json={}, timeout=10)
+        response = service.session.request(method, path, json={})
         assert response.status_code == 405 and "read-only" in response.json()["detail"], (method, path)
     assert service.get("/api/studies").json()["study_summaries"] == []  # nothing was created
     nothing_started(service)
 
 
 def test_a_full_queue_turns_requests_away(tmp_path):
-    server = ServiceProcess(tmp_path / "outputs", "--max-queued", "0")
+    server = ServiceApp(tmp_path / "outputs", "--max-queued", "0")
     try:
         response = server.post("/sweeps", json={"overrides": ["training.epochs=1"]})
         assert response.status_code == 429 and "serve.max_queued=0" in response.json()["detail"]
@@ -205,57 +212,43 @@ def test_another_sites_page_and_another_host_name_are_refused(service):
     nothing_started(service)
 
 
-@pytest.mark.slow
-def test_a_data_path_inside_the_roots_is_accepted(service, data_root):
-    response = service.post("/sweeps", json={"overrides": [
-        "dataset=npz", f"dataset.path={data_root}/digits.npz", "dataset.num_classes=10", "model.conv_layers=1",
-        "model.filters=8", "model.dense_layers=0", "training.epochs=1", "hydra.sweeper.n_trials=1", "plots=none"]})
-    assert response.status_code == 201, response.text
-    sweep_id = response.json()["id"]
-    view = service.wait_for(sweep_id)
-    assert view["status"] == "finished", view["reason"]
-    assert view["best"]["config"]["dataset"]["path"] == f"{data_root}/digits.npz"
-    service.kill_sweeps()
-    import shutil
-
-    shutil.rmtree(service.output_root / "sweeps")  # the module's other tests expect no sweeps
-
-
 def test_with_a_token_every_route_needs_it(tmp_path):
-    server = ServiceProcess(tmp_path / "outputs", token=TOKEN)
+    server = ServiceApp(tmp_path / "outputs", token=TOKEN)
     try:
-        import requests
-
-        anonymous = requests.Session()
+        anonymous = server.anonymous()
         for path in ("/health", "/options", "/sweeps", "/sweeps/20261129-000000-abcdef", "/dashboard", "/api/studies"):
-            response = anonymous.get(server.base_url + path, timeout=10)
+            response = anonymous.get(path)
             assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", path
         for wrong in ("Bearer wrong", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN}x"):
-            response = anonymous.get(server.base_url + "/options", headers={"Authorization": wrong}, timeout=10)
+            response = anonymous.get("/options", headers={"Authorization": wrong})
             assert response.status_code == 401, wrong
-        assert anonymous.post(server.base_url + "/sweeps", json={"overrides": []}, timeout=10).status_code == 401
+        assert anonymous.post("/sweeps", json={"overrides": []}).status_code == 401
         assert server.get("/options").status_code == 200  # the bearer token
         # The page's shell loads without it; its login sets a cookie that then works.
-        assert anonymous.get(server.base_url + "/", timeout=10).status_code == 200
-        assert anonymous.get(server.base_url + "/session", timeout=10).json() == {"auth_required": True,
+        assert anonymous.get("/").status_code == 200
+        assert anonymous.get("/session").json() == {"auth_required": True,
                                                                                   "authenticated": False}
-        assert anonymous.post(server.base_url + "/session", json={"token": "wrong"}, timeout=10).status_code == 401
-        login = anonymous.post(server.base_url + "/session", json={"token": TOKEN}, timeout=10)
+        assert anonymous.post("/session", json={"token": "wrong"}).status_code == 401
+        login = anonymous.post("/session", json={"token": TOKEN})
         assert login.status_code == 204
         cookie = login.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie and TOKEN.lower() not in cookie
-        assert anonymous.get(server.base_url + "/options", timeout=10).status_code == 200
+        assert anonymous.get("/options").status_code == 200
         assert not (server.output_root / "sweeps").exists()
     finally:
         server.close()
 
 
-def run_serve(*args: str, token: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "CVSWEEP_API_TOKEN"}
+def run_serve(*args: str, token: str | None, monkeypatch, capsys) -> tuple[int, str]:
+    """(exit status, stderr) of ``python -m cvsweep.serve ARGS`` for settings it refuses: its
+    main() returns before it builds the app or binds a port."""
+    from cvsweep.serve import main
+
+    monkeypatch.delenv("CVSWEEP_API_TOKEN", raising=False)
     if token is not None:
-        env["CVSWEEP_API_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "cvsweep.serve", *args], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+        monkeypatch.setenv("CVSWEEP_API_TOKEN", token)
+    status = main(list(args))
+    return status, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, token, words", [
@@ -265,7 +258,8 @@ def run_serve(*args: str, token: str | None = None) -> subprocess.CompletedProce
     (["--max-running", "0"], None, "serve.max_running=0"),
     (["--data-root", "/no/such/folder"], None, "serve.data_roots"),
 ])
-def test_a_server_that_would_be_unsafe_or_wrong_refuses_to_start(tmp_path, args, token, words):
-    done = run_serve(*args, "--output-root", str(tmp_path / "outputs"), token=token)
-    assert done.returncode == 2 and words in done.stderr, done.stderr
+def test_a_server_that_would_be_unsafe_or_wrong_refuses_to_start(tmp_path, args, token, words, monkeypatch, capsys):
+    status, stderr = run_serve(*args, "--output-root", str(tmp_path / "outputs"), token=token,
+                               monkeypatch=monkeypatch, capsys=capsys)
+    assert status == 2 and words in stderr, stderr
     assert not (tmp_path / "outputs" / "sweeps").exists()

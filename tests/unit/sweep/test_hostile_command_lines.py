@@ -1,10 +1,14 @@
-"""Hostile and malformed command lines, against an output folder that already holds a finished
-sweep: each fails fast with a message naming the problem, starts no trial, and leaves every
-earlier file byte for byte as it was. CLI_INPUTS is the list of inputs tried."""
+"""Hostile and malformed command lines, in one process: each is composed as ``cvsweep -m`` composes
+it and, where Hydra accepts it, put through the command's own checks before a sweep (the
+callback cvsweep/sweep/hooks.py runs). Each fails with a message naming the problem, before any
+trial, and leaves every file of an earlier sweep in the output folder byte for byte as it was.
+CLI_INPUTS is the list of inputs tried; tests/e2e/test_hostile_cli.py sends some of them through
+the real command after a real sweep (exit status, no traceback, no damage)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -12,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import TINY_OVERRIDES, run_cli
+from conftest import TINY_OVERRIDES, as_the_command_checks, compose_sweep
 
-# Over thirty command lines, each a fresh interpreter, after a real sweep: the full suite's
-# lane, not `pytest -m "not slow"`.
-pytestmark = pytest.mark.slow
+from cvsweep import layout
+from cvsweep.sweep.hooks import EXIT_INVALID_CONFIG
+from cvsweep.sweep.preflight import check_sweep
 
 DATA = "__data__"  # replaced by the folder of corrupt dataset files
 ROOT = "__root__"  # replaced by the output folder holding the earlier sweep
@@ -62,6 +66,8 @@ CLI_INPUTS = [
      "hydra.sweeper.max_consecutive_failures=0: allowed is a whole number >= 1"),
     ("runpod-without-endpoint", ["executor=runpod"], "executor.endpoint_id"),
 ]
+# The earlier sweep: what the hostile command lines repeat, but for what each breaks.
+EARLIER = [*TINY_OVERRIDES, "training.epochs=1", "hydra.sweeper.n_trials=1"]
 
 
 def corrupt_datasets(folder: Path) -> None:
@@ -85,12 +91,42 @@ def snapshot(root: Path) -> dict:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 
 
+def only_study_name(root: Path) -> str:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{root}/optuna.db")
+    study = optuna.get_all_study_names(storage=storage)[0]
+    storage.engine.dispose()  # an open connection to a WAL database keeps its -wal and -shm files
+    return study
+
+
+def hostile_args(case: str, args: list[str], root: Path, data: Path) -> list[str]:
+    """CLI_INPUTS' arguments with the placeholders filled in and the output folder added."""
+    if case == "output-root-unwritable" and os.geteuid() == 0:
+        args = ["output_root=/proc/cvsweep-out"]  # root may write anywhere but /proc
+    args = [a.replace(DATA, str(data)).replace(STUDY, only_study_name(root)) for a in args]
+    if not any(a.startswith("output_root=") for a in args):
+        args.append(f"output_root={root}")
+    return args
+
+
 @pytest.fixture(scope="module")
 def earlier_sweep(tmp_path_factory):
+    """An output folder as a finished one-trial sweep leaves it: its study (made by the same
+    checks, so it carries the experiment's identity) with a completed trial, the trial's folder
+    and the sweep's files."""
     root = tmp_path_factory.mktemp("outputs")
-    proc = run_cli("-m", *TINY_OVERRIDES, "training.epochs=1", "hydra.sweeper.n_trials=1", "plots=summary",
-                   f"output_root={root}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    cfg = compose_sweep(*EARLIER, f"output_root={root}")
+    check_sweep(cfg)
+    storage = optuna.storages.RDBStorage(cfg.hydra.sweeper.storage)
+    study = optuna.load_study(study_name=cfg.hydra.sweeper.study_name, storage=storage)
+    study.tell(study.ask({"model.dropout": optuna.distributions.FloatDistribution(0.0, 0.5)}), 0.5)
+    storage.engine.dispose()
+    sweep_dir = root / "sweeps" / "earlier"
+    trial = layout.trial_dir(sweep_dir, 0)
+    trial.mkdir(parents=True)
+    layout.result_of(trial).write_text(json.dumps({"status": "completed", "metrics": {"val_accuracy": 0.5}}))
+    (trial / layout.RUN_CONFIG).write_text("training:\n  epochs: 1\n")
+    layout.summary_of(sweep_dir).write_text(json.dumps({"n_trials": 1, "n_completed": 1}))
+    layout.report_of(sweep_dir).write_text("<html></html>\n")
     data = tmp_path_factory.mktemp("data")
     corrupt_datasets(data)
     return root, data, snapshot(root)
@@ -101,22 +137,22 @@ def test_readonly_folder_is_readonly_for_this_user(earlier_sweep):
     assert not os.access(earlier_sweep[1] / "readonly", os.W_OK)
 
 
+def test_the_earlier_sweep_passes_the_same_checks(earlier_sweep, capsys):
+    root, _, before = earlier_sweep
+    assert as_the_command_checks([*EARLIER, f"output_root={root}"], capsys) == (0, "")
+    assert snapshot(root) == before
+
+
 @pytest.mark.parametrize("case, args, message", CLI_INPUTS, ids=[c[0] for c in CLI_INPUTS])
-def test_hostile_command_lines_fail_fast_and_damage_nothing(earlier_sweep, case, args, message, monkeypatch):
+def test_hostile_command_lines_fail_before_a_trial_and_damage_nothing(earlier_sweep, case, args, message, capsys,
+                                                                      monkeypatch):
     root, data, before = earlier_sweep
-    if case == "output-root-unwritable" and os.geteuid() == 0:
-        args = ["output_root=/proc/cvsweep-out"]  # root may write anywhere but /proc
     monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{root}/optuna.db")
-    study = optuna.get_all_study_names(storage=storage)[0]
-    storage.engine.dispose()  # an open connection to a WAL database keeps its -wal and -shm files
-    args = [a.replace(DATA, str(data)).replace(STUDY, study) for a in args]
-    if not any(a.startswith("output_root=") for a in args):
-        args.append(f"output_root={root}")
-    proc = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=1", *args, timeout=120)
-    said = proc.stdout + proc.stderr
-    assert proc.returncode != 0, said[-2000:]
-    assert message in said, said[-2000:]
-    assert "Traceback" not in said  # a message, not a crash
-    assert "epoch 1/" not in said  # no trial trained
+    status, said = as_the_command_checks([*TINY_OVERRIDES, "hydra.sweeper.n_trials=1",
+                                          *hostile_args(case, args, root, data)], capsys)
+    assert status != 0, said
+    if status != 1:  # past composition: the checks' own exit status, and a message, not a crash
+        assert status == EXIT_INVALID_CONFIG and said.startswith("cvsweep: "), said
+    assert message in said, said
+    assert "Traceback" not in said
     assert snapshot(root) == before  # nothing earlier lost or changed, and nothing new written
