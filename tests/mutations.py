@@ -177,8 +177,9 @@ def run_tests(dest: Path, node_ids: list[str]) -> tuple[int, float, str]:
     # The copy first on sys.path, before the editable install that points at this checkout.
     env = {**os.environ, "PYTHONPATH": str(dest), "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
-    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           *node_ids], cwd=dest, env=env, capture_output=True, text=True)
+    # One process (-n 0): a mutant's few tests, and -x's exit status stays pytest's 1.
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-x", "-n", "0",
+                           "-p", "no:cacheprovider", *node_ids], cwd=dest, env=env, capture_output=True, text=True)
     return proc.returncode, time.monotonic() - started, (proc.stdout + proc.stderr).strip().splitlines()[-1:]
 
 
