@@ -11,7 +11,7 @@ from typing import Optional
 
 from cvsweep.config.schema import OBJECTIVES
 from cvsweep.jsonio import read_json
-from cvsweep.layout import MODEL, is_trial_folder, report_of, result_of, summary_of
+from cvsweep.layout import is_trial_folder, report_of, result_of, summary_of
 from cvsweep.reporting.folders import trial_folders
 from cvsweep.reporting.summary import trial_row
 from cvsweep.service import store
@@ -19,7 +19,6 @@ from cvsweep.study import ranking
 from cvsweep.training.progress_file import read_epoch
 
 COUNTED = ("completed", "pruned", "infeasible")  # finished trials: they count towards n_trials
-MODEL_FILE = MODEL
 
 
 def sweep_view(folder: Path, with_trials: bool = True) -> dict:
