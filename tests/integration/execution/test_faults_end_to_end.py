@@ -1,4 +1,4 @@
-"""Every fault of the README's fault table in one remote sweep through the emulator: each
+"""Every fault of the fault table (docs/guides/remote.md) in one remote sweep through the emulator: each
 trial records its fault, the sweep goes on to its end, no completed result is lost, and the
 API key is in nothing the sweep wrote or printed, failure paths included."""
 

@@ -43,7 +43,7 @@ def test_the_defaults_build_todays_dense_head():
     assert architectures.dense_widths(cfg.model) == [48, 48, 48]
     assert architectures.dropout_rates(cfg.model) == [0.1] * 4  # before each dense layer and the output
     # The default CNN on digits has exactly the parameters it had before these options
-    # (README, "Performance": 35,914).
+    # (benchmarks/README.md: 35,914).
     default = compose()
     assert model_size.estimate(default, (8, 8, 1)).params == 35_914
     assert architectures.build(default, (8, 8, 1)).count_params() == 35_914
