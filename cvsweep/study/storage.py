@@ -98,6 +98,27 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
     return storage
 
 
+def create_or_load(storage: Optional[RDBStorage], study_name: Optional[str], **options: Any) -> optuna.Study:
+    """The study ``study_name`` in ``storage``, created when it is not there, without Optuna's
+    "A new study created" / "Using an existing study" lines: the sweep says "Study X: N trials
+    so far" itself (cvsweep/sweep/sweeper.py).
+
+    Args:
+        storage: The opened storage (None: in memory).
+        study_name: The study's name.
+        **options: ``optuna.create_study``'s other arguments (directions, sampler, pruner).
+
+    Returns:
+        The study.
+    """
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True, **options)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 def _write_ahead(engine) -> None:
     """SQLite in write-ahead-log mode: a commit appends to the log and waits for one fsync,
     where SQLite's default rollback journal creates, syncs and deletes a journal file and syncs

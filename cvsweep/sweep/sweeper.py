@@ -58,8 +58,8 @@ def open_study(impl: SweeperImpl, heartbeat: dict) -> tuple[StudyTrials, Optiona
     _grid(impl, distributions)
     directions = impl._get_directions()
     storage = studies.open_storage(impl.storage, **heartbeat) if impl.storage else None
-    study = optuna.create_study(study_name=impl.study_name, storage=storage, sampler=impl.sampler,
-                                pruner=impl.pruner, directions=directions, load_if_exists=True)
+    study = studies.create_or_load(storage, impl.study_name, sampler=impl.sampler, pruner=impl.pruner,
+                                   directions=directions)
     log.info("Study %s in %s: %d trials so far", study.study_name, _shown(impl.storage), len(study.trials))
     if storage is not None:
         studies.recover_interrupted(study, heartbeat["grace_period"])
