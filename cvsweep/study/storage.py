@@ -35,6 +35,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from cvsweep import compat
+from cvsweep.study.full_disk import full_disk_of
 
 log = logging.getLogger("cvsweep.study")
 
@@ -340,7 +341,11 @@ class Heartbeat:
         while not self.stop.wait(self.interval):
             with self.lock:
                 trials = list(self.trials.values())
-            self._beat(trials)
+            try:
+                self._beat(trials)
+            except Exception as err:  # the loop meets the full disk itself, and stops the sweep
+                if full_disk_of(err) is None:
+                    raise
 
     def _beat(self, trials: list) -> None:
         if self.storage is not None:

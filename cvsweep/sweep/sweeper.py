@@ -68,7 +68,7 @@ def open_study(impl: SweeperImpl, heartbeat: dict) -> tuple[StudyTrials, Optiona
     # Not for an in-memory study: it is gone after the run, and its artifact copies would stay.
     keep = config.artifacts.name != "none" and impl.storage
     return StudyTrials(study, config.hydra.sweep.dir, directions, distributions, fixed_params, _reseed(config), extend,
-                       config.output_root if keep else None), storage
+                       config.output_root if keep else None, storage_shown=_shown(impl.storage)), storage
 
 
 def _reseed(config: DictConfig):
