@@ -230,7 +230,8 @@ def collect(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> None:
 
 
 def tell(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn) -> None:
-    """Tell the study a job's outcome; a success resets the failure streak.
+    """Tell the study a job's outcome; a success resets the failure streak. A full disk, met by
+    the job or by the study's database, stops the sweep instead (``stop_on_full_disk``).
 
     Args:
         ctx: The sweep's context.
@@ -243,12 +244,18 @@ def tell(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn) -
         tell_interrupted(ctx, trials, run, ret)
         return
     full = full_disk_of(_error_of(ret))
+    if full is None:
+        try:
+            told = trials.tell(run.trial, run.job, ret)
+        except Exception as err:  # the study's database may be on the full disk
+            full = full_disk_of(err)
+            if full is None:
+                raise
     if full is not None:  # no fault of the trial's: it is released, as an interrupted one
         stop_on_full_disk(ctx, trials, full, ctx.sweep_dir / str(run.job))
         release(ctx, trials, run)
         return
     ctx.told += 1
-    told = trials.tell(run.trial, run.job, ret)
     _show(ctx, run, told, ret)
     if told.error is None:
         ctx.streak.clear()
