@@ -9,9 +9,11 @@ disk_full (the study's database)."""
 from __future__ import annotations
 
 import errno
+import functools
 import sqlite3
+import sys
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, NoReturn, Optional
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
@@ -87,6 +89,58 @@ def full_disk_of(err: Optional[BaseException]) -> Optional[FullDisk]:
             return FullDisk(in_study=True)
         err = err.__cause__ or err.__context__ or getattr(err, "orig", None)
     return None
+
+
+def exit_on(stop: DiskFullStop) -> NoReturn:
+    """End the process for a full disk: its one line on stderr, exit status 1 (a failed run).
+
+    Args:
+        stop: What filled up.
+
+    Raises:
+        SystemExit: Always, with status 1.
+    """
+    print(f"cvsweep: {stop.message()}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def ends_on_full_disk(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """A Hydra sweep callback (``hook(self, config, **kwargs)``) that ends the process on a full
+    disk in one line, exit 1: Hydra would turn the error into a warning and exit 0.
+
+    Args:
+        hook: The callback method.
+
+    Returns:
+        The method, guarded.
+    """
+    @functools.wraps(hook)
+    def guarded(self: Any, config: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(self, config, **kwargs)
+        except Exception as err:
+            full = full_disk_of(err)
+            if full is None:
+                raise
+        exit_on(DiskFullStop(full, str(config.hydra.sweep.dir), shown_storage(config.hydra.sweeper.storage)))
+
+    return guarded
+
+
+def shown_storage(storage: Optional[str]) -> str:
+    """A study storage as messages name it.
+
+    Args:
+        storage: Its URL (None or empty: in memory).
+
+    Returns:
+        The URL with its password hidden, or "memory".
+    """
+    if not storage:
+        return "memory"
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage).render_as_string(hide_password=True)
 
 
 def _trials(numbers: list) -> str:

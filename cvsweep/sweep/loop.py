@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Iterator
@@ -42,7 +41,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from cvsweep import compat
 from cvsweep.execution.interrupts import SweepInterrupted
-from cvsweep.study.full_disk import DiskFullStop, FullDisk, full_disk_of
+from cvsweep.study.full_disk import DiskFullStop, FullDisk, exit_on, full_disk_of
 from cvsweep.sweep import early_end
 from cvsweep.sweep.context import Running, SweepContext
 from cvsweep.sweep.launchers import Launcher
@@ -74,8 +73,7 @@ def run_sweep(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> Non
     finally:
         ctx.handles.deadline = None
     if ctx.full_disk is not None:  # the summary is not written: there is no room for it
-        print(f"cvsweep: {ctx.early_end.message}", file=sys.stderr)
-        raise SystemExit(ctx.early_end.exit_code)
+        exit_on(ctx.full_disk)
 
 
 def guarded_turn(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> bool:

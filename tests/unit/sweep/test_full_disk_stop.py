@@ -247,3 +247,30 @@ def test_the_line_names_each_place_and_its_fix():
     database = DiskFullStop(FullDisk(in_study=True), "/o/sweeps/s", "sqlite:////o/optuna.db", held=[7])
     assert database.message().startswith("no space left on the device to write the study storage sqlite:////o/optuna.db: "
                                          "free space on its disk, or point hydra.sweeper.storage at a database")
+
+
+def test_a_full_disk_while_the_summary_is_written_ends_in_one_line_not_hydras_warning(tmp_path, capsys, monkeypatch):
+    """Hydra turns a callback's error into a warning and exits 0; the end-of-sweep hook says the
+    line and exits 1 instead."""
+    from omegaconf import OmegaConf
+
+    from cvsweep.reporting import summary
+    from cvsweep.sweep import keep_models
+    from cvsweep.sweep.hooks import CvsweepHooks
+
+    def summarize_onto_a_full_disk(config, **kwargs):  # the seam: the summary's write, on /dev/full
+        with open("/dev/full", "w") as full:
+            full.write("x" * 100_000)
+
+    monkeypatch.setattr(keep_models, "keep_best", lambda config: None)
+    monkeypatch.setattr(summary, "summarize_sweep", summarize_onto_a_full_disk)
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")},
+                                         "sweeper": {"storage": "postgresql+psycopg://u:secret@db/x"}}})
+    with pytest.raises(SystemExit) as stopped:
+        CvsweepHooks().on_multirun_end(config)
+    printed = capsys.readouterr()
+    assert stopped.value.code == 1 and "Traceback" not in printed.err
+    assert printed.err.splitlines() == [
+        f"cvsweep: no space left on the device to write {tmp_path / 'sweep'}: free space on its disk, or point "
+        "hydra.sweep.dir (the trial folders) at another disk (output_root=DIR moves the sweeps and the study "
+        "storage together)"]
