@@ -245,8 +245,9 @@ def test_the_line_names_each_place_and_its_fix():
         "hydra.sweep.dir (the trial folders) at another disk (output_root=DIR moves the sweeps and the study "
         "storage together); trials 3, 4 marked failed, so the same command runs them again")
     database = DiskFullStop(FullDisk(in_study=True), "/o/sweeps/s", "sqlite:////o/optuna.db", held=[7])
-    assert database.message().startswith("no space left on the device to write the study storage sqlite:////o/optuna.db: "
-                                         "free space on its disk, or point hydra.sweeper.storage at a database")
+    assert database.message().startswith(
+        "no space left on the device to write the study storage sqlite:////o/optuna.db: "
+        "free space on its disk, or point hydra.sweeper.storage at a database")
 
 
 def test_a_full_disk_while_the_summary_is_written_ends_in_one_line_not_hydras_warning(tmp_path, capsys, monkeypatch):
@@ -270,7 +271,7 @@ def test_a_full_disk_while_the_summary_is_written_ends_in_one_line_not_hydras_wa
         CvsweepHooks().on_multirun_end(config)
     printed = capsys.readouterr()
     assert stopped.value.code == 1 and "Traceback" not in printed.err
-    assert printed.err.splitlines() == [
+    assert printed.err.splitlines() == [(
         f"cvsweep: no space left on the device to write {tmp_path / 'sweep'}: free space on its disk, or point "
         "hydra.sweep.dir (the trial folders) at another disk (output_root=DIR moves the sweeps and the study "
-        "storage together)"]
+        "storage together)")]
