@@ -48,7 +48,8 @@ def replaced_atomically(path: str | os.PathLike, suffix: str = "") -> Iterator[P
 
     What the block writes there replaces ``path`` in one step when the block succeeds, and is
     removed when it fails. A kill in between leaves the old file (or none) and a hidden
-    ``.NAME.*.tmp``.
+    ``.NAME.*.tmp``. An OSError that names no file (a write to a full disk) is raised again
+    naming ``path``.
 
     Args:
         path: The file to replace; its folder is created.
@@ -66,6 +67,11 @@ def replaced_atomically(path: str | os.PathLike, suffix: str = "") -> Iterator[P
         with open(tmp, "rb+") as handle:  # on disk before it takes the name
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename is None and err.errno is not None:  # a failed write (a full disk) names no file
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

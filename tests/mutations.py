@@ -124,6 +124,11 @@ MUTANTS = [
     ("loop-pruned-told-fail", STUDY_TRIALS,
      "self.study.tell(trial, state=TrialState.PRUNED)", "self.study.tell(trial, state=TrialState.FAIL)",
      [UNIT_LOOP + "test_pruned_trials_count_as_finished_and_are_told_pruned"]),
+    ("loop-full-disk-trial-kept-running", LOOP,
+     "        stop_on_full_disk(ctx, trials, full, ctx.sweep_dir / str(run.job))\n        release(ctx, trials, run)\n",
+     "        stop_on_full_disk(ctx, trials, full, ctx.sweep_dir / str(run.job))\n",
+     ["tests/unit/sweep/test_full_disk_stop.py::"
+      "test_a_job_that_meets_a_full_disk_stops_the_sweep_and_its_trial_is_released_at_once"]),
     ("loop-failure-rate-unchecked", LOOP,
      "    if ctx.failures and len(ctx.failures) / ctx.told > ctx.settings.max_failure_rate:",
      "    if False:",

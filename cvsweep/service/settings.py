@@ -103,7 +103,8 @@ def check(settings: ServeSettings) -> None:
 
     Raises:
         SettingsError: For a reachable server without a token, a short token, a bad port or
-            count, a data root that is no folder, or an outputs root that cannot be created.
+            count, a data root that is no folder, an outputs root that cannot be created, or a
+            study storage there that cannot be opened.
     """
     if not settings.loopback and not settings.token:
         raise SettingsError(f"serve.host={settings.host} is reachable from other machines: set {TOKEN_VARIABLE} "
@@ -130,6 +131,27 @@ def check(settings: ServeSettings) -> None:
         settings.root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SettingsError(f"serve.output_root={settings.output_root}: cannot create it ({err.strerror})") from err
+    check_study_storage(settings)
+
+
+def check_study_storage(settings: ServeSettings) -> None:
+    """Open the service's study storage once, as a sweep's checks do (cvsweep/study/storage.py),
+    so that a file there that is no database is refused in one line before the server listens.
+
+    Args:
+        settings: The settings, their outputs root created.
+
+    Raises:
+        SettingsError: The storage cannot be opened; the message names the file and the fix.
+    """
+    from cvsweep.config.schema import ConfigError
+    from cvsweep.study.storage import check_storage_url
+
+    try:
+        check_storage_url(settings.storage_url, key="serve.output_root", value=settings.output_root,
+                          elsewhere="start the service with another --output-root")
+    except ConfigError as err:
+        raise SettingsError(str(err)) from None
 
 
 def default_max_running() -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, read_write
 from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -30,7 +29,7 @@ from cvsweep.config.schema import RUN_KEYS, ConfigError, Objective, run_config_o
 from cvsweep.data.sources import pin_dataset
 from cvsweep.study.constraints import limits_of
 from cvsweep.study.search_space import search_space, sweep_parameters
-from cvsweep.study.storage import open_storage
+from cvsweep.study.storage import create_or_load, open_storage
 
 IDENTITY_ATTR = "cvsweep.identity"
 HASH_LENGTH = 8
@@ -162,8 +161,7 @@ def settle_study(cfg: DictConfig) -> None:
     if not sweeper.storage:  # in memory: a new study every time
         return
     storage = open_storage(sweeper.storage, sweeper.heartbeat_interval, sweeper.grace_period)
-    study = optuna.create_study(study_name=sweeper.study_name, storage=storage, directions=directions_of(cfg),
-                                load_if_exists=True)
+    study = create_or_load(storage, sweeper.study_name, directions=directions_of(cfg))
     adopt_or_refuse(study, identity)
 
 

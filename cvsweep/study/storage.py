@@ -35,6 +35,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from cvsweep import compat
+from cvsweep.study.full_disk import full_disk_of
 
 log = logging.getLogger("cvsweep.study")
 
@@ -96,6 +97,27 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
         # -shm files; a process that ends without closing them leaves both beside the database.
         atexit.register(storage.engine.dispose)
     return storage
+
+
+def create_or_load(storage: Optional[RDBStorage], study_name: Optional[str], **options: Any) -> optuna.Study:
+    """The study ``study_name`` in ``storage``, created when it is not there, without Optuna's
+    "A new study created" / "Using an existing study" lines: the sweep says "Study X: N trials
+    so far" itself (cvsweep/sweep/sweeper.py).
+
+    Args:
+        storage: The opened storage (None: in memory).
+        study_name: The study's name.
+        **options: ``optuna.create_study``'s other arguments (directions, sampler, pruner).
+
+    Returns:
+        The study.
+    """
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True, **options)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _write_ahead(engine) -> None:
@@ -319,7 +341,11 @@ class Heartbeat:
         while not self.stop.wait(self.interval):
             with self.lock:
                 trials = list(self.trials.values())
-            self._beat(trials)
+            try:
+                self._beat(trials)
+            except Exception as err:  # the loop meets the full disk itself, and stops the sweep
+                if full_disk_of(err) is None:
+                    raise
 
     def _beat(self, trials: list) -> None:
         if self.storage is not None:
@@ -338,33 +364,68 @@ def check_storage(sweeper) -> None:
         ConfigError: Invalid heartbeat settings, or a storage that cannot be opened; the
             message names the key, the value and the fix.
     """
-    from pathlib import Path
-
     from cvsweep.config.schema import ConfigError
 
-    storage = sweeper.storage
     interval, grace = sweeper.heartbeat_interval, sweeper.grace_period
     if not (isinstance(interval, int) and interval > 0 and isinstance(grace, int) and grace > interval):
         raise ConfigError(
             f"hydra.sweeper.heartbeat_interval={interval}, hydra.sweeper.grace_period={grace}: "
             "allowed are whole seconds with 0 < heartbeat_interval < grace_period")
-    if not storage:
-        return
+    if sweeper.storage:
+        check_storage_url(sweeper.storage, interval, grace)
+
+
+def check_storage_url(storage: str, heartbeat_interval: int = 60, grace_period: int = 120, *,
+                      key: str = "hydra.sweeper.storage", value: Optional[str] = None,
+                      elsewhere: str = "point hydra.sweeper.storage at another database") -> None:
+    """Open a study storage and close it again, so that a wrong URL, a missing driver, an
+    unreachable database or a file that is no database is refused in one line before any work;
+    SQLite's folder is created.
+
+    Args:
+        storage: The database URL.
+        heartbeat_interval: Seconds between a running trial's heartbeats.
+        grace_period: Seconds after which a trial without a heartbeat is taken for dead.
+        key: The setting the message names (the command's, or the service's).
+        value: Its value, where it is not the URL itself (the service's outputs root).
+        elsewhere: The fix that moves the storage, for the message.
+
+    Raises:
+        ConfigError: The storage cannot be opened; the message names the key, the value and the fix.
+    """
+    from pathlib import Path
+
     from sqlalchemy.engine import make_url
+
+    from cvsweep.config.schema import ConfigError
 
     try:
         url = make_url(storage)
     except Exception as err:
-        raise ConfigError(f"hydra.sweeper.storage={storage}: not a database URL ({err})") from None
+        raise ConfigError(f"{key}={storage}: not a database URL ({err})") from None
     shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and url.database:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    named = (f"{key}={shown}: cannot open it" if value is None
+             else f"{key}={value}: cannot open its study storage {shown}")
+    sqlite_file = url.database if url.get_backend_name() == "sqlite" and url.database else None
+    if sqlite_file:
+        Path(sqlite_file).expanduser().parent.mkdir(parents=True, exist_ok=True)
     try:
-        open_storage(storage, interval, grace).engine.dispose()  # only a check: nothing stays open
+        open_storage(storage, heartbeat_interval, grace_period).engine.dispose()  # only a check: nothing stays open
     except ImportError:  # Optuna's wording hides which driver
         raise ConfigError(
-            f"hydra.sweeper.storage={shown}: no driver for {url.drivername} is installed "
+            f"{named}: no driver for {url.drivername} is installed "
             "(for PostgreSQL install cvsweep's 'postgres' extra and write postgresql+psycopg://...)") from None
     except Exception as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"hydra.sweeper.storage={shown}: cannot open it: {reason.replace(storage, shown)}") from None
+        reason = (str(err).splitlines()[0] if str(err) else type(err).__name__).replace(storage, shown)
+        corrupt = sqlite_file and _not_a_database(err)
+        fix = f"move {sqlite_file} aside (it is not an SQLite database)" if corrupt else "check that it is reachable"
+        raise ConfigError(f"{named}: {reason}; {fix}, or {elsewhere}") from None
+
+
+def _not_a_database(err: BaseException) -> bool:
+    """SQLite's answer for a file that is not a database (sqlite3.DatabaseError, not its
+    OperationalError subclass, which says locked, unreadable or full)."""
+    import sqlite3
+
+    cause = getattr(err, "orig", None) or err.__cause__
+    return isinstance(cause, sqlite3.DatabaseError) and not isinstance(cause, sqlite3.OperationalError)

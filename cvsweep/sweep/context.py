@@ -1,6 +1,7 @@
 """One sweep run's state, in one object: the settings the loop obeys, the trials in flight,
 the counts and the failure streak, the deadline, the interrupt (the signal recorded on it),
-the pruner's trial handles and, once the loop has ended, why it ended early.
+the pruner's trial handles, a full disk that stopped it and, once the loop has ended, why it
+ended early.
 
 Hydra gives its callbacks and its jobs no handle on the sweeper, so the one sweep that is
 active in this thread is kept in one ``ContextVar`` (``activate``, ``active``, ``release``):
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from cvsweep.execution.interrupts import SweepInterrupts
+from cvsweep.study.full_disk import DiskFullStop
 from cvsweep.study.pruning import EpochReporter, TrialHandles
 from cvsweep.sweep.early_end import EarlyEnd
 
@@ -96,17 +98,18 @@ class SweepContext:
     changed: bool = True  # a trial ended since the study was last asked
     cancelling: bool = False  # the launcher was told to stop its jobs
     early_end: Optional[EarlyEnd] = None
+    full_disk: Optional[DiskFullStop] = None  # a full disk stopped the sweep
     jobs: Optional[dict] = None  # in a forked worker: what every job of the sweep shares
 
     def stopping(self) -> bool:
-        """Whether no new trial may start: interrupted, too many failures in a row, or out of
-        time.
+        """Whether no new trial may start: interrupted, too many failures in a row, out of
+        time, or a full disk.
 
         Returns:
             True when the sweep is stopping.
         """
         return (self.interrupts.signum is not None or self.out_of_time
-                or len(self.streak) >= self.settings.max_consecutive_failures)
+                or len(self.streak) >= self.settings.max_consecutive_failures or self.full_disk is not None)
 
 
 _ACTIVE: ContextVar[Optional[SweepContext]] = ContextVar("cvsweep_active_sweep", default=None)

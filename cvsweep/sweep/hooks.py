@@ -13,6 +13,8 @@ from typing import Any, Callable
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from cvsweep.study.full_disk import ends_on_full_disk
+
 EXIT_INVALID_CONFIG = 2
 EXIT_NO_TRIAL_COMPLETED = 1
 
@@ -48,6 +50,7 @@ class CvsweepHooks(Callback):
 
         _or_exit(check_sweep, config)
 
+    @ends_on_full_disk  # one line and exit 1, not Hydra's warning and exit 0
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Keep the best models, write the sweep's summary, and end the process as the sweep ended.
 

@@ -6,6 +6,7 @@ Each turn: note the deadline (``note_deadline``); unless the sweep is stopping
 (``ask``); start them (``start``); pass an interrupt on to the launcher (``pass_interrupt``);
 wait for any to end and tell the study each outcome (``collect``, ``tell``, ``on_failure``);
 check the failure rate. At the end, ``finish`` records why the sweep ended early, if it did.
+A full disk (``stop_on_full_disk``) ends the sweep with one line and exit status 1.
 
 What the loop promises (the semantics are cvsweep/study/storage.py's):
 - ``n_trials`` counts finished trials (completed, pruned, infeasible); failed ones use up
@@ -17,6 +18,11 @@ What the loop promises (the semantics are cvsweep/study/storage.py's):
   stops the trials in flight, which are told FAIL "interrupted" unless they had finished.
 - After ``timeout_s`` nothing new starts; the running trials finish (with a pruner, at
   their next epoch's end).
+- A full disk (cvsweep/study/full_disk.py) is no trial's failure: it fails every later one
+  too. Met by a job, nothing new starts and the trials in flight finish; met by this process
+  (the study's database, a file it writes), the jobs in flight are stopped. Either way the
+  trials it abandoned are marked failed at once (their parameters asked again, as an
+  interrupted trial's), and the sweep ends with one line naming what could not be written.
 
 The loop talks to a launcher through cvsweep/sweep/launchers.py, and to the study through
 cvsweep/sweep/study_trials.py, so a test drives it with prepared outcomes.
@@ -27,12 +33,15 @@ from __future__ import annotations
 import logging
 import signal
 from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Iterator
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
 
 from cvsweep import compat
 from cvsweep.execution.interrupts import SweepInterrupted
+from cvsweep.study.full_disk import DiskFullStop, FullDisk, exit_on, full_disk_of
 from cvsweep.sweep import early_end
 from cvsweep.sweep.context import Running, SweepContext
 from cvsweep.sweep.launchers import Launcher
@@ -51,17 +60,50 @@ def run_sweep(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> Non
 
     Raises:
         Exception: The first failure's, when more than max_failure_rate of the trials failed.
+        SystemExit: With status 1 after a full disk, its one line printed.
     """
     timeout_s = ctx.settings.timeout_s
     ctx.deadline = ctx.clock() + timeout_s if timeout_s is not None else None
     ctx.handles.deadline = ctx.deadline
     try:
-        with ctx.heartbeat, ctx.interrupts, ctx.progress:
-            while turn(ctx, trials, launcher):
+        with ctx.heartbeat, ctx.interrupts, ctx.progress, _log_errors_unraised():
+            while guarded_turn(ctx, trials, launcher):
                 pass
         finish(ctx, trials)
     finally:
         ctx.handles.deadline = None
+    if ctx.full_disk is not None:  # the summary is not written: there is no room for it
+        exit_on(ctx.full_disk)
+
+
+def guarded_turn(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> bool:
+    """One ``turn``; a full disk met in this process (the study's database, a file the sweep
+    writes) stops the jobs in flight and marks their trials failed at once.
+
+    Args:
+        ctx: The sweep's context.
+        trials: The study's side.
+        launcher: Starts, waits for and stops the jobs.
+
+    Returns:
+        Whether trials are still in flight (False: the loop is done).
+
+    Raises:
+        Exception: Any error but a full disk, as ``turn`` raised it.
+    """
+    try:
+        return turn(ctx, trials, launcher)
+    except Exception as err:
+        full = full_disk_of(err)
+        if full is None:
+            raise
+    stop_on_full_disk(ctx, trials, full, ctx.sweep_dir)
+    if ctx.running:
+        launcher.interrupt()  # their outcome no longer matters: each is marked failed now
+    for run in list(ctx.running.values()):
+        release(ctx, trials, run)
+    ctx.running.clear()
+    return False
 
 
 def turn(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> bool:
@@ -147,6 +189,14 @@ def start(ctx: SweepContext, trials: StudyTrials, launcher: Launcher, asked: lis
             tell_interrupted(ctx, trials, run)
         ctx.changed = True
         return
+    except Exception as err:  # Hydra's own files of a job, written in this process
+        full = full_disk_of(err)
+        if full is None:
+            raise
+        stop_on_full_disk(ctx, trials, full, ctx.sweep_dir / str(first))
+        for run in runs:
+            release(ctx, trials, run)
+        return
     ctx.running.update(zip(futures, runs))
 
 
@@ -178,7 +228,8 @@ def collect(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> None:
 
 
 def tell(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn) -> None:
-    """Tell the study a job's outcome; a success resets the failure streak.
+    """Tell the study a job's outcome; a success resets the failure streak. A full disk, met by
+    the job or by the study's database, stops the sweep instead (``stop_on_full_disk``).
 
     Args:
         ctx: The sweep's context.
@@ -190,13 +241,56 @@ def tell(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn) -
     if ctx.interrupts.signum is not None:
         tell_interrupted(ctx, trials, run, ret)
         return
+    full = full_disk_of(_error_of(ret))
+    if full is None:
+        try:
+            told = trials.tell(run.trial, run.job, ret)
+        except Exception as err:  # the study's database may be on the full disk
+            full = full_disk_of(err)
+            if full is None:
+                raise
+    if full is not None:  # no fault of the trial's: it is released, as an interrupted one
+        stop_on_full_disk(ctx, trials, full, ctx.sweep_dir / str(run.job))
+        release(ctx, trials, run)
+        return
     ctx.told += 1
-    told = trials.tell(run.trial, run.job, ret)
     _show(ctx, run, told, ret)
     if told.error is None:
         ctx.streak.clear()
     else:
         on_failure(ctx, ret, told.error)
+
+
+def stop_on_full_disk(ctx: SweepContext, trials: StudyTrials, full: FullDisk, where) -> None:
+    """Stop the sweep for a full disk: nothing new starts, and it ends with one line, exit 1.
+
+    The first full disk met is the one the line names.
+
+    Args:
+        ctx: The sweep's context; sets ``ctx.full_disk``.
+        trials: The study's side, for its storage's name.
+        full: What filled up.
+        where: The folder written when the error names no file (a trial's, or the sweep's).
+    """
+    if ctx.full_disk is None:
+        ctx.full_disk = DiskFullStop(full, str(where), trials.storage_shown)
+
+
+def release(ctx: SweepContext, trials: StudyTrials, run: Running) -> None:
+    """Mark a trial the full disk abandoned failed at once, so that a re-run asks its
+    parameters again; where the study's database cannot be written either, the trial stays
+    with its owner, whom a re-run on this host finds gone at once.
+
+    Args:
+        ctx: The sweep's context; the trial joins ``ctx.full_disk``'s released or held.
+        trials: The study's side.
+        run: The abandoned trial's job.
+    """
+    _ended(ctx, run)
+    reason = "no space left on the device"
+    released = trials.release(run.trial, run.job, reason)
+    (ctx.full_disk.released if released else ctx.full_disk.held).append(run.trial.number)
+    ctx.progress.finished(run.trial.number, "failed", None, reason)
 
 
 def on_failure(ctx: SweepContext, ret: JobReturn, error: BaseException) -> None:
@@ -254,7 +348,9 @@ def finish(ctx: SweepContext, trials: StudyTrials) -> None:
         trials: The study's side, for the number of finished trials.
     """
     settings = ctx.settings
-    if ctx.interrupts.signum is not None:
+    if ctx.full_disk is not None:
+        ctx.early_end = early_end.EarlyEnd(1, ctx.full_disk.message())  # a failed run
+    elif ctx.interrupts.signum is not None:
         ctx.early_end = early_end.interrupted(ctx.interrupts.signum, ctx.interrupts.exit_code)
     elif len(ctx.streak) >= settings.max_consecutive_failures:
         ctx.early_end = early_end.failed_in_a_row(ctx.streak, settings.max_consecutive_failures)
@@ -276,13 +372,31 @@ def job_return(future: Future, overrides: tuple) -> JobReturn:
         return future.result()
     except Exception as err:  # BrokenProcessPool: killed by a signal or out of memory
         ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
-        ret.return_value = RuntimeError(f"the trial's worker process failed: {type(err).__name__}: {err}")
+        error = RuntimeError(f"the trial's worker process failed: {type(err).__name__}: {err}")
+        error.__cause__ = err  # a full disk stays one
+        ret.return_value = error
         return ret
 
 
 def _ended(ctx: SweepContext, run: Running) -> None:
     ctx.heartbeat.remove(run.trial)
     ctx.handles.detach(run.job)
+
+
+@contextmanager
+def _log_errors_unraised() -> Iterator[None]:
+    """A log file on a full disk (a job's app.log) must not print a traceback for every line
+    logged: the loop says what filled up in one line."""
+    before, logging.raiseExceptions = logging.raiseExceptions, False
+    try:
+        yield
+    finally:
+        logging.raiseExceptions = before
+
+
+def _error_of(ret: JobReturn) -> BaseException | None:
+    outcome = compat.job_outcome(ret)
+    return outcome if isinstance(outcome, BaseException) else None
 
 
 def _pruned(ret: JobReturn | None) -> bool:

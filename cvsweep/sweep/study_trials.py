@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from cvsweep import compat, layout
 from cvsweep.study import constraints, ranking
 from cvsweep.study import storage as studies
+from cvsweep.study.full_disk import full_disk_of
 
 log = logging.getLogger("hydra_plugins.cvsweep_sweeper.cvsweep_sweeper")
 
@@ -42,14 +43,17 @@ class StudyTrials:
         reseed: Makes the sampler for a trial number (a seeded sweep); None keeps the study's.
         extend: Upstream's custom search space extender, called with each trial.
         artifacts_root: Where a completed trial's model is registered (None: not registered).
+        storage_shown: The study's storage as messages name it (password hidden).
     """
 
     def __init__(self, study: optuna.Study, sweep_dir: Path, directions: list[str], distributions: dict,
                  fixed_params: Optional[dict] = None, reseed: Optional[Callable[[int], Any]] = None,
-                 extend: Optional[Callable[[Any], None]] = None, artifacts_root: Optional[str] = None) -> None:
+                 extend: Optional[Callable[[Any], None]] = None, artifacts_root: Optional[str] = None,
+                 storage_shown: str = "memory") -> None:
         self.study, self.sweep_dir, self.directions = study, Path(sweep_dir), directions
         self.distributions, self.fixed_params = distributions, dict(fixed_params or {})
         self.reseed, self.extend, self.artifacts_root = reseed, extend, artifacts_root
+        self.storage_shown = storage_shown
 
     def n_to_ask(self, n_trials: int) -> int:
         """How many more trials this process should start (cvsweep/study/storage.py).
@@ -82,7 +86,12 @@ class StudyTrials:
             trial = self.study.ask()
         if self.reseed is not None:  # the parameters are suggested after ask(), by this sampler
             self.study.sampler = self.reseed(trial.number)
-        studies.claim(trial)
+        try:
+            studies.claim(trial)
+        except Exception as err:  # unclaimed, a re-run would take it for running for grace_period
+            if full_disk_of(err) is not None:
+                self.release(trial, None, "no space left on the device")
+            raise
         return trial
 
     def configure(self, trials: list) -> list[tuple]:
@@ -159,6 +168,32 @@ class StudyTrials:
         """
         record = {"host": socket.gethostname(), "path": str(self.result_path(job).resolve()), "reason": reason}
         studies.fail_interrupted(self.study, trial, record)
+
+    def release(self, trial: optuna.Trial, job: Optional[int], reason: str) -> bool:
+        """Mark a trial a full disk abandoned failed now, its parameters asked again, as an
+        interrupted one's.
+
+        Args:
+            trial: The study trial.
+            job: Its job number (None: it had none yet).
+            reason: Why it failed, recorded with it.
+
+        Returns:
+            False when the study's database could not be written either (its disk is full).
+
+        Raises:
+            Exception: Any other error of the storage.
+        """
+        record = {"host": socket.gethostname(), "reason": reason}
+        if job is not None:
+            record["path"] = str(self.result_path(job).resolve())
+        try:
+            studies.fail_interrupted(self.study, trial, record)
+        except Exception as err:
+            if full_disk_of(err) is None:
+                raise
+            return False
+        return True
 
     def result_path(self, job: int) -> Path:
         """Where a job writes its result.json.

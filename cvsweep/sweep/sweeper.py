@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cvsweep import compat
 from cvsweep.study import storage as studies
+from cvsweep.study.full_disk import shown_storage
 from cvsweep.study.search_space import sweep_parameters
 from cvsweep.sweep.job_configs import SweepConfigCache
 from cvsweep.sweep.study_trials import StudyTrials
@@ -58,9 +59,9 @@ def open_study(impl: SweeperImpl, heartbeat: dict) -> tuple[StudyTrials, Optiona
     _grid(impl, distributions)
     directions = impl._get_directions()
     storage = studies.open_storage(impl.storage, **heartbeat) if impl.storage else None
-    study = optuna.create_study(study_name=impl.study_name, storage=storage, sampler=impl.sampler,
-                                pruner=impl.pruner, directions=directions, load_if_exists=True)
-    log.info("Study %s in %s: %d trials so far", study.study_name, _shown(impl.storage), len(study.trials))
+    study = studies.create_or_load(storage, impl.study_name, sampler=impl.sampler, pruner=impl.pruner,
+                                   directions=directions)
+    log.info("Study %s in %s: %d trials so far", study.study_name, shown_storage(impl.storage), len(study.trials))
     if storage is not None:
         studies.recover_interrupted(study, heartbeat["grace_period"])
     config = impl.config
@@ -68,7 +69,7 @@ def open_study(impl: SweeperImpl, heartbeat: dict) -> tuple[StudyTrials, Optiona
     # Not for an in-memory study: it is gone after the run, and its artifact copies would stay.
     keep = config.artifacts.name != "none" and impl.storage
     return StudyTrials(study, config.hydra.sweep.dir, directions, distributions, fixed_params, _reseed(config), extend,
-                       config.output_root if keep else None), storage
+                       config.output_root if keep else None, storage_shown=shown_storage(impl.storage)), storage
 
 
 def _reseed(config: DictConfig):
@@ -95,9 +96,3 @@ def _product(numbers) -> int:
     return result
 
 
-def _shown(storage: Optional[str]) -> str:
-    if not storage:
-        return "memory"
-    from sqlalchemy.engine import make_url
-
-    return make_url(storage).render_as_string(hide_password=True)

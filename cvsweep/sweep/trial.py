@@ -24,6 +24,7 @@ from cvsweep.execution.prepared import DataIdentity, PreparedTrial
 from cvsweep.jsonio import write_json_atomic, write_text_atomic
 from cvsweep.models import size
 from cvsweep.study import constraints
+from cvsweep.study.full_disk import full_disk_of
 from cvsweep.sweep import context
 from cvsweep.training import failures
 from cvsweep.training.progress_file import epoch_writer
@@ -60,6 +61,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     Raises:
         TrialPruned: The sweep's pruner stopped it.
         TrialFailed: It produced no objective (its result.json says why).
+        OSError: A disk is full (naming the file, where the write named one): no result.json.
     """
     hydra = HydraConfig.get()
     trial_dir = Path(hydra.runtime.output_dir)
@@ -109,7 +111,8 @@ def _data_identity(dataset, needs_shape: bool) -> DataIdentity:
 
 
 def _prepare_and_run(cfg: DictConfig, trial_dir: Path, limits: dict, prune) -> Result:
-    """The trial's result; whatever happens, one that says why (cvsweep/training/failures.py)."""
+    """The trial's result; whatever happens, one that says why (cvsweep/training/failures.py),
+    except a full disk, which ends the sweep (cvsweep/study/full_disk.py)."""
     stage, prepared = failures.DATA, None
     try:
         prepared = prepare(cfg, limits)
@@ -119,6 +122,8 @@ def _prepare_and_run(cfg: DictConfig, trial_dir: Path, limits: dict, prune) -> R
             stage = failures.FIT
             result = create_executor(cfg.executor).run(prepared, **_run_options(cfg, trial_dir, prune))
     except Exception as err:  # a rule between swept values that preflight cannot see, data
+        if full_disk_of(err) is not None:  # no trial's fault, and no result.json could be written
+            raise
         failure = failures.classify(err, stage)  # that changed since the checks, a fault of ours
         result = failed_result(prepared.run_config if prepared is not None else run_config_of(cfg), failure)
     return result

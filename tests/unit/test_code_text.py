@@ -11,7 +11,11 @@ import pytest
 from conftest import REPO
 
 SOURCES = sorted(p for top in ("cvsweep", "hydra_plugins", "remote") for p in (REPO / top).rglob("*.py"))
+# The configs: `cvsweep --help` is made of them (each option's first comment line, the help page).
+CONFIGS = sorted((REPO / "conf").rglob("*.yaml"))
+TESTS = sorted(p for p in (REPO / "tests").rglob("*.py") if p.name != Path(__file__).name)
 NAMED_PATH = re.compile(r"\b((?:cvsweep|remote|hydra_plugins|benchmarks|tests|conf)/[\w./-]+\.(?:py|yaml|json|sh|md))")
+EARLIER_TOOL = re.compile(r"earlier tool", re.IGNORECASE)
 HISTORY = re.compile(r"earlier tool|\bissue \d+|\b20\d\d-[01]\d-[0-3]\d\b", re.IGNORECASE)
 # A figure taken on some machine: its CPU's name, "measured: ...", "(about 0.09 s here)".
 MEASUREMENT = re.compile(
@@ -39,6 +43,19 @@ def test_the_code_carries_no_history(path):
         "\n".join(lines)
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=_rel)
+def test_the_configs_and_the_help_carry_no_history(path):
+    lines = _lines_matching(path, HISTORY)
+    assert not lines, f"{_rel(path)}: say what the option is, not what it was (the help shows these lines):\n" + \
+        "\n".join(lines)
+
+
+def test_no_test_names_an_earlier_tool():
+    """A new reader cannot know what "the earlier tool" was: a test says what it checks."""
+    lines = [f"{_rel(path)}:{line}" for path in TESTS for line in _lines_matching(path, EARLIER_TOOL)]
+    assert not lines, "say what the option or behaviour is:\n" + "\n".join(lines)
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=_rel)
 def test_the_code_carries_no_measurements(path):
     lines = _lines_matching(path, MEASUREMENT)
@@ -47,7 +64,7 @@ def test_the_code_carries_no_measurements(path):
 
 
 def test_the_patterns_see_what_they_are_for():
-    assert HISTORY.search("the earlier tool's max_parameters")
+    assert HISTORY.search("the earlier tool's max_parameters") and EARLIER_TOOL.search("as the Earlier Tool did")
     assert HISTORY.search("fixed in issue 14") and HISTORY.search("(2026-11-29 15:10)")
     assert MEASUREMENT.search("2-core AMD EPYC") and MEASUREMENT.search("(about 0.09 s here)")
     assert MEASUREMENT.search("measured: 100 failures in a row")

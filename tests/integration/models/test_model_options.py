@@ -1,4 +1,4 @@
-"""The model and training options of the earlier tool: a dense head whose widths and dropout
+"""The wider model and training options: a dense head whose widths and dropout
 decay layer by layer with an activation of its own, the LSTM's recurrent dropout, gradient
 clipping, and the full CNN search preset. Their defaults build today's models; the size
 estimate agrees with the built model; a real run carries every option into Keras."""
