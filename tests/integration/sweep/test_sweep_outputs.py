@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -210,3 +211,10 @@ def test_tensorboard_logs_for_local_runs_only(tmp_path):
     assert not list(run_dir.glob("*.png"))
     proc = run_cli("tensorboard=true", "executor=runpod", f"output_root={tmp_path / 'x'}")
     assert proc.returncode == 2 and "TensorBoard logs are written by executor=local only" in proc.stderr
+
+
+def test_the_sweep_names_its_study_once_without_optunas_lines(tiny_sweep):
+    _, proc = tiny_sweep
+    said = proc.stdout + proc.stderr
+    assert "A new study created" not in said and "Using an existing study" not in said
+    assert len(re.findall(r"Study \S+ in sqlite:///\S+: 0 trials so far", said)) == 1, said[:3000]
