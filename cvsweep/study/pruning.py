@@ -301,7 +301,7 @@ def check_pruning(cfg) -> None:
     sweeper = cfg.hydra.sweeper
     if isinstance(sweeper.get("pruner"), str):  # hydra.sweeper.pruner=median: a value, not the group
         raise ConfigError(f"hydra.sweeper.pruner={sweeper.pruner}: choose a pruner with "
-                          f"hydra/sweeper/pruner=NAME (a config group: {', '.join(PRUNER_TARGETS)}, or an option "
+                          f"hydra/sweeper/pruner=NAME (a config group: {', '.join([AUTO, *PRUNER_TARGETS])}, or an option "
                           "of conf/hydra/sweeper/pruner/), and set its settings as hydra.sweeper.pruner.KEY=VALUE")
     chosen = f"{PRUNER_GROUP}={cfg.hydra.runtime.choices.get(PRUNER_GROUP)}"
     if (sweeper.get("pruner") or {}).get("_target_") == AUTO_TARGET:
