@@ -78,8 +78,9 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
 def prepare(cfg: DictConfig, limits: Optional[dict] = None) -> PreparedTrial:
     """The trial of a composed config, ready for an executor. The data is read here at most
     once: for its sha256 (pinned into the run config, so the fingerprint covers the content)
-    and, where ``limits`` has ``max_params``, its shape. A download, or data on the worker,
-    is not read (a download's shape is known from the registry).
+    and, where ``limits`` has ``max_params``, its shape; an image folder's unset
+    ``dataset.num_classes`` is counted from its class folders first. A download, or data on the
+    worker, is not read (its shape is the config's and the registry's, ``known_shape``).
 
     Args:
         cfg: The composed config (typed by the schema).
@@ -91,7 +92,7 @@ def prepare(cfg: DictConfig, limits: Optional[dict] = None) -> PreparedTrial:
     Raises:
         DataError: The data cannot be read or no longer matches a pinned sha256.
     """
-    settle_num_classes(cfg.dataset)  # an image folder's, counted from its class folders when unset
+    settle_num_classes(cfg.dataset)
     run_config = run_config_of(cfg)
     data = _data_identity(cfg.dataset, needs_shape="max_params" in (limits or {}))
     if data.sha256 is not None:
