@@ -74,6 +74,7 @@ def test_one_sweep_optimises_every_new_objective_and_one_alone_with_plots_best(t
     assert (sweep_dir / "optimization_history.png").exists()  # the sweep's plots as with plots=summary
     assert f"Health advice for job {summary['best']['job']}:" in alone.stdout
     assert "<th>advice</th>" in (sweep_dir / "report.html").read_text()
+    assert "<p>Pruner: none (objective=gradient_health has no value per epoch" in (sweep_dir / "report.html").read_text()
 
 
 @pytest.mark.slow
