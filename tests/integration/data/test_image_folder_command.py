@@ -16,6 +16,7 @@ def in_process_command(monkeypatch):
     """Run the ``cvsweep`` command's Hydra app here, then leave Hydra and logging as the tests
     found them."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -28,6 +29,7 @@ def in_process_command(monkeypatch):
 
     yield command
     GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None  # type: ignore[assignment]
     for handler in root.handlers[:]:
         if handler not in handlers:
             root.removeHandler(handler)
