@@ -133,6 +133,13 @@ MUTANTS = [
      "    if ctx.failures and len(ctx.failures) / ctx.told > ctx.settings.max_failure_rate:",
      "    if False:",
      [UNIT_LOOP + "test_the_failure_rate_raises_the_first_failure"]),
+    # Defaults that adapt: the pruner auto settles on, and worker data's shape for max_params.
+    ("auto-pruner-ignores-the-value-per-epoch", "cvsweep/study/pruning.py",
+     "    if metric is None:\n        return AutoChoice(\"none\"", "    if False:\n        return AutoChoice(\"none\"",
+     ["tests/unit/study/test_auto_pruner.py::test_every_objective_sweeps_with_the_default_pruner"]),
+    ("worker-data-read-here-for-its-shape", "cvsweep/sweep/trial.py",
+     "    if not pin:  # a download, or data on the worker", "    if not pin and dataset.path is None:  # a download",
+     ["tests/unit/study/test_max_params_on_worker_data.py::test_a_trial_on_worker_data_takes_its_shape_without_reading_the_path"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).

@@ -100,3 +100,23 @@ def names_of(kind: Kind) -> list[str]:
         The names of its datasets.
     """
     return [name for name, entry in REGISTRY.items() if entry.kind == kind]
+
+
+def known_shape(dataset) -> Optional[tuple[int, ...]]:
+    """One example's shape from the config and the registry alone, without reading the data:
+    what the size checks use for a download, or data that lives on the worker.
+
+    Args:
+        dataset: The dataset's config node.
+
+    Returns:
+        ``(sequence_length,)`` for text; ``(height, width, channels)`` for an image folder
+        (every image is resized to ``image_size`` in ``color_mode``); the registry's shape for
+        the Keras image sets; None where only the data can say (an .npz, digits).
+    """
+    if "sequence_length" in dataset:  # text: imdb, reuters
+        return (dataset.sequence_length,)
+    if kind_of(dataset.name) == Kind.image_folder:
+        grayscale = getattr(dataset.color_mode, "value", dataset.color_mode) == "grayscale"
+        return (*dataset.image_size, 1 if grayscale else 3)
+    return REGISTRY[getattr(dataset.name, "value", dataset.name)].shape

@@ -349,6 +349,10 @@ class ImageDatasetConfig(DatasetConfig):
 class ImageFolderDatasetConfig(ImageDatasetConfig):
     """A folder of class folders (image_folder, gtsrb), decoded and resized."""
 
+    # null: counted from the class folders (of train/ where train/ and test/ exist) before the
+    # run config is made, so the fingerprint covers the number; a number given is checked
+    # against them. Needed with location=worker, where the folders are not here to count.
+    num_classes: Optional[int] = field(default=None, metadata=bounds(2))
     # [height, width] every image is resized to.
     image_size: List[int] = field(default_factory=lambda: [32, 32])
     color_mode: ColorMode = ColorMode.rgb

@@ -289,6 +289,9 @@ def _location_problems(dataset: DictConfig) -> list[str]:
     if not path.startswith("/"):
         return [f"dataset.path={path}: with dataset.location=worker, an absolute path on the worker "
                 "(e.g. /runpod-volume/data/mnist.npz)"]
+    if dataset.get("num_classes", 0) is None:  # an image folder's, counted only where it lies
+        return [f"dataset.num_classes=None: with dataset.location=worker the class folders of {path} are not "
+                "here to count; set dataset.num_classes to their number"]
     return []
 
 

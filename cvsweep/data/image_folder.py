@@ -106,6 +106,29 @@ def load_folder(root: str, image_size: tuple[int, int], grayscale: bool,
     return _remember(decoded_key, arrays), decoded_key, False
 
 
+def class_names(root: str, policy: Policy = Policy()) -> list[str]:
+    """An image folder's classes, from its listing alone (nothing is decoded): the sub-folder
+    names, of train/ where train/ and test/ both exist.
+
+    Args:
+        root: The folder, as ``dataset.path`` gives it.
+        policy: Where data may be read from.
+
+    Returns:
+        The class names in label order.
+
+    Raises:
+        FolderError: When the folder cannot be listed, or its classes do not fit.
+        AccessRefused: When a path is refused.
+    """
+    real_root = Path(policy.resolve(root, folder=True))
+    try:
+        files = _listing(real_root, root, policy)
+    except OSError as err:
+        raise FolderError(f"dataset.path={root}: cannot list {err.filename}: {err.strerror}") from None
+    return sorted({name for _, name, _ in files})
+
+
 def forget_loaded() -> None:
     """Drop this process's memory of loaded folders (the disk cache stays): the next load
     lists, hashes and reads as a new process would."""

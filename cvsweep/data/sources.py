@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from cvsweep.config.datasets import REGISTRY, Kind, Loader
+from cvsweep.config.datasets import REGISTRY, Kind, Loader, kind_of
 from cvsweep.config.schema import DataLocation, dataset_config
 from cvsweep.data import image_folder
 from cvsweep.data import text as text_data
@@ -134,7 +134,8 @@ def load_source(dataset, policy: Optional[Policy] = None) -> Source:
 
 
 def pin_dataset(run_config: dict) -> dict:
-    """The run config with ``dataset.sha256`` filled in, where the data can be read here.
+    """The run config with ``dataset.sha256`` (and an image folder's unset ``num_classes``)
+    filled in, where the data can be read here.
 
     That is a local file or folder, or digits: the fingerprint then covers the content.
     Downloads stay unpinned (Keras checks their hashes itself), and so does data that lives on
@@ -154,8 +155,49 @@ def pin_dataset(run_config: dict) -> dict:
     dataset = dataset_config(run_config["dataset"])
     if not pinnable(dataset):
         return run_config
+    settle_num_classes(dataset)  # an image folder's, when unset
     sha256 = load_source(dataset).sha256  # refuses a pinned hash that no longer matches
-    return {**run_config, "dataset": {**run_config["dataset"], "sha256": sha256}}
+    return {**run_config, "dataset": {**run_config["dataset"], "num_classes": dataset.num_classes,
+                                      "sha256": sha256}}
+
+
+def settle_num_classes(dataset) -> None:
+    """An image folder's ``dataset.num_classes``: counted from its class folders when unset,
+    checked against them when given, before anything is decoded. The run config made after it
+    carries the number, so the fingerprint covers it as if it had been typed.
+
+    Data on the worker is not counted: there it must be given (cvsweep/config/validate.py).
+
+    Args:
+        dataset: The config's dataset node; ``num_classes`` is filled in when unset.
+
+    Raises:
+        DataError: The folder cannot be listed, or holds another number of classes than given.
+    """
+    from omegaconf import read_write
+
+    if kind_of(dataset.name) != Kind.image_folder or dataset.location == DataLocation.worker or not dataset.path:
+        return
+    found = _folder_classes(dataset.path, Policy.current())
+    if dataset.num_classes is None:
+        with read_write(dataset):
+            dataset.num_classes = found
+    elif dataset.num_classes != found:
+        raise DataError(_classes_differ(dataset.num_classes, dataset.path, found))
+
+
+def _folder_classes(root: str, policy: Policy) -> int:
+    try:
+        return len(image_folder.class_names(root, policy))
+    except AccessRefused as err:
+        raise DataRefused(str(err)) from None
+    except image_folder.FolderError as err:
+        raise DataError(str(err)) from None
+
+
+def _classes_differ(given: int, root: str, found: int) -> str:
+    return (f"dataset.num_classes={given}: dataset.path={root} has {found} class folders; set "
+            f"dataset.num_classes={found}, or dataset.num_classes=null to count them")
 
 
 def pinnable(dataset) -> bool:
@@ -213,10 +255,10 @@ def _load_folder(dataset, policy: Policy) -> Source:
                                                test_size=dataset.test_fraction, seed=TEST_SPLIT_SEED)
             test = (x_test, y_test)
         found = len(arrays["classes"])
-        if found != dataset.num_classes:
-            raise DataError(f"dataset.num_classes={dataset.num_classes}: {root} has {found} class folders")
+        if dataset.num_classes is not None and found != dataset.num_classes:
+            raise DataError(_classes_differ(dataset.num_classes, root, found))
         return _checked({"x_train": x, "y_train": y, "x_test": test[0], "y_test": test[1]},
-                        dataset.num_classes, where=f"dataset.path={root}")
+                        found, where=f"dataset.path={root}")
 
     source = _sources.get(("folder", key, dataset.num_classes, dataset.test_fraction), build)
     return dataclasses.replace(source, cache="cached" if from_cache else "decoded")

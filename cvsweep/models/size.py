@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cvsweep.config.datasets import REGISTRY, Kind, kind_of
+from cvsweep.config.datasets import REGISTRY, Kind, kind_of, known_shape
 from cvsweep.config.schema import Architecture, ConfigError, DataLocation, Head, Padding, Pooling
-from cvsweep.data.sources import DataError, load_source
+from cvsweep.data.sources import DataError, load_source, settle_num_classes
 from cvsweep.models.architectures import ModelError, conv_filters, conv_output_size, dense_widths
 
 FLOAT_BYTES = 4  # float32
@@ -92,20 +92,6 @@ def _lstm(model, vocab_size: int, sequence_length: int) -> tuple[int, int, int]:
     return params, per_example, directions * units
 
 
-def known_shape(dataset) -> tuple[int, ...]:
-    """One example's shape for a downloaded dataset, from its config and the registry alone.
-
-    Args:
-        dataset: The dataset's config node.
-
-    Returns:
-        ``(sequence_length,)`` for text, the registry's shape for images.
-    """
-    if "sequence_length" in dataset:  # text: imdb, reuters
-        return (dataset.sequence_length,)
-    return REGISTRY[dataset.name.value].shape
-
-
 def check(cfg, input_shape: tuple[int, ...]) -> ModelSize:
     """The estimate, refused when it is over the run config's limits.
 
@@ -158,6 +144,7 @@ def check_data_and_model(cfg) -> None:
                 raise ConfigError(str(err)) from err
         return
     try:
+        settle_num_classes(cfg.dataset)  # an image folder's, counted before anything is decoded
         # A download is checked when a trial loads it, not here.
         if cfg.dataset.path is None and REGISTRY[cfg.dataset.name.value].downloads:
             shape = known_shape(cfg.dataset)  # the size check needs no download

@@ -79,6 +79,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
 {summary["n_completed"]} completed, {summary.get("n_pruned", 0)} pruned, {summary["n_failed"]} failed.
 Study <code>{escape(str(study["name"]))}</code> in <code>{escape(str(study["storage"]))}</code>
 holds {escape(str(study["n_trials_in_study"]))} trials.</p>
+{f'<p>Pruner: {escape(summary["pruner"]["name"])} ({escape(summary["pruner"]["why"])}).</p>' if summary.get("pruner") else ""}
 {f'<p><b>Ended early:</b> {escape(summary["ended_early"]["message"])}</p>' if summary.get("ended_early") else ""}
 {_constraints_html(summary)}
 <h2>Best trial</h2>{best_html}{_best_model_html(summary.get("best_model"), sweep_dir)}

@@ -19,6 +19,7 @@ from cvsweep.reporting.console import print_summary
 from cvsweep.reporting.folders import trial_folders
 from cvsweep.study import ranking
 from cvsweep.study.constraints import limits_of, violated
+from cvsweep.study.pruning import pruner_record
 from cvsweep.study.search_space import search_space
 from cvsweep.training.result import is_completed
 
@@ -63,6 +64,8 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
         "objectives": names,
         "directions": directions,
         "study": _study_info(cfg, study),
+        # Which pruner ran and why: hydra/sweeper/pruner=auto settles on one from the objectives.
+        "pruner": pruner_record(cfg),
         "n_trials": len(trials),
         "n_completed": len(completed),
         "n_pruned": sum(1 for t in trials if t["status"] == "pruned"),

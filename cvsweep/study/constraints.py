@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from cvsweep.config.datasets import known_shape
 from cvsweep.config.schema import ConfigError
 from cvsweep.jsonio import read_json
 
@@ -71,6 +72,28 @@ def check_limits(sweeper) -> None:
             problems.append(f"{key}: allowed is a number in [0, 1]")
     if problems:
         raise ConfigError(*problems)
+
+
+def check_shape_known(cfg) -> None:
+    """``max_params`` judges a trial's model before it runs, from its input shape: the data
+    read here, or the shape the config and the registry give (``known_shape``). Data on the
+    worker with no known shape (an .npz) cannot be judged here.
+
+    Args:
+        cfg: The sweep's config.
+
+    Raises:
+        ConfigError: Naming hydra.sweeper.constraints.max_params, the data and the fix.
+    """
+    from cvsweep.data.sources import pinnable  # NumPy: not at the sweeper plugin's load
+
+    limits, dataset = limits_of(cfg.hydra.sweeper), cfg.dataset
+    if "max_params" not in limits or pinnable(dataset) or known_shape(dataset) is not None:
+        return
+    raise ConfigError(f"hydra.sweeper.constraints.max_params={limits['max_params']}: a trial's model size needs "
+                      f"its input shape before it runs, and dataset.path={dataset.path} is read only on the worker "
+                      "(dataset.location=worker); set dataset.location=client, or drop the constraint "
+                      "(training.max_params limits the model on the worker)")
 
 
 def values(metrics: dict, limits: dict[str, float]) -> dict[str, float]:

@@ -23,17 +23,23 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import optuna
 
 from cvsweep import compat
 from cvsweep.config.objectives import epoch_value, objectives_of
 from cvsweep.config.schema import OBJECTIVES, ConfigError
+from cvsweep.errors import CvsweepError
 
 log = logging.getLogger("cvsweep.pruning")
 
 NO_PRUNER = "optuna.pruners.NopPruner"
+PRUNER_GROUP = "hydra/sweeper/pruner"
+# The default option (conf/hydra/sweeper/pruner/auto.yaml): settled before the sweep by
+# check_pruning into the median pruner or none (auto_pruner); its target is never made.
+AUTO = "auto"
+AUTO_TARGET = "cvsweep.study.pruning.unsettled_auto"
 # The launchers whose jobs can reach their trial: in the sweep process, or forked from it.
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 FORKING_LAUNCHER = "hydra_plugins.cvsweep_launcher.cvsweep_launcher.CvsweepLauncher"
@@ -226,12 +232,67 @@ class EpochReporter:
 
 
 # -- before the sweep --------------------------------------------------------------------------
-def check_pruning(cfg) -> None:
-    """Check that the sweep's pruner can act on it: one objective, with a value per epoch, and
-    trials that can reach their study trial.
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``hydra/sweeper/pruner=auto`` settles on: a pruner option, and why."""
+
+    name: str  # "median" or "none"
+    why: str
+
+
+def auto_pruner(objectives: Sequence[str], unreachable: Optional[str] = None) -> AutoChoice:
+    """The pruner ``hydra/sweeper/pruner=auto`` (the default) settles on, from the objectives table.
+
+    The median pruner where it can act: one objective, with a value per epoch, in trials that
+    can reach their study trial; no pruner otherwise.
+
+    Args:
+        objectives: The study's objective names, primary first.
+        unreachable: Why the trials cannot reach their study trial (the launcher, an in-memory
+            study), or None when they can.
+
+    Returns:
+        The option (``median`` or ``none``) and why, in words.
+    """
+    if len(objectives) > 1:
+        return AutoChoice("none", f"{len(objectives)} objectives ({', '.join(objectives)}): Optuna cannot prune a "
+                                  "multi-objective study")
+    name = objectives[0]
+    metric = OBJECTIVES[name].per_epoch
+    if metric is None:
+        return AutoChoice("none", f"objective={name} has no value per epoch (it is known before training or only "
+                                  "after it)")
+    if unreachable is not None:
+        return AutoChoice("none", unreachable)
+    per_epoch = metric if metric == name else f"{name}, judged per epoch on {metric}"
+    return AutoChoice("median", f"one objective with a value per epoch ({per_epoch})")
+
+
+def pruner_record(cfg) -> dict:
+    """Which pruner a sweep runs with and why, as summary.json's ``pruner`` records it.
 
     Args:
         cfg: The sweep's config.
+
+    Returns:
+        ``{"name", "chosen_by", "why"}``: ``chosen_by`` is ``auto`` when the default settled it
+        (``auto_pruner``), ``hydra/sweeper/pruner`` when the config names it.
+    """
+    option = cfg.hydra.runtime.choices.get(PRUNER_GROUP)
+    if option == AUTO:
+        reach = _unreachable(cfg)
+        choice = auto_pruner([o.name for o in objectives_of(cfg)], reach and reach[0])
+        return {"name": choice.name, "chosen_by": AUTO, "why": choice.why}
+    return {"name": option, "chosen_by": PRUNER_GROUP, "why": f"{PRUNER_GROUP}={option}"}
+
+
+def check_pruning(cfg) -> None:
+    """Settle ``hydra/sweeper/pruner=auto`` (``auto_pruner``), and check that a named pruner can
+    act on the sweep: one objective, with a value per epoch, and trials that can reach their
+    study trial.
+
+    Args:
+        cfg: The sweep's config; an ``auto`` pruner is replaced by the one it settles on.
 
     Raises:
         ConfigError: The pruner is set as a value, its settings are invalid, or it cannot act
@@ -240,12 +301,14 @@ def check_pruning(cfg) -> None:
     sweeper = cfg.hydra.sweeper
     if isinstance(sweeper.get("pruner"), str):  # hydra.sweeper.pruner=median: a value, not the group
         raise ConfigError(f"hydra.sweeper.pruner={sweeper.pruner}: choose a pruner with "
-                          f"hydra/sweeper/pruner=NAME (a config group: {', '.join(PRUNER_TARGETS)}, or an option "
+                          f"hydra/sweeper/pruner=NAME (a config group: {', '.join([AUTO, *PRUNER_TARGETS])}, or an option "
                           "of conf/hydra/sweeper/pruner/), and set its settings as hydra.sweeper.pruner.KEY=VALUE")
+    chosen = f"{PRUNER_GROUP}={cfg.hydra.runtime.choices.get(PRUNER_GROUP)}"
+    if (sweeper.get("pruner") or {}).get("_target_") == AUTO_TARGET:
+        _settle_auto(cfg, chosen)
     if not prunes(sweeper.get("pruner")):
         return
-    chosen = f"hydra/sweeper/pruner={cfg.hydra.runtime.choices.get('hydra/sweeper/pruner')}"
-    off = "hydra/sweeper/pruner=none"
+    off = f"{PRUNER_GROUP}=none"
     _check_settings(sweeper.pruner, chosen)
     objectives = objectives_of(cfg)
     if len(objectives) > 1:
@@ -255,15 +318,50 @@ def check_pruning(cfg) -> None:
         per_epoch = ", ".join(name for name, spec in OBJECTIVES.items() if spec.per_epoch)
         raise ConfigError(f"{chosen}: objective={cfg.objective.name} has no value per epoch to prune on (it is "
                           f"known before training or only after it); set {off}, or an objective of {per_epoch}")
+    unreachable = _unreachable(cfg)
+    if unreachable is not None:
+        problem, fix = unreachable
+        raise ConfigError(f"{chosen}: {problem}; {fix}, or {off}")
+
+
+def _settle_auto(cfg, chosen: str) -> None:
+    """Replace the auto pruner with the median (its settings) or none, and say which and why."""
+    from omegaconf import OmegaConf, read_write
+
+    reach = _unreachable(cfg)
+    choice = auto_pruner([o.name for o in objectives_of(cfg)], reach and reach[0])
+    settings = {k: v for k, v in OmegaConf.to_container(cfg.hydra.sweeper.pruner).items() if k != "_target_"}
+    median = {"_target_": PRUNER_TARGETS["median"], **settings}
+    _check_settings(median, chosen)  # settings typed are checked, whichever it settles on
+    with read_write(cfg.hydra.sweeper):
+        cfg.hydra.sweeper.pruner = median if choice.name == "median" else {"_target_": NO_PRUNER}
+    log.info("Pruner: %s (%s: %s)", choice.name, chosen, choice.why)
+
+
+def _unreachable(cfg) -> Optional[tuple[str, str]]:
+    """(why, fix) when the sweep's trials cannot reach their study trial; None when they can."""
     launcher = cfg.hydra.launcher.get("_target_")
     if launcher not in (BASIC_LAUNCHER, FORKING_LAUNCHER):
-        raise ConfigError(f"{chosen}: hydra/launcher={cfg.hydra.runtime.choices.get('hydra/launcher')} runs trials "
-                          "where they cannot reach their study trial; use the default launcher "
-                          f"(or hydra/launcher=cvsweep), or {off}")
-    if launcher == FORKING_LAUNCHER and not sweeper.storage:
-        raise ConfigError(f"{chosen}: hydra.sweeper.storage=null keeps the study in the sweep process's memory, "
-                          "and these trials run in launcher worker processes that cannot reach it; set a storage "
-                          f"(the default is sqlite:///${{output_root}}/optuna.db), or {off}")
+        return (f"hydra/launcher={cfg.hydra.runtime.choices.get('hydra/launcher')} runs trials where they cannot "
+                "reach their study trial", "use the default launcher (or hydra/launcher=cvsweep)")
+    if launcher == FORKING_LAUNCHER and not cfg.hydra.sweeper.storage:
+        return ("hydra.sweeper.storage=null keeps the study in the sweep process's memory, and these trials run in "
+                "launcher worker processes that cannot reach it",
+                "set a storage (the default is sqlite:///${output_root}/optuna.db)")
+    return None
+
+
+def unsettled_auto(**settings) -> None:
+    """What ``hydra/sweeper/pruner=auto`` makes when nothing settled it: never a pruner.
+
+    Args:
+        **settings: The median pruner's settings it carries.
+
+    Raises:
+        CvsweepError: Always: the checks before a sweep (``check_pruning``) settle it first.
+    """
+    raise CvsweepError(f"{PRUNER_GROUP}=auto is settled by the checks before a sweep (check_pruning), "
+                       "which did not run")
 
 
 def _check_settings(pruner, chosen: str) -> None:

@@ -56,6 +56,7 @@ def check_sweep(cfg: DictConfig) -> None:
     """
     from cvsweep.config.objectives import settle_direction
     from cvsweep.study.identity import settle_study
+    from cvsweep.study.constraints import check_shape_known
     from cvsweep.study.pruning import check_pruning
     from cvsweep.study.search_space import check_search_space
     from cvsweep.study.storage import check_storage
@@ -66,6 +67,7 @@ def check_sweep(cfg: DictConfig) -> None:
     check_search_space(cfg, _check_values_and_data)
     _check_sweeper_settings(cfg.hydra.sweeper)
     check_storage(cfg.hydra.sweeper)
+    check_shape_known(cfg)
     check_pruning(cfg)
     settle_study(cfg)
 

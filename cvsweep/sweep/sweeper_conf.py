@@ -27,9 +27,12 @@ class CvsweepSweeperConf(OptunaSweeperConf):
     """``hydra/sweeper: cvsweep``: upstream Optuna sweeper's settings and cvsweep's own."""
 
     _target_: str = "hydra_plugins.cvsweep_sweeper.cvsweep_sweeper.CvsweepSweeper"
-    # The sampler as upstream; the pruner, which stops trials that fall behind after an epoch
-    # (hydra/sweeper/pruner=none|median|percentile|successive_halving|hyperband).
-    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    # The sampler: seeded TPE (conf/hydra/sweeper/sampler/seeded_tpe.yaml), or any of upstream's
+    # (hydra/sweeper/sampler=nsgaii|random|cmaes|motpe|grid|tpe); the pruner, which stops trials
+    # that fall behind after an epoch (hydra/sweeper/pruner=auto|none|median|percentile|
+    # successive_halving|hyperband): auto, the median pruner where it can act and none where it
+    # cannot (conf/hydra/sweeper/pruner/auto.yaml).
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "seeded_tpe"}, {"pruner": pruning.AUTO}])
     pruner: Any = MISSING  # from the defaults above, as the sampler
     # Seconds between a running trial's heartbeats, and how old its last one may get before
     # another process takes the trial's process for dead (see cvsweep/study/storage.py).

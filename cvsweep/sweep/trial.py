@@ -15,9 +15,9 @@ from omegaconf import DictConfig
 
 from cvsweep import layout
 from cvsweep.config import objectives
-from cvsweep.config.datasets import REGISTRY
+from cvsweep.config.datasets import known_shape
 from cvsweep.config.schema import run_config_of
-from cvsweep.data.sources import load_source, pinnable
+from cvsweep.data.sources import load_source, pinnable, settle_num_classes
 from cvsweep.errors import CvsweepError
 from cvsweep.execution.executors import create_executor
 from cvsweep.execution.prepared import DataIdentity, PreparedTrial
@@ -80,8 +80,9 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
 def prepare(cfg: DictConfig, limits: Optional[dict] = None) -> PreparedTrial:
     """The trial of a composed config, ready for an executor. The data is read here at most
     once: for its sha256 (pinned into the run config, so the fingerprint covers the content)
-    and, where ``limits`` has ``max_params``, its shape. A download, or data on the worker,
-    is not read (a download's shape is known from the registry).
+    and, where ``limits`` has ``max_params``, its shape; an image folder's unset
+    ``dataset.num_classes`` is counted from its class folders first. A download, or data on the
+    worker, is not read (its shape is the config's and the registry's, ``known_shape``).
 
     Args:
         cfg: The composed config (typed by the schema).
@@ -93,6 +94,7 @@ def prepare(cfg: DictConfig, limits: Optional[dict] = None) -> PreparedTrial:
     Raises:
         DataError: The data cannot be read or no longer matches a pinned sha256.
     """
+    settle_num_classes(cfg.dataset)
     run_config = run_config_of(cfg)
     data = _data_identity(cfg.dataset, needs_shape="max_params" in (limits or {}))
     if data.sha256 is not None:
@@ -104,8 +106,8 @@ def _data_identity(dataset, needs_shape: bool) -> DataIdentity:
     pin = pinnable(dataset)
     if not pin and not needs_shape:
         return DataIdentity()
-    if not pin and dataset.path is None and REGISTRY[dataset.name.value].downloads:
-        return DataIdentity(shape=tuple(size.known_shape(dataset)))  # the size check needs no download
+    if not pin:  # a download, or data on the worker: never read here (constraints.check_shape_known)
+        return DataIdentity(shape=known_shape(dataset))
     source = load_source(dataset)  # refuses a pinned hash that no longer matches
     return DataIdentity(sha256=source.sha256 if pin else None, shape=tuple(source.x_train.shape[1:]))
 

@@ -56,7 +56,7 @@ def test_options_are_the_config_trees(tmp_path):
     assert "digits" in groups["dataset"] and options["defaults"]["dataset"] == "digits"
     assert [o["name"] for o in options["objectives"]] == list(OBJECTIVES)
     assert set(PRUNER_TARGETS) <= set(options["pruners"]) and "median_warmup" in options["pruners"]
-    assert options["defaults"]["pruner"] == "median" and options["defaults"]["n_trials"] == 10
+    assert options["defaults"]["pruner"] == "auto" and options["defaults"]["n_trials"] == 10
     assert service.get("/health").json()["max_running"] == 1  # a CPU machine
     service.close()
 

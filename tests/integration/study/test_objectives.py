@@ -24,23 +24,25 @@ def recorded(result: dict, name: str):
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_each_new_objective_has_a_direction_and_refuses_a_pruner(name, tmp_path):
-    cfg = compose_sweep(f"objective={name}", "hydra/sweeper/pruner=none", f"output_root={tmp_path}")
-    check_sweep(cfg)
+def test_each_new_objective_has_a_direction_and_refuses_a_named_pruner(name, tmp_path):
+    cfg = compose_sweep(f"objective={name}", f"output_root={tmp_path}")
+    check_sweep(cfg)  # the default pruner (auto) settles on none
     assert directions_of(cfg) == [OBJECTIVES[name].direction]
     with pytest.raises(ConfigError, match=f"objective={name} has no value per epoch.*hydra/sweeper/pruner=none"):
-        check_sweep(compose_sweep(f"objective={name}", f"output_root={tmp_path}"))
+        check_sweep(compose_sweep(f"objective={name}", "hydra/sweeper/pruner=median", f"output_root={tmp_path}"))
 
 
 @pytest.mark.slow
 def test_one_sweep_optimises_every_new_objective_and_one_alone_with_plots_best(tmp_path):
     multi = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=2", "objective=train_seconds",
                     "secondary_objectives=[peak_memory_mb,neuron_utilisation,training_stability,gradient_health]",
-                    "hydra/sweeper/pruner=none", "plots=none", f"output_root={tmp_path / 'multi'}")
+                    "plots=none", f"output_root={tmp_path / 'multi'}")  # no pruner typed: auto settles on none
     assert multi.returncode == 0, multi.stderr
     sweep_dir = next((tmp_path / "multi" / "sweeps").iterdir())
     summary = read_json(sweep_dir / "summary.json")
     assert summary["objectives"] == NEW and summary["n_completed"] == 2
+    assert summary["pruner"]["name"] == "none" and summary["pruner"]["chosen_by"] == "auto"
+    assert "Pruner: none (hydra/sweeper/pruner=auto: 5 objectives" in multi.stdout + multi.stderr
     assert summary["directions"] == ["minimize", "minimize", "maximize", "maximize", "maximize"]
     study = optuna.load_study(study_name=summary["study"]["name"], storage=f"sqlite:///{tmp_path / 'multi'}/optuna.db")
     assert [d.name.lower() for d in study.directions] == summary["directions"]
@@ -52,13 +54,15 @@ def test_one_sweep_optimises_every_new_objective_and_one_alone_with_plots_best(t
 
     # Alone, and with plots=best: the best trial's plots only, and its health advice printed.
     alone = run_cli("-m", *TINY_OVERRIDES, "hydra.sweeper.n_trials=2", "objective=gradient_health",
-                    "model.filters=choice(4,8)", "hydra/sweeper/pruner=none", "plots=best",
+                    "model.filters=choice(4,8)", "plots=best",
                     f"output_root={tmp_path / 'alone'}")
     assert alone.returncode == 0, alone.stderr
     sweep_dir = next((tmp_path / "alone" / "sweeps").iterdir())
     summary = read_json(sweep_dir / "summary.json")
     study = optuna.load_study(study_name=summary["study"]["name"], storage=f"sqlite:///{tmp_path / 'alone'}/optuna.db")
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE and summary["n_completed"] == 2
+    assert summary["pruner"] == {"name": "none", "chosen_by": "auto", "why": "objective=gradient_health has no value "
+                                 "per epoch (it is known before training or only after it)"}
     for trial in summary["trials"]:
         result = read_json(sweep_dir / trial["job"] / "result.json")
         assert trial["objective_values"] == [result["health"]["gradient_health"]]
@@ -70,6 +74,7 @@ def test_one_sweep_optimises_every_new_objective_and_one_alone_with_plots_best(t
     assert (sweep_dir / "optimization_history.png").exists()  # the sweep's plots as with plots=summary
     assert f"Health advice for job {summary['best']['job']}:" in alone.stdout
     assert "<th>advice</th>" in (sweep_dir / "report.html").read_text()
+    assert "<p>Pruner: none (objective=gradient_health has no value per epoch" in (sweep_dir / "report.html").read_text()
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from test_resume import every_output_is_whole, start_sweep, wait_for
 from cvsweep.config.objectives import epoch_value
 from cvsweep.config.schema import ConfigError, Objective, run_config_of
 from cvsweep.config.validate import load_run_config
-from cvsweep.study.pruning import PRUNER_TARGETS
+from cvsweep.study.pruning import PRUNER_TARGETS, check_pruning
 from cvsweep.study.storage import RESULT_ATTR, n_counted
 from cvsweep.sweep.preflight import check_sweep
 
@@ -56,19 +56,21 @@ def test_the_shipped_searches_prune_by_default():
             cfg = compose_sweep(f"search={search}")
         except Exception:  # a preset not in this tree
             continue
+        check_pruning(cfg)  # settles the default pruner (auto)
         assert cfg.hydra.sweeper.pruner._target_ != PRUNER_TARGETS["none"], search
 
 
 OFF = ["hydra/sweeper/pruner=none"]
+MEDIAN = "hydra/sweeper/pruner=median"  # named: the default (auto) never refuses these sweeps
 
 
 @pytest.mark.parametrize("overrides, named, fix", [
-    (["secondary_objectives=[params]", "hydra.sweeper.direction=[maximize,minimize]"],
+    ([MEDIAN, "secondary_objectives=[params]", "hydra.sweeper.direction=[maximize,minimize]"],
      "Optuna cannot prune a multi-objective study", OFF),
-    (["objective=params"], "objective=params has no value per epoch", OFF),
-    (["objective=latency_ms"], "objective=latency_ms has no value per epoch", OFF),
-    (["hydra/launcher=cvsweep", "hydra.sweeper.storage=null"], "hydra.sweeper.storage=null", OFF),
-    (["hydra.sweeper.pruner.n_startup_trials=-1"],
+    ([MEDIAN, "objective=params"], "objective=params has no value per epoch", OFF),
+    ([MEDIAN, "objective=latency_ms"], "objective=latency_ms has no value per epoch", OFF),
+    ([MEDIAN, "hydra/launcher=cvsweep", "hydra.sweeper.storage=null"], "hydra.sweeper.storage=null", OFF),
+    ([MEDIAN, "hydra.sweeper.pruner.n_startup_trials=-1"],
      "hydra.sweeper.pruner (hydra/sweeper/pruner=median): Number of startup trials cannot be negative",
      ["hydra.sweeper.pruner.n_startup_trials=0"]),
     (["hydra/sweeper/pruner=percentile", "hydra.sweeper.pruner.percentile=150"],

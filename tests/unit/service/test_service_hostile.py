@@ -98,7 +98,7 @@ HOSTILE_OVERRIDES = [
     (["model.no_such_setting=3"], "model.no_such_setting", "no such setting; model has: architecture"),
     (["objective=speed"], "objective", "objective"),
     (["hydra/sweeper/pruner=genetic"], "hydra/sweeper/pruner", "no such option"),
-    (["secondary_objectives=[params]"], None, "hydra/sweeper/pruner=none"),  # multi-objective with a pruner
+    (["secondary_objectives=[params]", "hydra/sweeper/pruner=median"], None, "hydra/sweeper/pruner=none"),
     (["training.max_params=100000000000"], "training.max_params", "may lower this limit, not raise it"),
     (["training.max_activation_mb=choice(100, 100000)"], "training.max_activation_mb", "up to 8192"),
     (["training={max_params: 100000000000}"], "training", "a section holding training.max_"),
