@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 EXIT_INVALID_CONFIG = 2
 EXIT_NO_TRIAL_COMPLETED = 1
@@ -85,6 +86,10 @@ def _or_exit(check: Callable[[DictConfig], None], config: DictConfig) -> None:
         check(config)
     except ConfigError as err:
         print(f"cvsweep: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID_CONFIG) from None
+    except MissingMandatoryValue as err:  # a ??? no option or override filled in
+        print(f"cvsweep: {err.full_key}: no value given, and it has no default (set it: {err.full_key}=...)",
+              file=sys.stderr)
         raise SystemExit(EXIT_INVALID_CONFIG) from None
     except Exception as err:  # a check that cannot run must stop the run too
         print(f"cvsweep: the checks before the run failed: {type(err).__name__}: {err}", file=sys.stderr)

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import REPO, TINY_RUN
 
-from cvsweep.compare import COMPARED, explain, is_timing, without_timings
+from cvsweep.reporting.result_diff import COMPARED, explain, is_timing, without_timings
 from cvsweep.training.train import train
 
 

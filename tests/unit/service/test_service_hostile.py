@@ -242,12 +242,12 @@ def test_with_a_token_every_route_needs_it(tmp_path):
 def run_serve(*args: str, token: str | None, monkeypatch, capsys) -> tuple[int, str]:
     """(exit status, stderr) of ``python -m cvsweep.serve ARGS`` for settings it refuses: its
     main() returns before it builds the app or binds a port."""
-    from cvsweep.serve import main
+    from cvsweep.cli.main import main
 
     monkeypatch.delenv("CVSWEEP_API_TOKEN", raising=False)
     if token is not None:
         monkeypatch.setenv("CVSWEEP_API_TOKEN", token)
-    status = main(list(args))
+    status = main(["serve", *args])
     return status, capsys.readouterr().err
 
 
