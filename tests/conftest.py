@@ -90,9 +90,9 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def as_the_command_checks(args: list[str], capsys, multirun: bool = True) -> tuple[int, str]:
     """(exit status, what the user reads: stderr, then stdout) of ``cvsweep -m ARGS`` (``cvsweep
-    ARGS`` when not ``multirun``) up to its first trial, in this process: Hydra's composition
-    error (its message and its causes; the command exits 1 on it), or what the checks' callback
-    (cvsweep/sweep/hooks.py) prints and exits with."""
+    ARGS`` when not ``multirun``) up to its first trial, in this process: what the command says
+    of a config Hydra cannot compose (one line, exit 2: cvsweep/cli/composition.py), or what the
+    checks' callback (cvsweep/sweep/hooks.py) prints and exits with."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -101,11 +101,9 @@ def as_the_command_checks(args: list[str], capsys, multirun: bool = True) -> tup
     try:
         cfg = compose_sweep(*args) if multirun else compose(*args)
     except (HydraException, OmegaConfBaseException) as err:
-        said, cause = [], err
-        while cause is not None:
-            said.append(str(cause))
-            cause = cause.__cause__
-        return 1, "\n".join(said)
+        from cvsweep.cli.composition import one_line
+
+        return 2, f"cvsweep: {one_line(err)}"
     status = 0
     try:
         (CvsweepHooks().on_multirun_start if multirun else CvsweepHooks().on_run_start)(cfg)

@@ -88,7 +88,7 @@ def _or_exit(check: Callable[[DictConfig], None], config: DictConfig) -> None:
         print(f"cvsweep: {err}", file=sys.stderr)
         raise SystemExit(EXIT_INVALID_CONFIG) from None
     except MissingMandatoryValue as err:  # a ??? no option or override filled in
-        print(f"cvsweep: {err.full_key}: no value given, and it has no default (set it: {err.full_key}=...)",
+        print(f"cvsweep: {err.full_key}: has no value (???) and needs one (set it: {err.full_key}=VALUE)",
               file=sys.stderr)
         raise SystemExit(EXIT_INVALID_CONFIG) from None
     except Exception as err:  # a check that cannot run must stop the run too
