@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser: The subcommand's parser.
     """
     for which in ("a", "b"):
-        parser.add_argument(which, metavar=which.upper(), help="a trial folder or its result.json")
+        parser.add_argument(which, metavar=which.upper(), help="a trial folder or its result.json (any file name)")
 
 
 def run(args: argparse.Namespace) -> int:

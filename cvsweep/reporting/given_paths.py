@@ -112,7 +112,7 @@ def trial_result(given: str | Path) -> dict:
     """The result of the one trial ``given`` names, for ``cvsweep compare``.
 
     Args:
-        given: A trial folder or its result.json.
+        given: A trial folder, or a result file (result.json, or a copy of one by another name).
 
     Returns:
         The result's content.
@@ -121,11 +121,15 @@ def trial_result(given: str | Path) -> dict:
         NotATrialOrSweep: For a sweep folder, a path that is no trial's, or a result that is
             no JSON object.
     """
-    where = locate(given)
-    if where.is_sweep:
-        raise NotATrialOrSweep(f"{given}: a sweep folder, not one trial (compare two trial folders, e.g. "
-                               f"{Path(given) / '0'})")
-    result = read_json_or_refuse(result_of(where.folder))
+    if Path(given).is_file():  # a result kept under another name is still a result
+        path = Path(given)
+    else:
+        where = locate(given)
+        if where.is_sweep:
+            raise NotATrialOrSweep(f"{given}: a sweep folder, not one trial (compare two trial folders, e.g. "
+                                   f"{Path(given) / '0'})")
+        path = result_of(where.folder)
+    result = read_json_or_refuse(path)
     if not isinstance(result, dict):
-        raise NotATrialOrSweep(f"{result_of(where.folder)}: not a trial's result (a JSON object expected)")
+        raise NotATrialOrSweep(f"{path}: not a trial's result (a JSON object expected)")
     return result
