@@ -75,8 +75,8 @@ def tiny_run() -> dict:
 
 
 def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
-    """``python -m cvsweep.evaluate ARGS`` in a fresh interpreter, from the repository root."""
-    return subprocess.run([sys.executable, "-m", "cvsweep.evaluate", *args], cwd=REPO, capture_output=True,
+    """``python -m cvsweep evaluate ARGS`` in a fresh interpreter, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "cvsweep", "evaluate", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -176,7 +176,7 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """``python -m cvsweep.serve`` on a free port of 127.0.0.1 (a real server process), over
+    """``python -m cvsweep serve`` on a free port of 127.0.0.1 (a real server process), over
     ``output_root``; ``env`` adds to the environment (CVSWEEP_API_TOKEN, RUNPOD_API_KEY)."""
 
     def __init__(self, output_root: Path, *options: str, env: dict | None = None, token: str | None = None):
@@ -190,7 +190,7 @@ class ServiceProcess:
             env["CVSWEEP_API_TOKEN"] = token
         self.log = open(Path(output_root).parent / f"service-{self.port}.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cvsweep.serve", "--port", str(self.port), "--output-root", str(output_root),
+            [sys.executable, "-m", "cvsweep", "serve", "--port", str(self.port), "--output-root", str(output_root),
              *options], env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
         self.session = requests.Session()
         if token is not None:
@@ -251,7 +251,7 @@ class ServiceProcess:
 
 
 class ServiceApp:
-    """The service as ``python -m cvsweep.serve OPTIONS`` builds it (its settings parsed and checked,
+    """The service as ``python -m cvsweep serve OPTIONS`` builds it (its settings parsed and checked,
     create_app's guard, routes and request checks, its start-up and shut-down), answering through
     Starlette's TestClient in this process: for the rules decided before any sweep starts. The
     same get/post/session/base_url as ServiceProcess; ``token`` as CVSWEEP_API_TOKEN would give it."""

@@ -1,4 +1,4 @@
-"""``python -m cvsweep.evaluate`` compares a model's test figures with its record exactly: a
+"""``cvsweep evaluate`` compares a model's test figures with its record exactly: a
 valid, consistent model file (its size and sha256 as recorded) whose recorded figures differ
 from what it gives by a hundredth is reported as differing (exit 1), not called equal. One tiny
 real training on digits, in this process."""

@@ -1,5 +1,5 @@
 """The trained model comes out of a local sweep: every completed trial keeps model.keras,
-registered as an Optuna artifact, that ``python -m cvsweep.evaluate`` loads and evaluates to
+registered as an Optuna artifact, that ``cvsweep evaluate`` loads and evaluates to
 exactly the recorded test figures; ``artifacts=best`` keeps only the study's best (also after a
 resumed run), ``artifacts=none`` nothing; bad input to evaluate is a clear error, exit 2."""
 
@@ -96,7 +96,7 @@ def test_summary_and_report_name_each_model_and_the_best_one(kept_all):
     study_best = load_study(root).best_trial.user_attrs[RESULT_ATTR]["path"]
     assert best["trial_dir"] == str(Path(study_best).parent)
     assert f"Best model: {best['model']}" in proc.stdout
-    assert f"Evaluate it: python -m cvsweep.evaluate {best['trial_dir']}" in proc.stdout
+    assert f"Evaluate it: cvsweep evaluate {best['trial_dir']}" in proc.stdout
     # A sweep folder means its study's best trial.
     evaluated = evaluate_cli(str(sweep_dir))
     assert evaluated.returncode == 0, evaluated.stderr
@@ -215,7 +215,7 @@ BAD = {
 
 
 def evaluate_here(given: Path, capsys) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of ``python -m cvsweep.evaluate GIVEN``, through its main() in this process."""
+    """(exit status, stdout, stderr) of ``cvsweep evaluate GIVEN``, through its main() in this process."""
     from cvsweep.cli.main import main
 
     status = main(["evaluate", str(given)])

@@ -94,7 +94,7 @@ def _without_trial_plots(source: Path, target: Path) -> Path:
 
 
 def _plot_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cvsweep.plot", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cvsweep", "plot", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
 
 

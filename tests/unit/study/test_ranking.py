@@ -1,7 +1,7 @@
 """One rule for which trial is best (cvsweep/study/ranking.py), and everything that asks it
 agreeing on a study with ties and on one with a Pareto front: summary.json's best and its
 study's best, artifacts=best's kept models, plots=best's and plots=all's trials, the service's
-view and ``python -m cvsweep.evaluate SWEEP``. The trial folders and the study are written as
+view and ``cvsweep evaluate SWEEP``. The trial folders and the study are written as
 a sweep leaves them, with prepared values: nothing trains."""
 
 from __future__ import annotations
