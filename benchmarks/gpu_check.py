@@ -6,7 +6,7 @@ script hides the GPU with CUDA_VISIBLE_DEVICES=-1 for the CPU half) and writes e
 
 parity: the two configs of the local/remote parity test (tests/integration/execution/test_remote.py: TINY_RUN and
 PROXY_RUN), written as OUT_DIR/full/result.json and OUT_DIR/proxy/result.json for
-``python -m cvsweep.compare``. precision: the default CNN on MNIST (--data, a Keras-layout .npz;
+``cvsweep compare``. precision: the default CNN on MNIST (--data, a Keras-layout .npz;
 else the bundled digits) under each training.precision, one after another in this process
 (each run sets its own policy), written as OUT_DIR/<precision>/result.json; prints accuracy
 and fit time. A precision this hardware cannot run is printed with its reason, not trained.

@@ -4,7 +4,7 @@
 # 1. prints nvidia-smi's line for each GPU (name, compute capability, driver, memory);
 # 2. installs the project with uv (the `gpu` extra: TensorFlow's CUDA and cuDNN wheels);
 # 3. trains the parity configs (tests/integration/execution/test_remote.py) on the GPU and on the CPU
-#    (CUDA_VISIBLE_DEVICES=-1) and runs `python -m cvsweep.compare` between them, which names
+#    (CUDA_VISIBLE_DEVICES=-1) and runs `cvsweep compare` between them, which names
 #    every difference (device, TF32, metrics: the first epoch each history diverges);
 # 4. trains the default CNN under float32, mixed_float16 and mixed_bfloat16 on the GPU and prints
 #    each one's accuracy and fit time (MNIST from $CVSWEEP_MNIST, a Keras-layout .npz, else
@@ -58,7 +58,7 @@ if [[ $cpu_only -eq 0 ]]; then
   for config in full proxy; do
     say "compare $config: GPU -> CPU"
     # Exit 1 means the metrics differ: expected across devices; the lines say where and why.
-    "${run[@]}" -m cvsweep.compare "$out/gpu/$config/result.json" "$out/cpu/$config/result.json" || true
+    "${run[@]}" -m cvsweep compare "$out/gpu/$config/result.json" "$out/cpu/$config/result.json" || true
   done
   say "precision policies on the GPU (${data[*]:-digits})"
   "${run[@]}" benchmarks/gpu_check.py precision "$out/precision-gpu" "${data[@]}" || status=1

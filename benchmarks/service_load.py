@@ -1,5 +1,5 @@
 """The sweep service under load: two sweeps run side by side on a real server
-(`python -m cvsweep.serve --max-running 2` on a free port of 127.0.0.1), without clients (phase
+(`python -m cvsweep serve --max-running 2` on a free port of 127.0.0.1), without clients (phase
 A) and with 50 clients (phase B), each client polling `GET /sweeps/{id}` every 0.5-1 s and
 holding the sweep's event stream (`/sweeps/{id}/events`) until `sweep_finished`; 25 clients
 watch each sweep.
@@ -82,7 +82,7 @@ class Server:
         env.pop("CVSWEEP_API_TOKEN", None)
         self.log = open(root.parent / "service.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cvsweep.serve", "--port", self.base_url.rsplit(":", 1)[1], "--max-running", "2",
+            [sys.executable, "-m", "cvsweep", "serve", "--port", self.base_url.rsplit(":", 1)[1], "--max-running", "2",
              "--output-root", str(root)], cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

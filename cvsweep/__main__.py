@@ -1,3 +1,5 @@
-from cvsweep.app import main
+"""``python -m cvsweep ...``: the ``cvsweep`` command."""
 
-main()
+from cvsweep.cli.main import main
+
+raise SystemExit(main())

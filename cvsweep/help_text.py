@@ -1,6 +1,7 @@
-"""What ``cvsweep --help`` lists, derived instead of written out: the config groups and their
-options from the config tree itself, the objectives from the schema. The help page
-(conf/hydra/help/cvsweep.yaml) calls these through OmegaConf resolvers."""
+"""What ``cvsweep --help`` lists, derived instead of written out: the subcommands from their
+table (cvsweep/cli/subcommands.py), the config groups and their options from the config tree
+itself, the objectives from the schema. The help page (conf/hydra/help/cvsweep.yaml) calls
+these through OmegaConf resolvers."""
 
 from __future__ import annotations
 
@@ -68,3 +69,25 @@ def register_resolvers(conf_dir: Path) -> None:
     """
     OmegaConf.register_new_resolver("cvsweep.groups", lambda choices: groups(choices, conf_dir), replace=True)
     OmegaConf.register_new_resolver("cvsweep.objectives", objectives, replace=True)
+
+
+def subcommands(listed: dict[str, str]) -> str:
+    """Each subcommand with what it does, one line each.
+
+    Args:
+        listed: Subcommand -> one line.
+
+    Returns:
+        The lines, for the help page.
+    """
+    width = max(map(len, listed), default=0)
+    return "".join(f"  cvsweep {name:<{width}}  {what}\n" for name, what in listed.items())
+
+
+def register_subcommands(listed: dict[str, str]) -> None:
+    """Register the help page's ``cvsweep.subcommands`` resolver.
+
+    Args:
+        listed: Subcommand -> one line (the command's table).
+    """
+    OmegaConf.register_new_resolver("cvsweep.subcommands", lambda: subcommands(listed), replace=True)

@@ -8,7 +8,7 @@ It serves the part of RunPod's serverless API that the ``runpod`` SDK client cal
 and the job queue that the SDK's worker loop polls (``RUNPOD_WEBHOOK_GET_JOB``,
 ``RUNPOD_WEBHOOK_POST_OUTPUT`` and the per-job stop channel), and it runs N real worker
 processes of ``remote/handler.py``. It also serves the two routes of RunPod's REST API that
-``python -m cvsweep.deploy`` calls (``GET /v1/endpoints/{id}``, ``PATCH /v1/templates/{id}``),
+``cvsweep deploy`` calls (``GET /v1/endpoints/{id}``, ``PATCH /v1/templates/{id}``),
 each endpoint with a template of its own whose ``imageName`` the deploy changes. So the real client and the real worker loop talk over
 HTTP as in production, but for the cloud. Rehearse a remote sweep with:
 

@@ -137,7 +137,7 @@ def _internal_error(err: Exception) -> str:
 
 
 def smoke_test(path: str) -> int:
-    """One job of the file at ``path`` through handler(), as the worker runs it (cvsweep.deploy's
+    """One job of the file at ``path`` through handler(), as the worker runs it (cvsweep deploy's
     check of a new image). Its verdict is one JSON line on stdout (the SDK's test mode logs a
     Python repr cut at 4 kB instead).
 

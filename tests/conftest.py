@@ -75,8 +75,8 @@ def tiny_run() -> dict:
 
 
 def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
-    """``python -m cvsweep.evaluate ARGS`` in a fresh interpreter, from the repository root."""
-    return subprocess.run([sys.executable, "-m", "cvsweep.evaluate", *args], cwd=REPO, capture_output=True,
+    """``python -m cvsweep evaluate ARGS`` in a fresh interpreter, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "cvsweep", "evaluate", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -90,9 +90,9 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def as_the_command_checks(args: list[str], capsys, multirun: bool = True) -> tuple[int, str]:
     """(exit status, what the user reads: stderr, then stdout) of ``cvsweep -m ARGS`` (``cvsweep
-    ARGS`` when not ``multirun``) up to its first trial, in this process: Hydra's composition
-    error (its message and its causes; the command exits 1 on it), or what the checks' callback
-    (cvsweep/sweep/hooks.py) prints and exits with."""
+    ARGS`` when not ``multirun``) up to its first trial, in this process: what the command says
+    of a config Hydra cannot compose (one line, exit 2: cvsweep/cli/composition.py), or what the
+    checks' callback (cvsweep/sweep/hooks.py) prints and exits with."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -101,11 +101,9 @@ def as_the_command_checks(args: list[str], capsys, multirun: bool = True) -> tup
     try:
         cfg = compose_sweep(*args) if multirun else compose(*args)
     except (HydraException, OmegaConfBaseException) as err:
-        said, cause = [], err
-        while cause is not None:
-            said.append(str(cause))
-            cause = cause.__cause__
-        return 1, "\n".join(said)
+        from cvsweep.cli.composition import one_line
+
+        return 2, f"cvsweep: {one_line(err)}"
     status = 0
     try:
         (CvsweepHooks().on_multirun_start if multirun else CvsweepHooks().on_run_start)(cfg)
@@ -178,7 +176,7 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """``python -m cvsweep.serve`` on a free port of 127.0.0.1 (a real server process), over
+    """``python -m cvsweep serve`` on a free port of 127.0.0.1 (a real server process), over
     ``output_root``; ``env`` adds to the environment (CVSWEEP_API_TOKEN, RUNPOD_API_KEY)."""
 
     def __init__(self, output_root: Path, *options: str, env: dict | None = None, token: str | None = None):
@@ -192,7 +190,7 @@ class ServiceProcess:
             env["CVSWEEP_API_TOKEN"] = token
         self.log = open(Path(output_root).parent / f"service-{self.port}.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cvsweep.serve", "--port", str(self.port), "--output-root", str(output_root),
+            [sys.executable, "-m", "cvsweep", "serve", "--port", str(self.port), "--output-root", str(output_root),
              *options], env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
         self.session = requests.Session()
         if token is not None:
@@ -253,7 +251,7 @@ class ServiceProcess:
 
 
 class ServiceApp:
-    """The service as ``python -m cvsweep.serve OPTIONS`` builds it (its settings parsed and checked,
+    """The service as ``python -m cvsweep serve OPTIONS`` builds it (its settings parsed and checked,
     create_app's guard, routes and request checks, its start-up and shut-down), answering through
     Starlette's TestClient in this process: for the rules decided before any sweep starts. The
     same get/post/session/base_url as ServiceProcess; ``token`` as CVSWEEP_API_TOKEN would give it."""

@@ -73,7 +73,7 @@ MUTANTS = [
      'if any(value is None for value in history.get("loss", [])):', "if False:",
      ["tests/integration/training/test_train.py::test_divergence_is_a_failed_result_not_an_exception"]),
     # Issue 24, one rule for which trial is best, and evaluate's comparison.
-    ("evaluate-equal-within-one", "cvsweep/evaluate.py",
+    ("evaluate-equal-within-one", "cvsweep/cli/evaluate.py",
      "        same = recorded.get(key) == now[key]\n", "        same = abs(recorded.get(key) - now[key]) < 1.0\n",
      ["tests/integration/test_evaluate_figures.py::test_recorded_figures_a_hundredth_off_are_reported_as_differing"]),
     ("ranking-ties-to-the-later-trial", "cvsweep/study/ranking.py",

@@ -306,7 +306,7 @@ class Artifacts(Enum):
 
 class Plots(Enum):
     # Never drawn inside a trial. all: per-sweep plots and report, and per-trial plots drawn when
-    # the sweep ends for its top trials (a single run: at its end; any trial: python -m cvsweep.plot)
+    # the sweep ends for its top trials (a single run: at its end; any trial: cvsweep plot)
     """Which plots a sweep draws, all when the sweep ends."""
 
     all = "all"

@@ -1,6 +1,7 @@
 """What a path given to a command means: a trial folder, a trial's result.json, or a sweep
 folder (with summary.json, or, before it has one, with trial folders that hold result.json).
-``python -m cvsweep.evaluate`` and ``python -m cvsweep.plot`` both ask here."""
+``locate`` is the one rule; cvsweep/reporting/given_paths.py says what each command takes from
+what it finds."""
 
 from __future__ import annotations
 
@@ -82,3 +83,4 @@ def locate(given: str | Path) -> Given:
         return Given(path, is_sweep=True)
     what = "not" if path.exists() else "does not exist; expected"
     raise NotATrialOrSweep(f"{given}: {what} {EXPECTED}")
+

@@ -4,7 +4,7 @@ a remote trial's folder looks exactly like a local one's. Headless (matplotlib's
 Never inside a trial (a trial's plots take seconds to draw, several times a tiny trial's
 runner overhead): a sweep draws its top trials' plots when it ends (cvsweep/reporting/summary.py, chosen by
 cvsweep/study/ranking.py),
-a single run at its end (cvsweep/app.py), any trial on demand (``python -m cvsweep.plot``)."""
+a single run at its end (cvsweep/cli/hydra_app.py), any trial on demand (``cvsweep plot``)."""
 
 from __future__ import annotations
 

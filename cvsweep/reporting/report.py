@@ -87,8 +87,8 @@ holds {escape(str(study["n_trials_in_study"]))} trials.</p>
 <h2>Trials</h2>
 <table><tr>{"".join(f"<th>{escape(h)}</th>" for h in head)}</tr>{"".join(rows)}</table>
 <p class="muted">Trial plots are drawn when the sweep ends, for its top trials (plots=all) or its best (plots=best). Any other trial's:
-<code>python -m cvsweep.plot {escape(str(sweep_dir))}/JOB</code>; every trial's, with this page again:
-<code>python -m cvsweep.plot {escape(str(sweep_dir))}</code>.</p>
+<code>cvsweep plot {escape(str(sweep_dir))}/JOB</code>; every trial's, with this page again:
+<code>cvsweep plot {escape(str(sweep_dir))}</code>.</p>
 <h2>Sweep plots</h2><div class="plots">{images or '<p class="muted">No sweep plots (plots=none, or too few trials).</p>'}</div>
 <h2>Parameter importances</h2>
 {f"<table><tr><th>parameter</th><th>importance</th></tr>{importance_rows}</table>" if importance_rows else '<p class="muted">Not enough completed trials yet.</p>'}

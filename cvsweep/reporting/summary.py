@@ -129,7 +129,7 @@ def _plot_top_trials(sweep_dir: Path, folders: list[Path]) -> None:
     if not folders:
         return
     shown = ", ".join(os.path.relpath(f, sweep_dir) for f in folders)
-    log.info("Drawing the plots of %d trial(s) (%s); any other trial's: python -m cvsweep.plot %s/JOB",
+    log.info("Drawing the plots of %d trial(s) (%s); any other trial's: cvsweep plot %s/JOB",
              len(folders), shown, sweep_dir)
     plot_trial_folders(folders)
 
@@ -165,7 +165,7 @@ def best_model(summary: dict, sweep_dir: Path) -> dict | None:
         return None
     record = read_json(result_of(folder)).get("model")
     return {"trial_dir": str(folder), **model_cell(folder, record),
-            "evaluate": f"python -m cvsweep.evaluate {folder}"}
+            "evaluate": f"cvsweep evaluate {folder}"}
 
 
 def model_cell(folder: Path, record: dict | None) -> dict:

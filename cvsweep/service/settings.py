@@ -1,4 +1,4 @@
-"""The service's settings, defined once: the command's flags (cvsweep/serve.py) are derived
+"""The service's settings, defined once: the command's flags (cvsweep/cli/serve.py) are derived
 from this dataclass, and ``serve.NAME`` in messages is the flag ``--NAME``."""
 
 from __future__ import annotations
@@ -76,8 +76,18 @@ def parse(argv: list[str] | None = None) -> ServeSettings:
     Raises:
         SettingsError: See ``check``.
     """
-    parser = argparse.ArgumentParser(prog="python -m cvsweep.serve",
+    parser = argparse.ArgumentParser(prog="cvsweep serve",
                                      description="The cvsweep sweep service: HTTP API, web page, study dashboard.")
+    add_arguments(parser)
+    return settings_from(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The service's flags, one per setting (``--NAME`` for ``serve.NAME``).
+
+    Args:
+        parser: The parser of ``cvsweep serve``.
+    """
     for f in fields(ServeSettings):
         if f.metadata.get("help") is None:
             continue
@@ -88,7 +98,22 @@ def parse(argv: list[str] | None = None) -> ServeSettings:
             kind = int if f.name in ("port", "max_running", "max_queued") else str
             parser.add_argument(flag, dest=f.name, type=kind, default=f.default if f.default is not MISSING else None,
                                 help=f.metadata["help"])
-    settings = ServeSettings(**vars(parser.parse_args(argv)), token=os.environ.get(TOKEN_VARIABLE) or None)
+
+
+def settings_from(args: argparse.Namespace) -> ServeSettings:
+    """The parsed flags and the environment's token as settings, checked.
+
+    Args:
+        args: What ``add_arguments``'s flags parsed to (other attributes are ignored).
+
+    Returns:
+        The checked settings.
+
+    Raises:
+        SettingsError: See ``check``.
+    """
+    given = {f.name: getattr(args, f.name) for f in fields(ServeSettings) if f.metadata.get("help") is not None}
+    settings = ServeSettings(**given, token=os.environ.get(TOKEN_VARIABLE) or None)
     check(settings)
     return settings
 

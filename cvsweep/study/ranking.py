@@ -7,7 +7,7 @@
 - Only completed trials that meet the study's constraints compete (as Optuna's
   ``Study.best_trial``).
 
-The summary's best (and so ``python -m cvsweep.evaluate SWEEP``), ``artifacts=best``, the
+The summary's best (and so ``cvsweep evaluate SWEEP``), ``artifacts=best``, the
 trial plots a sweep draws when it ends and the service's view all ask this module. It ranks
 anything that has objective values: a study's trials (``FrozenTrial.values``) or the
 summary's trial rows (``row["objective_values"]``). "Earlier" is the order given: a study's

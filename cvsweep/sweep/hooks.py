@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from cvsweep.study.full_disk import ends_on_full_disk
 
@@ -88,6 +89,10 @@ def _or_exit(check: Callable[[DictConfig], None], config: DictConfig) -> None:
         check(config)
     except ConfigError as err:
         print(f"cvsweep: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID_CONFIG) from None
+    except MissingMandatoryValue as err:  # a ??? no option or override filled in
+        print(f"cvsweep: {err.full_key}: has no value (???) and needs one (set it: {err.full_key}=VALUE)",
+              file=sys.stderr)
         raise SystemExit(EXIT_INVALID_CONFIG) from None
     except Exception as err:  # a check that cannot run must stop the run too
         print(f"cvsweep: the checks before the run failed: {type(err).__name__}: {err}", file=sys.stderr)

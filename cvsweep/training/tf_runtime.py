@@ -23,10 +23,10 @@ TF_LOG_LEVEL = "2"
 
 
 def configure_entry_point() -> None:
-    """What every entry point (the command, the service, evaluate, the worker) sets first,
-    before anything imports TensorFlow: TensorFlow's C++ log level (unless the environment
-    sets one) and the warning filters for warnings a cvsweep user cannot act on.
-    Idempotent."""
+    """What each entry point sets first, before anything imports TensorFlow: the command once
+    for all its subcommands (cvsweep/cli/main.py) and the RunPod worker (remote/handler.py).
+    TensorFlow's C++ log level (unless the environment sets one) and the warning filters for
+    warnings a cvsweep user cannot act on. Idempotent."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_LOG_LEVEL)
     # hydra-optuna-sweeper 1.3 calls Optuna APIs deprecated since Optuna 3 (still working in 5).
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(optuna|hydra_plugins)\.")

@@ -218,7 +218,7 @@ def _evaluate(model, parts: dict) -> dict:
 def evaluate_saved(model_path, cfg, splits) -> dict:
     """Load a saved model and evaluate it on ``splits``' test split exactly as a run evaluated it.
 
-    The run's seeds and determinism, its batching, its evaluate call (python -m cvsweep.evaluate).
+    The run's seeds and determinism, its batching, its evaluate call (cvsweep evaluate).
 
     Args:
         model_path: The model.keras file.

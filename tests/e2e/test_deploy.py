@@ -1,4 +1,4 @@
-"""``python -m cvsweep.deploy``: the dry run, and the endpoint update over real HTTP against the
+"""``cvsweep deploy``: the dry run, and the endpoint update over real HTTP against the
 emulator's REST routes (there is no Docker engine here: the docker steps are run by a stand-in
 ``docker`` on PATH that logs its arguments and runs the smoke test's command in this checkout)."""
 
@@ -40,7 +40,7 @@ def working_folder(tmp_path, monkeypatch):
 
 def deploy_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
-    return subprocess.run([sys.executable, "-m", "cvsweep.deploy", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cvsweep", "deploy", *args], capture_output=True, text=True,
                           timeout=300, env={**base, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 

@@ -1,5 +1,5 @@
-"""Credentials from ./.env (cvsweep/execution/env_file.py): read by cvsweep, cvsweep.deploy and
-cvsweep.serve; the environment wins; a file others may read is warned about; no value is printed."""
+"""Credentials from ./.env (cvsweep/execution/env_file.py): read by cvsweep, cvsweep deploy and
+cvsweep serve; the environment wins; a file others may read is warned about; no value is printed."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_deploy_reads_its_key_endpoint_and_rest_url_from_dotenv(bare_endpoint, t
     rest_url = bare_endpoint.base_url.rsplit("/v2", 1)[0] + "/v1"
     write_env(tmp_path, f"RUNPOD_API_KEY={SENTINEL_API_KEY}\nRUNPOD_ENDPOINT_ID={BARE_ENDPOINT_ID}\n"
                         f"RUNPOD_REST_URL={rest_url}\n")
-    proc = cli("cvsweep.deploy", "--skip-build", "--skip-smoke-test", "--skip-push", "--allow-dirty", cwd=tmp_path)
+    proc = cli("cvsweep", "deploy", "--skip-build", "--skip-smoke-test", "--skip-push", "--allow-dirty", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     image = proc.stdout.splitlines()[-1].removeprefix("deployed: ")
     assert bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]["imageName"] == image
@@ -107,6 +107,8 @@ def test_deploy_reads_its_key_endpoint_and_rest_url_from_dotenv(bare_endpoint, t
 
 def test_the_service_reads_dotenv_when_it_starts(tmp_path):
     path = write_env(tmp_path, f"RUNPOD_API_KEY={SENTINEL_API_KEY}\n", mode=0o640)
-    proc = cli("cvsweep.serve", "--help", cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0
+    # Settings it refuses: it has read .env (its first step) and stops before it binds a port.
+    proc = cli("cvsweep", "serve", "--max-running", "0", "--output-root", str(tmp_path / "out"), cwd=tmp_path,
+               timeout=120)
+    assert proc.returncode == 2 and "cvsweep serve: serve.max_running=0" in proc.stderr, proc.stderr
     assert f"{path} can be read by others (mode 0640)" in proc.stderr and SENTINEL_API_KEY not in proc.stderr

@@ -1,4 +1,4 @@
-"""``python -m cvsweep.datasets fetch gtsrb``, offline: a small archive shaped like GTSRB's
+"""``cvsweep datasets fetch gtsrb``, offline: a small archive shaped like GTSRB's
 official one (GTSRB/Final_Training/Images/<class>/*.ppm with GT-<class>.csv), served over real
 HTTP on 127.0.0.1, fetched, checked, unpacked and trained on with dataset=gtsrb."""
 
@@ -84,7 +84,7 @@ def mirror(tmp_path_factory):
 
 
 def fetch_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cvsweep.datasets", "fetch", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cvsweep", "datasets", "fetch", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -1,5 +1,7 @@
 """cvsweep as an installed package: the wheel carries the config tree, its ``cvsweep`` command
-runs a sweep in an empty folder, and Hydra's shell completion completes cvsweep's groups."""
+runs a sweep in an empty folder, ``cvsweep --help`` and every subcommand's ``--help`` work there,
+and ``cvsweep completion bash`` completes the subcommands and, through Hydra's completion,
+cvsweep's groups."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+
+from cvsweep.cli.subcommands import SUBCOMMANDS
 
 pytestmark = pytest.mark.slow
 
@@ -70,21 +74,32 @@ def test_help_is_cvsweeps_own(installed, tmp_path):
     text = _run(str(installed / "cvsweep"), "--help", cwd=tmp_path, env=_env(installed)).stdout
     assert text.startswith("cvsweep: ")
     assert "powered by Hydra" not in text
+    assert all(f"\n  cvsweep {name} " in text for name in SUBCOMMANDS), text
     for group in (p.name for p in (REPO / "conf").iterdir() if p.is_dir() and p.name != "hydra"):
         assert f"\n{group}:\n" in text, group
     assert "  * digits " in text and re.search(r"\n  val_loss +minimize  validation loss\n", text)
 
 
+def test_every_subcommands_help_works_in_an_empty_folder(installed, tmp_path):
+    # One shell for them all: each line is the subcommand, its exit status, its usage line.
+    script = "".join(f"cvsweep {name} --help > {name}.txt; echo {name} $? \"$(head -1 {name}.txt)\"\n"
+                     for name in SUBCOMMANDS)
+    said = _run("bash", "-c", script, cwd=tmp_path, env=_env(installed)).stdout.splitlines()
+    assert [line.split(" ", 2)[:2] for line in said] == [[name, "0"] for name in SUBCOMMANDS], said
+    assert all(line.split(" ", 2)[2].startswith(f"usage: cvsweep {line.split()[0]} ") for line in said), said
+
+
 def _complete(bin_dir: Path, line: str, cwd: Path) -> list[str]:
-    """What bash offers for ``line<TAB>``, from the script ``cvsweep -sc install=bash`` prints."""
-    script = _run(str(bin_dir / "cvsweep"), "-sc", "install=bash", cwd=cwd, env=_env(bin_dir)).stdout
+    """What bash offers for ``line<TAB>``, from the script ``cvsweep completion bash`` prints."""
+    script = _run(str(bin_dir / "cvsweep"), "completion", "bash", cwd=cwd, env=_env(bin_dir)).stdout
     words = line.split(" ")
-    probe = (f"{script}\nCOMP_LINE={line!r}; COMP_POINT={len(line)}; COMP_CWORD={len(words) - 1}\n"
-             "hydra_bash_completion\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    probe = (f"{script}\nCOMP_WORDS=({line}); COMP_LINE={line!r}; COMP_POINT={len(line)}; "
+             f"COMP_CWORD={len(words) - 1}\n_cvsweep_completion\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
     return _run("bash", "-c", probe, cwd=cwd, env=_env(bin_dir)).stdout.split()
 
 
-def test_shell_completion_completes_groups_and_options(installed, tmp_path):
-    assert "dataset=" in _complete(installed, "cvsweep data", tmp_path)
+def test_shell_completion_completes_subcommands_groups_and_options(installed, tmp_path):
+    assert {"dataset=", "datasets"} <= set(_complete(installed, "cvsweep data", tmp_path))
     options = _complete(installed, "cvsweep dataset=", tmp_path)
     assert {"dataset=digits", "dataset=mnist", "dataset=imdb"} <= set(options), options
+    assert _complete(installed, "cvsweep serve --po", tmp_path) == ["--port"]

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import REPO, TINY_RUN
 
-from cvsweep.compare import COMPARED, explain, is_timing, without_timings
+from cvsweep.reporting.result_diff import COMPARED, explain, is_timing, without_timings
 from cvsweep.training.train import train
 
 
@@ -25,7 +25,7 @@ def _compare(tmp_path, a, b):
     for name, data in (("a.json", a), ("b.json", b)):
         (tmp_path / name).write_text(json.dumps(data))
         paths.append(str(tmp_path / name))
-    return subprocess.run([sys.executable, "-m", "cvsweep.compare", *paths], cwd=REPO, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cvsweep", "compare", *paths], cwd=REPO, capture_output=True, text=True)
 
 
 @pytest.mark.slow

@@ -26,12 +26,15 @@ LAYERS = {
     # The service runs sweeps as the command does (in child processes) and composes their
     # configs as the command would (compose).
     "service": {"config", "data", "models", "training", "execution", "study", "reporting", "sweep", "compose"},
+    # The command and its subcommands: the top, free to import any layer.
+    "cli": {"config", "data", "models", "training", "execution", "study", "reporting", "sweep", "service", "compose",
+            "help_text"},
 }
 # Shared by every layer and importing nothing of cvsweep.
 FOUNDATIONS = {"jsonio", "compat", "layout", "errors"}
-# The commands: the top, free to import any layer.
-COMMANDS = {"__init__", "__main__", "app", "help_text", "compose", "compare", "evaluate", "plot", "serve", "deploy",
-            "datasets"}
+# Beside the layers: ``python -m cvsweep``, and composing a config as the command does (which the
+# service needs too, so it cannot live in cli).
+COMMANDS = {"__init__", "__main__", "help_text", "compose"}
 
 
 def _cvsweep_imports(path: Path) -> set[str]:
@@ -44,6 +47,27 @@ def _cvsweep_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("cvsweep.")}
     return found
+
+
+def test_no_two_modules_share_a_name():
+    """A module's file name says what it is, once: ``app`` or ``datasets`` in two places reads
+    as one thing in tracebacks, imports and conversation."""
+    by_name = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.stem not in ("__init__", "__main__"):
+            by_name.setdefault(path.stem, []).append(str(path.relative_to(REPO)))
+    assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}
+
+
+def test_only_python_m_cvsweep_imports_the_command():
+    """cli is the top layer: the entry points reach it, nothing else does."""
+    importers = {
+        str(path.relative_to(REPO))
+        for root in ("cvsweep", "hydra_plugins", "remote")
+        for path in (REPO / root).rglob("*.py")
+        if "cli" in _cvsweep_imports(path) and "cvsweep/cli/" not in str(path)
+    }
+    assert importers <= {"cvsweep/__main__.py"}
 
 
 def test_every_module_lives_in_a_layer_or_is_a_command_or_foundation():

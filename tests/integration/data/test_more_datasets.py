@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_MNIST, TINY_RUN, as_the_command_checks, read_json, require, run_cli
 
-from cvsweep.compare import without_timings
+from cvsweep.reporting.result_diff import without_timings
 from cvsweep.config.schema import ConfigError, run_config_of
 from cvsweep.config.validate import load_run_config
 from cvsweep.data.sources import DataError, pin_dataset

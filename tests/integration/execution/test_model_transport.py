@@ -290,7 +290,7 @@ def test_a_remote_sweep_brings_every_model_home(via, remote_env, tmp_path):
             assert sent["store_url"] == f"s3://{BUCKET}/{key}" and "inline" not in sent
             assert hashlib.sha256(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).hexdigest() == digest
         # The model trained in the worker evaluates here to the figures the worker recorded,
-        # exactly (cvsweep.evaluate exits 1 on any difference).
+        # exactly (cvsweep evaluate exits 1 on any difference).
         evaluated = evaluate_cli(str(sweep_dir / job))
         assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     _assert_no_secret_in(tmp_path, proc.stdout, proc.stderr)

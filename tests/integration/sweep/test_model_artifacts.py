@@ -1,5 +1,5 @@
 """The trained model comes out of a local sweep: every completed trial keeps model.keras,
-registered as an Optuna artifact, that ``python -m cvsweep.evaluate`` loads and evaluates to
+registered as an Optuna artifact, that ``cvsweep evaluate`` loads and evaluates to
 exactly the recorded test figures; ``artifacts=best`` keeps only the study's best (also after a
 resumed run), ``artifacts=none`` nothing; bad input to evaluate is a clear error, exit 2."""
 
@@ -96,7 +96,7 @@ def test_summary_and_report_name_each_model_and_the_best_one(kept_all):
     study_best = load_study(root).best_trial.user_attrs[RESULT_ATTR]["path"]
     assert best["trial_dir"] == str(Path(study_best).parent)
     assert f"Best model: {best['model']}" in proc.stdout
-    assert f"Evaluate it: python -m cvsweep.evaluate {best['trial_dir']}" in proc.stdout
+    assert f"Evaluate it: cvsweep evaluate {best['trial_dir']}" in proc.stdout
     # A sweep folder means its study's best trial.
     evaluated = evaluate_cli(str(sweep_dir))
     assert evaluated.returncode == 0, evaluated.stderr
@@ -215,10 +215,10 @@ BAD = {
 
 
 def evaluate_here(given: Path, capsys) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of ``python -m cvsweep.evaluate GIVEN``, through its main() in this process."""
-    from cvsweep.evaluate import main
+    """(exit status, stdout, stderr) of ``cvsweep evaluate GIVEN``, through its main() in this process."""
+    from cvsweep.cli.main import main
 
-    status = main([str(given)])
+    status = main(["evaluate", str(given)])
     printed = capsys.readouterr()
     return status, printed.out, printed.err
 
@@ -231,7 +231,7 @@ def test_evaluate_refuses_bad_input_naming_the_file(case, kept_all, tmp_path, ca
     status, out, err = evaluate_here(folder, capsys)
     assert status == 2, out + err
     message = err.strip()
-    assert message.startswith(f"cvsweep.evaluate: {folder}/"), message
+    assert message.startswith(f"cvsweep evaluate: {folder}/"), message
     assert all(part in message for part in expected), message
     assert "Traceback" not in err and out == ""
 
@@ -242,7 +242,7 @@ def test_evaluate_refuses_a_path_that_is_no_trial_result_or_sweep(tmp_path, caps
     for given, what in ((tmp_path, "not"), (tmp_path / "absent", "does not exist; expected"), (REPO / "README.md", "not")):
         status, _, err = evaluate_here(given, capsys)
         assert status == 2
-        assert err.strip() == f"cvsweep.evaluate: {given}: {what} {EXPECTED}"
+        assert err.strip() == f"cvsweep evaluate: {given}: {what} {EXPECTED}"
 
 
 @pytest.mark.slow
@@ -262,6 +262,6 @@ def test_evaluate_refuses_data_that_changed_since_training(tmp_path):
     np.savez(data, x_train=x[:1400], y_train=y[:1400], x_test=x[1400:], y_test=y[1400:])
     proc = evaluate_cli(str(run))
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"cvsweep.evaluate: {run}/result.json: the data cannot be loaded as recorded: "
+    assert proc.stderr.startswith(f"cvsweep evaluate: {run}/result.json: the data cannot be loaded as recorded: "
                                   "dataset.sha256=")
     assert "Traceback" not in proc.stderr

@@ -95,7 +95,7 @@ def _without_trial_plots(source: Path, target: Path) -> Path:
 
 
 def _plot_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cvsweep.plot", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cvsweep", "plot", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
 
 
@@ -125,22 +125,23 @@ def test_plot_command_on_a_sweep_draws_every_trial_and_links_them_in_the_report(
 
 
 def test_plot_command_refuses_a_path_that_is_not_a_trial_or_sweep_folder(tmp_path, capsys):
-    from cvsweep.plot import main
+    from cvsweep.cli.main import main as cvsweep
 
     expected = ("a trial folder (a folder with result.json), a result.json or a sweep folder (a folder with "
                 "summary.json, or with trial folders 0, 1, ... that hold result.json)")
     (tmp_path / "empty").mkdir()
     (tmp_path / "0").mkdir()  # a trial folder without its result
-    assert main([str(tmp_path / "empty")]) == 2
-    assert f"cvsweep.plot: {tmp_path / 'empty'}: not {expected}" in capsys.readouterr().err
-    assert main([str(tmp_path)]) == 2
+    assert cvsweep(["plot", str(tmp_path / "empty")]) == 2
+    assert f"cvsweep plot: {tmp_path / 'empty'}: not {expected}" in capsys.readouterr().err
+    assert cvsweep(["plot", str(tmp_path)]) == 2
     assert f"{tmp_path}: not {expected}" in capsys.readouterr().err
-    assert main([str(tmp_path / "nothing")]) == 2
+    assert cvsweep(["plot", str(tmp_path / "nothing")]) == 2
     assert f"{tmp_path / 'nothing'}: does not exist; expected {expected}" in capsys.readouterr().err
     (tmp_path / "summary.json").write_text('{"trials": [{"job": 3}]}')
-    assert main([str(tmp_path)]) == 2
+    assert cvsweep(["plot", str(tmp_path)]) == 2
     assert f"{tmp_path / 'summary.json'}: not a sweep summary" in capsys.readouterr().err
-    assert main([]) == 2 and "usage: python -m cvsweep.plot PATH" in capsys.readouterr().err
+    assert cvsweep(["plot"]) == 2
+    assert capsys.readouterr().err == "cvsweep plot: the following arguments are required: path (see cvsweep plot --help)\n"
 
 
 @pytest.mark.slow  # reads the module's real sweep

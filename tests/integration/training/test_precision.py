@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import compose
 
-from cvsweep.compare import without_timings
+from cvsweep.reporting.result_diff import without_timings
 from cvsweep.config.schema import ConfigError, Precision
 from cvsweep.config.validate import load_run_config
 from cvsweep.training import precision, provenance

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from cvsweep import evaluate, plot
+from cvsweep.cli.main import main as cvsweep
 from cvsweep.errors import UserError
 from cvsweep.layout import result_of, summary_of
 from cvsweep.reporting.folders import EXPECTED, NotATrialOrSweep, locate, trial_folders
+from cvsweep.reporting.given_paths import trials_to_plot
 
 
 def _sweep(tmp_path, *jobs: int, finished=()):
@@ -29,7 +30,7 @@ def test_a_trial_folder_its_result_and_a_sweep_folder(tmp_path):
     assert (given.folder, given.is_sweep, given.has_summary) == (sweep, True, False)
     summary_of(sweep).write_text("{}")
     assert locate(sweep).has_summary
-    assert plot.trial_folders_of(str(_sweep(tmp_path / "other", 0, 1, finished=(1,)))) == \
+    assert trials_to_plot(str(_sweep(tmp_path / "other", 0, 1, finished=(1,)))) == \
         ([tmp_path / "other" / "sweep" / "1"], None)
 
 
@@ -46,15 +47,15 @@ def test_anything_else_is_one_user_error_naming_the_path(what, tmp_path):
 
 
 def test_evaluate_and_plot_say_the_same_about_such_a_path(tmp_path, capsys):
-    assert evaluate.main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"cvsweep.evaluate: {tmp_path}: not {EXPECTED}\n"
-    assert plot.main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"cvsweep.plot: {tmp_path}: not {EXPECTED}\n"
+    assert cvsweep(["evaluate", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"cvsweep evaluate: {tmp_path}: not {EXPECTED}\n"
+    assert cvsweep(["plot", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"cvsweep plot: {tmp_path}: not {EXPECTED}\n"
 
 
 def test_evaluate_names_a_trial_of_a_sweep_that_has_no_summary_yet(tmp_path, capsys):
     sweep = _sweep(tmp_path, 0, 1, finished=(1,))
-    assert evaluate.main([str(sweep)]) == 2
+    assert cvsweep(["evaluate", str(sweep)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"cvsweep.evaluate: {sweep}: a sweep folder without summary.json yet")
+    assert err.startswith(f"cvsweep evaluate: {sweep}: a sweep folder without summary.json yet")
     assert f"evaluate one of its trial folders, e.g. {sweep / '1'}" in err

@@ -1,4 +1,4 @@
-"""Hostile requests to the sweep service, to the app ``python -m cvsweep.serve`` builds, in this
+"""Hostile requests to the sweep service, to the app ``cvsweep serve`` builds, in this
 process (conftest.ServiceApp: its guard, routes and request checks through Starlette's TestClient):
 each is refused with a clear status and message, nothing is started or written, and the service
 still serves. Also the token, the Host and Origin checks, data paths held to the operator's data
@@ -240,14 +240,14 @@ def test_with_a_token_every_route_needs_it(tmp_path):
 
 
 def run_serve(*args: str, token: str | None, monkeypatch, capsys) -> tuple[int, str]:
-    """(exit status, stderr) of ``python -m cvsweep.serve ARGS`` for settings it refuses: its
+    """(exit status, stderr) of ``cvsweep serve ARGS`` for settings it refuses: its
     main() returns before it builds the app or binds a port."""
-    from cvsweep.serve import main
+    from cvsweep.cli.main import main
 
     monkeypatch.delenv("CVSWEEP_API_TOKEN", raising=False)
     if token is not None:
         monkeypatch.setenv("CVSWEEP_API_TOKEN", token)
-    status = main(list(args))
+    status = main(["serve", *args])
     return status, capsys.readouterr().err
 
 

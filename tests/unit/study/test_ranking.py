@@ -1,7 +1,7 @@
 """One rule for which trial is best (cvsweep/study/ranking.py), and everything that asks it
 agreeing on a study with ties and on one with a Pareto front: summary.json's best and its
 study's best, artifacts=best's kept models, plots=best's and plots=all's trials, the service's
-view and ``python -m cvsweep.evaluate SWEEP``. The trial folders and the study are written as
+view and ``cvsweep evaluate SWEEP``. The trial folders and the study are written as
 a sweep leaves them, with prepared values: nothing trains."""
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pytest
 from conftest import TINY_RUN, compose_sweep
 from rich.console import Console
 
-from cvsweep import evaluate
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.objectives import directions_of
 from cvsweep.config.schema import run_config_of
 from cvsweep.config.validate import load_run_config
 from cvsweep.layout import MODEL, result_of
+from cvsweep.reporting.given_paths import result_to_evaluate
 from cvsweep.reporting.summary import TRIALS_PLOTTED, plotted_folders, summarize_sweep
 from cvsweep.service import store
 from cvsweep.service.snapshot import sweep_view
@@ -115,7 +115,7 @@ def test_every_caller_names_the_same_best_trials(values, overrides, expected, tm
     assert plotted_folders("best", summary, directions, sweep_dir) == [folders[0].resolve()]
     assert plotted_folders("all", summary, directions, sweep_dir) == folders[:TRIALS_PLOTTED]
 
-    assert evaluate.find_result(str(sweep_dir)) == result_of(folders[0].resolve())
+    assert result_to_evaluate(str(sweep_dir)) == result_of(folders[0].resolve())
 
     view = _service_view(sweep_dir, cfg)
     assert view["best"]["job"] == expected[0]
@@ -130,7 +130,7 @@ def test_the_summary_of_a_sweep_without_a_study_names_the_same_best(tmp_path):
     summary = summarize_sweep(cfg, console=Console(file=io.StringIO()), kept_models=kept)
     assert summary["best"]["job"] == str(TWO_RANKED[0])
     assert [t["job"] for t in summary["pareto_front"]] == [str(j) for j in sorted(TWO_RANKED)]  # job order
-    assert evaluate.find_result(str(sweep_dir)) == result_of((sweep_dir / str(TWO_RANKED[0])).resolve())
+    assert result_to_evaluate(str(sweep_dir)) == result_of((sweep_dir / str(TWO_RANKED[0])).resolve())
 
 
 def _row(job: int, *values: float, **more) -> dict:

@@ -14,7 +14,7 @@ import pytest
 from conftest import TINY_RUN, compose_sweep
 from rich.console import Console
 
-from cvsweep import evaluate
+from cvsweep.cli.main import main as cvsweep
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import run_config_of
 from cvsweep.config.validate import load_run_config
@@ -47,7 +47,7 @@ def sweep_config(sweep_dir: Path):
 
 def refused(capsys, path: Path) -> str:
     """evaluate's one line for ``path``, which it must refuse with exit 2 (no exception)."""
-    assert evaluate.main([str(path)]) == 2
+    assert cvsweep(["evaluate", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1, err
     return err.strip()
@@ -69,7 +69,7 @@ def test_evaluate_refuses_a_malformed_result_with_one_line(case, tmp_path, capsy
     change, expected = MALFORMED[case]
     folder = trial(tmp_path / "1", **{"model": "keep", **change})
     message = refused(capsys, folder)
-    assert message.startswith(f"cvsweep.evaluate: {folder}/result.json: ") and expected in message, message
+    assert message.startswith(f"cvsweep evaluate: {folder}/result.json: ") and expected in message, message
 
 
 def test_evaluate_says_data_read_on_the_worker_must_be_here(tmp_path, capsys):

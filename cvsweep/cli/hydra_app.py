@@ -1,31 +1,45 @@
-"""The command line: ``cvsweep`` (one run) and ``cvsweep -m`` (a sweep); ``python -m cvsweep`` is the same."""
+"""``cvsweep [overrides]`` (one run) and ``cvsweep -m [overrides]`` (a sweep): the Hydra app.
+cvsweep/cli/main.py hands it every command line that names no subcommand."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-# First, before anything imports TensorFlow (a trial, a forked worker).
-from cvsweep.training.tf_runtime import configure_entry_point
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
 
-configure_entry_point()
-
-import hydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from cvsweep import layout  # noqa: E402
-from cvsweep.compose import CONF_DIR, register  # noqa: E402
-from cvsweep.execution.env_file import load_env_file  # noqa: E402
+from cvsweep import help_text, layout
+from cvsweep.cli.composition import composition_problem
+from cvsweep.cli.subcommands import listing
+from cvsweep.compose import CONF_DIR, register
+from cvsweep.execution.env_file import load_env_file
 
 register()
+help_text.register_subcommands(listing())
+EXIT_BAD_INPUT = 2
 
 
-def main() -> None:
-    """The command's entry: credentials from ./.env (the environment wins), then Hydra."""
+def main(argv: list[str]) -> int:
+    """The app's entry: credentials from ./.env (the environment wins), a config Hydra would
+    refuse refused in one line, then Hydra.
+
+    Args:
+        argv: The command line after ``cvsweep``.
+
+    Returns:
+        0 when Hydra returns (it exits itself otherwise), 2 for a config it cannot compose.
+    """
     load_env_file()
+    problem = composition_problem(argv)
+    if problem is not None:
+        print(f"cvsweep: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    sys.argv = [sys.argv[0], *argv]  # Hydra reads its command line there
     run()
+    return 0
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

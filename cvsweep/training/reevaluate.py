@@ -1,75 +1,30 @@
-"""Evaluate a trial's saved model on its test split and check it against its result:
-
-    python -m cvsweep.evaluate outputs/sweeps/<time>/3              # a trial folder
-    python -m cvsweep.evaluate outputs/sweeps/<time>/3/result.json  # its result
-    python -m cvsweep.evaluate outputs/sweeps/<time>                # a sweep: the study's best trial
+"""Evaluate a trial's saved model on its test split and check it against its result
+(``cvsweep evaluate``, cvsweep/cli/evaluate.py, which finds the result.json a path means).
 
 Before anything is loaded: the result is a completed run that kept its model, its config
 still has the fingerprint it recorded, and model.keras has the size and sha256 it recorded.
 Then the data is loaded as the trial loaded it (its sha256 must be the recorded one), the test
 split is rebuilt from the recorded config, the model is loaded with Keras and evaluated
 exactly as train() evaluated it (the same batching and TensorFlow settings,
-cvsweep/training/train.py ``evaluate_saved``), and test loss and accuracy are printed beside
-the recorded ones. On the machine that trained the model, with training.deterministic=true
-(the default), they are equal, bit for bit. The data must be on this machine: a trial that
-read it on a remote worker (dataset.location=worker) is evaluated where that path exists.
-
-Exit status 0 when both are equal, 1 when they differ (another device or library versions:
-see ``python -m cvsweep.compare``), 2 for input that cannot be evaluated, with a message that
-names the file.
+cvsweep/training/train.py ``evaluate_saved``). On the machine that trained the model, with
+training.deterministic=true (the default), the figures equal the recorded ones, bit for bit.
+The data must be on this machine: a trial that read it on a remote worker
+(dataset.location=worker) is evaluated where that path exists.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 from cvsweep.errors import UserError
 from cvsweep.jsonio import read_json
-from cvsweep.layout import MODEL, RESULT, result_of, summary_of
-from cvsweep.reporting.folders import NotATrialOrSweep, finished_trial_folders, locate
-from cvsweep.training.tf_runtime import configure_entry_point
+from cvsweep.layout import MODEL, RESULT
 
-USAGE = "usage: python -m cvsweep.evaluate PATH  (a trial folder, its result.json, or a sweep folder)"
 COMPARED = ("test_loss", "test_accuracy")
 
 
 class BadInput(UserError):
     """Input that cannot be evaluated; the message names the file and what is wrong."""
-
-
-def find_result(given: str) -> Path:
-    """The result.json that PATH means.
-
-    Args:
-        given: A trial folder, its result.json, or a sweep folder.
-
-    Returns:
-        The trial's result.json; for a sweep folder, its best trial's: the study's best, as
-        its summary names it (cvsweep/reporting/summary.py ``best_model``).
-
-    Raises:
-        NotATrialOrSweep: For a path that is none of these.
-        BadInput: For a sweep without a summary, or whose summary names no best trial.
-    """
-    where = locate(given)
-    if not where.is_sweep:
-        return result_of(where.folder)
-    path = where.folder
-    if not where.has_summary:
-        raise BadInput(f"{path}: a sweep folder without {summary_of(path).name} yet (still running, or stopped "
-                       f"before its end): evaluate one of its trial folders, e.g. {finished_trial_folders(path)[0]}")
-    from cvsweep.reporting.summary import best_model
-
-    summary = _read(summary_of(path))
-    try:
-        best = best_model(summary, path)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise BadInput(f"{summary_of(path)}: not a summary whose best trial can be found ({err})") from None
-    if best is None:
-        raise BadInput(f"{summary_of(path)}: the sweep has no completed trial to evaluate")
-    return result_of(best["trial_dir"])
 
 
 def checked_config(result_path: Path, result: dict):
@@ -171,20 +126,18 @@ def test_split(result_path: Path, result: dict, cfg):
     return split(source, cfg.dataset, cfg.sampling, cfg.training.seed, cfg.training.validation_split)
 
 
-def evaluate(given: str) -> tuple[Path, dict, dict]:
-    """Evaluate the model of the trial PATH means.
+def evaluate(result_path: Path) -> tuple[dict, dict]:
+    """Evaluate the model of the trial whose result.json is ``result_path``.
 
     Args:
-        given: A trial folder, its result.json, or a sweep folder (its best trial).
+        result_path: The trial's result.json.
 
     Returns:
-        The result.json, its recorded metrics and the metrics the model gives now.
+        Its recorded metrics and the metrics the model gives now.
 
     Raises:
-        NotATrialOrSweep: For a path that is no trial or sweep folder.
         BadInput: For a result, model or data that cannot be evaluated.
     """
-    result_path = find_result(given)
     result = _read(result_path)
     from cvsweep.training.result import COMPLETED
 
@@ -202,45 +155,7 @@ def evaluate(given: str) -> tuple[Path, dict, dict]:
         now = evaluate_saved(model, cfg, splits)
     except Exception as err:  # Keras's message for a file it cannot read or a model that does not fit
         raise BadInput(f"{model}: cannot be loaded or evaluated: {type(err).__name__}: {err}") from None
-    return result_path, result["metrics"], now
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cvsweep.evaluate PATH``.
-
-    Args:
-        argv: The arguments; ``sys.argv[1:]`` when None.
-
-    Returns:
-        0 when the test figures equal the recorded ones, 1 when they differ, 2 for input that
-        cannot be evaluated.
-    """
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0].startswith("-"):
-        print(USAGE, file=sys.stderr)
-        return 2
-    configure_entry_point()  # as the cvsweep command: TensorFlow's INFO lines off
-    logging.getLogger("tensorflow.startup").disabled = True  # its start-up lines, caught off fd 2 (quiet_stderr.py)
-    try:
-        result_path, recorded, now = evaluate(args[0])
-    except (BadInput, NotATrialOrSweep) as err:
-        print(f"cvsweep.evaluate: {err}", file=sys.stderr)
-        return 2
-    print(f"model: {result_path.parent}")
-    print(f"{'metric':<14} {'recorded':>22} {'now':>22}")
-    equal = True
-    for key in COMPARED:
-        same = recorded.get(key) == now[key]
-        equal &= same
-        print(f"{key:<14} {recorded.get(key)!r:>22} {now[key]!r:>22}  {'equal' if same else 'DIFFERS'}")
-    if equal:
-        print("test loss and accuracy equal the recorded ones exactly")
-        return 0
-    print("test loss or accuracy differ from the recorded ones: they are equal only on the machine that trained "
-          "the model, with the same library versions and training.deterministic=true (the default); another device "
-          "or library versions give other low-order bits (the result records where it trained: executed_on, "
-          "versions)", file=sys.stderr)
-    return 1
+    return result["metrics"], now
 
 
 def _read(path: Path):
@@ -248,7 +163,3 @@ def _read(path: Path):
         return read_json(path)
     except (OSError, ValueError) as err:  # unreadable, or not JSON
         raise BadInput(f"{path}: cannot be read as JSON: {err}") from None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

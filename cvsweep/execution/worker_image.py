@@ -1,8 +1,5 @@
-"""``python -m cvsweep.deploy``: build the worker image, smoke-test it, push it, and point the
-RunPod endpoint's template at it.
-
-    python -m cvsweep.deploy --registry docker.io/<user> --dry-run   # every step, nothing run
-    python -m cvsweep.deploy --registry docker.io/<user>             # RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID
+"""The worker image's deployment (``cvsweep deploy``, cvsweep/cli/deploy.py): build it,
+smoke-test it, push it, and point the RunPod endpoint's template at it.
 
 The tag is ``<commit>-<lock>``: the checkout's commit and the sha256 of remote/requirements.lock,
 so an image name says which code and which packages it holds (a tree whose image files differ
@@ -17,24 +14,22 @@ with ``{"imageName": ...}``, which RunPod rolls out to the endpoint's workers. T
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvsweep.errors import CvsweepError
-from cvsweep.execution.env_file import ENDPOINT_VARIABLE, REST_URL_VARIABLE, load_env_file
+from cvsweep.errors import CvsweepError, UserError
+from cvsweep.execution.env_file import ENDPOINT_VARIABLE
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
 
 REST_URL = "https://rest.runpod.io/v1"
-CHECKOUT = Path(__file__).resolve().parents[1]  # the repository this package runs from
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository this package runs from
 DOCKERFILE = "remote/Dockerfile"
 LOCK = "remote/requirements.lock"
 TEST_INPUT = "remote/test_input.json"
@@ -44,7 +39,7 @@ class DeployError(CvsweepError):
     """A step failed: the message says what to fix (exit status 1)."""
 
 
-class SettingsError(DeployError):
+class SettingsError(DeployError, UserError):
     """A setting is missing or wrong, found before any step runs (exit status 2)."""
 
 
@@ -236,50 +231,6 @@ def _run_docker(what: str, command: list[str], source: Path) -> None:
     print(f"smoke test: trained, fingerprint echoed, on {verdict.get('device')}", flush=True)
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line of ``python -m cvsweep.deploy``.
-
-    Args:
-        argv: The arguments; None for ``sys.argv[1:]``.
-
-    Returns:
-        The parsed arguments, with defaults from the environment.
-    """
-    parser = argparse.ArgumentParser(prog="python -m cvsweep.deploy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--registry", default=None, help="e.g. docker.io/<user> or ghcr.io/<org> (needed to push)")
-    parser.add_argument("--image", default="cvsweep-worker", help="the image's name (default: cvsweep-worker)")
-    parser.add_argument("--endpoint-id", default=os.environ.get(ENDPOINT_VARIABLE),
-                        help=f"the serverless endpoint (default: ${ENDPOINT_VARIABLE})")
-    parser.add_argument("--rest-url", default=os.environ.get(REST_URL_VARIABLE) or REST_URL,
-                        help=f"RunPod's REST API (default: ${REST_URL_VARIABLE} or {REST_URL})")
-    parser.add_argument("--source", type=Path, default=CHECKOUT, help="the checkout to build (default: this one)")
-    parser.add_argument("--platform", default="linux/amd64", help="docker build --platform (RunPod runs amd64)")
-    parser.add_argument("--gpus", default=None, help="docker run --gpus for the smoke test (e.g. all; default: CPU)")
-    parser.add_argument("--allow-dirty", action="store_true", help="build a tree whose image files are not committed")
-    parser.add_argument("--dry-run", action="store_true", help="print every step; run and change nothing")
-    for step in ("build", "smoke-test", "push", "update"):
-        parser.add_argument(f"--skip-{step}", action="store_true", help=f"leave out the {step} step")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``python -m cvsweep.deploy``: read .env, parse, deploy, print the error if any.
-
-    Args:
-        argv: The arguments; None for ``sys.argv[1:]``.
-
-    Returns:
-        The exit status: 0, 1 when a step failed, 2 for a setting missing or wrong.
-    """
-    load_env_file()  # before the defaults are read from the environment
-    args = parse(argv)
-    try:
-        return deploy(args)
-    except DeployError as err:
-        print(f"cvsweep.deploy: {scrub(str(err))}", file=sys.stderr)
-        return 2 if isinstance(err, SettingsError) else 1
-
-
 def deploy(args) -> int:
     """Build, smoke-test and push the worker image, and point the endpoint at it.
 
@@ -324,7 +275,3 @@ def deploy(args) -> int:
               "RunPod rolls its workers over to it")
     print(f"deployed: {plan.image}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,22 +1,17 @@
-"""Compare two trial results and explain any difference, most telling cause first:
-
-    python -m cvsweep.compare outputs/sweeps/A/0/result.json outputs/sweeps/B/3/result.json
+"""How two trial results differ, most telling cause first (``cvsweep compare``,
+cvsweep/cli/compare.py):
 
 1. config: any differing setting means a different run (the fingerprints differ too);
 2. data: another source file;
 3. versions: another library version can change low-order bits, or more;
 4. device: CPU vs GPU, or another GPU (other kernels), TF32 on or off, the precision policy
    (executed_on.device) change low-order bits, or more.
-Then the metrics: identical, or where the per-epoch history first diverges. Exit status 0
-when the metrics are bit-identical, 1 when they differ.
+Then the metrics: identical, or where the per-epoch history first diverges.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
-
-from cvsweep.jsonio import read_json
 
 # Timings vary from run to run on any machine, so they are never compared. One rule instead
 # of a list, so a timing added later is covered: any key, at any depth, named like a
@@ -117,28 +112,3 @@ def explain(a: dict, b: dict) -> tuple[list[str], bool]:
     for key, _, _ in _diff(a_parts["diagnostics"], b_parts["diagnostics"]):
         lines.append(f"  diagnostics.{key} differs")  # long arrays: the place, not the values
     return lines, False
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cvsweep.compare A/result.json B/result.json``.
-
-    Args:
-        argv: The arguments; ``sys.argv[1:]`` when None.
-
-    Returns:
-        0 when the metrics are bit-identical, 1 when they differ, 2 for wrong usage.
-    """
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m cvsweep.compare A/result.json B/result.json", file=sys.stderr)
-        return 2
-    a, b = (read_json(path) for path in args)
-    same_fp = a.get("fingerprint") == b.get("fingerprint")
-    print(f"fingerprint: {'same' if same_fp else 'differs'} ({a.get('fingerprint', '?')[:12]} vs {b.get('fingerprint', '?')[:12]})")
-    lines, identical = explain(a, b)
-    print("\n".join(lines))
-    return 0 if identical else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
