@@ -1,5 +1,5 @@
 """The service's HTTP API and page (FastAPI), the study dashboard beside it, and the guard in
-front of both. Routes and their answers: README, "Service"."""
+front of both. Routes and their answers: docs/guides/service.md."""
 
 from __future__ import annotations
 

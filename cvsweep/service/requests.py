@@ -299,7 +299,7 @@ def _unknown_key(message: str, key: Optional[str]) -> Optional[str]:
 
 
 def _finished_in_study(storage: Optional[str], name: Optional[str]) -> int:
-    """A resumed study's finished trials: they count towards n_trials (see README, "Honest counts")."""
+    """A resumed study's finished trials: they count towards n_trials (docs/guides/pruning.md, "Honest counts")."""
     if not storage or not name:
         return 0
     try:

@@ -1,7 +1,7 @@
 """The Optuna study a sweep runs in: opening it, resuming it after a crash, and sharing it
 between several sweep processes.
 
-Semantics (the README's "Crash, resume, several processes" section says the same):
+Semantics (docs/guides/resume.md says the same):
 - A sweep stops when the study holds ``n_trials`` *finished* trials (completed, pruned, or
   infeasible: a configuration that cannot train is an answer too), counting earlier runs of
   the same command and every other process on the same study. Failed trials (remote errors,

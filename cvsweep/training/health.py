@@ -1,7 +1,7 @@
 """Training health scores, each in [0, 1] (1 is healthy), computed from a run's diagnostics.
 
 Every score is a plain function of recorded numbers, so local and remote trials score alike
-and a result can be re-scored later. The formulas (also in the README):
+and a result can be re-scored later. The formulas (also in docs/guides/objectives.md):
 
 - neuron_utilisation = alive units / all units of the conv and dense activations, on a fixed,
   seeded sample of validation images. A unit is alive when its activation varies across the

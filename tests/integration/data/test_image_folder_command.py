@@ -22,7 +22,7 @@ def in_process_command(monkeypatch):
     handlers, level = list(root.handlers), root.level
 
     def command(*args: str) -> None:
-        from cvsweep.app import run
+        from cvsweep.cli.hydra_app import run
 
         monkeypatch.setattr(sys, "argv", ["cvsweep", *args])
         run()

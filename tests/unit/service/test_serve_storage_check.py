@@ -27,13 +27,14 @@ def test_a_corrupt_study_database_is_refused_with_the_file_and_the_fix(tmp_path)
 
 
 def test_the_command_exits_2_with_that_line_before_listening(tmp_path, capsys):
-    from cvsweep import serve  # the command; it never reaches the server here
+    from cvsweep.cli.main import main  # the command; it never reaches the server here
 
     root = _corrupt_root(tmp_path)
-    assert serve.main(["--output-root", str(root), "--port", "1"]) == 2
+    assert main(["serve", "--output-root", str(root), "--port", "1"]) == 2
     printed = capsys.readouterr()
     lines = printed.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in printed.err + printed.out
+    assert lines[0].startswith("cvsweep serve: serve.output_root=")
     assert f"{root / 'optuna.db'}" in lines[0] and "file is not a database" in lines[0]
 
 
