@@ -113,6 +113,19 @@ def as_the_command_checks(args: list[str], capsys, multirun: bool = True) -> tup
     return status, printed.err + printed.out
 
 
+def class_folder_tree(root: Path, classes=("cat", "dog", "emu"), per_class: int = 5) -> Path:
+    """A class-per-folder image tree under ``root``: ``per_class`` tiny noise PNGs per class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
 

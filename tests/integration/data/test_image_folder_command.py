@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 
-import numpy as np
 import pytest
-from conftest import read_json
+from conftest import class_folder_tree, read_json
 
 
 @pytest.fixture
@@ -37,21 +36,9 @@ def in_process_command(monkeypatch):
     root.handlers[:], root.level = handlers, level
 
 
-def tree(root, classes=("cat", "dog", "emu"), per_class=10):
-    """A class-per-folder tree of tiny PNG files (noise)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name in classes:
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
-    return root
-
-
 def test_an_image_folder_trains_without_num_classes(tmp_path, monkeypatch, in_process_command):
     monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path / "cache"))
-    root = tree(tmp_path / "photos")
+    root = class_folder_tree(tmp_path / "photos", per_class=10)
     in_process_command("dataset=image_folder", f"dataset.path={root}", "training.epochs=1", "plots=none",
                        f"output_root={tmp_path / 'out'}")
     result = read_json(next((tmp_path / "out").glob("runs/*/result.json")))

@@ -4,9 +4,8 @@ the worker; the run config carries the number, so the fingerprint is what it wou
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from conftest import as_the_command_checks, compose
+from conftest import as_the_command_checks, class_folder_tree, compose
 
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import run_config_of
@@ -19,28 +18,16 @@ def image_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def tree(root, classes=("cat", "dog", "emu"), per_class=5):
-    """A class-per-folder tree of tiny PNG files (noise)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name in classes:
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
-    return root
-
-
 def test_the_classes_are_the_folders_of_one_tree_or_of_train(tmp_path):
-    assert class_names(str(tree(tmp_path / "one"))) == ["cat", "dog", "emu"]
+    assert class_names(str(class_folder_tree(tmp_path / "one"))) == ["cat", "dog", "emu"]
     split = tmp_path / "split"
-    tree(split / "train", classes=("a", "b", "c", "d"))
-    tree(split / "test", classes=("a", "b", "c", "d"), per_class=1)
+    class_folder_tree(split / "train", classes=("a", "b", "c", "d"))
+    class_folder_tree(split / "test", classes=("a", "b", "c", "d"), per_class=1)
     assert class_names(str(split)) == ["a", "b", "c", "d"]
 
 
 def test_unset_is_counted_into_the_config_and_fingerprinted_as_if_typed(tmp_path):
-    root = tree(tmp_path / "photos")
+    root = class_folder_tree(tmp_path / "photos")
     cfg = compose("dataset=image_folder", f"dataset.path={root}")
     assert cfg.dataset.num_classes is None
     settle_num_classes(cfg.dataset)
@@ -52,7 +39,7 @@ def test_unset_is_counted_into_the_config_and_fingerprinted_as_if_typed(tmp_path
 
 
 def test_a_given_number_the_folders_do_not_have_is_refused_in_one_line(tmp_path, capsys):
-    root = tree(tmp_path / "photos")
+    root = class_folder_tree(tmp_path / "photos")
     status, said = as_the_command_checks(["dataset=image_folder", f"dataset.path={root}", "dataset.num_classes=5"],
                                          capsys, multirun=False)
     assert status == 2 and said.strip() == (

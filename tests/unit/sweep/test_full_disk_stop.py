@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-from concurrent.futures import Future
 
 import optuna
 import pytest
-from hydra.core.utils import JobReturn, JobStatus
+from fake_launcher import FakeLauncher
 from optuna.trial import TrialState
 from sqlalchemy import event
 
@@ -25,50 +24,8 @@ from cvsweep.sweep.context import LoopSettings, SweepContext
 from cvsweep.sweep.loop import run_sweep
 from cvsweep.sweep.study_trials import StudyTrials
 
-MAX_JOBS = 20
-
-
 def _enospc(path=None) -> OSError:
     return OSError(errno.ENOSPC, "No space left on device", *([str(path)] if path else []))
-
-
-def _job_return(overrides: tuple, value) -> JobReturn:
-    failed = isinstance(value, BaseException)
-    ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED if failed else JobStatus.COMPLETED)
-    ret.return_value = value
-    return ret
-
-
-class Launcher:
-    """Each wait ends the oldest job with ``outcomes(job)``: a value or an exception; ``on_wait``
-    and ``on_start`` are where the disk fills."""
-
-    def __init__(self, outcomes, on_wait=None, on_start=None):
-        self.outcomes, self.on_wait, self.on_start = outcomes, on_wait, on_start
-        self.pending: list = []
-        self.started: list[int] = []
-        self.interrupted = False
-
-    def start(self, overrides, first_job: int) -> list[Future]:
-        if self.on_start is not None:
-            self.on_start(first_job)
-        futures = []
-        for job, job_overrides in enumerate(overrides, first_job):
-            futures.append(Future())
-            self.pending.append((job, job_overrides, futures[-1]))
-            self.started.append(job)
-        assert len(self.started) <= MAX_JOBS, "the loop never stops starting trials"
-        return futures
-
-    def wait(self, futures) -> set:
-        job, overrides, future = self.pending.pop(0)
-        if self.on_wait is not None:
-            self.on_wait(job)
-        future.set_result(_job_return(overrides, self.outcomes(job)))
-        return {f for f in futures if f.done()}
-
-    def interrupt(self) -> None:
-        self.interrupted = True
 
 
 def _trials(study: optuna.Study, tmp_path, storage_shown="memory") -> StudyTrials:
@@ -99,7 +56,7 @@ def _by_state(study: optuna.Study) -> dict:
 def test_a_job_that_meets_a_full_disk_stops_the_sweep_and_its_trial_is_released_at_once(tmp_path, capsys):
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     result = tmp_path / "sweep" / "0" / "result.json"
-    launcher = Launcher(lambda job: _enospc(result) if job == 0 else 0.5)
+    launcher = FakeLauncher(lambda job: _enospc(result) if job == 0 else 0.5)
     ctx = SweepContext(LoopSettings(n_trials=4, n_jobs=2, max_failure_rate=1.0), tmp_path / "sweep")
 
     line = _stopped(capsys, ctx, _trials(study, tmp_path), launcher)
@@ -122,7 +79,7 @@ def test_a_write_of_the_sweep_process_stops_the_jobs_in_flight_and_releases_thei
         if job == 1:
             raise _enospc()  # no file named: the message names the sweep's folder
 
-    launcher = Launcher(lambda job: 0.5, on_wait=fill)
+    launcher = FakeLauncher(lambda job: 0.5, before_end=fill)
     ctx = SweepContext(LoopSettings(n_trials=5, n_jobs=2, max_failure_rate=1.0), tmp_path / "sweep")
 
     line = _stopped(capsys, ctx, _trials(study, tmp_path), launcher)
@@ -140,7 +97,7 @@ def test_hydras_own_job_files_on_a_full_disk_release_the_trials_asked(tmp_path, 
         if first_job == 1:
             raise _enospc()  # Hydra writes a job's .hydra/ in this process before it runs
 
-    launcher = Launcher(lambda job: 0.5, on_start=fill)
+    launcher = FakeLauncher(lambda job: 0.5, on_start=fill)
     ctx = SweepContext(LoopSettings(n_trials=3, n_jobs=1, max_failure_rate=1.0), tmp_path / "sweep")
 
     line = _stopped(capsys, ctx, _trials(study, tmp_path), launcher)
@@ -182,7 +139,7 @@ def test_a_full_study_database_stops_the_sweep_and_says_the_trial_waits_for_a_re
         _capped(storage)
         _fill(filler)
 
-    launcher = Launcher(lambda job: 0.5, on_wait=fill)
+    launcher = FakeLauncher(lambda job: 0.5, before_end=fill)
     ctx = SweepContext(LoopSettings(n_trials=3, n_jobs=1, max_failure_rate=1.0), tmp_path / "sweep")
     try:
         line = _stopped(capsys, ctx, _trials(study, tmp_path, storage_shown=url), launcher)

@@ -5,11 +5,9 @@ TensorFlow, no subprocess."""
 from __future__ import annotations
 
 import signal
-from concurrent.futures import Future
-
 import optuna
 import pytest
-from hydra.core.utils import JobReturn, JobStatus
+from fake_launcher import FakeLauncher
 from optuna.trial import TrialState
 
 from cvsweep.execution.interrupts import SweepInterrupted
@@ -21,7 +19,6 @@ from cvsweep.sweep.study_trials import StudyTrials
 from cvsweep.sweep.trial import TrialFailed, TrialPruned
 
 OK, FAIL, PRUNED, INFEASIBLE = "ok", "fail", "pruned", "infeasible"
-MAX_JOBS = 50  # a loop that runs past it is broken; the test fails instead of hanging
 
 
 def _outcome(kind: str, job: int):
@@ -32,50 +29,10 @@ def _outcome(kind: str, job: int):
     return TrialFailed(f"job {job} {kind}", infeasible=kind == INFEASIBLE)
 
 
-def _job_return(overrides: tuple, value) -> JobReturn:
-    ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED if isinstance(value, BaseException)
-                    else JobStatus.COMPLETED)
-    ret.return_value = value
-    return ret
-
-
-class FakeLauncher:
-    """The loop's launcher: each wait ends the oldest job with ``outcomes[job]`` (the last one
-    for the jobs beyond the list), then calls ``on_wait(job)``."""
-
-    def __init__(self, outcomes: list[str], on_wait=None, on_start=None):
-        self.outcomes, self.on_wait, self.on_start = outcomes, on_wait, on_start
-        self.pending: list[tuple[int, tuple, Future]] = []
-        self.started: list[int] = []
-        self.most_in_flight = 0
-        self.interrupted = False
-
-    def start(self, overrides, first_job: int) -> list[Future]:
-        if self.on_start is not None and overrides:
-            self.on_start(first_job)
-        futures = []
-        for job, job_overrides in enumerate(overrides, first_job):
-            futures.append(Future())
-            self.pending.append((job, job_overrides, futures[-1]))
-            self.started.append(job)
-        assert len(self.started) <= MAX_JOBS, "the loop never stops starting trials"
-        self.most_in_flight = max(self.most_in_flight, len(self.pending))
-        return futures
-
-    def wait(self, futures) -> set:
-        if self.pending:
-            job, overrides, future = self.pending.pop(0)
-            kind = self.outcomes[min(job, len(self.outcomes) - 1)]
-            future.set_result(_job_return(overrides, _outcome(kind, job)))
-            if self.on_wait is not None:
-                self.on_wait(job)
-        return {f for f in futures if f.done()}
-
-    def interrupt(self) -> None:
-        self.interrupted = True
-        for _, overrides, future in self.pending:
-            future.set_result(_job_return(overrides, RuntimeError("interrupted: remote job cancelled")))
-        self.pending.clear()
+def fake_launcher(outcomes: list[str], on_wait=None, on_start=None) -> FakeLauncher:
+    """A launcher whose job N ends as ``outcomes[N]`` (the last one for the jobs beyond the list),
+    then calls ``on_wait(job)``."""
+    return FakeLauncher(lambda job: _outcome(outcomes[min(job, len(outcomes) - 1)], job), on_wait, on_start)
 
 
 class FakeClock:
@@ -102,14 +59,14 @@ def _states(study: optuna.Study) -> list[TrialState]:
 
 
 def test_n_trials_counts_finished_trials(tmp_path):
-    ctx, study = _sweep(tmp_path, FakeLauncher([OK]), n_trials=5, n_jobs=2)
+    ctx, study = _sweep(tmp_path, fake_launcher([OK]), n_trials=5, n_jobs=2)
     assert _states(study) == [TrialState.COMPLETE] * 5
     assert ctx.early_end is None and not ctx.running
     assert (tmp_path / "optimization_results.yaml").exists() is False  # the caller saves them
 
 
 def test_failed_trials_use_up_nothing_of_n_trials(tmp_path):
-    launcher = FakeLauncher([FAIL, OK, FAIL, OK, OK, OK])
+    launcher = fake_launcher([FAIL, OK, FAIL, OK, OK, OK])
     ctx, study = _sweep(tmp_path, launcher, n_trials=4, n_jobs=1)
     assert _states(study).count(TrialState.COMPLETE) == 4
     assert _states(study).count(TrialState.FAIL) == 2
@@ -118,7 +75,7 @@ def test_failed_trials_use_up_nothing_of_n_trials(tmp_path):
 
 @pytest.mark.parametrize("n_jobs", [1, 3])
 def test_n_jobs_trials_are_in_flight(tmp_path, n_jobs):
-    launcher = FakeLauncher([OK])
+    launcher = fake_launcher([OK])
     _sweep(tmp_path, launcher, n_trials=7, n_jobs=n_jobs)
     assert launcher.most_in_flight == n_jobs
     assert len(launcher.started) == 7
@@ -126,7 +83,7 @@ def test_n_jobs_trials_are_in_flight(tmp_path, n_jobs):
 
 def test_a_success_resets_the_failure_streak(tmp_path):
     # Six failures, never three in a row: the sweep runs to its end.
-    launcher = FakeLauncher([FAIL, FAIL, OK, FAIL, FAIL, OK, FAIL, FAIL, OK])
+    launcher = fake_launcher([FAIL, FAIL, OK, FAIL, FAIL, OK, FAIL, FAIL, OK])
     ctx, study = _sweep(tmp_path, launcher, n_trials=3, n_jobs=1, max_consecutive_failures=3)
     assert ctx.early_end is None
     assert _states(study).count(TrialState.COMPLETE) == 3 and len(launcher.started) == 9
@@ -134,13 +91,13 @@ def test_a_success_resets_the_failure_streak(tmp_path):
 
 @pytest.mark.parametrize("success", [PRUNED, INFEASIBLE])
 def test_a_pruned_or_infeasible_trial_resets_the_streak_too(tmp_path, success):
-    launcher = FakeLauncher([FAIL, FAIL, success, FAIL, FAIL, OK])
+    launcher = fake_launcher([FAIL, FAIL, success, FAIL, FAIL, OK])
     ctx, _ = _sweep(tmp_path, launcher, n_trials=2, n_jobs=1, max_consecutive_failures=3)
     assert ctx.early_end is None and len(launcher.started) == 6
 
 
 def test_consecutive_failures_stop_the_sweep_with_the_first_reason(tmp_path):
-    launcher = FakeLauncher([OK, FAIL])
+    launcher = fake_launcher([OK, FAIL])
     ctx, _ = _sweep(tmp_path, launcher, n_trials=10, n_jobs=1, max_consecutive_failures=3)
     assert launcher.started == [0, 1, 2, 3]
     assert ctx.early_end.exit_code == 1
@@ -149,7 +106,7 @@ def test_consecutive_failures_stop_the_sweep_with_the_first_reason(tmp_path):
 
 def test_the_failure_rate_raises_the_first_failure(tmp_path):
     with pytest.raises(TrialFailed, match="job 1 fail"):
-        _sweep(tmp_path, FakeLauncher([OK, FAIL, OK]), n_trials=5, n_jobs=1, max_failure_rate=0.4)
+        _sweep(tmp_path, fake_launcher([OK, FAIL, OK]), n_trials=5, n_jobs=1, max_failure_rate=0.4)
 
 
 def test_the_deadline_starts_nothing_new_and_ends_the_sweep_early(tmp_path):
@@ -158,7 +115,7 @@ def test_the_deadline_starts_nothing_new_and_ends_the_sweep_early(tmp_path):
     def tick(job):
         clock.now += 10
 
-    launcher = FakeLauncher([OK], on_wait=tick)
+    launcher = fake_launcher([OK], on_wait=tick)
     ctx, _ = _sweep(tmp_path, launcher, n_trials=10, n_jobs=1, timeout_s=25, clock=clock)
     assert launcher.started == [0, 1, 2]  # at 1030 the limit of 1025 had passed
     assert ctx.early_end.exit_code == 0 and "3 of n_trials=10 finished" in ctx.early_end.message
@@ -172,7 +129,7 @@ def test_an_interrupt_stops_the_asks_and_the_jobs_in_flight(tmp_path):
         if job == 0:
             holder["ctx"].interrupts.record(signal.SIGINT)
 
-    launcher = FakeLauncher([OK], on_wait=signal_after_first)
+    launcher = fake_launcher([OK], on_wait=signal_after_first)
     study = optuna.create_study(directions=["minimize"])
     trials = StudyTrials(study, tmp_path, ["minimize"], {"x": optuna.distributions.FloatDistribution(0, 1)})
     ctx = holder["ctx"] = SweepContext(LoopSettings(n_trials=10, n_jobs=3, max_failure_rate=1.0), tmp_path)
@@ -195,7 +152,7 @@ def test_a_trial_stopped_while_training_in_this_process_is_told_interrupted(tmp_
     study = optuna.create_study(directions=["minimize"])
     trials = StudyTrials(study, tmp_path, ["minimize"], {"x": optuna.distributions.FloatDistribution(0, 1)})
     ctx = holder["ctx"] = SweepContext(LoopSettings(n_trials=4, n_jobs=2), tmp_path)
-    run_sweep(ctx, trials, FakeLauncher([OK], on_start=raise_on_first))
+    run_sweep(ctx, trials, fake_launcher([OK], on_start=raise_on_first))
     assert _states(study) == [TrialState.FAIL, TrialState.FAIL] + [TrialState.WAITING] * 2
     assert ctx.early_end.exit_code == 143 and not ctx.running
 
@@ -210,14 +167,14 @@ def test_pruned_trials_count_as_finished_and_are_told_pruned(tmp_path):
     study = optuna.create_study(directions=["minimize"])
     trials = StudyTrials(study, tmp_path, ["minimize"], {"x": optuna.distributions.FloatDistribution(0, 1)})
     ctx = holder["ctx"] = SweepContext(LoopSettings(n_trials=3, n_jobs=1, prunes=True), tmp_path)
-    run_sweep(ctx, trials, FakeLauncher([PRUNED, OK, PRUNED], on_start=handles_attached))
+    run_sweep(ctx, trials, fake_launcher([PRUNED, OK, PRUNED], on_start=handles_attached))
     assert _states(study) == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.PRUNED]
     assert study.trials[0].user_attrs[studies.RESULT_ATTR]["pruned"] is True
     assert seen == [[0], [1], [2]] and ctx.handles.trials == {}  # each job's trial, while it runs
 
 
 def test_infeasible_trials_count_and_are_recorded_as_such(tmp_path):
-    ctx, study = _sweep(tmp_path, FakeLauncher([INFEASIBLE, OK]), n_trials=2, n_jobs=1)
+    ctx, study = _sweep(tmp_path, fake_launcher([INFEASIBLE, OK]), n_trials=2, n_jobs=1)
     assert [studies.is_infeasible(t) for t in study.trials] == [True, False]
     assert study.trials[0].user_attrs[studies.RESULT_ATTR]["reason"] == "job 0 infeasible"
     assert ctx.early_end is None
@@ -228,13 +185,13 @@ def test_a_finished_study_runs_nothing(tmp_path):
     study.add_trial(optuna.trial.create_trial(params={"x": 0.1}, distributions={
         "x": optuna.distributions.FloatDistribution(0, 1)}, values=[0.1]))
     trials = StudyTrials(study, tmp_path, ["minimize"], {"x": optuna.distributions.FloatDistribution(0, 1)})
-    launcher = FakeLauncher([OK])
+    launcher = fake_launcher([OK])
     run_sweep(SweepContext(LoopSettings(n_trials=1), tmp_path), trials, launcher)
     assert launcher.started == []
 
 
 def test_the_hook_takes_the_early_end_from_the_active_context_once(tmp_path):
-    ctx, _ = _sweep(tmp_path, FakeLauncher([FAIL]), n_trials=5, max_consecutive_failures=2)
+    ctx, _ = _sweep(tmp_path, fake_launcher([FAIL]), n_trials=5, max_consecutive_failures=2)
     context.activate(ctx)
     assert context.release().early_end.exit_code == 1
     assert context.release() is None
