@@ -80,6 +80,16 @@ def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def evaluate_here(given, capsys) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``python -m cvsweep.evaluate GIVEN`` through its main() in
+    this process: TensorFlow is imported once per test process instead of once per evaluation."""
+    from cvsweep.evaluate import main
+
+    status = main([str(given)])
+    printed = capsys.readouterr()
+    return status, printed.out, printed.err
+
+
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m cvsweep ARGS`` in a fresh interpreter, from the repository root."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
