@@ -4,6 +4,8 @@ its trials to another experiment's study; the direction follows from the objecti
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import optuna
 import pytest
@@ -70,13 +72,30 @@ def test_differences_name_each_key_with_before_and_after():
     ]
 
 
+# Both reproductions start from the same first sweep: two accuracy trials of one epoch.
+EPOCHS_1 = ["hydra.sweeper.n_trials=2", *TINY_OVERRIDES, "training.epochs=1", "plots=none"]
+
+
+@pytest.fixture(scope="module")
+def epochs_1_sweep(tmp_path_factory):
+    """The output folder of one finished EPOCHS_1 sweep (its study in optuna.db, its sweep
+    folder); a test works on a copy."""
+    root = tmp_path_factory.mktemp("epochs-1")
+    first = run_cli("-m", *EPOCHS_1, f"output_root={root}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    return root
+
+
+def after_the_epochs_1_sweep(epochs_1_sweep, tmp_path):
+    shutil.copytree(epochs_1_sweep, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
 @pytest.mark.slow
-def test_another_objective_never_joins_the_accuracy_study(tmp_path):
+def test_another_objective_never_joins_the_accuracy_study(epochs_1_sweep, tmp_path):
     """Reproduction 1: a val_loss sweep after an accuracy sweep used to add losses to the
     accuracy study (MAXIMIZE) and call its worst model best."""
-    common = ["hydra.sweeper.n_trials=2", "training.epochs=1", *TINY_OVERRIDES, "plots=none", f"output_root={tmp_path}"]
-    first = run_cli("-m", *common)
-    assert first.returncode == 0, first.stderr[-2000:]
+    common = [*EPOCHS_1, f"output_root={after_the_epochs_1_sweep(epochs_1_sweep, tmp_path)}"]
     second = run_cli("-m", "objective=val_loss", "hydra.sweeper.direction=minimize", *common)
     assert second.returncode == 0, second.stderr[-2000:]
     storage = f"sqlite:///{tmp_path}/optuna.db"
@@ -93,11 +112,10 @@ def test_another_objective_never_joins_the_accuracy_study(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_changed_fixed_setting_runs_its_own_trials(tmp_path, capsys):
+def test_a_changed_fixed_setting_runs_its_own_trials(epochs_1_sweep, tmp_path, capsys):
     """Reproduction 2: training.epochs=2 after an epochs=1 sweep used to run nothing and call
     an epochs=1 trial best."""
-    common = ["hydra.sweeper.n_trials=2", *TINY_OVERRIDES, "plots=none", f"output_root={tmp_path}"]
-    assert run_cli("-m", *common, "training.epochs=1").returncode == 0
+    common = [*EPOCHS_1, f"output_root={after_the_epochs_1_sweep(epochs_1_sweep, tmp_path)}"]
     proc = run_cli("-m", *common, "training.epochs=2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = read_json(sorted((tmp_path / "sweeps").iterdir())[-1] / "summary.json")
