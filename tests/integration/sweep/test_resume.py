@@ -65,11 +65,11 @@ def every_output_is_whole(root: Path) -> int:
 
 @pytest.mark.slow
 def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
-    args = sweep_args(tmp_path, 3, "training.epochs=30")
+    args = sweep_args(tmp_path, 3, "training.epochs=10")
     sweep = start_sweep(args)
-    # Kill once the second trial is training: the first one's result.json exists.
-    wait_for(lambda: any(tmp_path.glob("sweeps/*/1/app.log")) and any(tmp_path.glob("sweeps/*/0/result.json")))
-    time.sleep(1.5)
+    # Kill once the second trial is training: the first one's result.json exists, and the second
+    # has finished its first epoch (progress.json) of ten.
+    wait_for(lambda: any(tmp_path.glob("sweeps/*/0/result.json")) and any(tmp_path.glob("sweeps/*/1/progress.json")))
     sweep.send_signal(signal.SIGKILL)
     sweep.wait()
     first_dir = next(tmp_path.glob("sweeps/*"))
@@ -78,7 +78,7 @@ def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
     before = killed_study.trials
     assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING]
     identity = killed_study.user_attrs[IDENTITY_ATTR]
-    assert identity["training.epochs"] == 30 and identity["objective"] == "val_accuracy"
+    assert identity["training.epochs"] == 10 and identity["objective"] == "val_accuracy"
     assert every_output_is_whole(tmp_path) >= 1
 
     proc = run_cli(*args)
