@@ -225,7 +225,7 @@ def test_a_slow_trial_does_not_hold_up_the_others(runpod_env, tmp_path):
     runpod_env.admin("faults", {"slow_jobs": 1, "slow_job_s": 15})
     proc = run_cli(
         "-m", "executor=runpod", "executor.max_in_flight=2", "executor.poll_interval_s=0.2",
-        "hydra.sweeper.n_trials=4", *TINY_OVERRIDES, f"output_root={tmp_path}",
+        "hydra.sweeper.n_trials=4", *TINY_OVERRIDES, f"output_root={tmp_path}", "plots=none",
     )
     assert proc.returncode == 0, proc.stderr
     sweep_dir = next((tmp_path / "sweeps").iterdir())
@@ -242,7 +242,7 @@ def _start_remote_sweep(tmp_path: Path, n_trials: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cvsweep", "-m", "executor=runpod", "executor.max_in_flight=2",
          "executor.poll_interval_s=0.2", f"hydra.sweeper.n_trials={n_trials}", *TINY_OVERRIDES,
-         f"output_root={tmp_path}"],
+         f"output_root={tmp_path}", "plots=none"],
         cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )
