@@ -4,6 +4,7 @@ service as a server process or as its app in this process, the RunPod emulator."
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import os
@@ -52,12 +53,42 @@ TINY_RUN = {
 TINY_OVERRIDES = ["model.conv_layers=1", "model.filters=8", "model.dense_layers=0", "training.epochs=2", "training.batch_size=64"]
 
 
+# The files that read the session's one real sweep (the tiny_sweep fixture): one test process
+# runs them all, so that the sweep runs once.
+SHARED_SWEEP_FILES = {"test_sweep_outputs.py", "test_model_artifacts.py", "test_trial_files.py",
+                      "test_cli_end_to_end.py", "test_hostile_cli.py", "test_progress.py"}
+
+
+def file_group(path: str) -> str:
+    """What pytest-xdist hands to one test process as a whole: a test file, or all the files
+    that read the session's sweep."""
+    return "the files that read tiny_sweep" if Path(path).name in SHARED_SWEEP_FILES else str(path)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Marks each test unit, integration or e2e by the folder its file sits in."""
+    """Marks each test unit, integration or e2e by the folder its file sits in, and puts the
+    file groups with the most slow tests first: pytest-xdist hands them out in this order
+    (``--no-loadscope-reorder``), so no long file starts last while the other process idles."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(TESTS).parts
         if parts[0] in KINDS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+    slow = collections.Counter(file_group(item.nodeid.split("::")[0]) for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[file_group(item.nodeid.split("::")[0])])  # stable: files keep their order
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the files of SHARED_SWEEP_FILES as one unit (pytest-xdist's own
+    ``loadgroup`` cannot be used: it renames test ids in a way pytest 9 no longer allows)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileGroupScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return file_group(super()._split_scope(nodeid))
+
+    return FileGroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
