@@ -65,16 +65,21 @@ def file_group(path: str) -> str:
     return "the files that read tiny_sweep" if Path(path).name in SHARED_SWEEP_FILES else str(path)
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected: only the tests that run count
 def pytest_collection_modifyitems(config, items) -> None:
     """Marks each test unit, integration or e2e by the folder its file sits in, and puts the
-    file groups with the most slow tests first: pytest-xdist hands them out in this order
-    (``--no-loadscope-reorder``), so no long file starts last while the other process idles."""
+    file groups with the most slow tests first, then those with the most tests: pytest-xdist
+    hands them out in this order (``--no-loadscope-reorder``), so no long file starts last while
+    the other process idles."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(TESTS).parts
         if parts[0] in KINDS:
             item.add_marker(getattr(pytest.mark, parts[0]))
-    slow = collections.Counter(file_group(item.nodeid.split("::")[0]) for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[file_group(item.nodeid.split("::")[0])])  # stable: files keep their order
+    groups = [file_group(item.nodeid.split("::")[0]) for item in items]
+    slow = collections.Counter(group for group, item in zip(groups, items) if item.get_closest_marker("slow"))
+    tests = collections.Counter(groups)
+    order = {id(item): (-slow[group], -tests[group]) for group, item in zip(groups, items)}
+    items.sort(key=lambda item: order[id(item)])  # stable: a file's tests keep their order
 
 
 def pytest_xdist_make_scheduler(config, log):
