@@ -82,6 +82,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: order[id(item)])  # stable: a file's tests keep their order
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown where xdist is not loaded
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` with the files of SHARED_SWEEP_FILES as one unit (pytest-xdist's own
     ``loadgroup`` cannot be used: it renames test ids in a way pytest 9 no longer allows)."""
