@@ -8,6 +8,7 @@ import collections
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,16 +54,20 @@ TINY_RUN = {
 TINY_OVERRIDES = ["model.conv_layers=1", "model.filters=8", "model.dense_layers=0", "training.epochs=2", "training.batch_size=64"]
 
 
-# The files that read the session's one real sweep (the tiny_sweep fixture): one test process
-# runs them all, so that the sweep runs once.
-SHARED_SWEEP_FILES = {"test_sweep_outputs.py", "test_model_artifacts.py", "test_trial_files.py",
-                      "test_cli_end_to_end.py", "test_hostile_cli.py", "test_progress.py"}
+# The files that read one of the session's real sweeps (the tiny_sweep and epochs_1_sweep
+# fixtures): one test process runs all the readers of a sweep, so that it runs once.
+SHARED_SWEEP_FILES = {
+    **dict.fromkeys(["test_sweep_outputs.py", "test_model_artifacts.py", "test_trial_files.py",
+                     "test_cli_end_to_end.py", "test_hostile_cli.py", "test_progress.py"], "tiny_sweep"),
+    **dict.fromkeys(["test_study_identity.py", "test_resume.py"], "epochs_1_sweep"),
+}
 
 
 def file_group(path: str) -> str:
     """What pytest-xdist hands to one test process as a whole: a test file, or all the files
-    that read the session's sweep."""
-    return "the files that read tiny_sweep" if Path(path).name in SHARED_SWEEP_FILES else str(path)
+    that read one of the session's sweeps."""
+    shared = SHARED_SWEEP_FILES.get(Path(path).name)
+    return f"the files that read {shared}" if shared else str(path)
 
 
 @pytest.hookimpl(trylast=True)  # after -m has deselected: only the tests that run count
@@ -364,6 +369,27 @@ def tiny_sweep(tmp_path_factory):
         os.umask(previous)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, proc
+
+
+# Two one-epoch accuracy trials of the tiny model: the first sweep of several tests, each of
+# which goes on from a copy of it.
+EPOCHS_1 = ["hydra.sweeper.n_trials=2", *TINY_OVERRIDES, "training.epochs=1", "plots=none"]
+
+
+@pytest.fixture(scope="session")
+def epochs_1_sweep(tmp_path_factory):
+    """The output folder of one finished EPOCHS_1 sweep (its study in optuna.db, its sweep
+    folder). Read-only: a test goes on from a copy (copy_of)."""
+    root = tmp_path_factory.mktemp("epochs-1")
+    first = run_cli("-m", *EPOCHS_1, f"output_root={root}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    return root
+
+
+def copy_of(folder: Path, to: Path) -> Path:
+    """``to``, holding a copy of what ``folder`` holds."""
+    shutil.copytree(folder, to, dirs_exist_ok=True)
+    return to
 
 
 @pytest.fixture(scope="session")

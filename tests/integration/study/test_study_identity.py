@@ -4,12 +4,10 @@ its trials to another experiment's study; the direction follows from the objecti
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import optuna
 import pytest
-from conftest import TINY_OVERRIDES, as_the_command_checks, compose_sweep, read_json, run_cli
+from conftest import EPOCHS_1, as_the_command_checks, compose_sweep, copy_of, read_json, run_cli
 
 from cvsweep.study.identity import IDENTITY_ATTR, differences, identity_of
 from cvsweep.sweep.preflight import check_sweep
@@ -72,30 +70,11 @@ def test_differences_name_each_key_with_before_and_after():
     ]
 
 
-# Both reproductions start from the same first sweep: two accuracy trials of one epoch.
-EPOCHS_1 = ["hydra.sweeper.n_trials=2", *TINY_OVERRIDES, "training.epochs=1", "plots=none"]
-
-
-@pytest.fixture(scope="module")
-def epochs_1_sweep(tmp_path_factory):
-    """The output folder of one finished EPOCHS_1 sweep (its study in optuna.db, its sweep
-    folder); a test works on a copy."""
-    root = tmp_path_factory.mktemp("epochs-1")
-    first = run_cli("-m", *EPOCHS_1, f"output_root={root}")
-    assert first.returncode == 0, first.stderr[-2000:]
-    return root
-
-
-def after_the_epochs_1_sweep(epochs_1_sweep, tmp_path):
-    shutil.copytree(epochs_1_sweep, tmp_path, dirs_exist_ok=True)
-    return tmp_path
-
-
 @pytest.mark.slow
 def test_another_objective_never_joins_the_accuracy_study(epochs_1_sweep, tmp_path):
     """Reproduction 1: a val_loss sweep after an accuracy sweep used to add losses to the
     accuracy study (MAXIMIZE) and call its worst model best."""
-    common = [*EPOCHS_1, f"output_root={after_the_epochs_1_sweep(epochs_1_sweep, tmp_path)}"]
+    common = [*EPOCHS_1, f"output_root={copy_of(epochs_1_sweep, tmp_path)}"]  # the first sweep: conftest's
     second = run_cli("-m", "objective=val_loss", "hydra.sweeper.direction=minimize", *common)
     assert second.returncode == 0, second.stderr[-2000:]
     storage = f"sqlite:///{tmp_path}/optuna.db"
@@ -115,7 +94,7 @@ def test_another_objective_never_joins_the_accuracy_study(epochs_1_sweep, tmp_pa
 def test_a_changed_fixed_setting_runs_its_own_trials(epochs_1_sweep, tmp_path, capsys):
     """Reproduction 2: training.epochs=2 after an epochs=1 sweep used to run nothing and call
     an epochs=1 trial best."""
-    common = [*EPOCHS_1, f"output_root={after_the_epochs_1_sweep(epochs_1_sweep, tmp_path)}"]
+    common = [*EPOCHS_1, f"output_root={copy_of(epochs_1_sweep, tmp_path)}"]  # the first sweep: conftest's
     proc = run_cli("-m", *common, "training.epochs=2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = read_json(sorted((tmp_path / "sweeps").iterdir())[-1] / "summary.json")

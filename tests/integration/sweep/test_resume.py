@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, TINY_OVERRIDES, as_the_command_checks, read_json, run_cli
+from conftest import REPO, TINY_OVERRIDES, as_the_command_checks, copy_of, read_json, run_cli
 from optuna.trial import TrialState
 
 from cvsweep import compat
@@ -110,10 +110,10 @@ def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_re_run_asks_new_parameters_and_the_same_history_asks_the_same(tmp_path):
-    for n_trials in (2, 4):
-        proc = run_cli(*sweep_args(tmp_path / "a", n_trials, "training.epochs=1", "plots=none"))
-        assert proc.returncode == 0, proc.stderr[-3000:]
+def test_a_re_run_asks_new_parameters_and_the_same_history_asks_the_same(epochs_1_sweep, tmp_path):
+    # The first run, two trials: conftest's EPOCHS_1 sweep (the same experiment), continued on a copy.
+    proc = run_cli(*sweep_args(copy_of(epochs_1_sweep, tmp_path / "a"), 4, "training.epochs=1", "plots=none"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
     params = [t.params for t in load(tmp_path / "a").trials]
     assert len(params) == 4
     assert all(params[i] != params[j] for i in range(4) for j in range(i))  # upstream repeated 0 and 1
