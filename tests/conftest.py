@@ -4,9 +4,11 @@ service as a server process or as its app in this process, the RunPod emulator."
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,12 +54,52 @@ TINY_RUN = {
 TINY_OVERRIDES = ["model.conv_layers=1", "model.filters=8", "model.dense_layers=0", "training.epochs=2", "training.batch_size=64"]
 
 
+# The files that read one of the session's real sweeps (the tiny_sweep and epochs_1_sweep
+# fixtures): one test process runs all the readers of a sweep, so that it runs once.
+SHARED_SWEEP_FILES = {
+    **dict.fromkeys(["test_sweep_outputs.py", "test_model_artifacts.py", "test_trial_files.py",
+                     "test_cli_end_to_end.py", "test_hostile_cli.py", "test_progress.py"], "tiny_sweep"),
+    **dict.fromkeys(["test_study_identity.py", "test_resume.py"], "epochs_1_sweep"),
+}
+
+
+def file_group(path: str) -> str:
+    """What pytest-xdist hands to one test process as a whole: a test file, or all the files
+    that read one of the session's sweeps."""
+    shared = SHARED_SWEEP_FILES.get(Path(path).name)
+    return f"the files that read {shared}" if shared else str(path)
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected: only the tests that run count
 def pytest_collection_modifyitems(config, items) -> None:
-    """Marks each test unit, integration or e2e by the folder its file sits in."""
+    """Marks each test unit, integration or e2e by the folder its file sits in, and puts the
+    file groups with the most slow tests first, then those with the most tests: pytest-xdist
+    hands them out in this order (``--no-loadscope-reorder``), so no long file starts last while
+    the other process idles."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(TESTS).parts
         if parts[0] in KINDS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+    groups = [file_group(item.nodeid.split("::")[0]) for item in items]
+    slow = collections.Counter(group for group, item in zip(groups, items) if item.get_closest_marker("slow"))
+    tests = collections.Counter(groups)
+    order = {id(item): (-slow[group], -tests[group]) for group, item in zip(groups, items)}
+    items.sort(key=lambda item: order[id(item)])  # stable: a file's tests keep their order
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown where xdist is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the files of SHARED_SWEEP_FILES as one unit (pytest-xdist's own
+    ``loadgroup`` cannot be used: it renames test ids in a way pytest 9 no longer allows)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileGroupScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return file_group(super()._split_scope(nodeid))
+
+    return FileGroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -78,6 +120,16 @@ def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
     """``python -m cvsweep evaluate ARGS`` in a fresh interpreter, from the repository root."""
     return subprocess.run([sys.executable, "-m", "cvsweep", "evaluate", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def evaluate_here(given, capsys) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``cvsweep evaluate GIVEN`` through the command's main() in
+    this process: TensorFlow is imported once per test process instead of once per evaluation."""
+    from cvsweep.cli.main import main
+
+    status = main(["evaluate", str(given)])
+    printed = capsys.readouterr()
+    return status, printed.out, printed.err
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -328,6 +380,27 @@ def tiny_sweep(tmp_path_factory):
         os.umask(previous)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, proc
+
+
+# Two one-epoch accuracy trials of the tiny model: the first sweep of several tests, each of
+# which goes on from a copy of it.
+EPOCHS_1 = ["hydra.sweeper.n_trials=2", *TINY_OVERRIDES, "training.epochs=1", "plots=none"]
+
+
+@pytest.fixture(scope="session")
+def epochs_1_sweep(tmp_path_factory):
+    """The output folder of one finished EPOCHS_1 sweep (its study in optuna.db, its sweep
+    folder). Read-only: a test goes on from a copy (copy_of)."""
+    root = tmp_path_factory.mktemp("epochs-1")
+    first = run_cli("-m", *EPOCHS_1, f"output_root={root}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    return root
+
+
+def copy_of(folder: Path, to: Path) -> Path:
+    """``to``, holding a copy of what ``folder`` holds."""
+    shutil.copytree(folder, to, dirs_exist_ok=True)
+    return to
 
 
 @pytest.fixture(scope="session")

@@ -24,9 +24,8 @@ def _sweep_dir(root):
 
 
 @pytest.mark.slow
-def test_local_sweep_prints_progress_lines_and_every_trial_writes_progress_json(tmp_path):
-    proc = run_cli("-m", "hydra.sweeper.n_trials=3", *TINY, "training.epochs=2", "plots=none",
-                   f"output_root={tmp_path}")
+def test_local_sweep_prints_progress_lines_and_every_trial_writes_progress_json(tiny_sweep):
+    root, proc = tiny_sweep  # conftest's shared sweep: three local trials of two epochs, stdout no terminal
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for k in (1, 2, 3):
@@ -38,7 +37,7 @@ def test_local_sweep_prints_progress_lines_and_every_trial_writes_progress_json(
     assert "1 of 3 trials finished" in out and "about 0:00:" in out  # an estimate after the first
     # TensorFlow's start-up lines are in the first trial's log, not on the console.
     assert "absl::InitializeLog" not in proc.stderr + out and "cuInit" not in proc.stderr + out
-    sweep_dir = _sweep_dir(tmp_path)
+    sweep_dir = _sweep_dir(root)
     assert "tensorflow.startup" in (sweep_dir / "0" / "app.log").read_text()
     for job in ("0", "1", "2"):
         progress = read_json(sweep_dir / job / "progress.json")

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, EmulatorProcess, evaluate_cli, read_json, run_cli
+from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, EmulatorProcess, evaluate_here, read_json, run_cli
 from omegaconf import OmegaConf
 
 from cvsweep.config.schema import RunpodExecutorConfig, run_config_of
@@ -267,12 +267,13 @@ def _assert_no_secret_in(folder: Path, *texts: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("via", ["inline", "store"])
-def test_a_remote_sweep_brings_every_model_home(via, remote_env, tmp_path):
+def test_a_remote_sweep_brings_every_model_home(via, remote_env, tmp_path, capsys):
     endpoint, s3_url, s3 = remote_env
     store = ([f"executor.artifact_store.url={STORE_URL}", f"executor.artifact_store.endpoint_url={s3_url}",
               "executor.max_inline_model_mb=0"] if via == "store" else [])
     proc = run_cli("-m", "executor=runpod", "executor.max_in_flight=1", "executor.poll_interval_s=0.2",
-                   "hydra.sweeper.n_trials=2", *TINY_OVERRIDES, *store, f"output_root={tmp_path}")
+                   "hydra.sweeper.n_trials=2", *TINY_OVERRIDES, *store, f"output_root={tmp_path}",
+                   "plots=none")
     assert proc.returncode == 0, proc.stderr
     sweep_dir = next((tmp_path / "sweeps").iterdir())
     trials = read_json(sweep_dir / "summary.json")["trials"]
@@ -291,24 +292,25 @@ def test_a_remote_sweep_brings_every_model_home(via, remote_env, tmp_path):
             assert hashlib.sha256(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).hexdigest() == digest
         # The model trained in the worker evaluates here to the figures the worker recorded,
         # exactly (cvsweep evaluate exits 1 on any difference).
-        evaluated = evaluate_cli(str(sweep_dir / job))
-        assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+        status, out, err = evaluate_here(sweep_dir / job, capsys)
+        assert status == 0, out + err
     _assert_no_secret_in(tmp_path, proc.stdout, proc.stderr)
     _assert_no_secret_in(endpoint.log_dir)
 
 
 @pytest.mark.slow
-def test_artifacts_best_keeps_only_the_best_remote_model(remote_env, tmp_path):
+def test_artifacts_best_keeps_only_the_best_remote_model(remote_env, tmp_path, capsys):
     proc = run_cli("-m", "executor=runpod", "executor.max_in_flight=2", "executor.poll_interval_s=0.2",
-                   "hydra.sweeper.n_trials=3", "artifacts=best", *TINY_OVERRIDES, f"output_root={tmp_path}")
+                   "hydra.sweeper.n_trials=3", "artifacts=best", *TINY_OVERRIDES, f"output_root={tmp_path}",
+                   "plots=none")
     assert proc.returncode == 0, proc.stderr
     sweep_dir = next((tmp_path / "sweeps").iterdir())
     summary = read_json(sweep_dir / "summary.json")
     (kept,) = sweep_dir.glob(f"*/{MODEL_FILE}")
     assert Path(summary["best_model"]["model"]).resolve() == kept.resolve()
     assert len(summary["models_deleted"]) == 2
-    evaluated = evaluate_cli(str(sweep_dir))  # a sweep folder: its study's best, the kept one
-    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    status, out, err = evaluate_here(sweep_dir, capsys)  # a sweep folder: its study's best, the kept one
+    assert status == 0, out + err
 
 
 def _run(endpoint, model_dir, **changes) -> dict:

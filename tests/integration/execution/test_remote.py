@@ -225,7 +225,7 @@ def test_a_slow_trial_does_not_hold_up_the_others(runpod_env, tmp_path):
     runpod_env.admin("faults", {"slow_jobs": 1, "slow_job_s": 15})
     proc = run_cli(
         "-m", "executor=runpod", "executor.max_in_flight=2", "executor.poll_interval_s=0.2",
-        "hydra.sweeper.n_trials=4", *TINY_OVERRIDES, f"output_root={tmp_path}",
+        "hydra.sweeper.n_trials=4", *TINY_OVERRIDES, f"output_root={tmp_path}", "plots=none",
     )
     assert proc.returncode == 0, proc.stderr
     sweep_dir = next((tmp_path / "sweeps").iterdir())
@@ -242,7 +242,7 @@ def _start_remote_sweep(tmp_path: Path, n_trials: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cvsweep", "-m", "executor=runpod", "executor.max_in_flight=2",
          "executor.poll_interval_s=0.2", f"hydra.sweeper.n_trials={n_trials}", *TINY_OVERRIDES,
-         f"output_root={tmp_path}"],
+         f"output_root={tmp_path}", "plots=none"],
         cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )
@@ -329,6 +329,7 @@ def test_the_sdk_endpoint_api_works_against_the_emulator(runpod_env):
     job = endpoint.run({"input": job_input})
     assert job.status() == "IN_QUEUE"
     assert job.cancel()["status"] == "CANCELLED" and job.status() == "CANCELLED"
+    runpod_env.admin("faults", {"queue_delay_s": 0})  # the refused job would otherwise wait out the delay
     refused = endpoint.run_sync({"input": {"config": {"_target_": "os.system"}}}, timeout=60)
     assert refused is None  # the SDK's run_sync hides a FAILED job: cvsweep checks the status instead
 

@@ -167,7 +167,7 @@ def test_a_restarted_server_finds_every_sweep_and_runs_the_queue_it_left(tmp_pat
         finished = first.start_sweep(*TINY_SWEEP)
         first.wait_for(finished)
         long_running = first.start_sweep(*LONG_SWEEP)
-        queued = first.start_sweep(*TINY_SWEEP[:-2], "hydra.sweeper.n_trials=1")
+        queued = first.start_sweep(*TINY_SWEEP[:-2], "hydra.sweeper.n_trials=1", "plots=none")
         first.close(kill=True)  # kill -9: the sweep it started runs on
         second = ServiceProcess(root)
     except BaseException:

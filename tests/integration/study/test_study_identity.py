@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-from conftest import TINY_OVERRIDES, as_the_command_checks, compose_sweep, read_json, run_cli
+from conftest import EPOCHS_1, as_the_command_checks, compose_sweep, copy_of, read_json, run_cli
 
 from cvsweep.study.identity import IDENTITY_ATTR, differences, identity_of
 from cvsweep.sweep.preflight import check_sweep
@@ -71,12 +71,10 @@ def test_differences_name_each_key_with_before_and_after():
 
 
 @pytest.mark.slow
-def test_another_objective_never_joins_the_accuracy_study(tmp_path):
+def test_another_objective_never_joins_the_accuracy_study(epochs_1_sweep, tmp_path):
     """Reproduction 1: a val_loss sweep after an accuracy sweep used to add losses to the
     accuracy study (MAXIMIZE) and call its worst model best."""
-    common = ["hydra.sweeper.n_trials=2", "training.epochs=1", *TINY_OVERRIDES, "plots=none", f"output_root={tmp_path}"]
-    first = run_cli("-m", *common)
-    assert first.returncode == 0, first.stderr[-2000:]
+    common = [*EPOCHS_1, f"output_root={copy_of(epochs_1_sweep, tmp_path)}"]  # the first sweep: conftest's
     second = run_cli("-m", "objective=val_loss", "hydra.sweeper.direction=minimize", *common)
     assert second.returncode == 0, second.stderr[-2000:]
     storage = f"sqlite:///{tmp_path}/optuna.db"
@@ -93,11 +91,10 @@ def test_another_objective_never_joins_the_accuracy_study(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_changed_fixed_setting_runs_its_own_trials(tmp_path, capsys):
+def test_a_changed_fixed_setting_runs_its_own_trials(epochs_1_sweep, tmp_path, capsys):
     """Reproduction 2: training.epochs=2 after an epochs=1 sweep used to run nothing and call
     an epochs=1 trial best."""
-    common = ["hydra.sweeper.n_trials=2", *TINY_OVERRIDES, "plots=none", f"output_root={tmp_path}"]
-    assert run_cli("-m", *common, "training.epochs=1").returncode == 0
+    common = [*EPOCHS_1, f"output_root={copy_of(epochs_1_sweep, tmp_path)}"]  # the first sweep: conftest's
     proc = run_cli("-m", *common, "training.epochs=2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = read_json(sorted((tmp_path / "sweeps").iterdir())[-1] / "summary.json")

@@ -29,11 +29,11 @@ def _study(root) -> optuna.Study:
 @pytest.mark.slow
 def test_the_time_limit_starts_no_new_trial_and_lets_the_running_one_finish(tmp_path):
     proc = run_cli("-m", *TINY_OVERRIDES, "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=200",
-                   "hydra.sweeper.timeout_s=8", "plots=none", f"output_root={tmp_path}")
+                   "hydra.sweeper.timeout_s=5", "plots=none", f"output_root={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "time limit (hydra.sweeper.timeout_s=8) ended it" in proc.stderr
+    assert "time limit (hydra.sweeper.timeout_s=5) ended it" in proc.stderr
     summary = read_json(next(tmp_path.glob("sweeps/*/summary.json")))
-    assert "hydra.sweeper.timeout_s=8" in summary["ended_early"]["message"] and summary["ended_early"]["exit_code"] == 0
+    assert "hydra.sweeper.timeout_s=5" in summary["ended_early"]["message"] and summary["ended_early"]["exit_code"] == 0
     trials = _study(tmp_path).trials
     assert 1 <= len(trials) < 200 and all(t.state == TrialState.COMPLETE for t in trials)  # none cut short
     assert summary["n_completed"] == len(trials)
@@ -43,7 +43,7 @@ def test_the_time_limit_starts_no_new_trial_and_lets_the_running_one_finish(tmp_
 @pytest.mark.slow
 def test_with_a_pruner_the_time_limit_stops_running_trials_at_an_epoch_end(tmp_path):
     proc = run_cli("-m", *[o for o in TINY_OVERRIDES if not o.startswith("training.epochs")], "training.epochs=500",
-                   "training.early_stopping_patience=0", "hydra.sweeper.n_trials=3", "hydra.sweeper.timeout_s=12",
+                   "training.early_stopping_patience=0", "hydra.sweeper.n_trials=3", "hydra.sweeper.timeout_s=8",
                    "plots=none", f"output_root={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (trial,) = _study(tmp_path).trials  # the first trial outlived the limit: no second one

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, TINY_OVERRIDES, as_the_command_checks, read_json, run_cli
+from conftest import REPO, TINY_OVERRIDES, as_the_command_checks, copy_of, read_json, run_cli
 from optuna.trial import TrialState
 
 from cvsweep import compat
@@ -65,11 +65,11 @@ def every_output_is_whole(root: Path) -> int:
 
 @pytest.mark.slow
 def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
-    args = sweep_args(tmp_path, 3, "training.epochs=30")
+    args = sweep_args(tmp_path, 3, "training.epochs=10")
     sweep = start_sweep(args)
-    # Kill once the second trial is training: the first one's result.json exists.
-    wait_for(lambda: any(tmp_path.glob("sweeps/*/1/app.log")) and any(tmp_path.glob("sweeps/*/0/result.json")))
-    time.sleep(1.5)
+    # Kill once the second trial is training: the first one's result.json exists, and the second
+    # has finished its first epoch (progress.json) of ten.
+    wait_for(lambda: any(tmp_path.glob("sweeps/*/0/result.json")) and any(tmp_path.glob("sweeps/*/1/progress.json")))
     sweep.send_signal(signal.SIGKILL)
     sweep.wait()
     first_dir = next(tmp_path.glob("sweeps/*"))
@@ -78,7 +78,7 @@ def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
     before = killed_study.trials
     assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING]
     identity = killed_study.user_attrs[IDENTITY_ATTR]
-    assert identity["training.epochs"] == 30 and identity["objective"] == "val_accuracy"
+    assert identity["training.epochs"] == 10 and identity["objective"] == "val_accuracy"
     assert every_output_is_whole(tmp_path) >= 1
 
     proc = run_cli(*args)
@@ -110,10 +110,10 @@ def test_kill_9_mid_trial_then_the_same_command_finishes_the_study(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_re_run_asks_new_parameters_and_the_same_history_asks_the_same(tmp_path):
-    for n_trials in (2, 4):
-        proc = run_cli(*sweep_args(tmp_path / "a", n_trials, "training.epochs=1", "plots=none"))
-        assert proc.returncode == 0, proc.stderr[-3000:]
+def test_a_re_run_asks_new_parameters_and_the_same_history_asks_the_same(epochs_1_sweep, tmp_path):
+    # The first run, two trials: conftest's EPOCHS_1 sweep (the same experiment), continued on a copy.
+    proc = run_cli(*sweep_args(copy_of(epochs_1_sweep, tmp_path / "a"), 4, "training.epochs=1", "plots=none"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
     params = [t.params for t in load(tmp_path / "a").trials]
     assert len(params) == 4
     assert all(params[i] != params[j] for i in range(4) for j in range(i))  # upstream repeated 0 and 1
@@ -187,34 +187,58 @@ def kill_inside_a_write(args: list[str], name: str, hook_dir: Path) -> tuple[int
     return sweep.pid, paused.read_text()
 
 
-@pytest.mark.slow
-def test_kills_inside_writes_leave_only_whole_files(tmp_path):
-    """kill -9 half-way through writing a trial's result.json, then one of the trial plots drawn
-    when the sweep ends, then the summary; every file left is whole, and the study records
-    what each kill interrupted."""
+def whole_or_why(root: Path):
+    """None when every output under ``root`` is whole (every_output_is_whole), else why not."""
+    try:
+        every_output_is_whole(root)
+    except (AssertionError, ValueError) as err:  # a half-written PNG, or JSON that does not parse
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+# The kills inside writes, in the order they happen: which file, and the study's states after the kill.
+DONE = ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]  # 0 found interrupted; 1 asked its parameters again
+KILLED_WRITING = {
+    "result.json": ["RUNNING"],  # trial 0, killed as its result is written
+    "history.png": DONE,  # plots are drawn after the last trial: the study is done
+    "summary.json": DONE,  # a re-run of the finished sweep, killed writing its summary
+}
+
+
+@pytest.fixture(scope="module")
+def killed_inside_writes(tmp_path_factory):
+    """One three-trial sweep killed -9 half-way through writing a trial's result.json, then one of
+    the trial plots drawn when the sweep ends, then (re-run, finished) its summary; then the same
+    command once more. Returns the output folder, for each kill (file name, pid, the file it was
+    writing, why the outputs were not whole or None, the study's states), and the last run."""
+    tmp_path = tmp_path_factory.mktemp("kills-inside-writes")
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook" / "sitecustomize.py").write_text(PAUSE_HOOK)
     root = tmp_path / "out"
     args = sweep_args(root, 3, "training.epochs=1")
-    killed = []
-    done = ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]  # 0 found interrupted; 1 asked its parameters again
-    expected_states = {
-        "result.json": ["RUNNING"],  # trial 0, killed as its result is written
-        "history.png": done,  # plots are drawn after the last trial: the study is done
-        "summary.json": done,  # a re-run of the finished sweep, killed writing its summary
-    }
-    for name, states in expected_states.items():
+    kills = []
+    for name in KILLED_WRITING:
         pid, written = kill_inside_a_write(args, name, tmp_path / "hook")
-        killed.append(pid)
-        assert name in Path(written).name, written
-        every_output_is_whole(root)
-        assert [t.state.name for t in load(root).trials] == states, name
+        kills.append((name, pid, written, whole_or_why(root), [t.state.name for t in load(root).trials]))
+    return root, kills, run_cli(*args)
 
-    proc = run_cli(*args)
+
+@pytest.mark.slow
+def test_kills_inside_writes_leave_only_whole_files(killed_inside_writes):
+    """kill -9 half-way through writing a trial's result.json, then one of the trial plots drawn
+    when the sweep ends, then the summary; every file left is whole, and the study records
+    what each kill interrupted."""
+    root, kills, proc = killed_inside_writes
+    assert [name for name, *_ in kills] == list(KILLED_WRITING)
+    for name, _, written, broken, states in kills:
+        assert name in Path(written).name, written
+        assert broken is None, (name, broken)
+        assert states == KILLED_WRITING[name], name
+
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = load(root).trials
-    assert [t.state.name for t in trials] == done
-    assert trials[0].user_attrs[RESULT_ATTR]["reason"].startswith(f"interrupted: sweep process {killed[0]}")
+    assert [t.state.name for t in trials] == DONE
+    assert trials[0].user_attrs[RESULT_ATTR]["reason"].startswith(f"interrupted: sweep process {kills[0][1]}")
     # The interrupted trial's parameters were asked again by the next run (Optuna's record
     # names the first trial of those parameters).
     assert trials[1].system_attrs.get("failed_trial") == 0
@@ -277,20 +301,17 @@ def test_a_trial_asked_but_never_claimed_is_recovered(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_re_run_of_a_finished_sweep_writes_the_studys_summary_and_report(tmp_path):
+def test_a_re_run_of_a_finished_sweep_writes_the_studys_summary_and_report(killed_inside_writes):
     """Reproduction: a sweep killed during its summary never got summary.json or report.html,
-    and a re-run printed "No trial completed." although the study was complete."""
-    args = sweep_args(tmp_path, 2, "training.epochs=1", "plots=summary")
-    assert run_cli(*args).returncode == 0
-    (first,) = tmp_path.glob("sweeps/*")
-    for name in ("summary.json", "report.html"):
-        (first / name).unlink()  # as a kill during the summary leaves it
-    again = run_cli(*args)
+    and a re-run printed "No trial completed." although the study was complete. (The module's
+    killed sweep: its third run was killed writing its summary; its last run is the re-run.)"""
+    root, _, again = killed_inside_writes
+    *_, killed, second = sorted(root.glob("sweeps/*"))
+    assert not (killed / "summary.json").exists() and not (killed / "report.html").exists()  # as the kill left it
     assert again.returncode == 0, again.stderr[-3000:]
-    (second,) = [p for p in tmp_path.glob("sweeps/*") if p != first]
     summary = read_json(second / "summary.json")
-    assert summary["covers"] == "study" and summary["n_completed"] == 2
-    best = load(tmp_path).best_trial
+    assert summary["covers"] == "study" and summary["n_completed"] == 3
+    best = load(root).best_trial
     assert summary["best"]["objective"] == best.value
     assert (second / summary["best"]["job"] / "result.json").resolve() == \
         Path(best.user_attrs[RESULT_ATTR]["path"]).resolve()
