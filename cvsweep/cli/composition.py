@@ -44,6 +44,11 @@ def composition_problem(argv: list[str]) -> str | None:
         args = get_args_parser().parse_args(argv)
     except SystemExit:  # Hydra's own parser says what is wrong when it runs
         return None
+    modes = [flag for flag, given in (("-m", args.multirun), ("--run", args.run), ("--cfg", args.cfg is not None),
+                                      ("--info", args.info is not None), ("-sc", args.shell_completion)) if given]
+    if len(modes) > 1:  # Hydra raises a bare ValueError for it, a traceback
+        return (f"{' and '.join(modes)}: only one of -m, --run, --cfg, --info and --shell-completion at a time "
+                f"(cvsweep --cfg job [overrides] prints a config; cvsweep -m [overrides] runs the sweep)")
     if any(getattr(args, name, None) for name in LEFT_TO_HYDRA):
         return None
     overrides = list(args.overrides)

@@ -135,7 +135,9 @@ def test_a_command_line_without_a_subcommand_goes_to_hydra_unchanged(monkeypatch
     (["dataset=imagenet"], "cvsweep: Could not find 'dataset/imagenet' (available: cifar10, cifar100, digits,"),
     (["x=("], "cvsweep: Error parsing override 'x=('"),
     (["training.epochs=1,2"], "cvsweep: Ambiguous value for argument 'training.epochs=1,2'"),
-], ids=["unknown-key", "unknown-nested-key", "wrong-type", "no-such-option", "unparsable", "sweep-without-m"])
+    (["-m", "--cfg", "job"], "cvsweep: -m and --cfg: only one of -m, --run, --cfg, --info and --shell-completion"),
+], ids=["unknown-key", "unknown-nested-key", "wrong-type", "no-such-option", "unparsable", "sweep-without-m",
+        "two-modes"])
 def test_what_hydra_cannot_compose_is_one_line_and_exit_2(argv, says, capsys):
     assert main(argv) == 2
     assert one_line(capsys).startswith(says)
