@@ -17,7 +17,7 @@ from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import OBJECTIVES
 from cvsweep.study.pruning import PRUNER_TARGETS
 
-TINY_SWEEP = [*TINY_OVERRIDES, "hydra.sweeper.n_trials=2", "plots=summary"]
+TINY_SWEEP = [*TINY_OVERRIDES, "hydra.sweeper.n_trials=2", "plots=none"]  # the report is written without plots
 # A sweep that runs until it is cancelled (one trial of many epochs).
 LONG_SWEEP = ["model.conv_layers=1", "model.filters=8", "model.dense_layers=0", "training.epochs=400",
               "training.early_stopping_patience=0", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=2",
