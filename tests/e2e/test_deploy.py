@@ -226,6 +226,7 @@ def test_the_smoke_test_fails_an_image_that_does_not_train_the_input(tmp_path, c
     job["input"]["fingerprint"] = "0" * 64
     (tmp_path / "job.json").write_text(json.dumps(job))
     monkeypatch.syspath_prepend(str(REPO / "remote"))
+    monkeypatch.delenv("RUNPOD_LOG_LEVEL", raising=False)  # the module's default for its process, not for later tests
     import handler
 
     capsys.readouterr()
