@@ -1,6 +1,9 @@
 """``cvsweep deploy``: the dry run, and the endpoint update over real HTTP against the
 emulator's REST routes (there is no Docker engine here: the docker steps are run by a stand-in
-``docker`` on PATH that logs its arguments and runs the smoke test's command in this checkout)."""
+``docker`` on PATH that logs its arguments and runs the smoke test's command in this checkout).
+The command runs in this process (the deploy fixture: main(), as ``cvsweep`` calls it), but for
+one run in a fresh interpreter (deploy_cli), where its exit status and one-line refusal are
+what a user meets."""
 
 from __future__ import annotations
 
