@@ -97,7 +97,7 @@ def test_infeasible_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     # answer, counted towards n_trials and told to Optuna so that its sampler avoids it.
     proc = run_cli(
         "-m", "search=base", "training.time_budget_s=choice(0.001, 600)", "hydra.sweeper.n_trials=4",
-        *TINY_OVERRIDES, f"output_root={tmp_path}",
+        *TINY_OVERRIDES, "training.epochs=1", "plots=none", f"output_root={tmp_path}",  # what is counted, not drawn
     )
     assert proc.returncode == 0, proc.stderr
     sweep_dir = _only((tmp_path / "sweeps").iterdir())
@@ -127,7 +127,7 @@ def test_infeasible_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
 @pytest.mark.slow
 def test_a_sweep_where_every_trial_is_infeasible_ends_with_its_summary(tmp_path):
     proc = run_cli("-m", "search=base", "training.time_budget_s=0.001", "hydra.sweeper.n_trials=2",
-                   *TINY_OVERRIDES, f"output_root={tmp_path}")
+                   *TINY_OVERRIDES, "plots=none", f"output_root={tmp_path}")
     assert proc.returncode == 1  # nothing completed: a script must be able to tell
     summary = read_json(_only((tmp_path / "sweeps").iterdir()) / "summary.json")
     assert (summary["n_completed"], summary["n_failed"], summary["best"]) == (0, 2, None)

@@ -1,6 +1,9 @@
 """``cvsweep deploy``: the dry run, and the endpoint update over real HTTP against the
 emulator's REST routes (there is no Docker engine here: the docker steps are run by a stand-in
-``docker`` on PATH that logs its arguments and runs the smoke test's command in this checkout)."""
+``docker`` on PATH that logs its arguments and runs the smoke test's command in this checkout).
+The command runs in this process (the deploy fixture: main(), as ``cvsweep`` calls it), but for
+one run in a fresh interpreter (deploy_cli), where its exit status and one-line refusal are
+what a user meets."""
 
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ from pathlib import Path
 
 import pytest
 from conftest import BARE_ENDPOINT_ID, REPO, SENTINEL_API_KEY
+
+from cvsweep.cli.main import main
+from cvsweep.execution.env_file import VARIABLES
 
 # Runs in place of docker: logs its arguments; `run` runs the command after the image here.
 DOCKER_STAND_IN = """#!{python}
@@ -39,9 +45,29 @@ def working_folder(tmp_path, monkeypatch):
 
 
 def deploy_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m cvsweep deploy ARGS`` in a fresh interpreter: the command as a user runs it."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
     return subprocess.run([sys.executable, "-m", "cvsweep", "deploy", *args], capture_output=True, text=True,
                           timeout=300, env={**base, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+@pytest.fixture
+def deploy(capsys, monkeypatch):
+    """``cvsweep deploy ARGS`` in this process (main(), as the command calls it), in the environment
+    deploy_cli gives its process: what it prints, and its exit status."""
+
+    def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        with monkeypatch.context() as patch:
+            for name in [*(k for k in os.environ if k.startswith("RUNPOD_")), *VARIABLES]:
+                patch.delenv(name, raising=False)  # ./.env's values, set by the command, go too
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            capsys.readouterr()
+            status = main(["deploy", *args])
+            out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["cvsweep", "deploy", *args], status, out, err)
+
+    return run
 
 
 def git(repo: Path, *args: str) -> str:
@@ -84,11 +110,11 @@ def rest_url(emulator) -> str:
     return emulator.base_url.rsplit("/v2", 1)[0] + "/v1"
 
 
-def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(checkout, docker_stand_in, bare_endpoint):
+def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(deploy, checkout, docker_stand_in, bare_endpoint):
     image = f"registry.example/me/cvsweep-worker:{expected_tag(checkout)}"
-    proc = deploy_cli("--dry-run", "--source", str(checkout), "--registry", "registry.example/me/",
-                      "--endpoint-id", BARE_ENDPOINT_ID, "--rest-url", rest_url(bare_endpoint),
-                      env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY})
+    proc = deploy("--dry-run", "--source", str(checkout), "--registry", "registry.example/me/",
+                  "--endpoint-id", BARE_ENDPOINT_ID, "--rest-url", rest_url(bare_endpoint),
+                  env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"image: {image}  (from {checkout})"
@@ -107,13 +133,13 @@ def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(checkout, do
 
 
 @pytest.mark.slow
-def test_a_deploy_runs_each_step_and_points_the_endpoints_template_at_the_new_image(docker_stand_in, bare_endpoint,
-                                                                                     tmp_path):
+def test_a_deploy_runs_each_step_and_points_the_endpoints_template_at_the_new_image(deploy, docker_stand_in,
+                                                                                     bare_endpoint, tmp_path):
     """Every step for real but docker's (the stand-in runs the smoke test's command in this checkout: the real
     handler trains test_input.json); the update over HTTP to the emulator's REST routes."""
-    proc = deploy_cli("--registry", "registry.example/me", "--endpoint-id", BARE_ENDPOINT_ID, "--allow-dirty",
-                      "--rest-url", rest_url(bare_endpoint), "--gpus", "all",
-                      env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_LOG_LEVEL": "ERROR"})
+    proc = deploy("--registry", "registry.example/me", "--endpoint-id", BARE_ENDPOINT_ID, "--allow-dirty",
+                  "--rest-url", rest_url(bare_endpoint), "--gpus", "all",
+                  env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_LOG_LEVEL": "ERROR"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     image = proc.stdout.splitlines()[-1].removeprefix("deployed: ")
     assert image.startswith("registry.example/me/cvsweep-worker:")
@@ -127,11 +153,11 @@ def test_a_deploy_runs_each_step_and_points_the_endpoints_template_at_the_new_im
     assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
 
 
-def test_the_update_alone_changes_the_template_over_http(checkout, bare_endpoint):
+def test_the_update_alone_changes_the_template_over_http(deploy, checkout, bare_endpoint):
     before = bare_endpoint.admin("state")["templates"].get(f"tpl-{BARE_ENDPOINT_ID}", {}).get("imageName")
-    proc = deploy_cli("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
-                      "--rest-url", rest_url(bare_endpoint),
-                      env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_ENDPOINT_ID": BARE_ENDPOINT_ID, "PATH": "/usr/bin:/bin"})
+    proc = deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
+                  "--rest-url", rest_url(bare_endpoint),
+                  env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_ENDPOINT_ID": BARE_ENDPOINT_ID, "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     image = f"cvsweep-worker:{expected_tag(checkout)}"
     assert bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]["imageName"] == image != before
@@ -140,7 +166,7 @@ def test_the_update_alone_changes_the_template_over_http(checkout, bare_endpoint
 
 @pytest.mark.parametrize("case", ["unknown endpoint", "refused key", "no template",
                                   pytest.param("unreachable", marks=pytest.mark.slow)])  # 3 retries with backoff
-def test_a_failed_update_says_what_to_fix_and_never_the_key(case, checkout, bare_endpoint):
+def test_a_failed_update_says_what_to_fix_and_never_the_key(deploy, case, checkout, bare_endpoint):
     key, endpoint, url = SENTINEL_API_KEY, BARE_ENDPOINT_ID, rest_url(bare_endpoint)
     if case == "unknown endpoint":
         endpoint = "no-such-endpoint"
@@ -150,8 +176,8 @@ def test_a_failed_update_says_what_to_fix_and_never_the_key(case, checkout, bare
         bare_endpoint.admin("faults", {"endpoints_without_template": 1})
     else:
         url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
-    proc = deploy_cli("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
-                      "--endpoint-id", endpoint, "--rest-url", url, env={"RUNPOD_API_KEY": key})
+    proc = deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
+                  "--endpoint-id", endpoint, "--rest-url", url, env={"RUNPOD_API_KEY": key})
     assert proc.returncode == 1 and proc.stdout == ""
     expected = {
         "unknown endpoint": f"--endpoint-id no-such-endpoint (or RUNPOD_ENDPOINT_ID): no such endpoint for this key: "
@@ -164,45 +190,50 @@ def test_a_failed_update_says_what_to_fix_and_never_the_key(case, checkout, bare
     assert key not in proc.stderr
 
 
-def test_settings_are_checked_before_any_step(checkout, docker_stand_in):
+def test_settings_are_checked_before_any_step(deploy, checkout, docker_stand_in):
     proc = deploy_cli("--source", str(checkout), env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY})
     assert proc.returncode == 2
     assert "--registry is not set: RunPod pulls cvsweep-worker from a registry" in proc.stderr
     assert "--endpoint-id is not set: pass it, set RUNPOD_ENDPOINT_ID (environment or .env), or --skip-update" \
         in proc.stderr
-    proc = deploy_cli("--source", str(checkout), "--registry", "r.example/me", "--endpoint-id", "e",
-                      env={**docker_stand_in})
+    proc = deploy("--source", str(checkout), "--registry", "r.example/me", "--endpoint-id", "e",
+                  env={**docker_stand_in})
     assert proc.returncode == 2 and "RUNPOD_API_KEY is not set (environment or .env)" in proc.stderr
     git_only = checkout.parent / "git-only"  # a PATH with git and no docker
     git_only.mkdir()
     (git_only / "git").symlink_to(shutil.which("git"))
-    proc = deploy_cli("--source", str(checkout), "--skip-update", "--registry", "r.example/me",
-                      env={"PATH": str(git_only)})
+    proc = deploy("--source", str(checkout), "--skip-update", "--registry", "r.example/me",
+                  env={"PATH": str(git_only)})
     assert proc.returncode == 2 and "docker is not on PATH" in proc.stderr
     assert not Path(docker_stand_in["DOCKER_LOG"]).exists()
 
 
-def test_a_tree_whose_image_files_differ_from_the_commit_is_refused_unless_allowed(checkout):
+def test_a_tree_whose_image_files_differ_from_the_commit_is_refused_unless_allowed(deploy, checkout):
     (checkout / "cvsweep" / "new.py").write_text("x = 1\n")
     (checkout / "notes.txt").write_text("not in the image\n")  # outside the image: does not count
     args = ("--dry-run", "--skip-push", "--skip-update", "--source", str(checkout))
-    proc = deploy_cli(*args)
+    proc = deploy(*args)
     assert proc.returncode == 2
     assert f"the image's files differ from commit {git(checkout, 'rev-parse', '--short=12', 'HEAD')} " \
            "(cvsweep/new.py): commit them, or pass --allow-dirty" in proc.stderr
-    proc = deploy_cli(*args, "--allow-dirty")
+    proc = deploy(*args, "--allow-dirty")
     assert proc.returncode == 0 and f"cvsweep-worker:{expected_tag(checkout)}-dirty-" in proc.stdout
 
 
-@pytest.mark.slow
-def test_the_smoke_test_fails_an_image_that_does_not_train_the_input(tmp_path):
+def test_the_smoke_test_fails_an_image_that_does_not_train_the_input(tmp_path, capsys, monkeypatch):
     """remote/handler.py --smoke-test, the deploy's check inside the image: a refused input (here a changed
-    fingerprint) is a non-zero exit and a verdict that says why."""
+    fingerprint) is a non-zero exit and a verdict that says why. Its smoke_test() in this process: the
+    status it returns is the one its __main__ exits with (the refusal comes before any training; a
+    smoke test's run as a process is the deploy test's)."""
     job = json.loads((REPO / "remote" / "test_input.json").read_text())
     job["input"]["fingerprint"] = "0" * 64
     (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-u", str(REPO / "remote" / "handler.py"), "--smoke-test",
-                           str(tmp_path / "job.json")], capture_output=True, text=True, timeout=300)
-    verdict = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert proc.returncode == 1 and verdict["ok"] is False and verdict["status"] is None
+    monkeypatch.syspath_prepend(str(REPO / "remote"))
+    monkeypatch.delenv("RUNPOD_LOG_LEVEL", raising=False)  # the module's default for its process, not for later tests
+    import handler
+
+    capsys.readouterr()
+    status = handler.smoke_test(str(tmp_path / "job.json"))
+    verdict = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status == 1 and verdict["ok"] is False and verdict["status"] is None
     assert json.loads(verdict["error"])["code"] == "fingerprint_mismatch"
