@@ -214,6 +214,7 @@ def test_tensorboard_logs_for_local_runs_only(tmp_path):
     assert proc.returncode == 2 and "TensorBoard logs are written by executor=local only" in proc.stderr
 
 
+@pytest.mark.slow  # reads the shared sweep, a real one
 def test_the_sweep_names_its_study_once_without_optunas_lines(tiny_sweep):
     _, proc = tiny_sweep
     said = proc.stdout + proc.stderr
