@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cvsweep.errors import UserError
 from cvsweep.service import settings as service_settings
-from cvsweep.service.settings import SettingsError, settings_from
+from cvsweep.service.settings import settings_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,15 +29,12 @@ def run(args: argparse.Namespace) -> int:
         0 when the server stops.
 
     Raises:
-        UserError: For settings it refuses (exit status 2).
+        SettingsError: For settings it refuses (a UserError: exit status 2).
     """
     from cvsweep.execution.env_file import load_env_file
 
     load_env_file()  # credentials from ./.env for the sweeps it starts (the environment wins)
-    try:
-        settings = settings_from(args)
-    except SettingsError as err:
-        raise UserError(str(err)) from None
+    settings = settings_from(args)  # a SettingsError is a UserError: the dispatcher says it, exit 2
     import uvicorn
 
     from cvsweep.service.app import create_app

@@ -12,7 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
-from cvsweep.errors import CvsweepError
+from cvsweep.errors import UserError
 
 TOKEN_VARIABLE = "CVSWEEP_API_TOKEN"
 # What one request may carry: a sweep's overrides are a few dozen short lines.
@@ -58,7 +58,7 @@ class ServeSettings:
             return False
 
 
-class SettingsError(CvsweepError, ValueError):
+class SettingsError(UserError):
     """Settings the service refuses to start with; the message names the setting and the fix."""
 
 
