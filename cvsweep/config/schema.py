@@ -336,6 +336,10 @@ class DatasetConfig:
 class ImageDatasetConfig(DatasetConfig):
     """Image arrays: digits, the Keras image sets, a local .npz."""
 
+    # null: counted where the data is read here (a local .npz or folder, digits) before the run
+    # config is made, so the fingerprint covers the number; a number given is checked against
+    # the labels (or class folders). Needed for a download and with location=worker.
+    num_classes: Optional[int] = field(default=None, metadata=bounds(2))
     # Raw pixel values are divided by this (255 for 8-bit images, 16 for sklearn's digits).
     pixel_scale: float = field(default=255.0, metadata=bounds(0, low_open=True))
     # Held-out test share, only for sources without a test split of their own (digits, and
@@ -349,10 +353,6 @@ class ImageDatasetConfig(DatasetConfig):
 class ImageFolderDatasetConfig(ImageDatasetConfig):
     """A folder of class folders (image_folder, gtsrb), decoded and resized."""
 
-    # null: counted from the class folders (of train/ where train/ and test/ exist) before the
-    # run config is made, so the fingerprint covers the number; a number given is checked
-    # against them. Needed with location=worker, where the folders are not here to count.
-    num_classes: Optional[int] = field(default=None, metadata=bounds(2))
     # [height, width] every image is resized to.
     image_size: List[int] = field(default_factory=lambda: [32, 32])
     color_mode: ColorMode = ColorMode.rgb

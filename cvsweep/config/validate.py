@@ -81,6 +81,9 @@ def load_run_config(data: Mapping[str, Any]) -> DictConfig:
     except Exception as err:  # OmegaConf's messages name the key and the allowed values
         raise ConfigError(omegaconf_problem(err)) from err
     check_values(cfg)
+    if cfg.dataset.get("num_classes", 0) is None:  # settled before a run config is made (data/sources.py)
+        raise ConfigError("dataset.num_classes=None: a run config carries the number of classes, counted "
+                          "before the trial is sent; set dataset.num_classes")
     return cfg
 
 
@@ -257,6 +260,7 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
     if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= MAX_IMAGE_SIDE for v in size)):
         problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, {MAX_IMAGE_SIDE}]")
     problems += _location_problems(dataset)
+    problems += _download_count_problems(dataset, entry) if dataset.location != DataLocation.worker else []
     if dataset.sha256 is not None and not (isinstance(dataset.sha256, str) and len(dataset.sha256) == 64):
         problems.append(f"dataset.sha256={dataset.sha256}: a sha256 hex digest (64 characters) or null")
     return problems
@@ -289,10 +293,19 @@ def _location_problems(dataset: DictConfig) -> list[str]:
     if not path.startswith("/"):
         return [f"dataset.path={path}: with dataset.location=worker, an absolute path on the worker "
                 "(e.g. /runpod-volume/data/mnist.npz)"]
-    if dataset.get("num_classes", 0) is None:  # an image folder's, counted only where it lies
-        return [f"dataset.num_classes=None: with dataset.location=worker the class folders of {path} are not "
+    if dataset.get("num_classes", 0) is None:  # counted only where the data lies
+        what = "the class folders" if kind_of(dataset.name) == Kind.image_folder else "the labels"
+        return [f"dataset.num_classes=None: with dataset.location=worker {what} of {path} are not "
                 "here to count; set dataset.num_classes to their number"]
     return []
+
+
+def _download_count_problems(dataset: DictConfig, entry) -> list[str]:
+    """A download is read by the trial, not here: its labels cannot be counted beforehand."""
+    if dataset.get("num_classes", 0) is not None or dataset.path or not entry.downloads:
+        return []
+    return [f"dataset.num_classes=None: dataset={dataset.name.value} is downloaded by the trial, not read "
+            "here to count its labels; set dataset.num_classes (or dataset.path to a local copy)"]
 
 
 def _kind_problems(cfg: DictConfig) -> list[str]:

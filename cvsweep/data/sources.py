@@ -55,6 +55,8 @@ class Source:
     # Kind.text ([N, sequence_length] token ids).
     kind: Kind = Kind.image
     cache: Optional[str] = None  # image folders: "decoded" now, or "cached"
+    # The classes the labels were checked against: as given, or counted (the largest label + 1).
+    num_classes: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,8 @@ def load_source(dataset, policy: Optional[Policy] = None) -> Source:
 
 
 def pin_dataset(run_config: dict) -> dict:
-    """The run config with ``dataset.sha256`` (and an image folder's unset ``num_classes``)
-    filled in, where the data can be read here.
+    """The run config with ``dataset.sha256`` (and an unset image ``num_classes``) filled in,
+    where the data can be read here.
 
     That is a local file or folder, or digits: the fingerprint then covers the content.
     Downloads stay unpinned (Keras checks their hashes itself), and so does data that lives on
@@ -155,35 +157,44 @@ def pin_dataset(run_config: dict) -> dict:
     dataset = dataset_config(run_config["dataset"])
     if not pinnable(dataset):
         return run_config
-    settle_num_classes(dataset)  # an image folder's, when unset
+    settle_num_classes(dataset)
     sha256 = load_source(dataset).sha256  # refuses a pinned hash that no longer matches
     return {**run_config, "dataset": {**run_config["dataset"], "num_classes": dataset.num_classes,
                                       "sha256": sha256}}
 
 
 def settle_num_classes(dataset) -> None:
-    """An image folder's ``dataset.num_classes``: counted from its class folders when unset,
-    checked against them when given, before anything is decoded. The run config made after it
-    carries the number, so the fingerprint covers it as if it had been typed.
+    """An image dataset's ``dataset.num_classes``, where the data is read here. An image
+    folder's is counted from its class folders when unset and checked against them when given,
+    before anything is decoded; image arrays (a local .npz, digits) count their labels when
+    unset (the largest label + 1) and are checked against a given number when loaded. The run
+    config made after it carries the number, so the fingerprint covers it as if it had been
+    typed.
 
-    Data on the worker is not counted: there it must be given (cvsweep/config/validate.py).
+    A download or data on the worker is not counted: there it must be given
+    (cvsweep/config/validate.py).
 
     Args:
         dataset: The config's dataset node; ``num_classes`` is filled in when unset.
 
     Raises:
-        DataError: The folder cannot be listed, or holds another number of classes than given.
+        DataError: The data cannot be read, or holds another number of classes than given.
     """
     from omegaconf import read_write
 
-    if kind_of(dataset.name) != Kind.image_folder or dataset.location == DataLocation.worker or not dataset.path:
+    if not pinnable(dataset):
         return
-    found = _folder_classes(dataset.path, Policy.current())
-    if dataset.num_classes is None:
-        with read_write(dataset):
-            dataset.num_classes = found
-    elif dataset.num_classes != found:
-        raise DataError(_classes_differ(dataset.num_classes, dataset.path, found))
+    kind = kind_of(dataset.name)
+    if kind == Kind.image_folder and dataset.path:
+        found = _folder_classes(dataset.path, Policy.current())
+        if dataset.num_classes is not None and dataset.num_classes != found:
+            raise DataError(_classes_differ(dataset.num_classes, dataset.path, found))
+    elif kind == Kind.image and dataset.num_classes is None:
+        found = load_source(dataset).num_classes
+    else:
+        return
+    with read_write(dataset):
+        dataset.num_classes = found
 
 
 def _folder_classes(root: str, policy: Policy) -> int:
@@ -373,7 +384,7 @@ def _unpacked_size(data: bytes) -> int:
         return 0
 
 
-def _decode_npz(data: bytes, path: str, num_classes: int) -> Source:
+def _decode_npz(data: bytes, path: str, num_classes: Optional[int]) -> Source:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
@@ -390,7 +401,7 @@ def _decode_npz(data: bytes, path: str, num_classes: int) -> Source:
     return _checked(arrays, num_classes, where=f"dataset.path={path}")
 
 
-def _load_digits(test_fraction: float, num_classes: int) -> Source:
+def _load_digits(test_fraction: float, num_classes: Optional[int]) -> Source:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -422,8 +433,9 @@ def _load_keras(name: str, num_classes: int) -> Source:
     return _checked(arrays, num_classes, where=f"dataset={name}")
 
 
-def _checked(arrays: dict, num_classes: int, where: str, kind: Kind = Kind.image) -> Source:
-    """Shapes, counts and label range; labels come back as flat int64 vectors."""
+def _checked(arrays: dict, num_classes: Optional[int], where: str, kind: Kind = Kind.image) -> Source:
+    """Shapes, counts and label range (``num_classes`` None: counted from the labels); labels
+    come back as flat int64 vectors."""
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], np.asarray(arrays[f"y_{part}"])
         if kind == Kind.text:
@@ -444,7 +456,13 @@ def _checked(arrays: dict, num_classes: int, where: str, kind: Kind = Kind.image
             )
         if len(y) == 0:
             raise DataError(f"{where}: x_{part} is empty")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes:
+        if num_classes is None and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0):
+            raise DataError(
+                f"{where}: y_{part} labels must be integers from 0 (one per class); found {y.dtype} in "
+                f"[{y.min()}, {y.max()}]"
+            )
+        if num_classes is not None and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0
+                                        or y.max() >= num_classes):
             raise DataError(
                 f"{where}: y_{part} labels must be integers in [0, {num_classes - 1}] "
                 f"(dataset.num_classes={num_classes}); found {y.dtype} in "
@@ -456,9 +474,13 @@ def _checked(arrays: dict, num_classes: int, where: str, kind: Kind = Kind.image
             f"{where}: x_train images are {arrays['x_train'].shape[1:]} but x_test images are "
             f"{arrays['x_test'].shape[1:]}"
         )
+    if num_classes is None:
+        num_classes = 1 + max(int(arrays["y_train"].max()), int(arrays["y_test"].max()))
+        if num_classes < 2:
+            raise DataError(f"{where}: every label is 0; a classifier needs labels of at least 2 classes")
     digest = hashlib.sha256()
     for key in NPZ_KEYS:
         array = np.ascontiguousarray(arrays[key])
         digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.tobytes())
-    return Source(**arrays, sha256=digest.hexdigest(), kind=kind)
+    return Source(**arrays, sha256=digest.hexdigest(), kind=kind, num_classes=num_classes)

@@ -105,7 +105,7 @@ def test_data_only_on_the_worker_trains_and_its_sha256_is_recorded(worker, volum
     env = {**os.environ, "RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_ENDPOINT_ID": "local-endpoint",
            "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     args = ["-m", "executor=runpod", f"executor.base_url={worker.base_url}", "dataset=npz", f"dataset.path={path}",
-            "dataset.location=worker", "model.conv_layers=1", "model.filters=8", "model.dense_layers=0",
+            "dataset.location=worker", "dataset.num_classes=10", "model.conv_layers=1", "model.filters=8", "model.dense_layers=0",
             "training.epochs=2", "training.batch_size=64", "hydra.sweeper.n_trials=1", "plots=none",
             f"output_root={tmp_path}"]
     client = subprocess.Popen([sys.executable, "-m", "cvsweep", *args], cwd=REPO, env=env, text=True,

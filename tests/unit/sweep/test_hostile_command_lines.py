@@ -46,7 +46,7 @@ CLI_INPUTS = [
     ("dataset-wrong-keys", ["dataset=npz", f"dataset.path={DATA}/wrong_keys.npz"], "x_test"),
     ("dataset-wrong-shapes", ["dataset=npz", f"dataset.path={DATA}/flat.npz"], "x_train"),
     ("dataset-length-mismatch", ["dataset=npz", f"dataset.path={DATA}/mismatch.npz"], "y_train"),
-    ("dataset-labels-out-of-range", ["dataset=npz", f"dataset.path={DATA}/labels.npz"], "labels"),
+    ("dataset-labels-out-of-range", ["dataset=npz", f"dataset.path={DATA}/labels.npz", "dataset.num_classes=10"], "labels"),
     ("dataset-is-a-folder", ["dataset=npz", f"dataset.path={DATA}"], "dataset.path"),
     ("output-root-unwritable", [f"output_root={DATA}/readonly/out"], "output_root="),
     ("output-root-is-a-file", [f"output_root={DATA}/text.npz"], "output_root="),
