@@ -42,7 +42,7 @@ def measure(overrides: list[str], rounds: int, root: Path) -> dict:
 
     from cvsweep.compose import compose
     from cvsweep.config.schema import run_config_of
-    from cvsweep.data.sources import pin_dataset
+    from cvsweep.data.source_identity import pin_dataset
     from cvsweep.jsonio import write_json_atomic
     from cvsweep.study.artifacts import register_model
     from cvsweep.training import artifact

@@ -16,6 +16,8 @@ RESULT = "result.json"  # the trial's record: config, fingerprint, metrics, wher
 RUN_CONFIG = "run_config.yaml"  # the resolved training config the trial ran
 PROGRESS = "progress.json"  # the running trial's epochs so far
 MODEL = "model.keras"  # the trained model, when kept
+# The per-trial plots, drawn when the sweep ends (cvsweep/reporting/plots.py)
+TRIAL_PLOTS = ("history.png", "confusion.png", "gradients.png", "weights.png", "activations.png")
 
 # A sweep folder's files.
 SUMMARY = "summary.json"  # every trial's outcome, the best trial, the study

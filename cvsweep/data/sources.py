@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from cvsweep.config.datasets import REGISTRY, Kind, Loader, kind_of
-from cvsweep.config.schema import DataLocation, dataset_config
+from cvsweep.config.schema import DataLocation
 from cvsweep.data import image_folder
 from cvsweep.data import text as text_data
 from cvsweep.data.access import AccessRefused, Policy, limit
@@ -133,34 +133,6 @@ def load_source(dataset, policy: Optional[Policy] = None) -> Source:
             "it changed since the run was configured (or differs on this machine)"
         )
     return source
-
-
-def pin_dataset(run_config: dict) -> dict:
-    """The run config with ``dataset.sha256`` (and an unset image ``num_classes``) filled in,
-    where the data can be read here.
-
-    That is a local file or folder, or digits: the fingerprint then covers the content.
-    Downloads stay unpinned (Keras checks their hashes itself), and so does data that lives on
-    the worker (``dataset.location=worker``): its fingerprint covers the path and the sha256 the
-    user pinned, if any; the worker reports what it read in ``data.source_sha256``.
-
-    Args:
-        run_config: A plain run config from a composed, validated config.
-
-    Returns:
-        The run config, pinned where the data is here.
-
-    Raises:
-        DataError: When the data cannot be used, or no longer hashes to a pinned sha256.
-    """
-    # The run config comes from a composed, validated config: typing the dataset part suffices.
-    dataset = dataset_config(run_config["dataset"])
-    if not pinnable(dataset):
-        return run_config
-    settle_num_classes(dataset)
-    sha256 = load_source(dataset).sha256  # refuses a pinned hash that no longer matches
-    return {**run_config, "dataset": {**run_config["dataset"], "num_classes": dataset.num_classes,
-                                      "sha256": sha256}}
 
 
 def settle_num_classes(dataset) -> None:

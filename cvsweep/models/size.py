@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from cvsweep.config.datasets import REGISTRY, Kind, kind_of, known_shape
 from cvsweep.config.schema import Architecture, ConfigError, DataLocation, Head, Padding, Pooling
-from cvsweep.data.sources import DataError, load_source, settle_num_classes
+from cvsweep.data.source_identity import identify
+from cvsweep.data.sources import DataError, settle_num_classes
 from cvsweep.models.architectures import ModelError, conv_filters, conv_output_size, dense_widths
 
 FLOAT_BYTES = 4  # float32
@@ -149,9 +150,9 @@ def check_data_and_model(cfg) -> None:
         if cfg.dataset.path is None and REGISTRY[cfg.dataset.name.value].downloads:
             shape = known_shape(cfg.dataset)  # the size check needs no download
         else:
-            source = load_source(cfg.dataset)  # cached: the local trials reuse it
-            shape = source.x_train.shape[1:]
-            if source.kind == Kind.image:
+            identity = identify(cfg.dataset)  # remembered or cached: the trials reuse it
+            shape = identity.shape
+            if identity.kind == Kind.image:
                 conv_output_size(cfg.model, min(shape[0], shape[1]))
         check(cfg, shape)  # a model over the limits would be refused in every trial
     except (DataError, ModelError) as err:

@@ -20,12 +20,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cvsweep.jsonio import read_json, replaced_atomically  # noqa: E402
-from cvsweep.layout import result_of  # noqa: E402
+from cvsweep.layout import TRIAL_PLOTS, result_of  # noqa: E402
 
 log = logging.getLogger("cvsweep.plots")
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes are not for users
 
-TRIAL_PLOTS = ("history.png", "confusion.png", "gradients.png", "weights.png", "activations.png")
 
 
 def plot_trial_folders(folders: list[Path]) -> list[Path]:

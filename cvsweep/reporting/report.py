@@ -10,8 +10,7 @@ from html import escape
 from pathlib import Path
 
 from cvsweep.jsonio import write_text_atomic
-from cvsweep.layout import report_of
-from cvsweep.reporting.plots import TRIAL_PLOTS
+from cvsweep.layout import TRIAL_PLOTS, report_of
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}

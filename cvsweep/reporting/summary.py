@@ -124,10 +124,10 @@ def plotted_folders(plots: str, summary: dict, directions: list[str], sweep_dir:
 
 
 def _plot_top_trials(sweep_dir: Path, folders: list[Path]) -> None:
-    from cvsweep.reporting.plots import plot_trial_folders
-
     if not folders:
         return
+    from cvsweep.reporting.plots import plot_trial_folders  # matplotlib: only where something is drawn
+
     shown = ", ".join(os.path.relpath(f, sweep_dir) for f in folders)
     log.info("Drawing the plots of %d trial(s) (%s); any other trial's: cvsweep plot %s/JOB",
              len(folders), shown, sweep_dir)

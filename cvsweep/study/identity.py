@@ -26,7 +26,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from cvsweep.config.fingerprint import canonical_json
 from cvsweep.config.objectives import directions_of, objectives_of
 from cvsweep.config.schema import RUN_KEYS, ConfigError, Objective, run_config_of
-from cvsweep.data.sources import pin_dataset
+from cvsweep.data.source_identity import pin_dataset
 from cvsweep.study.constraints import limits_of
 from cvsweep.study.search_space import search_space, sweep_parameters
 from cvsweep.study.storage import create_or_load, open_storage

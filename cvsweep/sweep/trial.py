@@ -17,7 +17,8 @@ from cvsweep import layout
 from cvsweep.config import objectives
 from cvsweep.config.datasets import known_shape
 from cvsweep.config.schema import run_config_of
-from cvsweep.data.sources import load_source, pinnable, settle_num_classes
+from cvsweep.data.source_identity import identify
+from cvsweep.data.sources import pinnable, settle_num_classes
 from cvsweep.errors import CvsweepError
 from cvsweep.execution.executors import create_executor
 from cvsweep.execution.prepared import DataIdentity, PreparedTrial
@@ -108,8 +109,8 @@ def _data_identity(dataset, needs_shape: bool) -> DataIdentity:
         return DataIdentity()
     if not pin:  # a download, or data on the worker: never read here (constraints.check_shape_known)
         return DataIdentity(shape=known_shape(dataset))
-    source = load_source(dataset)  # refuses a pinned hash that no longer matches
-    return DataIdentity(sha256=source.sha256 if pin else None, shape=tuple(source.x_train.shape[1:]))
+    identity = identify(dataset)  # refuses a pinned hash that no longer matches
+    return DataIdentity(sha256=identity.sha256, shape=identity.shape)
 
 
 def _prepare_and_run(cfg: DictConfig, trial_dir: Path, limits: dict, prune) -> Result:

@@ -12,7 +12,8 @@ from conftest import SHARED_MNIST, TINY_RUN, as_the_command_checks, read_json, r
 from cvsweep.reporting.result_diff import without_timings
 from cvsweep.config.schema import ConfigError, run_config_of
 from cvsweep.config.validate import load_run_config
-from cvsweep.data.sources import DataError, pin_dataset
+from cvsweep.data.source_identity import pin_dataset
+from cvsweep.data.sources import DataError
 from cvsweep.training.train import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

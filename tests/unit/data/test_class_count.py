@@ -13,7 +13,8 @@ from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import run_config_of
 from cvsweep.config.validate import ConfigError, load_run_config
 from cvsweep.data.image_folder import class_names
-from cvsweep.data.sources import DataError, pin_dataset, settle_num_classes
+from cvsweep.data.source_identity import pin_dataset
+from cvsweep.data.sources import DataError, settle_num_classes
 
 
 @pytest.fixture(autouse=True)

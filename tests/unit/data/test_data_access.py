@@ -18,7 +18,8 @@ import pytest
 from cvsweep.config.schema import ConfigError, dataset_config
 from cvsweep.data import image_folder
 from cvsweep.data.access import CONFINED_VARIABLE, ROOTS_VARIABLE
-from cvsweep.data.sources import DataError, DataRefused, load_source, pin_dataset
+from cvsweep.data.source_identity import pin_dataset
+from cvsweep.data.sources import DataError, DataRefused, load_source
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
