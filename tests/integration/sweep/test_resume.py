@@ -280,24 +280,22 @@ def test_heartbeat_settings_are_checked_before_the_sweep(tmp_path, interval, gra
 
 
 @pytest.mark.slow
-def test_a_trial_asked_but_never_claimed_is_recovered(tmp_path):
+def test_a_trial_asked_but_never_claimed_is_recovered(epochs_1_sweep, tmp_path):
     """Reproduction: a crash between asking the study for a trial and claiming it left a RUNNING
     trial with no owner and no heartbeat, and every later run said "started no trial"."""
-    args = sweep_args(tmp_path, 1, "training.epochs=1", "plots=none", "hydra.sweeper.heartbeat_interval=1",
-                      "hydra.sweeper.grace_period=2")
-    assert run_cli(*args).returncode == 0
-    study = load(tmp_path)
+    root = copy_of(epochs_1_sweep, tmp_path / "out")  # conftest's EPOCHS_1 sweep: two trials done
+    study = load(root)
     orphan = study.ask()  # what a sweep process that died right after ask() leaves
     time.sleep(3)  # older than the grace period
-    args[args.index("hydra.sweeper.n_trials=1")] = "hydra.sweeper.n_trials=2"
-    proc = run_cli(*args)
+    proc = run_cli(*sweep_args(root, 3, "training.epochs=1", "plots=none", "hydra.sweeper.heartbeat_interval=1",
+                               "hydra.sweeper.grace_period=2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"trial {orphan.number} was interrupted" in proc.stdout + proc.stderr
-    trials = load(tmp_path).trials
+    trials = load(root).trials
     assert trials[orphan.number].state == TrialState.FAIL
     assert trials[orphan.number].user_attrs[RESULT_ATTR]["reason"] == \
         "interrupted: its sweep process died before claiming it"
-    assert n_counted(trials) == 2 and "This run started no trial" not in proc.stdout
+    assert n_counted(trials) == 3 and "This run started no trial" not in proc.stdout
 
 
 @pytest.mark.slow
