@@ -244,20 +244,29 @@ def _options(cfg, groups: dict[str, list[str]]) -> dict:
 
 
 def _with_dashboard(api, settings: ServeSettings):
-    """optuna-dashboard (a WSGI app) over the service's study storage, at its own paths."""
-    from a2wsgi import WSGIMiddleware
-    from optuna_dashboard import wsgi
+    """optuna-dashboard (a WSGI app) over the service's study storage, at its own paths. It is
+    made at its first request: importing it imports scikit-learn (through Optuna's importance),
+    which would hold up every start of the service."""
+    made, lock = [], threading.Lock()
 
-    from cvsweep.study.storage import open_storage
+    def dashboard():
+        with lock:
+            if not made:
+                from a2wsgi import WSGIMiddleware
+                from optuna_dashboard import wsgi
 
-    dashboard = WSGIMiddleware(wsgi(open_storage(settings.storage_url, heartbeat_interval=60, grace_period=120)))
+                from cvsweep.study.storage import open_storage
+
+                storage = open_storage(settings.storage_url, heartbeat_interval=60, grace_period=120)
+                made.append(WSGIMiddleware(wsgi(storage)))
+            return made[0]
 
     async def app(scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(DASHBOARD_PREFIXES):
             if scope["method"] not in ("GET", "HEAD"):  # read-only: running sweeps own their studies
                 return await JSONResponse({"detail": "the dashboard is read-only here: its studies belong to the "
                                                      "sweeps that run them"}, status_code=405)(scope, receive, send)
-            return await dashboard(scope, receive, send)
+            return await (await asyncio.to_thread(dashboard))(scope, receive, send)
         return await api(scope, receive, send)
 
     return app
