@@ -34,12 +34,15 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
     Returns:
         The report's path.
     """
+    from cvsweep.study.cost import COST_KEY, cell_text, spend_line
+
     sweep_dir = Path(sweep_dir)
     names = summary["objectives"]
     best = summary["best"]
     params = list(summary["trials"][0]["params"]) if summary["trials"] else []
-    head = ["job", "status", *names, "test acc", "health", "epochs", "where", *(p.rsplit(".", 1)[-1] for p in params),
-            "model file", "plots", "advice"]
+    priced = any(COST_KEY in trial for trial in summary["trials"])  # a cost column for remote trials only
+    head = ["job", "status", *names, "test acc", "health", "epochs", "where", *(["cost"] if priced else []),
+            *(p.rsplit(".", 1)[-1] for p in params), "model file", "plots", "advice"]
     rows = []
     for trial in summary["trials"]:
         job = trial["job"]
@@ -50,7 +53,8 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
         )
         status = status_text(trial) if trial["status"] == "completed" else f"{trial['status']}: {trial['reason']}"
         cells = [job, status, *map(fmt, values), fmt(trial.get("test_accuracy")), fmt(trial.get("overall_health")),
-                 fmt(trial.get("epochs_run")), trial.get("where") or "-", *(fmt(trial["params"].get(p)) for p in params)]
+                 fmt(trial.get("epochs_run")), trial.get("where") or "-", *([cell_text(trial)] if priced else []),
+                 *(fmt(trial["params"].get(p)) for p in params)]
         css = "best" if best and job == best["job"] else ("failed" if trial["status"] != "completed"
                                                           or trial.get("violates") else "")
         rows.append(f'<tr class="{css}">' + "".join(f"<td>{escape(str(c))}</td>" for c in cells)
@@ -61,6 +65,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
         for p in sweep_plots
     )
     study = summary["study"]
+    spent = spend_line(summary, study)
     importances = summary.get("importances") or {}
     importance_rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in importances.items())
     pareto = summary.get("pareto_front") or []
@@ -78,7 +83,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
 <p>Objectives: {escape(", ".join(f"{n} ({d})" for n, d in zip(names, summary["directions"])))}.
 {summary["n_completed"]} completed, {summary.get("n_pruned", 0)} pruned, {summary["n_failed"]} failed.
 Study <code>{escape(str(study["name"]))}</code> in <code>{escape(str(study["storage"]))}</code>
-holds {escape(str(study["n_trials_in_study"]))} trials.</p>
+holds {escape(str(study["n_trials_in_study"]))} trials.</p>{f'<p class="cost">{escape(spent)}.</p>' if spent else ""}
 {f'<p>Pruner: {escape(summary["pruner"]["name"])} ({escape(summary["pruner"]["why"])}).</p>' if summary.get("pruner") else ""}
 {f'<p><b>Ended early:</b> {escape(summary["ended_early"]["message"])}</p>' if summary.get("ended_early") else ""}
 {_constraints_html(summary)}
