@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cvsweep.layout import report_of
-from cvsweep.reporting.report import advice_text, fmt, status_text
+from cvsweep.reporting.report import advice_text, epochs_text, fmt, status_text
 from cvsweep.study.cost import COST_KEY, cell_text, spend_line
 
 
@@ -46,7 +46,7 @@ def print_summary(summary: dict, params: list[str], console: Console) -> None:
             *shown,
             fmt(trial.get("test_accuracy")),
             fmt(trial.get("overall_health")),
-            fmt(trial.get("epochs_run")),
+            epochs_text(trial),
             fmt(trial.get("train_seconds")),
             trial.get("where") or "-",
             *([cell_text(trial)] if priced else []),

@@ -53,7 +53,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
         )
         status = status_text(trial) if trial["status"] == "completed" else f"{trial['status']}: {trial['reason']}"
         cells = [job, status, *map(fmt, values), fmt(trial.get("test_accuracy")), fmt(trial.get("overall_health")),
-                 fmt(trial.get("epochs_run")), trial.get("where") or "-", *([cell_text(trial)] if priced else []),
+                 epochs_text(trial), trial.get("where") or "-", *([cell_text(trial)] if priced else []),
                  *(fmt(trial["params"].get(p)) for p in params)]
         css = "best" if best and job == best["job"] else ("failed" if trial["status"] != "completed"
                                                           or trial.get("violates") else "")
@@ -163,6 +163,21 @@ def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def epochs_text(trial: dict) -> str:
+    """A trial's epochs as the tables show them: a remote trial stopped by the pruner or a cancel
+    also shows the epochs its worker had trained (and was billed for) by then.
+
+    Args:
+        trial: A summary row (``epochs_run``, ``epochs_trained`` of a stopped remote trial).
+
+    Returns:
+        The text.
+    """
+    trained = trial.get("epochs_trained")
+    shown = fmt(trial.get("epochs_run"))
+    return shown if trained is None or trained == trial.get("epochs_run") else f"{shown} ({trained} trained)"
 
 
 def status_text(trial: dict) -> str:

@@ -249,9 +249,25 @@ def trial_row(folder: Path, params: list[str], job: str) -> dict:
         "where": f"{where.get('executor')}:{where.get('worker_id') or where.get('hostname')}",
         "fallback": bool(result.get("fallback")),
         **cost_record(result),  # cost_usd of a remote job: null without a price, absent for a local one
+        **_remote_time(result.get("remote")),
         **({"model": model_cell(folder, result.get("model"))} if is_completed(result) else {}),
         "params": {key: OmegaConf.select(config, key) for key in params},
     }
+
+
+def _remote_time(remote) -> dict:
+    """What a remote job was billed for: its billed seconds (RunPod's execution plus delay time)
+    and, when the pruner or a cancel stopped it, the epochs its worker had trained by then."""
+    if not isinstance(remote, dict):
+        return {}
+    row = {}
+    billed = remote.get("billed_ms")
+    if isinstance(billed, (int, float)) and not isinstance(billed, bool):
+        row["billed_s"] = round(billed / 1000, 3)
+    trained = remote.get("epochs_trained")
+    if isinstance(trained, int) and not isinstance(trained, bool):
+        row["epochs_trained"] = trained
+    return row
 
 
 def load_study(cfg: DictConfig):

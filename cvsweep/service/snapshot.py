@@ -117,7 +117,8 @@ def _row(row: dict, base: str) -> dict:
         "fingerprint": row["fingerprint"], "params": row["params"],
         "result_url": f"{base}/trials/{job}",
         "model_url": f"{base}/trials/{job}/model" if model.get("model") else None,
-        **({COST_KEY: row[COST_KEY]} if COST_KEY in row else {}),
+        # A remote trial's: its cost, billed seconds and, stopped early, the epochs it trained.
+        **{key: row[key] for key in (COST_KEY, "billed_s", "epochs_trained") if key in row},
     }
 
 

@@ -429,9 +429,11 @@ function renderTrials(sweep) {
       el("td", {}, statusBadge(trial.status)),
       el("td", {}, fmt(trial.objective)),
       el("td", {}, fmt(trial.test_accuracy)),
-      el("td", {}, fmt(trial.epochs_run)),
+      el("td", {}, fmt(trial.epochs_run) + (trial.epochs_trained !== undefined
+        && trial.epochs_trained !== trial.epochs_run ? ` (${trial.epochs_trained} trained)` : "")),
       el("td", {}, fmt(trial.train_seconds, 3)),
-      priced ? el("td", { className: "cost" }, "cost_usd" in trial ? costText(trial.cost_usd) : "—") : null,
+      priced ? el("td", { className: "cost", title: trial.billed_s !== undefined ? `${trial.billed_s} s billed` : "" },
+        "cost_usd" in trial ? costText(trial.cost_usd) : "—") : null,
       el("td", { className: "params" }, params),
       trialLinks(trial));
     if (trial.reason) row.title = trial.reason;

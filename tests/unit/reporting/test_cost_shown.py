@@ -28,12 +28,13 @@ STUDY = "priced"
 LOCAL = object()
 
 
-def _trial(folder: Path, value: float, cost) -> dict:
+def _trial(folder: Path, value: float, cost, **remote_more) -> dict:
     """A trial's folder with its result.json; returns its record in the study."""
     folder.mkdir(parents=True)
-    remote = {} if cost is LOCAL else {"remote": {"job_id": f"job-{folder.name}", "billed_ms": 2500, "cost_usd": cost}}
+    remote = {} if cost is LOCAL else {"remote": {"job_id": f"job-{folder.name}", "billed_ms": 2500, "cost_usd": cost,
+                                                  **remote_more}}
     result = {"status": "completed", "config": CONFIG, "fingerprint": fingerprint(CONFIG),
-              "metrics": {"test_accuracy": 0.5}, "trial": {"objective_values": [value]},
+              "metrics": {"test_accuracy": 0.5, "epochs_run": 2}, "trial": {"objective_values": [value]},
               "executed_on": {"executor": "local" if cost is LOCAL else "runpod"}, **remote}
     result_of(folder).write_text(json.dumps(result))
     return {"host": socket.gethostname(), "path": str(result_of(folder)),
@@ -82,6 +83,7 @@ def test_the_summary_report_and_service_show_each_trials_cost_and_the_sums(tmp_p
     view = _service_view(sweep_dir)
     assert view["cost_usd"] == 0.7625 and view["study"]["cost_usd"] == 1.7625
     assert [t["cost_usd"] for t in view["trials"]] == [0.25, 0.5, 0.0125]
+    assert view["trials"][0]["billed_s"] == 2.5
 
 
 def test_remote_trials_without_a_price_are_unknown_not_free(tmp_path):
@@ -100,3 +102,15 @@ def test_a_local_sweep_shows_no_cost_anywhere(tmp_path):
     assert "Cost:" not in printed and "Cost:" not in html and "<th>cost</th>" not in html
     view = _service_view(sweep_dir)
     assert "cost_usd" not in view and not any("cost_usd" in t for t in view["trials"])
+
+
+def test_a_pruned_remote_trial_shows_the_epochs_and_seconds_its_worker_was_billed_for(tmp_path):
+    sweep_dir = tmp_path / "trials"
+    _trial(sweep_dir / "0", 0.5, 0.01, epochs_trained=4, execution_ms=9000, billed_ms=9400)
+    from cvsweep.reporting.report import epochs_text
+    from cvsweep.reporting.summary import trial_row
+
+    row = trial_row(sweep_dir / "0", [], "0")
+    assert (row["epochs_run"], row["epochs_trained"], row["billed_s"]) == (2, 4, 9.4)
+    assert epochs_text(row) == "2 (4 trained)"
+    assert epochs_text({"epochs_run": 3, "epochs_trained": 3}) == "3" and epochs_text({"epochs_run": 3}) == "3"
