@@ -60,9 +60,11 @@ def print_summary(summary: dict, params: list[str], console: Console) -> None:
             f"{key} {value:.3f}" for key, value in summary["importances"].items()), markup=False)
     _print_study(summary["study"], names, console)
     if summary["covers"] == "study":
-        console.print("This run started no trial: the study already holds hydra.sweeper.n_trials finished trials "
-                      f"(raise it to run more). The table shows the study's {len(summary['trials'])} trials "
-                      "whose result.json lies on this host.")
+        # A budget the study has spent also starts nothing; the hook prints that line.
+        why = ("it ended early (the last line says why)" if summary.get("ended_early") else
+               "the study already holds hydra.sweeper.n_trials finished trials (raise it to run more)")
+        console.print(f"This run started no trial: {why}. The table shows the study's {len(summary['trials'])} "
+                      "trials whose result.json lies on this host.")
     else:
         pruned = f"{summary['n_pruned']} pruned, " if summary.get("n_pruned") else ""
         console.print(f"This run: {summary['n_completed']} completed, {pruned}{summary['n_failed']} failed"
