@@ -170,3 +170,14 @@ def test_a_budget_is_refused_where_nothing_would_count_against_it():
         check_budget(_config(5.0))
     check_budget(_config(5.0, price=4.176))
     check_budget(_config(None, executor="local"))
+
+
+def test_the_checks_before_a_sweep_refuse_a_budget_for_a_local_sweep(tmp_path):
+    from conftest import compose_sweep
+
+    from cvsweep.sweep.preflight import check_sweep
+
+    cfg = compose_sweep("hydra.sweeper.budget_usd=5", f"output_root={tmp_path}")
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.budget_usd=5.0: executor=local .* costs nothing"):
+        check_sweep(cfg)
+    assert not (tmp_path / "sweeps").exists()
