@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cvsweep.layout import report_of
-from cvsweep.reporting.report import advice_text, fmt, status_text
+from cvsweep.reporting.report import advice_text, epochs_text, fmt, status_text
+from cvsweep.study.cost import COST_KEY, cell_text, spend_line
 
 
 def print_summary(summary: dict, params: list[str], console: Console) -> None:
@@ -27,7 +28,9 @@ def print_summary(summary: dict, params: list[str], console: Console) -> None:
     names = summary["objectives"]
     title = ", ".join(f"{n} ({d})" for n, d in zip(names, summary["directions"]))
     table = Table(title=escape(f"Sweep {summary['sweep_dir']}: {title}"))
-    for column in ("job", "status", *names, "test_acc", "health", "epochs", "secs", "where", "model"):
+    priced = any(COST_KEY in trial for trial in summary["trials"])  # a cost column for remote trials only
+    for column in ("job", "status", *names, "test_acc", "health", "epochs", "secs", "where",
+                   *(["cost"] if priced else []), "model"):
         table.add_column(column)
     for key in params:  # the last part of each swept key names its column
         table.add_column(key.rsplit(".", 1)[-1], overflow="fold")
@@ -43,9 +46,10 @@ def print_summary(summary: dict, params: list[str], console: Console) -> None:
             *shown,
             fmt(trial.get("test_accuracy")),
             fmt(trial.get("overall_health")),
-            fmt(trial.get("epochs_run")),
+            epochs_text(trial),
             fmt(trial.get("train_seconds")),
             trial.get("where") or "-",
+            *([cell_text(trial)] if priced else []),
             model_text(trial.get("model"), Path(summary["sweep_dir"])),
             *(fmt(trial["params"].get(key)) for key in params),
         )  # Text: reasons, hosts and values from workers or users are never read as rich markup
@@ -56,13 +60,18 @@ def print_summary(summary: dict, params: list[str], console: Console) -> None:
             f"{key} {value:.3f}" for key, value in summary["importances"].items()), markup=False)
     _print_study(summary["study"], names, console)
     if summary["covers"] == "study":
-        console.print("This run started no trial: the study already holds hydra.sweeper.n_trials finished trials "
-                      f"(raise it to run more). The table shows the study's {len(summary['trials'])} trials "
-                      "whose result.json lies on this host.")
+        # A budget the study has spent also starts nothing; the hook prints that line.
+        why = ("it ended early (the last line says why)" if summary.get("ended_early") else
+               "the study already holds hydra.sweeper.n_trials finished trials (raise it to run more)")
+        console.print(f"This run started no trial: {why}. The table shows the study's {len(summary['trials'])} "
+                      "trials whose result.json lies on this host.")
     else:
         pruned = f"{summary['n_pruned']} pruned, " if summary.get("n_pruned") else ""
         console.print(f"This run: {summary['n_completed']} completed, {pruned}{summary['n_failed']} failed"
                       + (f" ({summary['n_infeasible']} of them infeasible)." if summary["n_infeasible"] else "."))
+    spent = spend_line(summary, summary.get("study"))
+    if spent:
+        console.print(spent, markup=False)
     if summary.get("constraints"):
         best = f"; the best is the best of those that meet them (job {best_job})" if best_job else \
             "; no completed trial meets them"

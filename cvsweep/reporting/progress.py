@@ -83,6 +83,7 @@ class SweepProgress:
         self.durations: list[float] = []
         self.n_started = self.n_finished = self.n_failed = self.n_pruned = 0
         self.best: Optional[tuple[float, int]] = None  # (value, job)
+        self.spend: Any = None  # what the study's remote trials cost (cvsweep/study/cost.py's Spend)
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.began = time.monotonic()
@@ -176,6 +177,15 @@ class SweepProgress:
             if not self.live:
                 self._emit(self._summary_line())
 
+    def spent(self, spend: Any) -> None:
+        """What the study's remote trials cost so far; the summary line shows it from now on.
+
+        Args:
+            spend: A cvsweep/study/cost.py ``Spend``.
+        """
+        with self.lock:
+            self.spend = spend
+
     # -- plain lines ---------------------------------------------------------------------
 
     def _print_every_poll(self) -> None:
@@ -213,6 +223,7 @@ class SweepProgress:
                     f"{len(self.running)} running")
             if self.best is not None:
                 line += f"; best so far {self.objective}={self.best[0]:.4f} (job {self.best[1]})"
+            line += self._spent_text("; ")
             left = self._seconds_left(now)
             return line + f"; elapsed {_clock(now - self.began)}, " + (
                 f"about {_clock(left)} left" if left is not None else "time left not known yet")
@@ -233,7 +244,7 @@ class SweepProgress:
             )
             left = self._seconds_left(now)
             best = f"{self.objective} {self.best[0]:.4f} (job {self.best[1]})" if self.best else "none yet"
-            facts = (f"best so far: {best} · elapsed {_clock(now - self.began)} · "
+            facts = (f"best so far: {best}{self._spent_text(' · ')} · elapsed {_clock(now - self.began)} · "
                      + (f"about {_clock(left)} left" if left is not None else "time left: estimating"))
             parts: list = [head, Text(facts)]
             if self.running:
@@ -250,6 +261,11 @@ class SweepProgress:
             return Group(*parts)
 
     # -- shared ------------------------------------------------------------------------------
+
+    def _spent_text(self, before: str) -> str:
+        if self.spend is None or not self.spend.billed:
+            return ""
+        return f"{before}spent {self.spend.text()}"
 
     def _name(self, ordinal: int) -> str:
         return f"trial {ordinal} of {self.total}"

@@ -33,12 +33,15 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
     Returns:
         The report's path.
     """
+    from cvsweep.study.cost import COST_KEY, cell_text, spend_line
+
     sweep_dir = Path(sweep_dir)
     names = summary["objectives"]
     best = summary["best"]
     params = list(summary["trials"][0]["params"]) if summary["trials"] else []
-    head = ["job", "status", *names, "test acc", "health", "epochs", "where", *(p.rsplit(".", 1)[-1] for p in params),
-            "model file", "plots", "advice"]
+    priced = any(COST_KEY in trial for trial in summary["trials"])  # a cost column for remote trials only
+    head = ["job", "status", *names, "test acc", "health", "epochs", "where", *(["cost"] if priced else []),
+            *(p.rsplit(".", 1)[-1] for p in params), "model file", "plots", "advice"]
     rows = []
     for trial in summary["trials"]:
         job = trial["job"]
@@ -49,7 +52,8 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
         )
         status = status_text(trial) if trial["status"] == "completed" else f"{trial['status']}: {trial['reason']}"
         cells = [job, status, *map(fmt, values), fmt(trial.get("test_accuracy")), fmt(trial.get("overall_health")),
-                 fmt(trial.get("epochs_run")), trial.get("where") or "-", *(fmt(trial["params"].get(p)) for p in params)]
+                 epochs_text(trial), trial.get("where") or "-", *([cell_text(trial)] if priced else []),
+                 *(fmt(trial["params"].get(p)) for p in params)]
         css = "best" if best and job == best["job"] else ("failed" if trial["status"] != "completed"
                                                           or trial.get("violates") else "")
         rows.append(f'<tr class="{css}">' + "".join(f"<td>{escape(str(c))}</td>" for c in cells)
@@ -60,6 +64,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
         for p in sweep_plots
     )
     study = summary["study"]
+    spent = spend_line(summary, study)
     importances = summary.get("importances") or {}
     importance_rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in importances.items())
     pareto = summary.get("pareto_front") or []
@@ -77,7 +82,7 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
 <p>Objectives: {escape(", ".join(f"{n} ({d})" for n, d in zip(names, summary["directions"])))}.
 {summary["n_completed"]} completed, {summary.get("n_pruned", 0)} pruned, {summary["n_failed"]} failed.
 Study <code>{escape(str(study["name"]))}</code> in <code>{escape(str(study["storage"]))}</code>
-holds {escape(str(study["n_trials_in_study"]))} trials.</p>
+holds {escape(str(study["n_trials_in_study"]))} trials.</p>{f'<p class="cost">{escape(spent)}.</p>' if spent else ""}
 {f'<p>Pruner: {escape(summary["pruner"]["name"])} ({escape(summary["pruner"]["why"])}).</p>' if summary.get("pruner") else ""}
 {f'<p><b>Ended early:</b> {escape(summary["ended_early"]["message"])}</p>' if summary.get("ended_early") else ""}
 {_constraints_html(summary)}
@@ -157,6 +162,21 @@ def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def epochs_text(trial: dict) -> str:
+    """A trial's epochs as the tables show them: a remote trial stopped by the pruner or a cancel
+    also shows the epochs its worker had trained (and was billed for) by then.
+
+    Args:
+        trial: A summary row (``epochs_run``, ``epochs_trained`` of a stopped remote trial).
+
+    Returns:
+        The text.
+    """
+    trained = trial.get("epochs_trained")
+    shown = fmt(trial.get("epochs_run"))
+    return shown if trained is None or trained == trial.get("epochs_run") else f"{shown} ({trained} trained)"
 
 
 def status_text(trial: dict) -> str:

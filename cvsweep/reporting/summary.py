@@ -19,6 +19,7 @@ from cvsweep.reporting.console import print_summary
 from cvsweep.reporting.folders import trial_folders
 from cvsweep.study import ranking
 from cvsweep.study.constraints import limits_of, violated
+from cvsweep.study.cost import add_up, cost_record, study_spend
 from cvsweep.study.pruning import pruner_record
 from cvsweep.study.search_space import search_space
 from cvsweep.training.result import is_completed
@@ -82,6 +83,9 @@ def summarize_sweep(cfg: DictConfig, console: Console | None = None, kept_models
         # artifacts=best kept these instead, since the best trial has no model on this host
         "models_kept_instead": (kept_models or {}).get("kept_instead"),
         "ended_early": ended_early,
+        # This run's trials' cost (cvsweep/study/cost.py): absent when every trial ran here;
+        # the whole study's is summary["study"]["cost_usd"].
+        **add_up(trials).fields(),
     }
     summary["best_model"] = best_model(summary, sweep_dir)
     _plot_top_trials(sweep_dir, plotted_folders(cfg.plots.name, summary, directions, sweep_dir))
@@ -213,8 +217,8 @@ def trial_row(folder: Path, params: list[str], job: str) -> dict:
         job: The trial's name in the summary (its folder relative to the sweep folder).
 
     Returns:
-        Its status, objective values, metrics, constraints missed, where it ran and its model;
-        a trial without result.json is failed.
+        Its status, objective values, metrics, constraints missed, where it ran, what it cost
+        (remote trials only) and its model; a trial without result.json is failed.
     """
     path = result_of(folder)
     if not path.exists():
@@ -244,9 +248,26 @@ def trial_row(folder: Path, params: list[str], job: str) -> dict:
         "executor": where.get("executor"),
         "where": f"{where.get('executor')}:{where.get('worker_id') or where.get('hostname')}",
         "fallback": bool(result.get("fallback")),
+        **cost_record(result),  # cost_usd of a remote job: null without a price, absent for a local one
+        **_remote_time(result.get("remote")),
         **({"model": model_cell(folder, result.get("model"))} if is_completed(result) else {}),
         "params": {key: OmegaConf.select(config, key) for key in params},
     }
+
+
+def _remote_time(remote) -> dict:
+    """What a remote job was billed for: its billed seconds (RunPod's execution plus delay time)
+    and, when the pruner or a cancel stopped it, the epochs its worker had trained by then."""
+    if not isinstance(remote, dict):
+        return {}
+    row = {}
+    billed = remote.get("billed_ms")
+    if isinstance(billed, (int, float)) and not isinstance(billed, bool):
+        row["billed_s"] = round(billed / 1000, 3)
+    trained = remote.get("epochs_trained")
+    if isinstance(trained, int) and not isinstance(trained, bool):
+        row["epochs_trained"] = trained
+    return row
 
 
 def load_study(cfg: DictConfig):
@@ -273,8 +294,8 @@ def load_study(cfg: DictConfig):
 
 def _study_info(cfg: DictConfig, study) -> dict:
     """The whole study, over every run of this command and every process sharing it: where it
-    lives (password hidden), its trials by state, and its best trial with where that trial's
-    result.json lies. Every process reading the same study reports the same best trial."""
+    lives (password hidden), its trials by state, its best trial with where that trial's
+    result.json lies, and what its remote trials cost. Every process reading the same study reports the same best trial."""
     from sqlalchemy.engine import make_url
 
     from cvsweep.study.storage import RESULT_ATTR, interrupted_numbers, is_infeasible, n_counted
@@ -301,6 +322,7 @@ def _study_info(cfg: DictConfig, study) -> dict:
         "states": states,
         "best": [{"number": t.number, "values": t.values, "params": t.params, "result": t.user_attrs.get(RESULT_ATTR)}
                  for t in best],
+        **study_spend(trials).fields(),  # every run's and process's trials, from their records
     })
     return info
 

@@ -16,6 +16,7 @@ from cvsweep.reporting.folders import trial_folders
 from cvsweep.reporting.summary import trial_row
 from cvsweep.service import store
 from cvsweep.study import ranking
+from cvsweep.study.cost import COST_KEY, add_up
 from cvsweep.training.progress_file import read_epoch
 
 COUNTED = ("completed", "pruned", "infeasible")  # finished trials: they count towards n_trials
@@ -29,8 +30,9 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
         with_trials: Whether to list every trial (the sweep's own page) or not (the list of sweeps).
 
     Returns:
-        Its status, request, study, progress, best trial (by the summary's rule), links and,
-        when asked, its trials.
+        Its status, request, study, progress, best trial (by the summary's rule), links, what its
+        remote trials cost (``cost_usd``, ``cost_unknown_trials``; absent when all ran locally)
+        and, when asked, its trials.
     """
     request = store.request_of(folder)
     status, state = store.status_of(folder)
@@ -66,6 +68,7 @@ def sweep_view(folder: Path, with_trials: bool = True) -> dict:
                   "report": f"{base}/report" if report_of(folder).exists() else None,
                   "dashboard": "/dashboard/"},
     }
+    view.update(add_up(rows).fields())  # this sweep's remote trials' cost; the study's is view["study"]'s
     if with_trials:
         view["trials"] = [{k: v for k, v in r.items() if k != "objective_values"} for r in rows]
     return view
@@ -114,6 +117,8 @@ def _row(row: dict, base: str) -> dict:
         "fingerprint": row["fingerprint"], "params": row["params"],
         "result_url": f"{base}/trials/{job}",
         "model_url": f"{base}/trials/{job}/model" if model.get("model") else None,
+        # A remote trial's: its cost, billed seconds and, stopped early, the epochs it trained.
+        **{key: row[key] for key in (COST_KEY, "billed_s", "epochs_trained") if key in row},
     }
 
 

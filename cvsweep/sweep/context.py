@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from cvsweep.execution.interrupts import SweepInterrupts
+from cvsweep.study.cost import Spend
 from cvsweep.study.full_disk import DiskFullStop
 from cvsweep.study.pruning import EpochReporter, TrialHandles
 from cvsweep.sweep.early_end import EarlyEnd
@@ -33,7 +34,8 @@ class LoopSettings:
     """What the loop obeys (hydra.sweeper.*): ``n_trials`` finished trials at most, ``n_jobs``
     at once; it stops after ``max_consecutive_failures`` failures in a row, raises when more
     than ``max_failure_rate`` of the told trials failed, and starts nothing after
-    ``timeout_s``. ``prunes``: the jobs report each epoch to their trial."""
+    ``timeout_s``, nor once the study's spend plus the trials in flight would pass
+    ``budget_usd``. ``prunes``: the jobs report each epoch to their trial."""
 
     n_trials: int = 1
     n_jobs: int = 1
@@ -41,6 +43,7 @@ class LoopSettings:
     max_consecutive_failures: int = 3
     timeout_s: Optional[float] = None
     prunes: bool = False
+    budget_usd: Optional[float] = None
 
 
 @dataclass
@@ -67,6 +70,9 @@ class _NoProgress:
     def finished(self, *args: Any) -> None:
         pass
 
+    def spent(self, *args: Any) -> None:
+        pass
+
 
 class _NoHeartbeat(_NoProgress):
     def add(self, trial: Any) -> None:
@@ -91,6 +97,8 @@ class SweepContext:
     running: dict[Future, Running] = field(default_factory=dict)
     deadline: Optional[float] = None
     out_of_time: bool = False
+    spent: Spend = field(default_factory=Spend)  # what the study's trials cost, as last read
+    over_budget: bool = False  # one more trial would pass budget_usd
     told: int = 0  # trials told to the study by this run
     failures: list = field(default_factory=list)  # their failed JobReturns
     streak: list = field(default_factory=list)  # the errors of the failures since the last success
@@ -103,12 +111,12 @@ class SweepContext:
 
     def stopping(self) -> bool:
         """Whether no new trial may start: interrupted, too many failures in a row, out of
-        time, or a full disk.
+        time or budget, or a full disk.
 
         Returns:
             True when the sweep is stopping.
         """
-        return (self.interrupts.signum is not None or self.out_of_time
+        return (self.interrupts.signum is not None or self.out_of_time or self.over_budget
                 or len(self.streak) >= self.settings.max_consecutive_failures or self.full_disk is not None)
 
 

@@ -57,3 +57,21 @@ def out_of_time(timeout_s: float, finished: int, n_trials: int) -> EarlyEnd:
     """
     return EarlyEnd(0, f"the sweep's time limit (hydra.sweeper.timeout_s={timeout_s:g}) ended it: "
                        f"{finished} of n_trials={n_trials} finished; run the same command to go on")
+
+
+def over_budget(budget_usd: float, spent: str, finished: int, n_trials: int) -> EarlyEnd:
+    """The next trial would pass the sweep's budget.
+
+    Args:
+        budget_usd: hydra.sweeper.budget_usd.
+        spent: What the study's trials cost, as text (cvsweep/study/cost.py ``Spend.text``).
+        finished: How many trials the study holds finished.
+        n_trials: How many it should.
+
+    Returns:
+        The early end (exit 0: what finished is a result, and the study keeps its spend).
+    """
+    return EarlyEnd(0, f"the sweep's budget (hydra.sweeper.budget_usd={budget_usd:g}) ended it: the study's trials "
+                       f"cost {spent}, and one more would pass it; {finished} of n_trials={n_trials} finished; "
+                       "run the same command to go on if the trials in flight came in under the estimate, "
+                       "or raise hydra.sweeper.budget_usd")

@@ -18,6 +18,11 @@ What the loop promises (the semantics are cvsweep/study/storage.py's):
   stops the trials in flight, which are told FAIL "interrupted" unless they had finished.
 - After ``timeout_s`` nothing new starts; the running trials finish (with a pruner, at
   their next epoch's end).
+- With ``budget_usd``, a trial starts only while the study's spend (every run and process,
+  cvsweep/study/cost.py) plus an estimate for the trials in flight and the new one (the mean
+  cost of the priced trials, each) stays within it; before the first priced trial there is
+  no estimate, so the first trials start. Once one more would pass it, nothing new starts,
+  the running trials finish, and the sweep ends with one line and exit status 0.
 - A full disk (cvsweep/study/full_disk.py) is no trial's failure: it fails every later one
   too. Met by a job, nothing new starts and the trials in flight finish; met by this process
   (the study's database, a file it writes), the jobs in flight are stopped. Either way the
@@ -31,6 +36,7 @@ cvsweep/sweep/study_trials.py, so a test drives it with prepared outcomes.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -41,6 +47,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from cvsweep import compat
 from cvsweep.execution.interrupts import SweepInterrupted
+from cvsweep.study.cost import usd_text
 from cvsweep.study.full_disk import DiskFullStop, FullDisk, exit_on, full_disk_of
 from cvsweep.sweep import early_end
 from cvsweep.sweep.context import Running, SweepContext
@@ -65,6 +72,9 @@ def run_sweep(ctx: SweepContext, trials: StudyTrials, launcher: Launcher) -> Non
     timeout_s = ctx.settings.timeout_s
     ctx.deadline = ctx.clock() + timeout_s if timeout_s is not None else None
     ctx.handles.deadline = ctx.deadline
+    ctx.spent = trials.spend()  # a resumed or shared study has spent before this run
+    if ctx.spent.billed:
+        ctx.progress.spent(ctx.spent)
     try:
         with ctx.heartbeat, ctx.interrupts, ctx.progress, _log_errors_unraised():
             while guarded_turn(ctx, trials, launcher):
@@ -155,10 +165,47 @@ def ask(ctx: SweepContext, trials: StudyTrials) -> list:
     free = ctx.settings.n_jobs - len(ctx.running)
     if not ctx.changed or free <= 0 or ctx.stopping():
         return []
-    asked = [trials.ask() for _ in range(min(free, trials.n_to_ask(ctx.settings.n_trials)))]
+    wanted = budget_room(ctx, trials, min(free, trials.n_to_ask(ctx.settings.n_trials)))
+    asked = [trials.ask() for _ in range(wanted)]
     for trial in asked:
         ctx.heartbeat.add(trial)
     return asked
+
+
+def budget_room(ctx: SweepContext, trials: StudyTrials, wanted: int) -> int:
+    """How many of the trials wanted the budget lets start; when none, the sweep is over budget
+    (logged once).
+
+    The study's spend is read again each time: other processes sharing it spend too.
+
+    Args:
+        ctx: The sweep's context; sets ``ctx.spent`` and ``ctx.over_budget``.
+        trials: The study's side, for its spend.
+        wanted: The trials the free slots and n_trials allow.
+
+    Returns:
+        How many may start: all of them without ``budget_usd``, or before any priced trial
+        ended (nothing to estimate from).
+    """
+    budget = ctx.settings.budget_usd
+    if budget is None or wanted <= 0:
+        return wanted
+    ctx.spent = trials.spend()
+    if ctx.spent.billed:
+        ctx.progress.spent(ctx.spent)
+    mean = ctx.spent.mean()
+    if mean is None and ctx.spent.usd < budget:
+        return wanted
+    left = budget - ctx.spent.usd - (mean or 0.0) * len(ctx.running)
+    # A hair of slack: a sum of float costs that equals the budget fits it.
+    fit = 0 if left <= 0 else wanted if mean == 0 else math.floor(left / mean + 1e-9)
+    if fit > 0:
+        return min(wanted, fit)
+    ctx.over_budget = True
+    log.info("The sweep's budget (hydra.sweeper.budget_usd=%s) would be passed: %s spent, about %s a trial, "
+             "%d running; no new trial starts, the running ones finish", f"{budget:g}", ctx.spent.text(),
+             usd_text(mean or 0.0), len(ctx.running))
+    return 0
 
 
 def start(ctx: SweepContext, trials: StudyTrials, launcher: Launcher, asked: list) -> None:
@@ -254,6 +301,9 @@ def tell(ctx: SweepContext, trials: StudyTrials, run: Running, ret: JobReturn) -
         release(ctx, trials, run)
         return
     ctx.told += 1
+    if told.cost:
+        ctx.spent.add(told.cost)
+        ctx.progress.spent(ctx.spent)
     _show(ctx, run, told, ret)
     if told.error is None:
         ctx.streak.clear()
@@ -356,6 +406,9 @@ def finish(ctx: SweepContext, trials: StudyTrials) -> None:
         ctx.early_end = early_end.failed_in_a_row(ctx.streak, settings.max_consecutive_failures)
     elif ctx.out_of_time:
         ctx.early_end = early_end.out_of_time(settings.timeout_s, trials.n_finished(), settings.n_trials)
+    elif ctx.over_budget:
+        ctx.early_end = early_end.over_budget(settings.budget_usd, trials.spend().text(), trials.n_finished(),
+                                              settings.n_trials)
 
 
 def job_return(future: Future, overrides: tuple) -> JobReturn:

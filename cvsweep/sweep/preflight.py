@@ -10,7 +10,7 @@ Each concern owns its check; this module calls them in order: the executor
 (cvsweep/config/objectives.py), the search space (cvsweep/study/search_space.py) with the values, data and
 model of each config it reaches (cvsweep/config/schema.py, cvsweep/data/sources.py) and, for executor=local,
 whether this machine can run its training.precision (cvsweep/training/precision.py), the sweeper's settings
-and storage (cvsweep/study/storage.py), the pruner (cvsweep/study/pruning.py), then the study
+(a budget only with a priced remote executor) and storage (cvsweep/study/storage.py), the pruner (cvsweep/study/pruning.py), then the study
 (cvsweep/study/identity.py).
 """
 
@@ -66,6 +66,7 @@ def check_sweep(cfg: DictConfig) -> None:
     settle_direction(cfg)
     check_search_space(cfg, _check_values_and_data)
     _check_sweeper_settings(cfg.hydra.sweeper)
+    check_budget(cfg)
     check_storage(cfg.hydra.sweeper)
     check_shape_known(cfg)
     check_pruning(cfg)
@@ -104,3 +105,34 @@ def _check_sweeper_settings(sweeper: DictConfig) -> None:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
                                 or timeout == float("inf")):
         raise ConfigError(f"hydra.sweeper.timeout_s={timeout}: allowed is a number of seconds > 0, or null (no limit)")
+
+
+def check_budget(cfg: DictConfig) -> None:
+    """hydra.sweeper.budget_usd: null, or a number of dollars > 0 with something to count.
+
+    A budget is refused where it could never stop anything: executor=local costs nothing,
+    and a remote executor without executor.price_per_hour prices no trial. Ignoring it there
+    would let a user believe the sweep's spend is bounded.
+
+    Args:
+        cfg: The sweep's config (hydra.sweeper.budget_usd and the executor).
+
+    Raises:
+        ConfigError: The budget is not a positive number, or nothing would count against it.
+    """
+    budget = cfg.hydra.sweeper.get("budget_usd")
+    if budget is None:
+        return
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < float("inf"):
+        raise ConfigError("allowed is a number of US dollars > 0, or null (no budget)",
+                          key="hydra.sweeper.budget_usd", value=budget)
+    executor = cfg.executor
+    if executor.name == "local":
+        raise ConfigError("executor=local trains on this machine and costs nothing, so no trial would count "
+                          "against a budget", key="hydra.sweeper.budget_usd", value=budget,
+                          fix="leave it null, or use executor=runpod with executor.price_per_hour")
+    if executor.get("price_per_hour") is None:
+        raise ConfigError(f"executor={executor.name} has no executor.price_per_hour, so no trial's cost is known",
+                          key="hydra.sweeper.budget_usd", value=budget,
+                          fix="set executor.price_per_hour (USD per hour of the endpoint's GPU: RunPod's "
+                              "'Cost per second' x 3600), or leave the budget null")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from cvsweep import compat, layout
-from cvsweep.study import constraints, ranking
+from cvsweep.study import constraints, cost, ranking
 from cvsweep.study import storage as studies
 from cvsweep.study.full_disk import full_disk_of
 
@@ -25,10 +25,12 @@ log = logging.getLogger("hydra_plugins.cvsweep_sweeper.cvsweep_sweeper")
 
 @dataclass
 class Told:
-    """What a trial was told: completed, pruned, infeasible or failed, and a failure's error."""
+    """What a trial was told: completed, pruned, infeasible or failed, a failure's error, and
+    its cost record (cvsweep/study/cost.py: empty for a trial that ran here)."""
 
     state: str
     error: Optional[BaseException] = None
+    cost: dict = field(default_factory=dict)
 
 
 class StudyTrials:
@@ -73,6 +75,14 @@ class StudyTrials:
             The number of completed, pruned and infeasible trials.
         """
         return studies.n_counted(self.study.get_trials(deepcopy=False))
+
+    def spend(self) -> cost.Spend:
+        """What the study's trials cost, over every run and process sharing it.
+
+        Returns:
+            The spend (cvsweep/study/cost.py).
+        """
+        return cost.study_spend(self.study.get_trials(deepcopy=False))
 
     def ask(self) -> optuna.Trial:
         """Ask the study for a new trial, claimed by this process.
@@ -131,14 +141,15 @@ class StudyTrials:
             The outcome's name, and the error of a failed trial.
         """
         result = self.result_path(job)
-        record = {"host": socket.gethostname(), "path": str(result.resolve())}
+        spent = cost.read_cost(result)  # every outcome: a failed remote job was billed too
+        record = {"host": socket.gethostname(), "path": str(result.resolve()), **spent}
         outcome = compat.job_outcome(ret)
         constraints.give_to_optuna(trial, result)  # when the sweep sets constraints
         if isinstance(outcome, optuna.TrialPruned):  # not through return_value: it logs an error
             trial.set_user_attr(studies.RESULT_ATTR, {**record, "reason": str(outcome), "pruned": True})
             self.study.tell(trial, state=TrialState.PRUNED)
             log.info("Pruned: %s", outcome)
-            return Told("pruned")
+            return Told("pruned", cost=spent)
         try:
             values = _values(ret.return_value, len(self.directions))
         except Exception as err:  # the trial failed, or returned something unusable
@@ -146,7 +157,7 @@ class StudyTrials:
             trial.set_user_attr(studies.RESULT_ATTR, {**record, "reason": str(err), "infeasible": infeasible})
             self.study.tell(trial, state=studies.INFEASIBLE if infeasible else TrialState.FAIL)
             log.warning("%s: %s", "Infeasible configuration" if infeasible else "Failed experiment", err)
-            return Told("infeasible") if infeasible else Told("failed", err)
+            return Told("infeasible", cost=spent) if infeasible else Told("failed", err, spent)
         # Before tell: a finished trial takes no more attributes.
         if self.artifacts_root is not None:
             from cvsweep.study.artifacts import register_model
@@ -156,7 +167,7 @@ class StudyTrials:
                 record["artifact_id"] = artifact_id  # its model.keras in <output_root>/artifacts
         trial.set_user_attr(studies.RESULT_ATTR, record)
         self.study.tell(trial, values=values)
-        return Told("completed")
+        return Told("completed", cost=spent)
 
     def fail_interrupted(self, trial: optuna.Trial, job: int, reason: str) -> None:
         """Tell a trial the interrupt stopped FAIL, so the next run asks its parameters again.
@@ -166,7 +177,9 @@ class StudyTrials:
             job: Its job number.
             reason: Why it failed, recorded with it.
         """
-        record = {"host": socket.gethostname(), "path": str(self.result_path(job).resolve()), "reason": reason}
+        result = self.result_path(job)
+        record = {"host": socket.gethostname(), "path": str(result.resolve()), "reason": reason,
+                  **cost.read_cost(result)}  # a cancelled remote job was billed until it stopped
         studies.fail_interrupted(self.study, trial, record)
 
     def release(self, trial: optuna.Trial, job: Optional[int], reason: str) -> bool:
@@ -187,6 +200,7 @@ class StudyTrials:
         record = {"host": socket.gethostname(), "reason": reason}
         if job is not None:
             record["path"] = str(self.result_path(job).resolve())
+            record.update(cost.read_cost(self.result_path(job)))
         try:
             studies.fail_interrupted(self.study, trial, record)
         except Exception as err:

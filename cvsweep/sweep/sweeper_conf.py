@@ -45,6 +45,12 @@ class CvsweepSweeperConf(OptunaSweeperConf):
     # The whole sweep's wall clock, in seconds (null: none). When it runs out no new trial
     # starts; running trials finish, or with a pruner stop at their next epoch's end.
     timeout_s: Optional[float] = None
+    # The most the study's remote trials may cost, in USD (null: no budget; needs a remote
+    # executor with executor.price_per_hour). A trial starts only while what the study's
+    # trials cost, over every run and process, plus the mean cost of a trial for each one in
+    # flight and the new one, stays within it; then the running trials finish and the sweep
+    # ends (exit 0).
+    budget_usd: Optional[float] = None
     # Limits a trial must meet to be a candidate: null, or
     # hydra.sweeper.constraints.max_params=... (see cvsweep/study/constraints.py); Optuna's
     # samplers learn to avoid what misses them.

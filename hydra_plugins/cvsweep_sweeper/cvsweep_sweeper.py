@@ -27,12 +27,13 @@ class CvsweepSweeper(OptunaSweeper):
 
     def __init__(self, heartbeat_interval: int, grace_period: int, max_consecutive_failures: int,
                  pruner: Optional[optuna.pruners.BasePruner] = None, timeout_s: Optional[float] = None,
-                 constraints: Any = None, **settings: Any) -> None:
+                 constraints: Any = None, budget_usd: Optional[float] = None, **settings: Any) -> None:
         # upstream's __init__ builds upstream's loop
         self.sweeper = SweeperImpl(**settings)
         self.sweeper.pruner = pruner if pruning.prunes(pruner) else None
         self.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
-        self.limits = {"max_consecutive_failures": max_consecutive_failures, "timeout_s": timeout_s}
+        self.limits = {"max_consecutive_failures": max_consecutive_failures, "timeout_s": timeout_s,
+                       "budget_usd": budget_usd}
 
     def sweep(self, arguments: List[str]) -> None:
         """Open the study, run the loop over the sweep's context (the active one, where the

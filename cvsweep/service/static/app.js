@@ -351,7 +351,7 @@ function renderSweep(sweep) {
   bar.value = Math.min(progress.finished, bar.max);
   byId("progress-text").textContent = `${progress.finished} / ${progress.total} trials finished`;
   byId("progress-counts").textContent = `${progress.failed} failed, ${progress.pruned} pruned, `
-    + `${progress.running.length} running · started ${fmtTime(sweep.started_at)}`
+    + `${progress.running.length} running` + spentText(sweep) + ` · started ${fmtTime(sweep.started_at)}`
     + (sweep.finished_at ? ` · ended ${fmtTime(sweep.finished_at)}` : "");
   byId("running-trials").replaceChildren(...progress.running.map((r) => el("li", { dataset: { job: r.job } },
     r.epochs ? `job ${r.job}: epoch ${r.epoch}/${r.epochs}` : `job ${r.job}: starting`,
@@ -398,8 +398,30 @@ function trialLinks(trial) {
   return cell;
 }
 
+// What remote trials cost: absent for a trial that ran locally, null when its price is unknown.
+function costText(cost) {
+  if (cost === null) return "unknown";
+  return cost >= 0.995 || cost === 0 ? `$${cost.toFixed(2)}` : `$${cost.toFixed(4)}`;
+}
+
+function spentText(sweep) {
+  if (!("cost_usd" in sweep)) return "";
+  const unknown = sweep.cost_unknown_trials ? ` (+ ${sweep.cost_unknown_trials} of unknown cost)` : "";
+  return ` · spent ${sweep.cost_usd === null ? "unknown" : costText(sweep.cost_usd)}${sweep.cost_usd === null ? "" : unknown}`;
+}
+
+// The trials table has a Cost column only while some trial ran remotely.
+function showCostColumn(shown) {
+  const head = byId("trials-table").tHead.rows[0];
+  const cell = head.querySelector("th.cost");
+  if (shown && !cell) head.insertBefore(el("th", { scope: "col", className: "cost" }, "Cost"), head.cells[6]);
+  if (!shown && cell) cell.remove();
+}
+
 function renderTrials(sweep) {
   const bestJob = sweep.best ? sweep.best.job : null;
+  const priced = sweep.trials.some((trial) => "cost_usd" in trial);
+  showCostColumn(priced);
   const rows = sweep.trials.map((trial) => {
     const params = Object.entries(trial.params || {}).map(([k, v]) => `${k}=${fmt(v)}`).join("\n");
     const row = el("tr", { dataset: { job: trial.job, status: trial.status } },
@@ -407,8 +429,11 @@ function renderTrials(sweep) {
       el("td", {}, statusBadge(trial.status)),
       el("td", {}, fmt(trial.objective)),
       el("td", {}, fmt(trial.test_accuracy)),
-      el("td", {}, fmt(trial.epochs_run)),
+      el("td", {}, fmt(trial.epochs_run) + (trial.epochs_trained !== undefined
+        && trial.epochs_trained !== trial.epochs_run ? ` (${trial.epochs_trained} trained)` : "")),
       el("td", {}, fmt(trial.train_seconds, 3)),
+      priced ? el("td", { className: "cost", title: trial.billed_s !== undefined ? `${trial.billed_s} s billed` : "" },
+        "cost_usd" in trial ? costText(trial.cost_usd) : "—") : null,
       el("td", { className: "params" }, params),
       trialLinks(trial));
     if (trial.reason) row.title = trial.reason;

@@ -151,6 +151,9 @@ def test_sweep_plots_importances_and_summary(sweep_dir):
         assert (sweep_dir / name).read_bytes().startswith(PNG) and name in summary["plots"]
     assert summary["importances"] and abs(sum(summary["importances"].values()) - 1) < 1e-6
     assert all(t["overall_health"] is not None for t in summary["trials"])
+    # Local trials cost nothing: no cost at all, rather than 0 (cvsweep/study/cost.py).
+    assert "cost_usd" not in summary and "cost_usd" not in summary["study"]
+    assert not any("cost_usd" in t for t in summary["trials"])
 
 
 @pytest.mark.slow  # reads the module's real sweep
