@@ -43,6 +43,8 @@ from urllib.parse import parse_qs, urlparse
 
 HANDLER = Path(__file__).resolve().with_name("handler.py")
 FINAL_STATES = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
+# serverless/endpoints/job-states.mdx lists both for a job a worker is processing.
+RUNNING_STATES = {"IN_PROGRESS", "RUNNING"}
 LONG_POLL_S = 2.0  # how long a worker's job-take or job-stop request is held open
 GONE = {"error": "request does not exist"}  # the answer for a job RunPod no longer keeps
 # serverless/endpoints/send-requests.mdx "Execution policies": executionTimeout 5 s to 7 days, ttl 10 s to 7 days (ms).
@@ -102,7 +104,7 @@ class Faults:
     http_errors: int = 0  # the next N client API requests get http_status
     drop_connections: int = 0  # the next N client API requests: connection closed, no answer
     status_errors: int = 0  # the next N job status requests get http_status (a status outage)
-    kill_workers: int = 0  # the next N jobs: their worker is killed (SIGKILL) mid-job
+    kill_workers: int = 0  # the next N jobs: their worker is killed (SIGKILL) mid-job (the job is requeued)
     kill_after_s: float = 1.0
     malformed_results: int = 0  # the next N results are replaced by malformed output
     wrong_fingerprints: int = 0  # the next N results echo another fingerprint
@@ -114,6 +116,8 @@ class Faults:
     unhealthy_workers: int = 0  # health counts this many more workers, all unhealthy (a crash-looping image)
     corrupt_models: int = 0  # the next N results with an inline model: one byte of the model changed
     endpoints_without_template: int = 0  # the next N REST endpoint answers have no templateId
+    running_state_jobs: int = 0  # the next N jobs read RUNNING instead of IN_PROGRESS while they run
+    pad_results_bytes: int = 0  # the next result counts this many bytes more against the payload limit
 
     def take(self, name: str) -> bool:
         """Whether the fault ``name`` fires now (its count is then one less)."""
@@ -141,6 +145,10 @@ class Job:
     progress: object = None
     kill_at: Optional[float] = None
     extra_delay_s: float = 0.0
+    running_state: str = "IN_PROGRESS"  # what the job reads while a worker runs it
+    requeues: int = 0  # times its worker died and it went back to the queue
+    stream: list = field(default_factory=list)  # outputs not yet read through /stream
+    output_dropped: bool = False  # job-done was refused (over the payload limit): COMPLETED, no output
 
     def to_status(self) -> dict:
         now = time.monotonic()
@@ -150,9 +158,9 @@ class Job:
             body["executionTime"] = round(((self.finished or now) - self.started) * 1000 / self.time_scale)
         if self.worker_id:
             body["workerId"] = self.worker_id
-        if self.status == "COMPLETED":
+        if self.status == "COMPLETED" and not self.output_dropped:
             body["output"] = self.output
-        elif self.status == "IN_PROGRESS" and self.progress is not None:
+        elif self.status in RUNNING_STATES and self.progress is not None:
             body["output"] = self.progress
         if self.error is not None:
             body["error"] = self.error
@@ -177,6 +185,7 @@ class Emulator:
         self.polled: set[str] = set()  # workers that have asked for a job: they are up
         self.cancelled: list[str] = []  # jobs a client cancelled while they were queued or running
         self.deleted: dict[str, str] = {}  # job id -> why RunPod no longer keeps it (ttl, retention)
+        self.retried = 0  # jobs requeued after their worker died, and /retry calls (health's jobs.retried)
         self.port = 0
         self.closing = False
         # RunPod's REST view: each endpoint's template (made when the endpoint is first asked for).
@@ -260,12 +269,13 @@ class Emulator:
         (or with max workers 0) does."""
         with self.lock:
             count = lambda s: sum(j.status == s for j in self.jobs.values())  # noqa: E731
-            running = {j.worker_id for j in self.jobs.values() if j.status == "IN_PROGRESS"}
+            running = {j.worker_id for j in self.jobs.values() if j.status in RUNNING_STATES}
             alive = [w for w, p in self.processes.items() if p.poll() is None]
             ready = [w for w in alive if w in self.polled]  # up and asking for jobs
             body = {
                 "jobs": {"completed": count("COMPLETED"), "failed": count("FAILED") + count("TIMED_OUT"),
-                         "inProgress": count("IN_PROGRESS"), "inQueue": count("IN_QUEUE"), "retried": 0},
+                         "inProgress": count("IN_PROGRESS") + count("RUNNING"), "inQueue": count("IN_QUEUE"),
+                         "retried": self.retried},
                 "workers": {"idle": len([w for w in ready if w not in running]), "initializing": len(alive) - len(ready),
                             "ready": len(ready), "running": len(running), "throttled": 0,
                             "unhealthy": self.faults.unhealthy_workers},
@@ -284,9 +294,13 @@ class Emulator:
                 if job is not None:
                     if self._fault_instead_of_running(job):
                         continue
-                    job.status, job.started, job.worker_id = "IN_PROGRESS", time.monotonic(), worker_id
+                    if self.faults.take("running_state_jobs"):
+                        job.running_state = "RUNNING"
+                    job.status, job.worker_id = job.running_state, worker_id
+                    # A requeued job keeps its first start: its executionTimeout counts from there.
+                    job.started = job.started if job.started is not None else time.monotonic()
                     if self.faults.take("kill_workers"):
-                        job.kill_at = job.started + self.faults.kill_after_s
+                        job.kill_at = time.monotonic() + self.faults.kill_after_s
                     return job
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -315,8 +329,8 @@ class Emulator:
                 return True
         return False
 
-    def finish(self, worker_id: str, job_id: str, payload: dict) -> int:
-        """A worker's job-done (a progress update or the result); the HTTP status it gets."""
+    def finish(self, worker_id: str, job_id: str, payload: dict, size: int = 0) -> int:
+        """A worker's job-done (a progress update or the result) of ``size`` bytes; the HTTP status it gets."""
         with self.lock:
             job = self.jobs.get(job_id)
             if job is None:
@@ -326,10 +340,20 @@ class Emulator:
                 return 200  # a late answer to a job that already ended (timed out, cancelled)
             if payload.get("status") == "IN_PROGRESS":
                 job.progress = payload.get("output")
+                job.stream.append({"output": job.progress})
                 return 200
             if payload.get("error") is not None:
                 self._end(job, "FAILED", error=payload["error"])
                 return 200
+            # handler-functions.mdx "Payload limits": 10 MB for /run, 20 MB for /runsync. A result
+            # over it is refused at job-done with 400 and the job reads COMPLETED with no output
+            # (runpod-workers/worker-comfyui#129 shows the 400, runpod/runpod-python#309 the shape).
+            limit = self.settings.sync_payload_limit_bytes if job.sync else self.settings.payload_limit_bytes
+            padding, self.faults.pad_results_bytes = self.faults.pad_results_bytes, 0
+            if size + padding > limit:
+                job.output_dropped = True
+                self._end(job, "COMPLETED")
+                return 400
             output = payload.get("output")
             if self.faults.take("malformed_results"):
                 output = {"unexpected": "this is not a cvsweep result"}
@@ -340,6 +364,7 @@ class Emulator:
             elif _inline_model(output) and self.faults.take("corrupt_models"):
                 output = {**output, "model": {**output["model"], "inline": _corrupted(output["model"]["inline"])}}
             job.output = output
+            job.stream.append({"output": output})
             self._end(job, "COMPLETED")
             return 200
 
@@ -366,7 +391,7 @@ class Emulator:
         """RunPod no longer keeps the job: every route answers 404 for it (the lock is held)."""
         if job.id in self.queue:
             self.queue.remove(job.id)
-        if job.status == "IN_PROGRESS" and job.worker_id:
+        if job.status in RUNNING_STATES and job.worker_id:
             # serverless/workers/handler-functions.mdx: a job stopped by its expiration is
             # cancelled on the worker; the SDK's job-stop channel carries that.
             self.stop_signals.setdefault(job.worker_id, []).append(job.id)
@@ -398,7 +423,7 @@ class Emulator:
                     why = self._expired(job, now)
                     if why is not None:
                         self._delete(job, why)
-                    elif job.status == "IN_PROGRESS":
+                    elif job.status in RUNNING_STATES:
                         # job-states.mdx: TIMED_OUT when the worker did not report back within the timeout.
                         if now - job.started > self.real_seconds(job.execution_timeout_s):
                             self._end(job, "TIMED_OUT", error=f"ran longer than its executionTimeout ({job.execution_timeout_s:g}s)")
@@ -409,13 +434,59 @@ class Emulator:
                     if process.poll() is None:
                         continue
                     for job in self.jobs.values():
-                        if job.worker_id == worker_id and job.status == "IN_PROGRESS":
-                            self._end(job, "FAILED", error=f"worker {worker_id} died while running the job "
-                                                           f"(exit status {process.returncode})")
+                        if job.worker_id == worker_id and job.status in RUNNING_STATES:
+                            self._worker_died(job, f"worker {worker_id} died while running the job "
+                                                   f"(exit status {process.returncode})")
                     self.polled.discard(worker_id)
                     if not self.closing:
                         self.processes[worker_id] = self._spawn(worker_id)  # RunPod replaces lost workers too
             time.sleep(0.1)
+
+    def _worker_died(self, job: Job, why: str) -> None:
+        """The job's worker is gone (the lock is held)."""
+        # endpoint-configurations.mdx: queue-based endpoints have "guaranteed execution and
+        # automatic retries" (and runpod-workers/worker-vllm#29 shows a job run again and again);
+        # job-states.mdx: TIMED_OUT when the worker failed to report back. So: back to the queue
+        # (same id) up to max_requeues times, then TIMED_OUT; the executionTimeout counts on.
+        if job.requeues < self.settings.max_requeues:
+            job.requeues += 1
+            self.retried += 1
+            job.status, job.worker_id, job.progress, job.kill_at = "IN_QUEUE", None, None, None
+            self.queue.appendleft(job.id)
+            self.lock.notify_all()
+        else:
+            self._end(job, "TIMED_OUT", error=f"{why}; requeued {job.requeues} times, then given up")
+            self.stop_signals.pop(job.worker_id, None)  # nothing runs it: its replacement must not be told
+
+    def retry(self, job_id: str) -> tuple[int, dict]:
+        """``POST /retry/{id}``: (HTTP status, answer)."""
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                # operation-reference.mdx "/retry": once results expired, jobs cannot be retried.
+                return 404, dict(GONE)
+            # operation-reference.mdx "/retry": only FAILED or TIMED_OUT jobs; same id, original
+            # input, previous output removed. Undocumented for other states: refused with 400.
+            if job.status not in ("FAILED", "TIMED_OUT"):
+                return 400, {"error": f"job {job_id} is {job.status}; only FAILED or TIMED_OUT jobs can be retried"}
+            # The TTL counts on from the first submission; the retention ends with the job live again.
+            job.status, job.started, job.finished, job.worker_id = "IN_QUEUE", None, None, None
+            job.output = job.error = job.progress = None
+            job.output_dropped, job.stream, job.requeues = False, [], 0
+            self.retried += 1
+            self.queue.append(job.id)
+            self.lock.notify_all()
+            return 200, {"id": job.id, "status": job.status}
+
+    def stream(self, job_id: str) -> Optional[dict]:
+        """``GET /stream/{id}``: what the job output since the last call (None: no such job)."""
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return None
+            # operation-reference.mdx "/stream"; the body is the object the SDK's Job.stream reads.
+            chunks, job.stream = job.stream, []
+            return {"id": job.id, "status": job.status, "stream": chunks}
 
     # -- workers -----------------------------------------------------------------------------
     def start_workers(self) -> None:
@@ -593,6 +664,11 @@ def make_handler(emulator: Emulator):
                 with emulator.lock:
                     answer = job.to_status() if job else None
                 return self._send(200, answer) if answer else self._send(404, GONE)
+            if route == ("POST", "retry") and len(parts) == 3:
+                return self._send(*emulator.retry(parts[2]))
+            if route == ("GET", "stream") and len(parts) == 3:
+                answer = emulator.stream(parts[2])
+                return self._send(200, answer) if answer else self._send(404, GONE)
             if route == ("GET", "health"):
                 return self._send(200, emulator.health())
             if route == ("POST", "purge-queue"):
@@ -607,8 +683,10 @@ def make_handler(emulator: Emulator):
                 stops = emulator.stops_for(parts[1])
                 return self._send(200, {"jobsToStop": stops}) if stops else self._send(204, None)
             if method == "POST" and parts[:1] in (["job-done"], ["job-stream"]) and len(parts) == 3:
-                status = emulator.finish(parts[1], parts[2], body if isinstance(body, dict) else {"error": "unreadable result"})
-                return self._send(status, {} if status == 200 else GONE)
+                status = emulator.finish(parts[1], parts[2], body if isinstance(body, dict) else {"error": "unreadable result"},
+                                         self.raw_size)
+                answers = {200: {}, 400: {"error": "payload over the size limit"}, 404: GONE}
+                return self._send(status, answers[status])
             self._send(404, {"error": "not found"})
 
         def _admin(self, method: str, parts: list[str], body) -> None:

@@ -6,6 +6,7 @@ job-stop); a small time_scale makes RunPod's seconds real fractions of one."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -48,6 +49,9 @@ class Endpoint:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
+    def faults(self, **values) -> None:
+        assert requests.post(f"{self.root}/admin/faults", json=values, timeout=10).status_code == 200
+
     def take(self, worker: str = "worker-a") -> dict:
         answer = requests.get(f"{self.root}/worker/job-take/{worker}", timeout=10)
         assert answer.status_code == 200, answer.status_code
@@ -64,6 +68,8 @@ class Endpoint:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     emulator = Emulator(0, KEY, Faults(), tmp_path_factory.mktemp("contract"))
+    # A seam: a worker is a process that can die; ``sleep`` stands in for handler.py.
+    emulator._spawn = lambda worker_id: subprocess.Popen(["sleep", "60"])
     server = serve_in_thread(emulator)
     threading.Thread(target=emulator.watch, daemon=True).start()
     yield emulator
@@ -81,6 +87,10 @@ def endpoint(served):
         served.queue.clear()
         served.stop_signals.clear()
         served.deleted.clear()
+        served.retried = 0
+        for process in served.processes.values():
+            process.kill()
+        served.processes.clear()
     return Endpoint(served)
 
 
@@ -193,3 +203,92 @@ def test_a_runsync_result_is_kept_for_its_own_shorter_time(endpoint):
     answer = endpoint.post("runsync", {"input": {}}).json()
     assert answer["status"] == "COMPLETED" and answer["output"] == 7 and answer["id"].startswith("sync-")
     until(lambda: endpoint.status(answer["id"]).status_code == 404)
+
+
+# -- RUNNING, /cancel of a finished job (job-states.mdx, operation-reference.mdx) ----------------
+def test_running_shows_for_the_jobs_the_fault_names_as_in_progress_does(endpoint):
+    endpoint.faults(running_state_jobs=1)
+    first, second = endpoint.run(), endpoint.run()
+    endpoint.take("worker-a"), endpoint.take("worker-b")
+    endpoint.done(first, {"status": "IN_PROGRESS", "output": {"epoch": 1}}, worker="worker-a")
+    assert endpoint.status(first).json()["output"] == {"epoch": 1}  # progress reads as while IN_PROGRESS
+    assert [endpoint.status(job).json()["status"] for job in (first, second)] == ["RUNNING", "IN_PROGRESS"]
+    assert endpoint.get("health").json()["jobs"]["inProgress"] == 2
+    assert endpoint.post(f"cancel/{first}").json()["status"] == "CANCELLED"
+    assert until(lambda: endpoint.stops("worker-a")) == [first]
+
+
+def test_cancel_of_a_finished_job_answers_its_final_status_and_keeps_the_result(endpoint):
+    job = endpoint.run()
+    endpoint.take()
+    endpoint.done(job, {"output": {"ok": True}})
+    answer = endpoint.post(f"cancel/{job}")
+    assert answer.status_code == 200 and answer.json()["status"] == "COMPLETED"
+    assert endpoint.status(job).json()["output"] == {"ok": True}
+    assert endpoint.post("cancel/no-such-job").json() == GONE
+
+
+# -- /retry and /stream (operation-reference.mdx) ----------------------------------------------
+def test_retry_requeues_a_failed_job_under_its_id_without_its_output(endpoint):
+    job = endpoint.run()
+    assert endpoint.take()["id"] == job
+    endpoint.done(job, {"error": "boom"})
+    answer = endpoint.post(f"retry/{job}")
+    assert answer.status_code == 200 and answer.json() == {"id": job, "status": "IN_QUEUE"}
+    assert endpoint.status(job).json() == {"id": job, "status": "IN_QUEUE"}
+    assert endpoint.take()["id"] == job  # the same input again
+    endpoint.done(job, {"output": 1})
+    assert endpoint.status(job).json()["status"] == "COMPLETED"
+    assert endpoint.get("health").json()["jobs"]["retried"] == 1
+    refused = endpoint.post(f"retry/{job}")
+    assert refused.status_code == 400 and "is COMPLETED; only FAILED or TIMED_OUT" in refused.json()["error"]
+    assert endpoint.post("retry/no-such-job").json() == GONE
+
+
+def test_stream_hands_out_each_output_once_and_the_result_at_the_end(endpoint):
+    job = endpoint.run()
+    endpoint.take()
+    endpoint.done(job, {"status": "IN_PROGRESS", "output": {"epoch": 1}})
+    assert endpoint.get(f"stream/{job}").json() == {"id": job, "status": "IN_PROGRESS",
+                                                     "stream": [{"output": {"epoch": 1}}]}
+    assert endpoint.get(f"stream/{job}").json()["stream"] == []
+    endpoint.done(job, {"output": {"ok": True}})
+    assert endpoint.get(f"stream/{job}").json() == {"id": job, "status": "COMPLETED",
+                                                     "stream": [{"output": {"ok": True}}]}
+    assert endpoint.get("stream/no-such-job").status_code == 404
+
+
+# -- a worker that dies mid-job (endpoint-configurations.mdx, job-states.mdx) ------------------
+def test_a_job_whose_worker_dies_is_requeued_then_timed_out(endpoint):
+    endpoint.settings(max_requeues=1)
+    with endpoint.emulator.lock:
+        endpoint.emulator.processes["worker-d"] = endpoint.emulator._spawn("worker-d")
+    job = endpoint.run()
+    for _ in range(2):
+        assert endpoint.take("worker-d")["id"] == job
+        endpoint.emulator.processes["worker-d"].kill()
+        state = until(lambda: (status := endpoint.status(job).json())["status"] in ("IN_QUEUE", "TIMED_OUT")
+                      and status)
+    assert state["status"] == "TIMED_OUT" and "worker-d died while running the job" in state["error"]
+    assert "requeued 1 times" in state["error"]
+    assert endpoint.get("health").json()["jobs"]["retried"] == 1
+
+
+# -- a result over the payload limit (handler-functions.mdx "Payload limits") ------------------
+def test_a_result_over_the_payload_limit_is_refused_and_the_job_completes_without_output(endpoint):
+    endpoint.settings(payload_limit_bytes=1000)
+    job = endpoint.run()
+    endpoint.take()
+    assert endpoint.done(job, {"output": "x" * 1000}).status_code == 400
+    assert endpoint.status(job).json().keys() == {"id", "status", "delayTime", "executionTime", "workerId"}
+    assert endpoint.status(job).json()["status"] == "COMPLETED"
+
+
+def test_padding_drives_the_refusal_with_a_small_result_once(endpoint):
+    endpoint.settings(payload_limit_bytes=1000)
+    endpoint.faults(pad_results_bytes=1000)
+    dropped, kept = endpoint.run(), endpoint.run()
+    endpoint.take("worker-a"), endpoint.take("worker-b")
+    assert endpoint.done(dropped, {"output": 1}, worker="worker-a").status_code == 400
+    assert endpoint.done(kept, {"output": 2}, worker="worker-b").status_code == 200
+    assert "output" not in endpoint.status(dropped).json() and endpoint.status(kept).json()["output"] == 2
