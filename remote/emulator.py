@@ -47,6 +47,14 @@ FINAL_STATES = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
 RUNNING_STATES = {"IN_PROGRESS", "RUNNING"}
 LONG_POLL_S = 2.0  # how long a worker's job-take or job-stop request is held open
 GONE = {"error": "request does not exist"}  # the answer for a job RunPod no longer keeps
+DEFAULT_IMAGE = "cvsweep-worker:emulated"
+# api-reference-v2/migrate-from-v1.mdx: v1's error shape is {"message": ...}.
+V1_RETIRED = {"message": "REST API v1 was retired on 2026-11-15; use https://api.runpod.io/v2"}
+# api-reference-v2/openapi.json: PATCH /v2/serverless/{id} takes these fields; image and env
+# change the container, so they make a release.
+V2_FIELDS = {"name", "image", "env", "args", "disk", "ports", "registry", "workers", "scaling", "timeout",
+             "flashboot", "gpu", "cpu", "dataCenterIds", "networkVolumes"}
+RELEASE_FIELDS = {"image": "template.imageName", "env": "template.env"}
 # serverless/endpoints/send-requests.mdx "Execution policies": executionTimeout 5 s to 7 days, ttl 10 s to 7 days (ms).
 POLICY_BOUNDS_MS = {"executionTimeout": (5_000, 604_800_000), "ttl": (10_000, 604_800_000)}
 # Same table: executionTimeout defaults to 10 minutes, ttl to 24 hours.
@@ -66,11 +74,16 @@ class Settings:
     payload_limit_bytes: int = 10_000_000
     sync_payload_limit_bytes: int = 20_000_000
     max_requeues: int = 3  # a job whose worker died goes back to the queue this often, then TIMED_OUT
+    # api-reference/overview.mdx: REST v1 retired on November 15, 2026. Served until cvsweep
+    # deploy speaks v2 only; True answers every /v1 route with the retirement's 404.
+    v1_retired: bool = False
 
     def problem(self) -> Optional[str]:
         """What is wrong with these values, if anything."""
         if not isinstance(self.time_scale, (int, float)) or isinstance(self.time_scale, bool) or self.time_scale <= 0:
             return "time_scale must be a number > 0"
+        if not isinstance(self.v1_retired, bool):
+            return "v1_retired must be true or false"
         for name in ("retention_s", "sync_retention_s", "payload_limit_bytes", "sync_payload_limit_bytes", "max_requeues"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
@@ -115,7 +128,8 @@ class Faults:
     malformed_health: int = 0  # the next N health answers have no "workers" object
     unhealthy_workers: int = 0  # health counts this many more workers, all unhealthy (a crash-looping image)
     corrupt_models: int = 0  # the next N results with an inline model: one byte of the model changed
-    endpoints_without_template: int = 0  # the next N REST endpoint answers have no templateId
+    endpoints_without_template: int = 0  # the next N REST v1 endpoint answers have no templateId
+    stuck_rollouts: int = 0  # the next N REST v2 releases never roll out (no worker is replaced)
     running_state_jobs: int = 0  # the next N jobs read RUNNING instead of IN_PROGRESS while they run
     pad_results_bytes: int = 0  # the next result counts this many bytes more against the payload limit
 
@@ -188,8 +202,21 @@ class Emulator:
         self.retried = 0  # jobs requeued after their worker died, and /retry calls (health's jobs.retried)
         self.port = 0
         self.closing = False
-        # RunPod's REST view: each endpoint's template (made when the endpoint is first asked for).
+        # RunPod's REST v1 view: each endpoint's template (made when the endpoint is first asked for).
         self.templates: dict[str, dict] = {}
+        # RunPod's REST v2 view of the endpoint these workers serve: its container and its releases.
+        self.created_at = _now_iso()
+        self.container = {"image": os.environ.get("CVSWEEP_IMAGE", DEFAULT_IMAGE), "env": {}, "args": None,
+                          "disk": 20, "ports": [], "registry": None}
+        self.endpoint_settings: dict = {"workers": {"min": 0, "max": workers, "idleTimeout": 5},
+                                        "scaling": {"type": "QUEUE_DELAY", "value": 4}, "timeout": 600000,
+                                        "flashboot": "OFF", "dataCenterIds": [], "networkVolumes": [],
+                                        "gpu": {"pools": ["ADA_24"], "count": 1, "excludedTypes": [],
+                                                "allowedCudaVersions": [], "minCudaVersion": None}}
+        self.releases: list[dict] = [_release(1, [], workers)]  # newest first
+        self.stuck_versions: set[int] = set()  # releases the stuck_rollouts fault holds back
+        self.worker_versions: dict[str, int] = {}  # the release each worker process started from
+        self.retiring: set[str] = set()  # workers being replaced by a newer release: they take no job
 
     # -- REST API (rest.runpod.io/v1) ----------------------------------------------------------
     def rest_endpoint(self, endpoint_id: str, include_template: bool = False) -> dict:
@@ -215,6 +242,68 @@ class Emulator:
                 return None
             template.update(changes)
             return dict(template)
+
+    # -- REST v2 (api.runpod.io/v2) -----------------------------------------------------------
+    @property
+    def endpoint_version(self) -> int:
+        return self.releases[0]["version"]
+
+    def v2_endpoint(self, endpoint_id: str) -> dict:
+        """``GET /v2/serverless/{id}`` (api-reference-v2/openapi.json ``getEndpoint``): flat, the image at top level."""
+        base = f"http://127.0.0.1:{self.port}/v2/{endpoint_id}"
+        with self.lock:
+            return {"id": endpoint_id, "name": endpoint_id, "type": "QUEUE",
+                    "requestUrls": {"run": f"{base}/run", "runSync": f"{base}/runsync",
+                                    "status": f"{base}/status/{{job_id}}", "stream": f"{base}/stream/{{job_id}}",
+                                    "cancel": f"{base}/cancel/{{job_id}}", "retry": f"{base}/retry/{{job_id}}",
+                                    "purgeQueue": f"{base}/purge-queue", "health": f"{base}/health"},
+                    **json.loads(json.dumps(self.container)), **json.loads(json.dumps(self.endpoint_settings)),
+                    "createdAt": self.created_at}
+
+    def v2_update(self, endpoint_id: str, changes: dict) -> dict:
+        """``PATCH /v2/serverless/{id}``: only the fields given change; a changed image or env makes
+        a release that rolls out as workers cycle (api-reference-v2/openapi.json ``updateEndpoint``)."""
+        with self.lock:
+            diff = [{"field": RELEASE_FIELDS[key], "old": self.container[key], "new": value}
+                    for key, value in changes.items() if key in RELEASE_FIELDS and self.container[key] != value]
+            for key, value in changes.items():
+                (self.container if key in self.container else self.endpoint_settings)[key] = value
+            if diff:  # the same image again makes no release: the latest one stands
+                release = _release(self.endpoint_version + 1, diff, len(self._live_workers()))
+                self.releases.insert(0, release)
+                if self.faults.take("stuck_rollouts"):
+                    self.stuck_versions.add(release["version"])
+                self.lock.notify_all()
+        return self.v2_endpoint(endpoint_id)
+
+    def v2_releases(self) -> dict:
+        """``GET /v2/serverless/{id}/releases`` (``listEndpointReleases``): newest first, and the rollout."""
+        with self.lock:
+            live = self._live_workers()
+            on_latest = sum(self.worker_versions.get(w) == self.endpoint_version for w in live)
+            # openapi.json: inProgress while any worker still runs an older version; percent 0 with no workers.
+            rollout = {"inProgress": on_latest < len(live), "workersOnLatest": on_latest, "workersTotal": len(live),
+                       "percentOnLatest": round(100 * on_latest / len(live)) if live else 0}
+            return {"endpointVersion": self.endpoint_version, "rollout": rollout,
+                    "releases": json.loads(json.dumps(self.releases))}
+
+    def _live_workers(self) -> list[str]:
+        """Workers up, and those being replaced (still of their old release until they restart)."""
+        return [w for w, p in self.processes.items() if p.poll() is None or w in self.retiring]
+
+    def _roll_out(self) -> None:
+        """Replace each idle worker of an older release; a busy one after its job (the lock is held)."""
+        # serverless/endpoints/rolling-releases.mdx "How it works": in-flight workers keep the
+        # previous version until they are replaced.
+        if self.endpoint_version in self.stuck_versions:
+            return
+        busy = {j.worker_id for j in self.jobs.values() if j.status in RUNNING_STATES}
+        for worker_id, process in self.processes.items():
+            if (process.poll() is None and self.worker_versions.get(worker_id) != self.endpoint_version
+                    and worker_id not in busy and worker_id not in self.retiring):
+                self.retiring.add(worker_id)
+                self.polled.discard(worker_id)
+                process.kill()  # idle: nothing of a job is lost
 
     # -- client API ------------------------------------------------------------------------
     def real_seconds(self, rp_seconds: float) -> float:
@@ -288,8 +377,10 @@ class Emulator:
     def take(self, worker_id: str) -> Optional[Job]:
         deadline = time.monotonic() + LONG_POLL_S
         with self.lock:
+            if worker_id in self.retiring:
+                return None  # being replaced by a newer release
             self.polled.add(worker_id)
-            while not self.closing:
+            while not self.closing and worker_id not in self.retiring:
                 job = self._next_ready_job()
                 if job is not None:
                     if self._fault_instead_of_running(job):
@@ -438,8 +529,10 @@ class Emulator:
                             self._worker_died(job, f"worker {worker_id} died while running the job "
                                                    f"(exit status {process.returncode})")
                     self.polled.discard(worker_id)
+                    self.retiring.discard(worker_id)
                     if not self.closing:
-                        self.processes[worker_id] = self._spawn(worker_id)  # RunPod replaces lost workers too
+                        self._start(worker_id)  # RunPod replaces lost workers too, from the latest release
+                self._roll_out()
             time.sleep(0.1)
 
     def _worker_died(self, job: Job, why: str) -> None:
@@ -491,13 +584,21 @@ class Emulator:
     # -- workers -----------------------------------------------------------------------------
     def start_workers(self) -> None:
         for index in range(self.n_workers):
-            worker_id = f"worker-{index}"
-            self.processes[worker_id] = self._spawn(worker_id)
+            self._start(f"worker-{index}")
 
-    def _spawn(self, worker_id: str) -> subprocess.Popen:
+    def _start(self, worker_id: str) -> None:
+        """A worker process of the latest release under ``worker_id``."""
+        self.worker_versions[worker_id] = self.endpoint_version
+        self.processes[worker_id] = self._spawn(worker_id)
+
+    def worker_env(self, worker_id: str) -> dict:
+        """The environment a worker of the latest release starts with."""
         base = f"http://127.0.0.1:{self.port}/worker"
         env = {key: value for key, value in os.environ.items() if key not in ("RUNPOD_API_KEY", "RUNPOD_AI_API_KEY")}
+        env.update({str(key): str(value) for key, value in (self.container.get("env") or {}).items()})
         env.update(
+            CVSWEEP_IMAGE=str(self.container["image"]),  # the image this worker stands for
+
             RUNPOD_POD_ID=worker_id,
             RUNPOD_WEBHOOK_GET_JOB=f"{base}/job-take/$ID?emulator=1",
             RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/$RUNPOD_POD_ID/$ID?emulator=1",
@@ -507,6 +608,10 @@ class Emulator:
             RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
             PYTHONUNBUFFERED="1",
         )
+        return env
+
+    def _spawn(self, worker_id: str) -> subprocess.Popen:
+        env = self.worker_env(worker_id)
         log = open(self.log_dir / f"{worker_id}.log", "ab")
         return subprocess.Popen([sys.executable, str(HANDLER)], env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -540,9 +645,20 @@ class Emulator:
                 "deleted": dict(self.deleted),
                 "settings": asdict(self.settings),
                 "templates": {key: dict(value) for key, value in self.templates.items()},
-                "workers": {w: {"pid": p.pid, "alive": p.poll() is None, "ready": w in self.polled}
+                "workers": {w: {"pid": p.pid, "alive": p.poll() is None, "ready": w in self.polled,
+                                "version": self.worker_versions.get(w)}
                             for w, p in self.processes.items()},
             }
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _release(version: int, diff: list, worker_count: int) -> dict:
+    """A release as ``listEndpointReleases`` shows it (api-reference-v2/openapi.json)."""
+    return {"id": uuid.uuid4().hex[:8], "version": version, "source": "MANUAL", "buildId": None,
+            "createdByUserId": None, "workerCount": worker_count, "createdAt": _now_iso(), "diff": diff}
 
 
 def _inline_model(output) -> bool:
@@ -576,9 +692,13 @@ def make_handler(emulator: Emulator):
         def _route(self, method: str) -> None:
             parts = [p for p in urlparse(self.path).path.split("/") if p]
             body = self._body()
+            if parts[:2] == ["v2", "serverless"]:  # before the queue API: "serverless" is no endpoint id
+                return self._rest_v2(method, parts[2:], body)
             if parts[:1] == ["v2"]:
                 return self._client_api(method, parts[1:], body)
             if parts[:1] == ["v1"]:
+                if emulator.settings.v1_retired:
+                    return self._send(404, V1_RETIRED)
                 return self._rest_api(method, parts[1:], body)
             if parts[:1] == ["worker"]:
                 return self._worker_api(method, parts[1:], body)
@@ -586,9 +706,10 @@ def make_handler(emulator: Emulator):
                 return self._admin(method, parts[1:], body)
             self._send(404, {"error": "not found"})
 
-        def _refused(self) -> bool:
+        def _refused(self, problems: bool = False) -> bool:
             """A client request's faults and key check, as for every client route: whether it
-            was answered (dropped, an injected error, 401) and must go no further."""
+            was answered (dropped, an injected error, 401) and must go no further; ``problems``:
+            answered as REST v2 answers (RFC 9457)."""
             with emulator.lock:
                 drop = emulator.faults.take("drop_connections")
                 error_status = emulator.faults.http_status if emulator.faults.take("http_errors") else None
@@ -597,13 +718,50 @@ def make_handler(emulator: Emulator):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return True
             if error_status:
-                self._send(error_status, {"error": f"injected HTTP {error_status}"})
+                if problems:
+                    self._problem(error_status, f"injected HTTP {error_status}")
+                else:
+                    self._send(error_status, {"error": f"injected HTTP {error_status}"})
                 return True
             auth = self.headers.get("Authorization", "")
             if emulator.api_key is not None and auth != f"Bearer {emulator.api_key}":
-                self._send(401, {"error": "unauthorized"})
+                if problems:
+                    self._problem(401, "missing or invalid bearer token")
+                else:
+                    self._send(401, {"error": "unauthorized"})
                 return True
             return False
+
+        def _problem(self, status: int, detail: str, errors: Optional[list] = None) -> None:
+            """An RFC 9457 answer, as REST v2 gives every error (api-reference-v2/overview.mdx)."""
+            titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+                      422: "Unprocessable Entity", 429: "Too Many Requests"}
+            body = {"title": titles.get(status, "Error"), "status": status, "detail": detail}
+            if errors:
+                body["errors"] = errors
+            self._send(status, body, content_type="application/problem+json")
+
+        def _rest_v2(self, method: str, parts: list[str], body) -> None:
+            if self._refused(problems=True):
+                return
+            if not parts or (emulator.endpoint_id is not None and parts[0] != emulator.endpoint_id):
+                return self._problem(404, "resource not found")
+            if method == "GET" and len(parts) == 1:
+                return self._send(200, emulator.v2_endpoint(parts[0]))
+            if method == "GET" and parts[1:] == ["releases"]:
+                return self._send(200, emulator.v2_releases())
+            if method == "PATCH" and len(parts) == 1:
+                if not isinstance(body, dict):
+                    return self._problem(400, "the body must be a JSON object")
+                errors = [{"field": key, "message": "unknown field"} for key in sorted(set(body) - V2_FIELDS)]
+                if "image" in body and not (isinstance(body["image"], str) and body["image"].strip()):
+                    errors.append({"field": "image", "message": "must be a non-empty string"})
+                if "env" in body and not isinstance(body["env"], dict):
+                    errors.append({"field": "env", "message": "must be an object"})
+                if errors:
+                    return self._problem(422, "Request validation failed.", errors)
+                return self._send(200, emulator.v2_update(parts[0], body))
+            self._problem(404, "resource not found")
 
         def _unknown_endpoint(self, endpoint_id: str) -> bool:
             if emulator.endpoint_id is not None and endpoint_id != emulator.endpoint_id:
@@ -728,11 +886,11 @@ def make_handler(emulator: Emulator):
             except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
                 return None
 
-        def _send(self, status: int, body) -> None:
+        def _send(self, status: int, body, content_type: str = "application/json") -> None:
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
             if body is not None:
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             try:
                 self.end_headers()
@@ -770,7 +928,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--log-dir", default=None, help="worker logs (default: a new temporary folder)")
     parser.add_argument("--ready-timeout", type=float, default=180.0)
     for setting in fields(Settings):
-        parser.add_argument(f"--{setting.name.replace('_', '-')}", type=type(setting.default), default=setting.default,
+        kind = {"action": argparse.BooleanOptionalAction} if isinstance(setting.default, bool) else \
+            {"type": type(setting.default)}
+        parser.add_argument(f"--{setting.name.replace('_', '-')}", default=setting.default, **kind,
                             help=f"(default {setting.default}; POST /admin/settings changes it)")
     args = parser.parse_args(argv)
     settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})

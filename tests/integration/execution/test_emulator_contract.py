@@ -16,7 +16,7 @@ import requests
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "remote"))
-from emulator import Emulator, Faults, serve_in_thread  # noqa: E402
+from emulator import DEFAULT_IMAGE, Emulator, Faults, serve_in_thread  # noqa: E402
 
 KEY = "sk-test-contract"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -69,7 +69,7 @@ class Endpoint:
 def served(tmp_path_factory):
     emulator = Emulator(0, KEY, Faults(), tmp_path_factory.mktemp("contract"))
     # A seam: a worker is a process that can die; ``sleep`` stands in for handler.py.
-    emulator._spawn = lambda worker_id: subprocess.Popen(["sleep", "60"])
+    emulator._spawn = lambda worker_id: subprocess.Popen(["sleep", "60"], env=emulator.worker_env(worker_id))
     server = serve_in_thread(emulator)
     threading.Thread(target=emulator.watch, daemon=True).start()
     yield emulator
@@ -91,6 +91,12 @@ def endpoint(served):
         for process in served.processes.values():
             process.kill()
         served.processes.clear()
+        served.worker_versions.clear()
+        served.retiring.clear()
+        served.polled.clear()
+        del served.releases[:-1]  # the first release only, of the first image
+        served.container.update(image=DEFAULT_IMAGE, env={})
+        served.stuck_versions.clear()
     return Endpoint(served)
 
 
@@ -115,7 +121,7 @@ def test_settings_change_until_reset_and_unknown_ones_are_refused(endpoint):
     reset = requests.post(f"{endpoint.root}/admin/reset", json={}, timeout=10).json()
     assert reset["settings"] == {"time_scale": 1.0, "retention_s": 1800.0, "sync_retention_s": 60.0,
                                  "payload_limit_bytes": 10_000_000, "sync_payload_limit_bytes": 20_000_000,
-                                 "max_requeues": 3}
+                                 "max_requeues": 3, "v1_retired": False}
 
 
 # -- policy bounds and payload limits (send-requests.mdx, operation-reference.mdx) -------------
@@ -292,3 +298,85 @@ def test_padding_drives_the_refusal_with_a_small_result_once(endpoint):
     assert endpoint.done(dropped, {"output": 1}, worker="worker-a").status_code == 400
     assert endpoint.done(kept, {"output": 2}, worker="worker-b").status_code == 200
     assert "output" not in endpoint.status(dropped).json() and endpoint.status(kept).json()["output"] == 2
+
+
+# -- REST v2 (api-reference-v2/openapi.json, rolling-releases.mdx) -----------------------------
+def rest(endpoint, method: str, path: str, body=None, headers=AUTH) -> requests.Response:
+    return requests.request(method, f"{endpoint.root}/v2/serverless/{path}", json=body, headers=headers, timeout=10)
+
+
+def start_workers(endpoint, *names: str) -> dict:
+    with endpoint.emulator.lock:
+        for name in names:
+            endpoint.emulator._start(name)
+        return {name: endpoint.emulator.processes[name].pid for name in names}
+
+
+def image_of(pid: int) -> str:
+    environ = dict(item.split("=", 1) for item in open(f"/proc/{pid}/environ").read().split("\0") if "=" in item)
+    return environ["CVSWEEP_IMAGE"]
+
+
+def test_a_new_image_makes_a_release_that_rolls_out_as_workers_finish(endpoint):
+    pids = start_workers(endpoint, "worker-idle", "worker-busy")
+    job = endpoint.run()
+    assert endpoint.take("worker-busy")["id"] == job
+    assert image_of(pids["worker-idle"]) == DEFAULT_IMAGE
+    got = rest(endpoint, "GET", "ep").json()
+    assert got["id"] == "ep" and got["image"] == DEFAULT_IMAGE and "templateId" not in got
+    assert got["requestUrls"]["retry"].endswith("/v2/ep/retry/{job_id}")
+
+    patched = rest(endpoint, "PATCH", "ep", {"image": "registry/cvsweep:abc"})
+    assert patched.status_code == 200 and patched.json()["image"] == "registry/cvsweep:abc"
+    releases = rest(endpoint, "GET", "ep/releases").json()
+    assert releases["endpointVersion"] == 2 and [r["version"] for r in releases["releases"]] == [2, 1]
+    newest = releases["releases"][0]
+    assert newest["diff"] == [{"field": "template.imageName", "old": DEFAULT_IMAGE, "new": "registry/cvsweep:abc"}]
+    assert newest["source"] == "MANUAL" and newest["buildId"] is None and newest["workerCount"] == 2
+    # The idle worker is replaced at once; the busy one keeps the old image until its job ends.
+    replaced = until(lambda: (pid := endpoint.emulator.processes["worker-idle"].pid) != pids["worker-idle"] and pid)
+    assert image_of(replaced) == "registry/cvsweep:abc"
+    assert rest(endpoint, "GET", "ep/releases").json()["rollout"] == {
+        "inProgress": True, "workersOnLatest": 1, "workersTotal": 2, "percentOnLatest": 50}
+    assert endpoint.emulator.processes["worker-busy"].pid == pids["worker-busy"]
+    endpoint.done(job, {"output": 1}, worker="worker-busy")
+    done = until(lambda: not (rollout := rest(endpoint, "GET", "ep/releases").json()["rollout"])["inProgress"]
+                 and rollout)
+    assert done == {"inProgress": False, "workersOnLatest": 2, "workersTotal": 2, "percentOnLatest": 100}
+    assert image_of(endpoint.emulator.processes["worker-busy"].pid) == "registry/cvsweep:abc"
+
+
+def test_the_same_image_again_makes_no_release(endpoint):
+    assert rest(endpoint, "PATCH", "ep", {"image": DEFAULT_IMAGE}).status_code == 200
+    releases = rest(endpoint, "GET", "ep/releases").json()
+    assert releases["endpointVersion"] == 1 and releases["rollout"]["inProgress"] is False
+    assert releases["rollout"]["workersTotal"] == 0 and releases["rollout"]["percentOnLatest"] == 0
+
+
+def test_a_stuck_rollout_replaces_no_worker(endpoint):
+    pids = start_workers(endpoint, "worker-a")
+    endpoint.faults(stuck_rollouts=1)
+    rest(endpoint, "PATCH", "ep", {"image": "registry/cvsweep:stuck"})
+    time.sleep(0.5)  # several rounds of the emulator's watch, none of which may replace the worker
+    assert endpoint.emulator.processes["worker-a"].pid == pids["worker-a"]
+    assert rest(endpoint, "GET", "ep/releases").json()["rollout"]["inProgress"] is True
+
+
+@pytest.mark.parametrize("body,headers,status,detail", [
+    ({"image": ""}, AUTH, 422, "Request validation failed."),
+    ({"imageName": "x"}, AUTH, 422, "Request validation failed."),
+    ({"image": "x"}, {}, 401, "missing or invalid bearer token"),
+])
+def test_rest_v2_errors_are_problem_details(endpoint, body, headers, status, detail):
+    answer = rest(endpoint, "PATCH", "ep", body, headers=headers)
+    assert answer.status_code == status and answer.headers["Content-Type"] == "application/problem+json"
+    assert answer.json()["status"] == status and answer.json()["detail"] == detail and answer.json()["title"]
+    assert rest(endpoint, "GET", "ep/releases").json()["endpointVersion"] == 1
+
+
+def test_rest_v1_answers_its_retirement_once_retired(endpoint):
+    assert requests.get(f"{endpoint.root}/v1/endpoints/ep", headers=AUTH, timeout=10).status_code == 200
+    endpoint.settings(v1_retired=True)
+    answer = requests.get(f"{endpoint.root}/v1/endpoints/ep", headers=AUTH, timeout=10)
+    assert answer.status_code == 404 and answer.json() == {
+        "message": "REST API v1 was retired on 2026-11-15; use https://api.runpod.io/v2"}
