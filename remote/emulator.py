@@ -4,19 +4,23 @@
 
 It serves the part of RunPod's serverless API that the ``runpod`` SDK client calls
 (``POST /v2/{endpoint}/run``, ``/runsync``, ``GET /v2/{endpoint}/status/{job}``,
-``POST /v2/{endpoint}/cancel/{job}``, ``GET /v2/{endpoint}/health``, ``POST .../purge-queue``)
-and the job queue that the SDK's worker loop polls (``RUNPOD_WEBHOOK_GET_JOB``,
-``RUNPOD_WEBHOOK_POST_OUTPUT`` and the per-job stop channel), and it runs N real worker
-processes of ``remote/handler.py``. It also serves the two routes of RunPod's REST API that
-``cvsweep deploy`` calls (``GET /v1/endpoints/{id}``, ``PATCH /v1/templates/{id}``),
-each endpoint with a template of its own whose ``imageName`` the deploy changes. So the real client and the real worker loop talk over
-HTTP as in production, but for the cloud. Rehearse a remote sweep with:
+``POST /v2/{endpoint}/cancel/{job}``, ``/retry/{job}``, ``GET /v2/{endpoint}/stream/{job}``,
+``GET /v2/{endpoint}/health``, ``POST .../purge-queue``) and the job queue that the SDK's worker
+loop polls (``RUNPOD_WEBHOOK_GET_JOB``, ``RUNPOD_WEBHOOK_POST_OUTPUT`` and the per-job stop
+channel), and it runs N real worker processes of ``remote/handler.py``. It also serves RunPod's
+REST v2 routes of a deploy (``GET``/``PATCH /v2/serverless/{id}``, ``GET .../releases``: a new
+image is a release that rolls out as workers cycle) and, until deploy has moved, the retired v1
+ones. So the real client and the real worker loop talk over HTTP as in production, but for the
+cloud, with RunPod's documented time and size rules (policy bounds, TTL, result retention,
+payload limits), each citing its page of RunPod's docs. Rehearse a remote sweep with:
 
     RUNPOD_API_KEY=anything RUNPOD_ENDPOINT_ID=local \\
     python -m cvsweep -m executor=runpod executor.base_url=http://127.0.0.1:8765/v2
 
 Faults, for tests and rehearsals: ``POST /admin/faults`` with a JSON object of the fields of
-``Faults`` (or ``--faults '{...}'`` at start); ``GET /admin/state`` shows jobs and workers.
+``Faults`` (or ``--faults '{...}'`` at start); settings (``time_scale`` shrinks every RunPod
+duration) likewise through ``POST /admin/settings`` or their flags; ``POST /admin/reset`` restores
+both; ``GET /admin/state`` shows jobs and workers.
 """
 
 from __future__ import annotations
