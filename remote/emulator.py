@@ -337,7 +337,7 @@ class Emulator:
     def wait_final(self, job: Job, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         with self.lock:
-            while job.status not in FINAL_STATES and time.monotonic() < deadline:
+            while job.status not in FINAL_STATES and job.id in self.jobs and time.monotonic() < deadline:
                 self.lock.wait(timeout=0.2)
 
     def cancel(self, job_id: str) -> Optional[Job]:
@@ -809,8 +809,8 @@ def make_handler(emulator: Emulator):
                 if sync:
                     emulator.wait_final(job, seconds=60)
                 with emulator.lock:
-                    answer = job.to_status()
-                return self._send(200, answer)
+                    answer = job.to_status() if job.id in emulator.jobs else None
+                return self._send(200, answer) if answer else self._send(404, GONE)
             if route == ("GET", "status") and len(parts) == 3:
                 with emulator.lock:
                     outage = emulator.faults.http_status if emulator.faults.take("status_errors") else None
