@@ -53,7 +53,7 @@ LONG_POLL_S = 2.0  # how long a worker's job-take or job-stop request is held op
 GONE = {"error": "request does not exist"}  # the answer for a job RunPod no longer keeps
 DEFAULT_IMAGE = "cvsweep-worker:emulated"
 # api-reference-v2/migrate-from-v1.mdx: v1's error shape is {"message": ...}.
-V1_RETIRED = {"message": "REST API v1 was retired on 2026-11-15; use https://api.runpod.io/v2"}
+V1_RETIRED = {"message": "REST API v1 was retired on November 15, 2026; use https://api.runpod.io/v2"}
 # api-reference-v2/openapi.json: PATCH /v2/serverless/{id} takes these fields; image and env
 # change the container, so they make a release.
 V2_FIELDS = {"name", "image", "env", "args", "disk", "ports", "registry", "workers", "scaling", "timeout",

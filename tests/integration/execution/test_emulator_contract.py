@@ -379,4 +379,4 @@ def test_rest_v1_answers_its_retirement_once_retired(endpoint):
     endpoint.settings(v1_retired=True)
     answer = requests.get(f"{endpoint.root}/v1/endpoints/ep", headers=AUTH, timeout=10)
     assert answer.status_code == 404 and answer.json() == {
-        "message": "REST API v1 was retired on 2026-11-15; use https://api.runpod.io/v2"}
+        "message": "REST API v1 was retired on November 15, 2026; use https://api.runpod.io/v2"}
