@@ -1,0 +1,72 @@
+"""A second opinion we did not write: the real remote/handler.py under the runpod SDK's own
+local API server (``--rp_serve_api``, runpod/serverless/modules/rp_fastapi.py), spoken to over
+plain HTTP. That server has no endpoint-id segment, no /health, no /cancel and no GET /status,
+so cvsweep's client cannot run against it: the test posts to its ``/runsync`` route itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from conftest import REPO, free_port
+
+TEST_INPUT = REPO / "remote" / "test_input.json"
+
+
+@pytest.fixture(scope="module")
+def sdk_server(tmp_path_factory):
+    """``python remote/handler.py --rp_serve_api`` on a free port of 127.0.0.1, once TensorFlow
+    is loaded and the server answers."""
+    port = free_port()
+    cache = tmp_path_factory.mktemp("sdk-cache")
+    env = {**os.environ, "CVSWEEP_CACHE_DIR": str(cache), "CVSWEEP_DATA_ROOTS": str(cache), "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path_factory.mktemp("sdk-log") / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "remote" / "handler.py"), "--rp_serve_api", "--rp_api_port", str(port),
+         "--rp_api_host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        assert process.poll() is None, f"the SDK server exited with {process.returncode}; see {log.name}"
+        try:
+            requests.get(f"{base}/docs", timeout=5)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, f"the SDK server did not answer; see {log.name}"
+            time.sleep(0.5)
+    yield base
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
+
+
+def test_the_test_input_completes_with_its_fingerprint(sdk_server):
+    job = json.loads(TEST_INPUT.read_text())
+    reply = requests.post(f"{sdk_server}/runsync", json=job, timeout=300)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["status"] == "COMPLETED", body
+    assert body["output"]["status"] == "completed"
+    assert body["output"]["fingerprint"] == job["input"]["fingerprint"]
+
+
+def test_a_hostile_input_fails_with_the_structured_error(sdk_server):
+    job = json.loads(TEST_INPUT.read_text())
+    job["input"]["config"]["training"]["epochs"] = "__import__('os').system('id')"
+    reply = requests.post(f"{sdk_server}/runsync", json=job, timeout=60)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["status"] == "FAILED", body
+    assert "output" not in body
+    error = json.loads(body["error"])
+    assert error["code"] == "invalid_config"
+    assert any("training.epochs" in problem for problem in error["problems"]), error
