@@ -44,13 +44,18 @@ os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
-from cvsweep.data.access import confine_to_data_roots  # noqa: E402
+from cvsweep.data.access import confine_to_data_roots, limit  # noqa: E402
 from cvsweep.execution import model_transport  # noqa: E402
 from cvsweep.execution.payload import PayloadError, accept_data, accept_input  # noqa: E402
 from cvsweep.training.failures import INTERNAL_ERROR, Failure  # noqa: E402
 from cvsweep.training.process import TrainingProcess  # noqa: E402
 
 TRAINING = TrainingProcess()
+# serverless/workers/handler-functions.mdx "Payload limits": /run 10 MB (read as 10**6 bytes, the
+# smaller reading); the worker's own cap (CVSWEEP_MAX_RESULT_BYTES) keeps a margin under it.
+PAYLOAD_LIMIT_BYTES = 10_000_000
+RESULT_CAP_VARIABLE = "CVSWEEP_MAX_RESULT_BYTES"
+RESULT_TOO_LARGE = "result_too_large"
 
 
 async def handler(job: dict, progress=None) -> dict:
@@ -79,11 +84,13 @@ async def handler(job: dict, progress=None) -> dict:
     try:
         result = await train_in_child(run_config, progress or progress_reporter(job), model_dir=model_dir)
         result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
+        trained_model = result.get("model")
         if "model" in result:  # an upload waits in a thread: a cancel is still heard
             result["model"] = await asyncio.to_thread(model_transport.pack, result["model"], model_dir, transport,
                                                       result["fingerprint"], str(job.get("id")))
         # The SDK silently drops what json.dumps rejects: make sure there is nothing of the kind.
-        return json.loads(json.dumps(result, allow_nan=False))
+        result = json.loads(json.dumps(result, allow_nan=False))
+        return await asyncio.to_thread(fit_result, result, trained_model, model_dir, transport, str(job.get("id")))
     except asyncio.CancelledError:  # RunPod stopped the job (a cancel, a pruned trial): stop billing now
         TRAINING.stop()  # at the next batch end, keeping TensorFlow warm; killed if it does not end
         raise
@@ -92,6 +99,60 @@ async def handler(job: dict, progress=None) -> dict:
     finally:
         if model_dir is not None:
             shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def result_bytes(result: dict) -> int:
+    """The size of the body the SDK posts to job-done for this result.
+
+    Args:
+        result: The handler's result.
+
+    Returns:
+        Its UTF-8 bytes as ``{"output": result}`` (the SDK's json.dumps with ensure_ascii=False).
+    """
+    return len(json.dumps({"output": result}, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+
+
+def result_cap() -> int:
+    """The most bytes a result may take: CVSWEEP_MAX_RESULT_BYTES, never over RunPod's limit.
+
+    Returns:
+        The cap in bytes.
+    """
+    return min(limit(RESULT_CAP_VARIABLE), PAYLOAD_LIMIT_BYTES)
+
+
+def fit_result(result: dict, trained_model: dict | None, model_dir: str | None, transport: dict | None,
+               job_id: str) -> dict:
+    """The result, kept under the cap on what a worker returns: RunPod drops a larger one at
+    job-done and the client would see COMPLETED without output. An inline model that does not
+    fit goes to the store, or is left out with the reason; a result still too large is a
+    structured error, never a body RunPod refuses.
+
+    Args:
+        result: The result as plain JSON, its model packed.
+        trained_model: train()'s model record before packing; None when no model was saved.
+        model_dir: The folder the model was saved in.
+        transport: The job input's ``transport``.
+        job_id: The RunPod job's id.
+
+    Returns:
+        The result, or ``{"error": ...}`` with the code ``result_too_large``.
+    """
+    cap, size = result_cap(), result_bytes(result)
+    if size <= cap:
+        return result
+    if isinstance(result.get("model"), dict) and "inline" in result["model"] and trained_model is not None:
+        why = (f"the result with the model inline is {size} bytes, over the worker's cap of {cap} "
+               f"({RESULT_CAP_VARIABLE}; RunPod refuses a /run result over {PAYLOAD_LIMIT_BYTES} bytes)")
+        result["model"] = model_transport.pack_outside(trained_model, model_dir, transport, result["fingerprint"],
+                                                       job_id, why)
+        size = result_bytes(result)
+        if size <= cap:
+            return result
+    problem = (f"the run {result.get('status')} but its result is {size} bytes, over the worker's cap of {cap} "
+               f"({RESULT_CAP_VARIABLE}; RunPod refuses a /run result over {PAYLOAD_LIMIT_BYTES} bytes)")
+    return {"error": json.dumps({"code": RESULT_TOO_LARGE, "problems": [problem]})}
 
 
 def progress_reporter(job: dict):

@@ -37,6 +37,9 @@ LIMITS = {
     "CVSWEEP_MAX_IMAGE_FILE_BYTES": (64 * MiB, "size of one image file of an image folder"),
     "CVSWEEP_MAX_IMAGE_PIXELS": (64_000_000, "pixels (width x height) of one image before resizing"),
     "CVSWEEP_MAX_DECODED_BYTES": (4 * GiB, "decoded arrays of a dataset (all images at image_size, or an .npz's arrays)"),
+    # serverless/workers/handler-functions.mdx "Payload limits": /run 10 MB; a result over it is
+    # refused at job-done and the job reads COMPLETED without output (runpod-workers/worker-comfyui#129).
+    "CVSWEEP_MAX_RESULT_BYTES": (8_000_000, "serialized result a worker returns (RunPod's /run limit is 10 MB)"),
 }
 
 

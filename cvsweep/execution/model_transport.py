@@ -175,6 +175,35 @@ def _pack(record: dict, path: Path, transport: dict, fingerprint: str, job_id: s
             return {**record, "encoding": ENCODING, "inline": encoded, "seconds": _since(started)}
         too_big = f"{len(encoded)} bytes compressed and base64-encoded, over the inline limit of {limit} " \
                   "(executor.max_inline_model_mb)"
+    return _outside(record, path, transport, fingerprint, job_id, too_big, started)
+
+
+def pack_outside(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: str, job_id: str,
+                 why: str) -> dict:
+    """The result's ``model`` record when the model may not travel inline: uploaded to the
+    store, else missing with ``why``. Never raises.
+
+    Args:
+        record: train()'s model record of ``folder/model.keras``.
+        folder: The folder train() saved the model in.
+        transport: The job input's ``transport``.
+        fingerprint: The run config's fingerprint, part of the upload's key.
+        job_id: The RunPod job's id, part of the upload's key.
+        why: Why it is not inline, for the record of a missing model.
+
+    Returns:
+        The model record to return in the result.
+    """
+    if "missing" in record:
+        return record
+    try:
+        return _outside(record, Path(folder) / layout.MODEL, transport, fingerprint, job_id, why, time.monotonic())
+    except Exception as err:
+        return artifact.missing(f"not brought home: the worker could not pack it: {_describe(err)}")
+
+
+def _outside(record: dict, path: Path, transport: dict, fingerprint: str, job_id: str, too_big: str,
+             started: float) -> dict:
     if transport["store"] is None:
         return artifact.missing(f"not brought home: {too_big}, and executor.artifact_store.url is not set")
     if not _JOB_ID.fullmatch(job_id):

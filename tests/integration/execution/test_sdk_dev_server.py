@@ -16,6 +16,8 @@ import requests
 from conftest import REPO, free_port
 
 TEST_INPUT = REPO / "remote" / "test_input.json"
+# The operator's cap on a result: the test input's result fits it, its model inline does not.
+RESULT_CAP = 200_000
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,8 @@ def sdk_server(tmp_path_factory):
     is loaded and the server answers."""
     port = free_port()
     cache = tmp_path_factory.mktemp("sdk-cache")
-    env = {**os.environ, "CVSWEEP_CACHE_DIR": str(cache), "CVSWEEP_DATA_ROOTS": str(cache), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "CVSWEEP_CACHE_DIR": str(cache), "CVSWEEP_DATA_ROOTS": str(cache), "PYTHONUNBUFFERED": "1",
+           "CVSWEEP_MAX_RESULT_BYTES": str(RESULT_CAP)}
     log = (tmp_path_factory.mktemp("sdk-log") / "server.log").open("w")
     process = subprocess.Popen(
         [sys.executable, str(REPO / "remote" / "handler.py"), "--rp_serve_api", "--rp_api_port", str(port),
@@ -57,6 +60,17 @@ def test_the_test_input_completes_with_its_fingerprint(sdk_server):
     assert body["status"] == "COMPLETED", body
     assert body["output"]["status"] == "completed"
     assert body["output"]["fingerprint"] == job["input"]["fingerprint"]
+
+
+def test_a_model_that_would_not_fit_the_result_is_left_out_with_the_reason(sdk_server):
+    job = json.loads(TEST_INPUT.read_text())
+    job["input"]["transport"] = {"max_inline_bytes": 8 * 2**20, "store": None}
+    reply = requests.post(f"{sdk_server}/runsync", json=job, timeout=300)
+    body = reply.json()
+    assert body["status"] == "COMPLETED", body
+    assert len(reply.content) <= RESULT_CAP + 100  # the local server's own few keys around the output
+    assert body["output"]["fingerprint"] == job["input"]["fingerprint"]
+    assert f"over the worker's cap of {RESULT_CAP} (CVSWEEP_MAX_RESULT_BYTES" in body["output"]["model"]["missing"]
 
 
 def test_a_hostile_input_fails_with_the_structured_error(sdk_server):
