@@ -46,7 +46,7 @@ import runpod  # noqa: E402
 
 from cvsweep.data.access import confine_to_data_roots, limit  # noqa: E402
 from cvsweep.execution import model_transport  # noqa: E402
-from cvsweep.execution.payload import PayloadError, accept_data, accept_input  # noqa: E402
+from cvsweep.execution.payload import RESULT_CAP_VARIABLE, PayloadError, accept_data, accept_input  # noqa: E402
 from cvsweep.training.failures import INTERNAL_ERROR, Failure  # noqa: E402
 from cvsweep.training.process import TrainingProcess  # noqa: E402
 
@@ -54,7 +54,6 @@ TRAINING = TrainingProcess()
 # serverless/workers/handler-functions.mdx "Payload limits": /run 10 MB (read as 10**6 bytes, the
 # smaller reading); the worker's own cap (CVSWEEP_MAX_RESULT_BYTES) keeps a margin under it.
 PAYLOAD_LIMIT_BYTES = 10_000_000
-RESULT_CAP_VARIABLE = "CVSWEEP_MAX_RESULT_BYTES"
 RESULT_TOO_LARGE = "result_too_large"
 
 

@@ -40,7 +40,14 @@ LIMITS = {
     # serverless/workers/handler-functions.mdx "Payload limits": /run 10 MB; a result over it is
     # refused at job-done and the job reads COMPLETED without output (runpod-workers/worker-comfyui#129).
     "CVSWEEP_MAX_RESULT_BYTES": (8_000_000, "serialized result a worker returns (RunPod's /run limit is 10 MB)"),
+    # The endpoint's operator caps what a job may ask of the worker; the job's own lower limits still apply.
+    "CVSWEEP_MAX_PARAMS": (50_000_000, "training.max_params a job may set"),
+    "CVSWEEP_MAX_ACTIVATION_MB": (8192, "training.max_activation_mb a job may set"),
+    "CVSWEEP_MAX_EPOCHS": (1000, "training.epochs a job may set"),
 }
+# The worker's caps on a job's training settings: run config key -> variable of LIMITS.
+TRAINING_CAPS = {"max_params": "CVSWEEP_MAX_PARAMS", "max_activation_mb": "CVSWEEP_MAX_ACTIVATION_MB",
+                 "epochs": "CVSWEEP_MAX_EPOCHS"}
 
 
 class AccessRefused(CvsweepError, ValueError):

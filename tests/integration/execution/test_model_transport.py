@@ -49,7 +49,8 @@ def _executor_cfg(**changes):
 
 
 # -- the job input -------------------------------------------------------------------------------
-def test_the_transport_travels_outside_the_run_config_and_its_fingerprint():
+def test_the_transport_travels_outside_the_run_config_and_its_fingerprint(monkeypatch):
+    monkeypatch.setenv("CVSWEEP_ALLOWED_STORES", STORE_URL)  # the worker's operator allows the store
     run_config = _run_config()
     plain = make_input(copy.deepcopy(run_config))
     transport = model_transport.transport_of(_executor_cfg(artifact_store={"url": STORE_URL}))
@@ -268,9 +269,12 @@ def s3_server():
 
 
 @pytest.fixture(scope="module")
-def store_endpoint(tmp_path_factory):
-    """An emulated endpoint whose worker holds the store's credentials in its environment."""
-    emu = EmulatorProcess(1, tmp_path_factory.mktemp("store-endpoint-logs"), env=STORE_ENV)
+def store_endpoint(s3_server, tmp_path_factory):
+    """An emulated endpoint whose worker holds the store's credentials in its environment, and
+    allows the stores the tests name (the last two: one down, one without the bucket)."""
+    allowed = f"{STORE_URL}@{s3_server}, {STORE_URL}@http://127.0.0.1:9, s3://no-such-bucket/x@{s3_server}"
+    emu = EmulatorProcess(1, tmp_path_factory.mktemp("store-endpoint-logs"),
+                          env={**STORE_ENV, "CVSWEEP_ALLOWED_STORES": allowed})
     yield emu
     emu.close()
 
