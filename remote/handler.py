@@ -6,9 +6,10 @@ child process (cvsweep/training/process.py).
     python remote/handler.py --smoke-test remote/test_input.json   # one job; a JSON verdict, exit 0 if it trained
 
 The input is refused with a structured error, before any training, unless it is exactly
-what cvsweep.execution.payload accepts (schema, size, keys, fingerprint) and its dataset.path is data
-the worker may read and use (under its data roots: CVSWEEP_DATA_ROOTS). The output is train()'s
-result as plain JSON, plus the worker's id; a run that failed says why in its ``failure``
+what cvsweep.execution.payload accepts (schema, size, keys, fingerprint, the caps and stores the
+endpoint's environment allows) and its dataset.path is data the worker may read and use (under its
+data roots: CVSWEEP_DATA_ROOTS). The output is train()'s result as plain JSON, plus the worker's
+id and image (``executed_on``), at most CVSWEEP_MAX_RESULT_BYTES serialized; a run that failed says why in its ``failure``
 (``{"code", "problems"}``). When the input asks for the model (``transport``), train() saves it
 in a temporary folder and the result's ``model`` carries it home: inline, through an S3 store,
 or missing and why (cvsweep/execution/model_transport.py). Anything else that goes wrong is a FAILED job whose error is
@@ -55,6 +56,7 @@ TRAINING = TrainingProcess()
 # smaller reading); the worker's own cap (CVSWEEP_MAX_RESULT_BYTES) keeps a margin under it.
 PAYLOAD_LIMIT_BYTES = 10_000_000
 RESULT_TOO_LARGE = "result_too_large"
+IMAGE_VARIABLE, COMMIT_VARIABLE = "CVSWEEP_IMAGE", "CVSWEEP_IMAGE_COMMIT"  # set by remote/Dockerfile
 
 
 async def handler(job: dict, progress=None) -> dict:
@@ -82,7 +84,7 @@ async def handler(job: dict, progress=None) -> dict:
     model_dir = tempfile.mkdtemp(prefix="cvsweep-model-") if transport is not None else None
     try:
         result = await train_in_child(run_config, progress or progress_reporter(job), model_dir=model_dir)
-        result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
+        result["executed_on"].update(worker_id=os.environ.get("RUNPOD_POD_ID"), **image_identity())
         trained_model = result.get("model")
         if "model" in result:  # an upload waits in a thread: a cancel is still heard
             result["model"] = await asyncio.to_thread(model_transport.pack, result["model"], model_dir, transport,
@@ -98,6 +100,17 @@ async def handler(job: dict, progress=None) -> dict:
     finally:
         if model_dir is not None:
             shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def image_identity() -> dict:
+    """Which image this worker runs, as its build set it (remote/Dockerfile's build arguments,
+    passed by cvsweep deploy): during a rolling release, old and new workers serve one endpoint.
+
+    Returns:
+        ``{"image": <registry/name:tag>, "image_commit": <git commit>}``; None for what the
+        image does not say (a worker started from a checkout, or an image built without them).
+    """
+    return {"image": os.environ.get(IMAGE_VARIABLE) or None, "image_commit": os.environ.get(COMMIT_VARIABLE) or None}
 
 
 def result_bytes(result: dict) -> int:
@@ -211,7 +224,7 @@ def smoke_test(path: str) -> int:
     output = asyncio.run(handler(job, progress=lambda update: None))  # no job server to tell
     trained = output.get("status") == "completed" and output.get("fingerprint") == job["input"].get("fingerprint")
     verdict = {key: output.get(key) for key in ("status", "fingerprint", "reason", "error")}
-    verdict.update(ok=trained, device=(output.get("executed_on") or {}).get("device"))
+    verdict.update(ok=trained, device=(output.get("executed_on") or {}).get("device"), **image_identity())
     print(json.dumps(verdict), flush=True)
     return 0 if trained else 1
 

@@ -51,6 +51,7 @@ class Plan:
     image: str  # registry/name:tag
     endpoint_id: str | None
     rest_url: str
+    commit: str = ""  # the checkout's full commit, built into the image beside its name
 
 
 def image_files(source: Path) -> list[str]:
@@ -117,7 +118,9 @@ def docker_steps(plan: Plan, args) -> list[tuple[str, list[str]]]:
     """
     steps = []
     if not args.skip_build:
-        steps.append(("build", ["docker", "build", "--platform", args.platform, "-f", DOCKERFILE, "-t", plan.image, "."]))
+        steps.append(("build", ["docker", "build", "--platform", args.platform, "-f", DOCKERFILE,
+                                "--build-arg", f"CVSWEEP_IMAGE={plan.image}",
+                                "--build-arg", f"CVSWEEP_IMAGE_COMMIT={plan.commit}", "-t", plan.image, "."]))
     if not args.skip_smoke_test:
         gpus = ["--gpus", args.gpus] if args.gpus else []
         steps.append(("smoke test", ["docker", "run", "--rm", *gpus, plan.image, "python", "-u", "remote/handler.py",
@@ -248,7 +251,8 @@ def deploy(args) -> int:
     """
     source = args.source.resolve()
     name = f"{args.registry.rstrip('/')}/{args.image}" if args.registry else args.image
-    plan = Plan(source, f"{name}:{image_tag(source, args.allow_dirty)}", args.endpoint_id, args.rest_url.rstrip("/"))
+    plan = Plan(source, f"{name}:{image_tag(source, args.allow_dirty)}", args.endpoint_id, args.rest_url.rstrip("/"),
+                _git(source, "rev-parse", "HEAD").strip())
     problems = []
     if not args.skip_push and "/" not in name:
         problems.append(f"--registry is not set: RunPod pulls {name} from a registry (e.g. --registry docker.io/<user>)"

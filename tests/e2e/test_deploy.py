@@ -118,7 +118,9 @@ def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(deploy, chec
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"image: {image}  (from {checkout})"
-    assert lines[1] == f"build: docker build --platform linux/amd64 -f remote/Dockerfile -t {image} ."
+    assert lines[1] == f"build: docker build --platform linux/amd64 -f remote/Dockerfile --build-arg " \
+                       f"CVSWEEP_IMAGE={image} --build-arg CVSWEEP_IMAGE_COMMIT={git(checkout, 'rev-parse', 'HEAD')} " \
+                       f"-t {image} ."
     assert lines[2] == f"smoke test: docker run --rm {image} python -u remote/handler.py --smoke-test " \
                        "remote/test_input.json"
     assert lines[3] == f"push: docker push {image}"

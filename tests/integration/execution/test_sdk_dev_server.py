@@ -18,6 +18,8 @@ from conftest import REPO, free_port
 TEST_INPUT = REPO / "remote" / "test_input.json"
 # The operator's cap on a result: the test input's result fits it, its model inline does not.
 RESULT_CAP = 200_000
+# What remote/Dockerfile's build arguments set in an image built by cvsweep deploy.
+IMAGE, COMMIT = "registry.example/me/cvsweep-worker:0123456789ab-cafe0123", "0123456789ab" + "0" * 28
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def sdk_server(tmp_path_factory):
     port = free_port()
     cache = tmp_path_factory.mktemp("sdk-cache")
     env = {**os.environ, "CVSWEEP_CACHE_DIR": str(cache), "CVSWEEP_DATA_ROOTS": str(cache), "PYTHONUNBUFFERED": "1",
-           "CVSWEEP_MAX_RESULT_BYTES": str(RESULT_CAP)}
+           "CVSWEEP_MAX_RESULT_BYTES": str(RESULT_CAP), "CVSWEEP_IMAGE": IMAGE, "CVSWEEP_IMAGE_COMMIT": COMMIT}
     log = (tmp_path_factory.mktemp("sdk-log") / "server.log").open("w")
     process = subprocess.Popen(
         [sys.executable, str(REPO / "remote" / "handler.py"), "--rp_serve_api", "--rp_api_port", str(port),
@@ -60,6 +62,7 @@ def test_the_test_input_completes_with_its_fingerprint(sdk_server):
     assert body["status"] == "COMPLETED", body
     assert body["output"]["status"] == "completed"
     assert body["output"]["fingerprint"] == job["input"]["fingerprint"]
+    assert body["output"]["executed_on"]["image"] == IMAGE and body["output"]["executed_on"]["image_commit"] == COMMIT
 
 
 def test_a_model_that_would_not_fit_the_result_is_left_out_with_the_reason(sdk_server):
