@@ -1,5 +1,5 @@
 """``cvsweep deploy``: the dry run, and the endpoint update over real HTTP against the
-emulator's REST routes (there is no Docker engine here: the docker steps are run by a stand-in
+emulator's REST API v2 routes (GET and PATCH /v2/serverless/{id}, GET .../releases; there is no Docker engine here: the docker steps are run by a stand-in
 ``docker`` on PATH that logs its arguments and runs the smoke test's command in this checkout).
 The command runs in this process (the deploy fixture: main(), as ``cvsweep`` calls it), but for
 one run in a fresh interpreter (deploy_cli), where its exit status and one-line refusal are
@@ -107,7 +107,18 @@ def docker_stand_in(tmp_path) -> dict:
 
 
 def rest_url(emulator) -> str:
-    return emulator.base_url.rsplit("/v2", 1)[0] + "/v1"
+    """The emulator's REST API v2 (RunPod's is https://api.runpod.io/v2)."""
+    return emulator.base_url.rsplit("/v2", 1)[0] + "/v2"
+
+
+def served_image(emulator, endpoint_id: str = BARE_ENDPOINT_ID) -> str:
+    """The image the endpoint names, as RunPod's REST API v2 says (GET /v2/serverless/{id})."""
+    import requests
+
+    answer = requests.get(f"{rest_url(emulator)}/serverless/{endpoint_id}", timeout=10,
+                          headers={"Authorization": f"Bearer {SENTINEL_API_KEY}"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["image"]
 
 
 def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(deploy, checkout, docker_stand_in, bare_endpoint):
@@ -124,14 +135,15 @@ def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(deploy, chec
     assert lines[2] == f"smoke test: docker run --rm {image} python -u remote/handler.py --smoke-test " \
                        "remote/test_input.json"
     assert lines[3] == f"push: docker push {image}"
-    assert lines[4] == f"update: GET {rest_url(bare_endpoint)}/endpoints/{BARE_ENDPOINT_ID}?includeTemplate=true  " \
+    endpoint = f"{rest_url(bare_endpoint)}/serverless/{BARE_ENDPOINT_ID}"
+    assert lines[4] == f"update: GET {endpoint}  (Authorization: Bearer ***)"
+    assert lines[5] == f'update: PATCH {endpoint}  {{"image": "{image}"}}  (Authorization: Bearer ***)'
+    assert lines[6] == f"rollout: GET {endpoint}/releases until rollout.inProgress is false, at most 600 s  " \
                        "(Authorization: Bearer ***)"
-    assert lines[5].startswith(f"update: PATCH {rest_url(bare_endpoint)}/templates/<its templateId>  "
-                               f'{{"imageName": "{image}"}}')
-    assert lines[6] == "dry run: nothing was built, run, pushed or changed"
+    assert lines[7] == "dry run: nothing was built, run, pushed or changed"
     assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
     assert not Path(docker_stand_in["DOCKER_LOG"]).exists()  # docker never called
-    assert bare_endpoint.admin("state")["templates"] == {}  # no REST request made
+    assert served_image(bare_endpoint) != image  # no REST request changed anything
 
 
 @pytest.mark.slow
@@ -149,24 +161,47 @@ def test_a_deploy_runs_each_step_and_points_the_endpoints_template_at_the_new_im
     assert [call.split()[0] for call in calls] == ["build", "run", "push"]
     assert calls[1].startswith(f"run --rm --gpus all {image} python -u remote/handler.py --smoke-test")
     assert "smoke test: trained, fingerprint echoed" in proc.stdout
-    template = bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]
-    assert template["imageName"] == image
-    assert f"endpoint {BARE_ENDPOINT_ID}'s template tpl-{BARE_ENDPOINT_ID} now names {image}" in proc.stdout
+    assert served_image(bare_endpoint) == image
+    assert f"update: endpoint {BARE_ENDPOINT_ID} now names {image}" in proc.stdout
+    assert f"serves {image}: 0 of 0 workers on it" in proc.stdout  # no worker up: nothing left to roll
     assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
 
 
-def test_the_update_alone_changes_the_template_over_http(deploy, checkout, bare_endpoint):
-    before = bare_endpoint.admin("state")["templates"].get(f"tpl-{BARE_ENDPOINT_ID}", {}).get("imageName")
+def test_the_update_alone_makes_a_release_and_follows_its_rollout_over_http(deploy, checkout, bare_endpoint):
+    before = served_image(bare_endpoint)
     proc = deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
                   "--rest-url", rest_url(bare_endpoint),
                   env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_ENDPOINT_ID": BARE_ENDPOINT_ID, "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     image = f"cvsweep-worker:{expected_tag(checkout)}"
-    assert bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]["imageName"] == image != before
-    assert f"(was {before or 'cvsweep-worker:emulated'})" in proc.stdout
+    assert served_image(bare_endpoint) == image != before
+    assert f"now names {image} (was {before})" in proc.stdout
+    import requests
+
+    releases = requests.get(f"{rest_url(bare_endpoint)}/serverless/{BARE_ENDPOINT_ID}/releases", timeout=10,
+                            headers={"Authorization": f"Bearer {SENTINEL_API_KEY}"}).json()
+    newest = releases["releases"][0]
+    assert {"field": "template.imageName", "old": before, "new": image} in newest["diff"]
+    assert f"rollout: release v{newest['version']} serves {image}" in proc.stdout
+    assert releases["rollout"]["inProgress"] is False
 
 
-@pytest.mark.parametrize("case", ["unknown endpoint", "refused key", "no template",
+def test_a_rollout_that_does_not_finish_is_reported_in_one_line(deploy, checkout, bare_endpoint):
+    bare_endpoint.admin("faults", {"stuck_rollouts": 1})
+    try:
+        proc = deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout), "--allow-dirty",
+                      "--rest-url", rest_url(bare_endpoint), "--rollout-timeout", "0.5", "--image", "stuck",
+                      env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_ENDPOINT_ID": BARE_ENDPOINT_ID})
+    finally:
+        bare_endpoint.reset_faults()
+    assert proc.returncode == 1
+    assert f"now names stuck:{expected_tag(checkout)}" in proc.stdout  # the release was made
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"of stuck:{expected_tag(checkout)} not complete after 0.5 s (" in line
+    assert "deploy with a longer --rollout-timeout" in line
+
+
+@pytest.mark.parametrize("case", ["unknown endpoint", "refused key", "v1 url",
                                   pytest.param("unreachable", marks=pytest.mark.slow)])  # 3 retries with backoff
 def test_a_failed_update_says_what_to_fix_and_never_the_key(deploy, case, checkout, bare_endpoint):
     key, endpoint, url = SENTINEL_API_KEY, BARE_ENDPOINT_ID, rest_url(bare_endpoint)
@@ -174,18 +209,19 @@ def test_a_failed_update_says_what_to_fix_and_never_the_key(deploy, case, checko
         endpoint = "no-such-endpoint"
     elif case == "refused key":
         key = "sk-wrong-key-5d1e"
-    elif case == "no template":
-        bare_endpoint.admin("faults", {"endpoints_without_template": 1})
+    elif case == "v1 url":
+        url = url.removesuffix("/v2") + "/v1"
     else:
-        url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
+        url = "http://127.0.0.1:9/v2"  # the discard port: nothing listens
     proc = deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
                   "--endpoint-id", endpoint, "--rest-url", url, env={"RUNPOD_API_KEY": key})
-    assert proc.returncode == 1 and proc.stdout == ""
-    expected = {
+    assert proc.returncode == (2 if case == "v1 url" else 1) and proc.stdout == ""
+    expected = {  # RunPod's RFC 9457 problem: its title and detail in the line
         "unknown endpoint": f"--endpoint-id no-such-endpoint (or RUNPOD_ENDPOINT_ID): no such endpoint for this key: "
-                            f"not found at {url}/endpoints/no-such-endpoint?includeTemplate=true (HTTP 404)",
-        "refused key": "RUNPOD_API_KEY: RunPod refused the key (HTTP 401 for GET",
-        "no template": f"--endpoint-id {BARE_ENDPOINT_ID}: RunPod's answer names no templateId",
+                            f"not found at {url}/serverless/no-such-endpoint (HTTP 404: Not Found: ",
+        "refused key": f"RUNPOD_API_KEY: RunPod refused the key (HTTP 401 for GET {url}/serverless/{endpoint}: "
+                       "Unauthorized",
+        "v1 url": f"--rest-url {url}: RunPod's REST API v1 is retired; use v2, https://api.runpod.io/v2",
         "unreachable": f"--rest-url {url}: cannot reach RunPod's REST API: ConnectionError",
     }[case]
     assert expected in proc.stderr
@@ -201,6 +237,10 @@ def test_settings_are_checked_before_any_step(deploy, checkout, docker_stand_in)
     proc = deploy("--source", str(checkout), "--registry", "r.example/me", "--endpoint-id", "e",
                   env={**docker_stand_in})
     assert proc.returncode == 2 and "RUNPOD_API_KEY is not set (environment or .env)" in proc.stderr
+    proc = deploy("--source", str(checkout), "--registry", "r.example/me", "--endpoint-id", "../../steal/x?",
+                  "--rollout-timeout", "-1", env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY})
+    assert proc.returncode == 2 and "--endpoint-id '../../steal/x?' (or RUNPOD_ENDPOINT_ID): allowed is" in proc.stderr
+    assert "--rollout-timeout -1: allowed is 0 (do not wait) to 86400 seconds" in proc.stderr
     git_only = checkout.parent / "git-only"  # a PATH with git and no docker
     git_only.mkdir()
     (git_only / "git").symlink_to(shutil.which("git"))
