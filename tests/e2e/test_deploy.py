@@ -7,18 +7,24 @@ what a user meets."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import BARE_ENDPOINT_ID, REPO, SENTINEL_API_KEY
+import requests
+from conftest import BARE_ENDPOINT_ID, REPO, SENTINEL_API_KEY, TINY_RUN, EmulatorProcess
 
 from cvsweep.cli.main import main
+from cvsweep.config.schema import run_config_of
+from cvsweep.config.validate import load_run_config
+from cvsweep.execution.payload import make_input
 from cvsweep.execution.env_file import VARIABLES
 
 # Runs in place of docker: logs its arguments; `run` runs the command after the image here.
@@ -113,8 +119,6 @@ def rest_url(emulator) -> str:
 
 def served_image(emulator, endpoint_id: str = BARE_ENDPOINT_ID) -> str:
     """The image the endpoint names, as RunPod's REST API v2 says (GET /v2/serverless/{id})."""
-    import requests
-
     answer = requests.get(f"{rest_url(emulator)}/serverless/{endpoint_id}", timeout=10,
                           headers={"Authorization": f"Bearer {SENTINEL_API_KEY}"})
     assert answer.status_code == 200, answer.text
@@ -176,8 +180,6 @@ def test_the_update_alone_makes_a_release_and_follows_its_rollout_over_http(depl
     image = f"cvsweep-worker:{expected_tag(checkout)}"
     assert served_image(bare_endpoint) == image != before
     assert f"now names {image} (was {before})" in proc.stdout
-    import requests
-
     releases = requests.get(f"{rest_url(bare_endpoint)}/serverless/{BARE_ENDPOINT_ID}/releases", timeout=10,
                             headers={"Authorization": f"Bearer {SENTINEL_API_KEY}"}).json()
     newest = releases["releases"][0]
@@ -186,19 +188,55 @@ def test_the_update_alone_makes_a_release_and_follows_its_rollout_over_http(depl
     assert releases["rollout"]["inProgress"] is False
 
 
-def test_a_rollout_that_does_not_finish_is_reported_in_one_line(deploy, checkout, bare_endpoint):
-    bare_endpoint.admin("faults", {"stuck_rollouts": 1})
-    try:
-        proc = deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout), "--allow-dirty",
-                      "--rest-url", rest_url(bare_endpoint), "--rollout-timeout", "0.5", "--image", "stuck",
-                      env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_ENDPOINT_ID": BARE_ENDPOINT_ID})
-    finally:
-        bare_endpoint.reset_faults()
+ROLLING_ENDPOINT_ID = "rolling-endpoint"
+
+
+@pytest.fixture(scope="module")
+def rolling_endpoint(tmp_path_factory):
+    """An emulated endpoint with one worker up: a release has a worker to replace."""
+    emu = EmulatorProcess(1, tmp_path_factory.mktemp("rolling-endpoint-logs"), "--endpoint-id", ROLLING_ENDPOINT_ID)
+    yield emu
+    emu.close()
+
+
+def update_only(deploy, checkout, emulator, *args: str):
+    return deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout), "--allow-dirty",
+                  "--rest-url", rest_url(emulator), "--endpoint-id", ROLLING_ENDPOINT_ID, *args,
+                  env={"RUNPOD_API_KEY": SENTINEL_API_KEY})
+
+
+@pytest.mark.slow
+def test_a_rollout_that_does_not_finish_is_reported_in_one_line(deploy, checkout, rolling_endpoint):
+    rolling_endpoint.wait_for_workers()
+    rolling_endpoint.admin("faults", {"stuck_rollouts": 1})  # the worker is never replaced
+    proc = update_only(deploy, checkout, rolling_endpoint, "--rollout-timeout", "0.5", "--image", "stuck")
     assert proc.returncode == 1
     assert f"now names stuck:{expected_tag(checkout)}" in proc.stdout  # the release was made
     (line,) = proc.stderr.strip().splitlines()
-    assert f"of stuck:{expected_tag(checkout)} not complete after 0.5 s (" in line
+    assert f"of stuck:{expected_tag(checkout)} not complete after 0.5 s (0 of 1 workers on it;" in line
     assert "deploy with a longer --rollout-timeout" in line
+
+
+@pytest.mark.slow
+def test_after_the_rollout_the_worker_runs_the_new_image_and_its_results_say_so(deploy, checkout, rolling_endpoint):
+    """The worker restarted by the release reads the image from its environment (as a built image's
+    CVSWEEP_IMAGE) and records it in its result's executed_on."""
+    rolling_endpoint.reset_faults()
+    proc = update_only(deploy, checkout, rolling_endpoint, "--rollout-timeout", "240")
+    assert proc.returncode == 0, proc.stderr
+    image = proc.stdout.splitlines()[-1].removeprefix("deployed: ")
+    assert f"serves {image}: 1 of 1 workers on it" in proc.stdout
+    headers = {"Authorization": f"Bearer {SENTINEL_API_KEY}"}
+    job_input = make_input(run_config_of(load_run_config(copy.deepcopy(TINY_RUN))))
+    job = requests.post(f"{rolling_endpoint.base_url}/{ROLLING_ENDPOINT_ID}/run", json={"input": job_input},
+                        headers=headers, timeout=30).json()
+    deadline = time.monotonic() + 240
+    while (status := requests.get(f"{rolling_endpoint.base_url}/{ROLLING_ENDPOINT_ID}/status/{job['id']}",
+                                  headers=headers, timeout=30).json())["status"] not in ("COMPLETED", "FAILED"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["status"] == "COMPLETED", status
+    assert status["output"]["executed_on"]["image"] == image
 
 
 @pytest.mark.parametrize("case", ["unknown endpoint", "refused key", "v1 url",
