@@ -11,7 +11,9 @@ Everywhere, only regular files are read: never a device (``/dev/zero``), a FIFO 
 Each is opened once, without following a final symlink (a swap after the check fails) and
 without blocking, then checked again on the open descriptor (type, size, and on the worker
 where it really is), and read to exactly its size. Sizes and image dimensions have caps
-(``LIMITS``), settable through the environment. On the worker every refusal of access reads
+(``LIMITS``), settable through the environment; so do a worker's own limits, set by the
+endpoint's operator and never by a job: its result's size and the training settings a job may
+ask for (``TRAINING_CAPS``, checked by cvsweep/execution/payload.py). On the worker every refusal of access reads
 the same, so a reply never tells whether a path outside the roots exists.
 """
 
