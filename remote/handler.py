@@ -6,9 +6,10 @@ child process (cvsweep/training/process.py).
     python remote/handler.py --smoke-test remote/test_input.json   # one job; a JSON verdict, exit 0 if it trained
 
 The input is refused with a structured error, before any training, unless it is exactly
-what cvsweep.execution.payload accepts (schema, size, keys, fingerprint) and its dataset.path is data
-the worker may read and use (under its data roots: CVSWEEP_DATA_ROOTS). The output is train()'s
-result as plain JSON, plus the worker's id; a run that failed says why in its ``failure``
+what cvsweep.execution.payload accepts (schema, size, keys, fingerprint, the caps and stores the
+endpoint's environment allows) and its dataset.path is data the worker may read and use (under its
+data roots: CVSWEEP_DATA_ROOTS). The output is train()'s result as plain JSON, plus the worker's
+id and image (``executed_on``), at most CVSWEEP_MAX_RESULT_BYTES serialized; a run that failed says why in its ``failure``
 (``{"code", "problems"}``). When the input asks for the model (``transport``), train() saves it
 in a temporary folder and the result's ``model`` carries it home: inline, through an S3 store,
 or missing and why (cvsweep/execution/model_transport.py). Anything else that goes wrong is a FAILED job whose error is
@@ -44,13 +45,18 @@ os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
-from cvsweep.data.access import confine_to_data_roots  # noqa: E402
+from cvsweep.data.access import confine_to_data_roots, limit  # noqa: E402
 from cvsweep.execution import model_transport  # noqa: E402
-from cvsweep.execution.payload import PayloadError, accept_data, accept_input  # noqa: E402
+from cvsweep.execution.payload import RESULT_CAP_VARIABLE, PayloadError, accept_data, accept_input  # noqa: E402
 from cvsweep.training.failures import INTERNAL_ERROR, Failure  # noqa: E402
 from cvsweep.training.process import TrainingProcess  # noqa: E402
 
 TRAINING = TrainingProcess()
+# serverless/workers/handler-functions.mdx "Payload limits": /run 10 MB (read as 10**6 bytes, the
+# smaller reading); the worker's own cap (CVSWEEP_MAX_RESULT_BYTES) keeps a margin under it.
+PAYLOAD_LIMIT_BYTES = 10_000_000
+RESULT_TOO_LARGE = "result_too_large"
+IMAGE_VARIABLE, COMMIT_VARIABLE = "CVSWEEP_IMAGE", "CVSWEEP_IMAGE_COMMIT"  # set by remote/Dockerfile
 
 
 async def handler(job: dict, progress=None) -> dict:
@@ -78,12 +84,14 @@ async def handler(job: dict, progress=None) -> dict:
     model_dir = tempfile.mkdtemp(prefix="cvsweep-model-") if transport is not None else None
     try:
         result = await train_in_child(run_config, progress or progress_reporter(job), model_dir=model_dir)
-        result["executed_on"]["worker_id"] = os.environ.get("RUNPOD_POD_ID")
+        result["executed_on"].update(worker_id=os.environ.get("RUNPOD_POD_ID"), **image_identity())
+        trained_model = result.get("model")
         if "model" in result:  # an upload waits in a thread: a cancel is still heard
             result["model"] = await asyncio.to_thread(model_transport.pack, result["model"], model_dir, transport,
                                                       result["fingerprint"], str(job.get("id")))
         # The SDK silently drops what json.dumps rejects: make sure there is nothing of the kind.
-        return json.loads(json.dumps(result, allow_nan=False))
+        result = json.loads(json.dumps(result, allow_nan=False))
+        return await asyncio.to_thread(fit_result, result, trained_model, model_dir, transport, str(job.get("id")))
     except asyncio.CancelledError:  # RunPod stopped the job (a cancel, a pruned trial): stop billing now
         TRAINING.stop()  # at the next batch end, keeping TensorFlow warm; killed if it does not end
         raise
@@ -92,6 +100,71 @@ async def handler(job: dict, progress=None) -> dict:
     finally:
         if model_dir is not None:
             shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def image_identity() -> dict:
+    """Which image this worker runs, as its build set it (remote/Dockerfile's build arguments,
+    passed by cvsweep deploy): during a rolling release, old and new workers serve one endpoint.
+
+    Returns:
+        ``{"image": <registry/name:tag>, "image_commit": <git commit>}``; None for what the
+        image does not say (a worker started from a checkout, or an image built without them).
+    """
+    return {"image": os.environ.get(IMAGE_VARIABLE) or None, "image_commit": os.environ.get(COMMIT_VARIABLE) or None}
+
+
+def result_bytes(result: dict) -> int:
+    """The size of the body the SDK posts to job-done for this result.
+
+    Args:
+        result: The handler's result.
+
+    Returns:
+        Its UTF-8 bytes as ``{"output": result}`` (the SDK's json.dumps with ensure_ascii=False).
+    """
+    return len(json.dumps({"output": result}, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+
+
+def result_cap() -> int:
+    """The most bytes a result may take: CVSWEEP_MAX_RESULT_BYTES, never over RunPod's limit.
+
+    Returns:
+        The cap in bytes.
+    """
+    return min(limit(RESULT_CAP_VARIABLE), PAYLOAD_LIMIT_BYTES)
+
+
+def fit_result(result: dict, trained_model: dict | None, model_dir: str | None, transport: dict | None,
+               job_id: str) -> dict:
+    """The result, kept under the cap on what a worker returns: RunPod drops a larger one at
+    job-done and the client would see COMPLETED without output. An inline model that does not
+    fit goes to the store, or is left out with the reason; a result still too large is a
+    structured error, never a body RunPod refuses.
+
+    Args:
+        result: The result as plain JSON, its model packed.
+        trained_model: train()'s model record before packing; None when no model was saved.
+        model_dir: The folder the model was saved in.
+        transport: The job input's ``transport``.
+        job_id: The RunPod job's id.
+
+    Returns:
+        The result, or ``{"error": ...}`` with the code ``result_too_large``.
+    """
+    cap, size = result_cap(), result_bytes(result)
+    if size <= cap:
+        return result
+    if isinstance(result.get("model"), dict) and "inline" in result["model"] and trained_model is not None:
+        why = (f"the result with the model inline is {size} bytes, over the worker's cap of {cap} "
+               f"({RESULT_CAP_VARIABLE}; RunPod refuses a /run result over {PAYLOAD_LIMIT_BYTES} bytes)")
+        result["model"] = model_transport.pack_outside(trained_model, model_dir, transport, result["fingerprint"],
+                                                       job_id, why)
+        size = result_bytes(result)
+        if size <= cap:
+            return result
+    problem = (f"the run {result.get('status')} but its result is {size} bytes, over the worker's cap of {cap} "
+               f"({RESULT_CAP_VARIABLE}; RunPod refuses a /run result over {PAYLOAD_LIMIT_BYTES} bytes)")
+    return {"error": json.dumps({"code": RESULT_TOO_LARGE, "problems": [problem]})}
 
 
 def progress_reporter(job: dict):
@@ -151,7 +224,7 @@ def smoke_test(path: str) -> int:
     output = asyncio.run(handler(job, progress=lambda update: None))  # no job server to tell
     trained = output.get("status") == "completed" and output.get("fingerprint") == job["input"].get("fingerprint")
     verdict = {key: output.get(key) for key in ("status", "fingerprint", "reason", "error")}
-    verdict.update(ok=trained, device=(output.get("executed_on") or {}).get("device"))
+    verdict.update(ok=trained, device=(output.get("executed_on") or {}).get("device"), **image_identity())
     print(json.dumps(verdict), flush=True)
     return 0 if trained else 1
 

@@ -151,6 +151,16 @@ MUTANTS = [
     ("worker-data-read-here-for-its-shape", "cvsweep/sweep/trial.py",
      "    if not pin:  # a download, or data on the worker", "    if not pin and dataset.path is None:  # a download",
      ["tests/unit/study/test_max_params_on_worker_data.py::test_a_trial_on_worker_data_takes_its_shape_without_reading_the_path"]),
+    # The worker's own limits: the operator's caps and stores, and a result RunPod would drop.
+    ("worker-caps-unchecked", "cvsweep/execution/payload.py",
+     "    if over:\n        raise PayloadError(\"over_worker_caps\"", "    if False:\n        raise PayloadError(\"over_worker_caps\"",
+     ["tests/integration/execution/test_hostile_worker_input.py::test_a_job_over_the_operators_caps_is_refused_before_training"]),
+    ("any-store-allowed", "cvsweep/execution/payload.py",
+     "            if refusal:\n", "            if False:\n",
+     ["tests/integration/execution/test_hostile_worker_input.py::test_the_worker_uploads_only_to_stores_its_operator_allows"]),
+    ("result-size-unchecked", "remote/handler.py",
+     "    if size <= cap:\n        return result\n    if isinstance", "    if True:\n        return result\n    if isinstance",
+     ["tests/integration/execution/test_model_transport.py::test_a_result_over_the_cap_leaves_its_inline_model_out_with_the_reason"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).

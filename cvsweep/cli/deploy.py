@@ -1,5 +1,5 @@
-"""``cvsweep deploy``: build the worker image, smoke-test it, push it, and point the RunPod
-endpoint's template at it (cvsweep/execution/worker_image.py says how).
+"""``cvsweep deploy``: build the worker image, smoke-test it, push it, point the RunPod
+endpoint at it and follow the release's rollout (cvsweep/execution/worker_image.py says how).
 
     cvsweep deploy --registry docker.io/<user> --dry-run   # every step, nothing run
     cvsweep deploy --registry docker.io/<user>             # RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cvsweep.execution.env_file import ENDPOINT_VARIABLE, REST_URL_VARIABLE, load_env_file
 from cvsweep.execution.redact import scrub
-from cvsweep.execution.worker_image import CHECKOUT, REST_URL, DeployError, deploy
+from cvsweep.execution.worker_image import CHECKOUT, REST_URL, ROLLOUT_TIMEOUT_S, DeployError, deploy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", default=None, help="e.g. docker.io/<user> or ghcr.io/<org> (needed to push)")
     parser.add_argument("--image", default="cvsweep-worker", help="the image's name (default: cvsweep-worker)")
     parser.add_argument("--endpoint-id", default=None, help=f"the serverless endpoint (default: ${ENDPOINT_VARIABLE})")
-    parser.add_argument("--rest-url", default=None, help=f"RunPod's REST API (default: ${REST_URL_VARIABLE} or {REST_URL})")
+    parser.add_argument("--rest-url", default=None,
+                        help=f"RunPod's REST API v2 (default: ${REST_URL_VARIABLE} or {REST_URL})")
+    parser.add_argument("--rollout-timeout", type=float, default=ROLLOUT_TIMEOUT_S, metavar="SECONDS",
+                        help="wait at most this long for the endpoint's workers to run the new image "
+                             f"(default: {ROLLOUT_TIMEOUT_S:g}; 0: do not wait)")
     parser.add_argument("--source", type=Path, default=CHECKOUT, help="the checkout to build (default: this one)")
     parser.add_argument("--platform", default="linux/amd64", help="docker build --platform (RunPod runs amd64)")
     parser.add_argument("--gpus", default=None, help="docker run --gpus for the smoke test (e.g. all; default: CPU)")

@@ -11,7 +11,9 @@ Everywhere, only regular files are read: never a device (``/dev/zero``), a FIFO 
 Each is opened once, without following a final symlink (a swap after the check fails) and
 without blocking, then checked again on the open descriptor (type, size, and on the worker
 where it really is), and read to exactly its size. Sizes and image dimensions have caps
-(``LIMITS``), settable through the environment. On the worker every refusal of access reads
+(``LIMITS``), settable through the environment; so do a worker's own limits, set by the
+endpoint's operator and never by a job: its result's size and the training settings a job may
+ask for (``TRAINING_CAPS``, checked by cvsweep/execution/payload.py). On the worker every refusal of access reads
 the same, so a reply never tells whether a path outside the roots exists.
 """
 
@@ -37,7 +39,17 @@ LIMITS = {
     "CVSWEEP_MAX_IMAGE_FILE_BYTES": (64 * MiB, "size of one image file of an image folder"),
     "CVSWEEP_MAX_IMAGE_PIXELS": (64_000_000, "pixels (width x height) of one image before resizing"),
     "CVSWEEP_MAX_DECODED_BYTES": (4 * GiB, "decoded arrays of a dataset (all images at image_size, or an .npz's arrays)"),
+    # serverless/workers/handler-functions.mdx "Payload limits": /run 10 MB; a result over it is
+    # refused at job-done and the job reads COMPLETED without output (runpod-workers/worker-comfyui#129).
+    "CVSWEEP_MAX_RESULT_BYTES": (8_000_000, "serialized result a worker returns (RunPod's /run limit is 10 MB)"),
+    # The endpoint's operator caps what a job may ask of the worker; the job's own lower limits still apply.
+    "CVSWEEP_MAX_PARAMS": (50_000_000, "training.max_params a job may set"),
+    "CVSWEEP_MAX_ACTIVATION_MB": (8192, "training.max_activation_mb a job may set"),
+    "CVSWEEP_MAX_EPOCHS": (1000, "training.epochs a job may set"),
 }
+# The worker's caps on a job's training settings: run config key -> variable of LIMITS.
+TRAINING_CAPS = {"max_params": "CVSWEEP_MAX_PARAMS", "max_activation_mb": "CVSWEEP_MAX_ACTIVATION_MB",
+                 "epochs": "CVSWEEP_MAX_EPOCHS"}
 
 
 class AccessRefused(CvsweepError, ValueError):

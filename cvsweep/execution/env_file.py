@@ -25,7 +25,7 @@ from cvsweep.execution.redact import API_KEY_VARIABLE, STORE_CREDENTIALS
 ENV_FILE = ".env"
 ENDPOINT_VARIABLE = "RUNPOD_ENDPOINT_ID"  # conf/executor/runpod.yaml's executor.endpoint_id
 BASE_URL_VARIABLE = "RUNPOD_ENDPOINT_BASE_URL"  # conf/executor/runpod.yaml's executor.base_url
-REST_URL_VARIABLE = "RUNPOD_REST_URL"  # RunPod's REST API, for cvsweep deploy
+REST_URL_VARIABLE = "RUNPOD_REST_URL"  # RunPod's REST API v2 (https://api.runpod.io/v2), for cvsweep deploy
 VARIABLES = (API_KEY_VARIABLE, ENDPOINT_VARIABLE, BASE_URL_VARIABLE, REST_URL_VARIABLE, *STORE_CREDENTIALS, REGION)
 
 

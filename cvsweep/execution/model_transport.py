@@ -52,6 +52,7 @@ MAX_INLINE_BYTES = int(next(f for f in fields(RunpodExecutorConfig)
 MAX_MODEL_BYTES = 16 * 2**30
 MAX_URL_CHARS = 1024
 REGION = "AWS_DEFAULT_REGION"
+ALLOWED_STORES = "CVSWEEP_ALLOWED_STORES"
 _BUCKET_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._-]+)*/?")
 _ENDPOINT_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -142,6 +143,33 @@ def transport_problems(data: Any) -> list[str]:
     return problems + store_problems(store, "transport.store.")
 
 
+def store_refusal(store: Mapping) -> Optional[str]:
+    """Why a job's store is not one this worker may upload to: the endpoint's operator lists the
+    stores in CVSWEEP_ALLOWED_STORES (``s3://bucket[/prefix][@endpoint_url]``, separated by
+    commas or spaces; unset: none), as the worker signs uploads with its own credentials.
+
+    Args:
+        store: The job's ``transport.store`` (``url``, ``endpoint_url``), already checked.
+
+    Returns:
+        The refusal, naming the store and the variable; None when the store is allowed.
+
+    Raises:
+        TransportError: When the variable holds an entry that is not a store.
+    """
+    url, endpoint = store["url"].rstrip("/"), (store["endpoint_url"] or "").rstrip("/")
+    for entry in os.environ.get(ALLOWED_STORES, "").replace(",", " ").split():
+        allowed_url, _, allowed_endpoint = entry.partition("@")
+        if store_problems({"url": allowed_url, "endpoint_url": allowed_endpoint or None}, ""):
+            raise TransportError(f"{ALLOWED_STORES}: {_short(entry)} is not s3://<bucket>[/<prefix>][@<endpoint_url>]")
+        allowed_url = allowed_url.rstrip("/")
+        if endpoint == allowed_endpoint.rstrip("/") and (url == allowed_url or url.startswith(allowed_url + "/")):
+            return None
+    return (f"transport.store.url={_short(store['url'])} (endpoint_url={_short(store['endpoint_url'])}): not a store "
+            f"this endpoint may upload to; its operator lists them in {ALLOWED_STORES} on the endpoint "
+            "(s3://<bucket>[/<prefix>][@<endpoint_url>])")
+
+
 def pack(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: str, job_id: str) -> dict:
     """The result's ``model`` record for the client: the file inline, or where it was uploaded,
     or missing and why. Never raises: the trial stays completed whatever goes wrong.
@@ -175,6 +203,35 @@ def _pack(record: dict, path: Path, transport: dict, fingerprint: str, job_id: s
             return {**record, "encoding": ENCODING, "inline": encoded, "seconds": _since(started)}
         too_big = f"{len(encoded)} bytes compressed and base64-encoded, over the inline limit of {limit} " \
                   "(executor.max_inline_model_mb)"
+    return _outside(record, path, transport, fingerprint, job_id, too_big, started)
+
+
+def pack_outside(record: dict, folder: str | os.PathLike, transport: dict, fingerprint: str, job_id: str,
+                 why: str) -> dict:
+    """The result's ``model`` record when the model may not travel inline: uploaded to the
+    store, else missing with ``why``. Never raises.
+
+    Args:
+        record: train()'s model record of ``folder/model.keras``.
+        folder: The folder train() saved the model in.
+        transport: The job input's ``transport``.
+        fingerprint: The run config's fingerprint, part of the upload's key.
+        job_id: The RunPod job's id, part of the upload's key.
+        why: Why it is not inline, for the record of a missing model.
+
+    Returns:
+        The model record to return in the result.
+    """
+    if "missing" in record:
+        return record
+    try:
+        return _outside(record, Path(folder) / layout.MODEL, transport, fingerprint, job_id, why, time.monotonic())
+    except Exception as err:
+        return artifact.missing(f"not brought home: the worker could not pack it: {_describe(err)}")
+
+
+def _outside(record: dict, path: Path, transport: dict, fingerprint: str, job_id: str, too_big: str,
+             started: float) -> dict:
     if transport["store"] is None:
         return artifact.missing(f"not brought home: {too_big}, and executor.artifact_store.url is not set")
     if not _JOB_ID.fullmatch(job_id):

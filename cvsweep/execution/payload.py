@@ -24,11 +24,11 @@ from cvsweep.config.schema import (
     dataset_config,
     run_config_of,
 )
-from cvsweep.data.access import AccessRefused, Policy
+from cvsweep.data.access import TRAINING_CAPS, AccessRefused, Policy, limit
 from cvsweep.data.sources import DataError, DataRefused, load_source
 from cvsweep.errors import CvsweepError
 from cvsweep.config.validate import load_run_config
-from cvsweep.execution.model_transport import transport_problems
+from cvsweep.execution.model_transport import TransportError, store_refusal, transport_problems
 
 INPUT_KEYS = ("schema_version", "fingerprint", "config")
 OPTIONAL_KEYS = ("transport",)
@@ -37,6 +37,8 @@ MAX_INPUT_BYTES = 64 * 1024
 # A run config nests 3 levels deep; deeper input is refused before anything recurses into it.
 MAX_INPUT_DEPTH = 16
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+RESULT_CAP_VARIABLE = "CVSWEEP_MAX_RESULT_BYTES"
+WORKER_MISCONFIGURED = "worker_misconfigured"  # the endpoint's environment, not the job, is wrong
 
 
 class PayloadError(CvsweepError, ValueError):
@@ -108,6 +110,13 @@ def accept_input(data: Any) -> dict:
         problems = transport_problems(data["transport"])
         if problems:
             raise PayloadError("invalid_input", *problems)
+        if data["transport"]["store"] is not None:
+            try:
+                refusal = store_refusal(data["transport"]["store"])
+            except TransportError as err:
+                raise PayloadError(WORKER_MISCONFIGURED, str(err)) from None
+            if refusal:
+                raise PayloadError("store_not_allowed", refusal)
     version = data["schema_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
         raise PayloadError(
@@ -126,7 +135,35 @@ def accept_input(data: Any) -> dict:
             "fingerprint_mismatch",
             f"the client sent {claimed} but this worker computes {computed} for the same config",
         )
+    over = over_worker_caps(run_config)
+    if over:
+        raise PayloadError("over_worker_caps", *over)
     return run_config
+
+
+def over_worker_caps(run_config: dict) -> list[str]:
+    """The training settings of a job over the caps the endpoint's operator set in the worker's
+    environment (``TRAINING_CAPS``; never the job's). A job's own lower limits still apply.
+
+    Args:
+        run_config: The validated run config.
+
+    Returns:
+        One message per setting over its cap, naming both; empty if none.
+
+    Raises:
+        PayloadError: ``worker_misconfigured``, when a cap or the result cap is set to anything
+            but a whole number >= 1.
+    """
+    try:
+        caps = {key: limit(variable) for key, variable in TRAINING_CAPS.items()}
+        limit(RESULT_CAP_VARIABLE)  # read here too: a bad value fails the job before training, not after
+    except AccessRefused as err:
+        raise PayloadError(WORKER_MISCONFIGURED, str(err)) from None
+    training = run_config["training"]
+    return [f"training.{key}={training[key]}: over this endpoint's cap {TRAINING_CAPS[key]}={cap}; lower it "
+            f"(the endpoint's operator sets {TRAINING_CAPS[key]} in the worker's environment)"
+            for key, cap in caps.items() if training[key] > cap]
 
 
 def accept_data(run_config: dict) -> None:

@@ -1,15 +1,20 @@
 """The worker image's deployment (``cvsweep deploy``, cvsweep/cli/deploy.py): build it,
-smoke-test it, push it, and point the RunPod endpoint's template at it.
+smoke-test it, push it, and point the RunPod endpoint at it.
 
 The tag is ``<commit>-<lock>``: the checkout's commit and the sha256 of remote/requirements.lock,
 so an image name says which code and which packages it holds (a tree whose image files differ
-from the commit is refused unless --allow-dirty, which tags it ``-dirty-<time>``). The steps:
-``docker build`` with remote/Dockerfile; one job of remote/test_input.json inside the image
-(``remote/handler.py --smoke-test``: it must train and echo the input's fingerprint);
-``docker push``; then RunPod's REST API (https://docs.runpod.io/api-reference):
-``GET /endpoints/{endpointId}?includeTemplate=true`` for its ``templateId`` and ``PATCH /templates/{templateId}``
-with ``{"imageName": ...}``, which RunPod rolls out to the endpoint's workers. The API key
-(RUNPOD_API_KEY, also from ./.env) goes in a Bearer header and is never printed.
+from the commit is refused unless --allow-dirty, which tags it ``-dirty-<time>``); the build
+passes the name and the full commit to remote/Dockerfile, whose workers record them in every
+result (``executed_on.image``). The steps: ``docker build`` with remote/Dockerfile; one job of
+remote/test_input.json inside the image (``remote/handler.py --smoke-test``: it must train and
+echo the input's fingerprint); ``docker push``; then RunPod's REST API v2
+(api-reference-v2/overview.mdx: base ``https://api.runpod.io/v2``; v1 is retired,
+api-reference-v2/migrate-from-v1.mdx): ``GET /serverless/{id}`` for the image it serves,
+``PATCH /serverless/{id}`` with ``{"image": ...}``, which creates a release that rolls out as
+workers cycle, and ``GET /serverless/{id}/releases`` until its ``rollout.inProgress`` is false
+(api-reference-v2/openapi.json, updateEndpoint and listEndpointReleases), or a timeout. Errors
+are RFC 9457 problems (``title``, ``status``, ``detail``, ``errors``): shown with their detail.
+The API key (RUNPOD_API_KEY, also from ./.env) goes in a Bearer header and is never printed.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,10 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvsweep.errors import CvsweepError, UserError
-from cvsweep.execution.env_file import ENDPOINT_VARIABLE
+from cvsweep.execution.env_file import ENDPOINT_VARIABLE, REST_URL_VARIABLE
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
 
-REST_URL = "https://rest.runpod.io/v1"
+REST_URL = "https://api.runpod.io/v2"
+ROLLOUT_TIMEOUT_S = 600.0
+ROLLOUT_POLL_S = 2.0
+# api-reference-v2/openapi.json: a release's diff names an image change "template.imageName".
+IMAGE_FIELDS = ("template.imageName", "image")
+# An id goes into the keyed request's path: nothing that could steer it ("../", "?", "%").
+_ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository this package runs from
 DOCKERFILE = "remote/Dockerfile"
 LOCK = "remote/requirements.lock"
@@ -51,6 +63,8 @@ class Plan:
     image: str  # registry/name:tag
     endpoint_id: str | None
     rest_url: str
+    commit: str = ""  # the checkout's full commit, built into the image beside its name
+    rollout_timeout_s: float = ROLLOUT_TIMEOUT_S  # 0: the rollout is not followed
 
 
 def image_files(source: Path) -> list[str]:
@@ -117,7 +131,9 @@ def docker_steps(plan: Plan, args) -> list[tuple[str, list[str]]]:
     """
     steps = []
     if not args.skip_build:
-        steps.append(("build", ["docker", "build", "--platform", args.platform, "-f", DOCKERFILE, "-t", plan.image, "."]))
+        steps.append(("build", ["docker", "build", "--platform", args.platform, "-f", DOCKERFILE,
+                                "--build-arg", f"CVSWEEP_IMAGE={plan.image}",
+                                "--build-arg", f"CVSWEEP_IMAGE_COMMIT={plan.commit}", "-t", plan.image, "."]))
     if not args.skip_smoke_test:
         gpus = ["--gpus", args.gpus] if args.gpus else []
         steps.append(("smoke test", ["docker", "run", "--rm", *gpus, plan.image, "python", "-u", "remote/handler.py",
@@ -127,7 +143,12 @@ def docker_steps(plan: Plan, args) -> list[tuple[str, list[str]]]:
     return steps
 
 
-def _session():
+def rest_session():
+    """A session for RunPod's REST API: the key in a Bearer header, retries of safe requests.
+
+    Returns:
+        The requests session.
+    """
     import requests
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
@@ -150,52 +171,139 @@ def _rest(session, method: str, url: str, what: str, plan: Plan, body: dict | No
     except requests.RequestException as err:
         raise DeployError(scrub(f"--rest-url {plan.rest_url}: cannot reach RunPod's REST API: "
                                 f"{type(err).__name__}: {err}")) from None
+    problem = _problem(response)
     if response.status_code in (401, 403):
-        raise DeployError(f"{API_KEY_VARIABLE}: RunPod refused the key (HTTP {response.status_code} for {method} "
-                          f"{url}); use a key with read and write access to this endpoint and its template")
+        raise DeployError(scrub(f"{API_KEY_VARIABLE}: RunPod refused the key (HTTP {response.status_code} for {method} "
+                                f"{url}{problem}); use a key with read and write access to this endpoint"))
     if response.status_code == 404:
-        raise DeployError(f"{what}: not found at {url} (HTTP 404)")
+        raise DeployError(scrub(f"{what}: not found at {url} (HTTP 404{problem})"))
     if not response.ok:
-        raise DeployError(scrub(f"{method} {url}: HTTP {response.status_code}: {response.text[:300]}"))
+        raise DeployError(scrub(f"{method} {url}: HTTP {response.status_code}{problem or ': ' + response.text[:300]}"))
     try:
         answer = response.json()
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        raise DeployError(f"{method} {url}: the answer is not a JSON object (is --rest-url RunPod's REST API?)")
+        raise DeployError(f"{method} {url}: the answer is not a JSON object (is --rest-url RunPod's REST API v2?)")
     return answer
 
 
-def point_endpoint(plan: Plan) -> tuple[str, str | None]:
-    """Make the endpoint's template name ``plan.image``.
+def _problem(response) -> str:
+    """An RFC 9457 problem's words (api-reference-v2: ``title``, ``status``, ``detail``,
+    optional ``errors``), as ``: <title>: <detail> (<errors>)``; empty for any other body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict) or not any(key in body for key in ("title", "detail")):
+        return ""
+    words = ": ".join(str(body[key])[:200] for key in ("title", "detail") if body.get(key))
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        listed = "; ".join(_error_item(item) for item in errors[:5])
+        words += f" ({listed[:300]})"
+    return f": {words}" if words else ""
+
+
+def _error_item(item) -> str:
+    if isinstance(item, dict):
+        where = item.get("field") or item.get("location") or item.get("path") or item.get("name")
+        text = item.get("message") or item.get("detail") or json.dumps(item, sort_keys=True)
+        return f"{where}: {text}" if where else str(text)
+    return str(item)
+
+
+@dataclass
+class Rollout:
+    """Where a release stands: RunPod's rollout summary after the image changed."""
+
+    done: bool
+    version: int | None  # our release's version; None when no release names the image
+    on_latest: int
+    total: int
+    seconds: float
+
+
+def point_endpoint(session, plan: Plan) -> str | None:
+    """Make the endpoint name ``plan.image``: RunPod creates a release that rolls out as workers cycle.
 
     Args:
+        session: The REST session (``rest_session``).
         plan: The deployment.
 
     Returns:
-        ``(template id, the image it named before)``.
+        The image it named before.
 
     Raises:
-        DeployError: When RunPod refuses the key, the endpoint or its template is not found or
-            named, or the change does not take.
+        DeployError: When RunPod refuses the key or the request, the endpoint is not found, or
+            the change does not take.
     """
-    session = _session()
-    endpoint_url = f"{plan.rest_url}/endpoints/{plan.endpoint_id}?includeTemplate=true"
+    endpoint_url = f"{plan.rest_url}/serverless/{plan.endpoint_id}"
     endpoint = _rest(session, "GET", endpoint_url, f"--endpoint-id {plan.endpoint_id} (or {ENDPOINT_VARIABLE}): "
                      "no such endpoint for this key", plan)
-    template_id = endpoint.get("templateId")
-    if not isinstance(template_id, str) or not template_id:
-        raise DeployError(f"--endpoint-id {plan.endpoint_id}: RunPod's answer names no templateId; create the "
-                          "endpoint from a template (RunPod console: Serverless > the endpoint > Manage > Edit) "
-                          "or check --rest-url")
-    template_url = f"{plan.rest_url}/templates/{template_id}"
-    before = (endpoint.get("template") or {}).get("imageName")
-    after = _rest(session, "PATCH", template_url, f"the endpoint's template {template_id}", plan,
-                  {"imageName": plan.image})
-    if after.get("imageName") != plan.image:
-        raise DeployError(f"PATCH {template_url}: the template still names {after.get('imageName')!r}, "
-                          f"not {plan.image!r}")
-    return template_id, before
+    before = endpoint.get("image")
+    if "image" not in endpoint:
+        raise DeployError(f"GET {endpoint_url}: the answer names no image (is --rest-url RunPod's REST API v2, "
+                          f"{REST_URL}?)")
+    after = _rest(session, "PATCH", endpoint_url, f"--endpoint-id {plan.endpoint_id}", plan, {"image": plan.image})
+    if after.get("image") != plan.image:
+        raise DeployError(f"PATCH {endpoint_url}: the endpoint still names {after.get('image')!r}, not {plan.image!r}")
+    return before
+
+
+def follow_rollout(session, plan: Plan) -> Rollout:
+    """Poll the endpoint's releases until the release of ``plan.image`` has rolled out.
+
+    Done when ``rollout.inProgress`` is false and ``endpointVersion`` has reached the release's
+    version (rolling-releases.mdx: in-flight workers keep the previous version until replaced;
+    an endpoint with no worker up has nothing left to roll).
+
+    Args:
+        session: The REST session (``rest_session``).
+        plan: The deployment.
+
+    Returns:
+        The finished rollout.
+
+    Raises:
+        DeployError: When it is not done within ``plan.rollout_timeout_s``, or an answer is
+            malformed.
+    """
+    url = f"{plan.rest_url}/serverless/{plan.endpoint_id}/releases"
+    started = time.monotonic()
+    while True:
+        answer = _rest(session, "GET", url, f"--endpoint-id {plan.endpoint_id}: its releases", plan)
+        rollout, releases = answer.get("rollout"), answer.get("releases")
+        if not isinstance(rollout, dict) or not isinstance(releases, list):
+            raise DeployError(f"GET {url}: the answer has no rollout and releases (is --rest-url RunPod's REST API v2?)")
+        version = _release_of(releases, plan.image)
+        latest = answer.get("endpointVersion")
+        reached = version is None or (isinstance(latest, int) and latest >= version)
+        state = Rollout(rollout.get("inProgress") is False and reached, version,
+                        _count(rollout.get("workersOnLatest")), _count(rollout.get("workersTotal")),
+                        time.monotonic() - started)
+        if state.done:
+            return state
+        if state.seconds >= plan.rollout_timeout_s:
+            release = f"release v{version}" if version is not None else "the release"
+            raise DeployError(f"rollout: {release} of {plan.image} not complete after {plan.rollout_timeout_s:g} s "
+                              f"({state.on_latest} of {state.total} workers on it; RunPod goes on replacing workers "
+                              f"as they finish their jobs): follow GET {url}, or deploy with a longer "
+                              "--rollout-timeout")
+        time.sleep(min(ROLLOUT_POLL_S, max(0.0, plan.rollout_timeout_s - state.seconds)))
+
+
+def _release_of(releases: list, image: str) -> int | None:
+    """The version of the newest release whose diff sets the image to ``image``."""
+    versions = [release.get("version") for release in releases if isinstance(release, dict)
+                and any(isinstance(change, dict) and change.get("field") in IMAGE_FIELDS and change.get("new") == image
+                        for change in release.get("diff") or [])]
+    versions = [v for v in versions if isinstance(v, int) and not isinstance(v, bool)]
+    return max(versions) if versions else None
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _print_plan(plan: Plan, args, steps) -> None:
@@ -204,9 +312,12 @@ def _print_plan(plan: Plan, args, steps) -> None:
     for what, command in steps:
         print(f"{what}: {' '.join(_quoted(part) for part in command)}")
     if not args.skip_update:
-        print(f"update: GET {plan.rest_url}/endpoints/{plan.endpoint_id}?includeTemplate=true  (Authorization: {key})")
-        print(f"update: PATCH {plan.rest_url}/templates/<its templateId>  {json.dumps({'imageName': plan.image})}  "
-              f"(Authorization: {key})")
+        endpoint = f"{plan.rest_url}/serverless/{plan.endpoint_id}"
+        print(f"update: GET {endpoint}  (Authorization: {key})")
+        print(f"update: PATCH {endpoint}  {json.dumps({'image': plan.image})}  (Authorization: {key})")
+        if plan.rollout_timeout_s > 0:
+            print(f"rollout: GET {endpoint}/releases until rollout.inProgress is false, at most "
+                  f"{plan.rollout_timeout_s:g} s  (Authorization: {key})")
 
 
 def _quoted(part: str) -> str:
@@ -248,11 +359,20 @@ def deploy(args) -> int:
     """
     source = args.source.resolve()
     name = f"{args.registry.rstrip('/')}/{args.image}" if args.registry else args.image
-    plan = Plan(source, f"{name}:{image_tag(source, args.allow_dirty)}", args.endpoint_id, args.rest_url.rstrip("/"))
+    plan = Plan(source, f"{name}:{image_tag(source, args.allow_dirty)}", args.endpoint_id, args.rest_url.rstrip("/"),
+                _git(source, "rev-parse", "HEAD").strip(), args.rollout_timeout)
     problems = []
+    if not args.skip_update and plan.rest_url.endswith("/v1"):
+        problems.append(f"--rest-url {plan.rest_url}: RunPod's REST API v1 is retired; use v2, "
+                        f"{REST_URL} (the default; check {REST_URL_VARIABLE} in the environment or .env)")
+    if not 0 <= plan.rollout_timeout_s <= 86400:
+        problems.append(f"--rollout-timeout {plan.rollout_timeout_s:g}: allowed is 0 (do not wait) to 86400 seconds")
     if not args.skip_push and "/" not in name:
         problems.append(f"--registry is not set: RunPod pulls {name} from a registry (e.g. --registry docker.io/<user>)"
                         ", or --skip-push")
+    if not args.skip_update and plan.endpoint_id and not _ENDPOINT_ID.fullmatch(plan.endpoint_id):
+        problems.append(f"--endpoint-id {plan.endpoint_id!r} (or {ENDPOINT_VARIABLE}): allowed is RunPod's endpoint id "
+                        "form, letters, digits, - and _ (at most 64), as the RunPod console shows it")
     if not args.skip_update and not plan.endpoint_id:
         problems.append(f"--endpoint-id is not set: pass it, set {ENDPOINT_VARIABLE} (environment or .env), "
                         "or --skip-update")
@@ -270,8 +390,16 @@ def deploy(args) -> int:
     for what, command in steps:
         _run_docker(what, command, source)
     if not args.skip_update:
-        template_id, before = point_endpoint(plan)
-        print(f"update: endpoint {plan.endpoint_id}'s template {template_id} now names {plan.image} (was {before}); "
-              "RunPod rolls its workers over to it")
+        session = rest_session()
+        before = point_endpoint(session, plan)
+        print(f"update: endpoint {plan.endpoint_id} now names {plan.image} (was {before}); RunPod rolls its workers "
+              "over to it as they finish their jobs", flush=True)
+        if plan.rollout_timeout_s <= 0:
+            print("rollout: not followed (--rollout-timeout 0)")
+        else:
+            rollout = follow_rollout(session, plan)
+            release = f"release v{rollout.version}" if rollout.version is not None else "the endpoint"
+            print(f"rollout: {release} serves {plan.image}: {rollout.on_latest} of {rollout.total} workers on it "
+                  f"after {rollout.seconds:.0f} s")
     print(f"deployed: {plan.image}")
     return 0

@@ -1,5 +1,5 @@
 """``cvsweep deploy``: the dry run, and the endpoint update over real HTTP against the
-emulator's REST routes (there is no Docker engine here: the docker steps are run by a stand-in
+emulator's REST API v2 routes (GET and PATCH /v2/serverless/{id}, GET .../releases; there is no Docker engine here: the docker steps are run by a stand-in
 ``docker`` on PATH that logs its arguments and runs the smoke test's command in this checkout).
 The command runs in this process (the deploy fixture: main(), as ``cvsweep`` calls it), but for
 one run in a fresh interpreter (deploy_cli), where its exit status and one-line refusal are
@@ -7,18 +7,24 @@ what a user meets."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import BARE_ENDPOINT_ID, REPO, SENTINEL_API_KEY
+import requests
+from conftest import BARE_ENDPOINT_ID, REPO, SENTINEL_API_KEY, TINY_RUN, EmulatorProcess
 
 from cvsweep.cli.main import main
+from cvsweep.config.schema import run_config_of
+from cvsweep.config.validate import load_run_config
+from cvsweep.execution.payload import make_input
 from cvsweep.execution.env_file import VARIABLES
 
 # Runs in place of docker: logs its arguments; `run` runs the command after the image here.
@@ -107,7 +113,16 @@ def docker_stand_in(tmp_path) -> dict:
 
 
 def rest_url(emulator) -> str:
-    return emulator.base_url.rsplit("/v2", 1)[0] + "/v1"
+    """The emulator's REST API v2 (RunPod's is https://api.runpod.io/v2)."""
+    return emulator.base_url.rsplit("/v2", 1)[0] + "/v2"
+
+
+def served_image(emulator, endpoint_id: str = BARE_ENDPOINT_ID) -> str:
+    """The image the endpoint names, as RunPod's REST API v2 says (GET /v2/serverless/{id})."""
+    answer = requests.get(f"{rest_url(emulator)}/serverless/{endpoint_id}", timeout=10,
+                          headers={"Authorization": f"Bearer {SENTINEL_API_KEY}"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["image"]
 
 
 def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(deploy, checkout, docker_stand_in, bare_endpoint):
@@ -118,18 +133,21 @@ def test_the_dry_run_prints_every_step_and_runs_and_changes_nothing(deploy, chec
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"image: {image}  (from {checkout})"
-    assert lines[1] == f"build: docker build --platform linux/amd64 -f remote/Dockerfile -t {image} ."
+    assert lines[1] == f"build: docker build --platform linux/amd64 -f remote/Dockerfile --build-arg " \
+                       f"CVSWEEP_IMAGE={image} --build-arg CVSWEEP_IMAGE_COMMIT={git(checkout, 'rev-parse', 'HEAD')} " \
+                       f"-t {image} ."
     assert lines[2] == f"smoke test: docker run --rm {image} python -u remote/handler.py --smoke-test " \
                        "remote/test_input.json"
     assert lines[3] == f"push: docker push {image}"
-    assert lines[4] == f"update: GET {rest_url(bare_endpoint)}/endpoints/{BARE_ENDPOINT_ID}?includeTemplate=true  " \
+    endpoint = f"{rest_url(bare_endpoint)}/serverless/{BARE_ENDPOINT_ID}"
+    assert lines[4] == f"update: GET {endpoint}  (Authorization: Bearer ***)"
+    assert lines[5] == f'update: PATCH {endpoint}  {{"image": "{image}"}}  (Authorization: Bearer ***)'
+    assert lines[6] == f"rollout: GET {endpoint}/releases until rollout.inProgress is false, at most 600 s  " \
                        "(Authorization: Bearer ***)"
-    assert lines[5].startswith(f"update: PATCH {rest_url(bare_endpoint)}/templates/<its templateId>  "
-                               f'{{"imageName": "{image}"}}')
-    assert lines[6] == "dry run: nothing was built, run, pushed or changed"
+    assert lines[7] == "dry run: nothing was built, run, pushed or changed"
     assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
     assert not Path(docker_stand_in["DOCKER_LOG"]).exists()  # docker never called
-    assert bare_endpoint.admin("state")["templates"] == {}  # no REST request made
+    assert served_image(bare_endpoint) != image  # no REST request changed anything
 
 
 @pytest.mark.slow
@@ -147,24 +165,81 @@ def test_a_deploy_runs_each_step_and_points_the_endpoints_template_at_the_new_im
     assert [call.split()[0] for call in calls] == ["build", "run", "push"]
     assert calls[1].startswith(f"run --rm --gpus all {image} python -u remote/handler.py --smoke-test")
     assert "smoke test: trained, fingerprint echoed" in proc.stdout
-    template = bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]
-    assert template["imageName"] == image
-    assert f"endpoint {BARE_ENDPOINT_ID}'s template tpl-{BARE_ENDPOINT_ID} now names {image}" in proc.stdout
+    assert served_image(bare_endpoint) == image
+    assert f"update: endpoint {BARE_ENDPOINT_ID} now names {image}" in proc.stdout
+    assert f"serves {image}: 0 of 0 workers on it" in proc.stdout  # no worker up: nothing left to roll
     assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
 
 
-def test_the_update_alone_changes_the_template_over_http(deploy, checkout, bare_endpoint):
-    before = bare_endpoint.admin("state")["templates"].get(f"tpl-{BARE_ENDPOINT_ID}", {}).get("imageName")
+def test_the_update_alone_makes_a_release_and_follows_its_rollout_over_http(deploy, checkout, bare_endpoint):
+    before = served_image(bare_endpoint)
     proc = deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
                   "--rest-url", rest_url(bare_endpoint),
                   env={"RUNPOD_API_KEY": SENTINEL_API_KEY, "RUNPOD_ENDPOINT_ID": BARE_ENDPOINT_ID, "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     image = f"cvsweep-worker:{expected_tag(checkout)}"
-    assert bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]["imageName"] == image != before
-    assert f"(was {before or 'cvsweep-worker:emulated'})" in proc.stdout
+    assert served_image(bare_endpoint) == image != before
+    assert f"now names {image} (was {before})" in proc.stdout
+    releases = requests.get(f"{rest_url(bare_endpoint)}/serverless/{BARE_ENDPOINT_ID}/releases", timeout=10,
+                            headers={"Authorization": f"Bearer {SENTINEL_API_KEY}"}).json()
+    newest = releases["releases"][0]
+    assert {"field": "template.imageName", "old": before, "new": image} in newest["diff"]
+    assert f"rollout: release v{newest['version']} serves {image}" in proc.stdout
+    assert releases["rollout"]["inProgress"] is False
 
 
-@pytest.mark.parametrize("case", ["unknown endpoint", "refused key", "no template",
+ROLLING_ENDPOINT_ID = "rolling-endpoint"
+
+
+@pytest.fixture(scope="module")
+def rolling_endpoint(tmp_path_factory):
+    """An emulated endpoint with one worker up: a release has a worker to replace."""
+    emu = EmulatorProcess(1, tmp_path_factory.mktemp("rolling-endpoint-logs"), "--endpoint-id", ROLLING_ENDPOINT_ID)
+    yield emu
+    emu.close()
+
+
+def update_only(deploy, checkout, emulator, *args: str):
+    return deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout), "--allow-dirty",
+                  "--rest-url", rest_url(emulator), "--endpoint-id", ROLLING_ENDPOINT_ID, *args,
+                  env={"RUNPOD_API_KEY": SENTINEL_API_KEY})
+
+
+@pytest.mark.slow
+def test_a_rollout_that_does_not_finish_is_reported_in_one_line(deploy, checkout, rolling_endpoint):
+    rolling_endpoint.wait_for_workers()
+    rolling_endpoint.admin("faults", {"stuck_rollouts": 1})  # the worker is never replaced
+    proc = update_only(deploy, checkout, rolling_endpoint, "--rollout-timeout", "0.5", "--image", "stuck")
+    assert proc.returncode == 1
+    assert f"now names stuck:{expected_tag(checkout)}" in proc.stdout  # the release was made
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"of stuck:{expected_tag(checkout)} not complete after 0.5 s (0 of 1 workers on it;" in line
+    assert "deploy with a longer --rollout-timeout" in line
+
+
+@pytest.mark.slow
+def test_after_the_rollout_the_worker_runs_the_new_image_and_its_results_say_so(deploy, checkout, rolling_endpoint):
+    """The worker restarted by the release reads the image from its environment (as a built image's
+    CVSWEEP_IMAGE) and records it in its result's executed_on."""
+    rolling_endpoint.reset_faults()
+    proc = update_only(deploy, checkout, rolling_endpoint, "--rollout-timeout", "240")
+    assert proc.returncode == 0, proc.stderr
+    image = proc.stdout.splitlines()[-1].removeprefix("deployed: ")
+    assert f"serves {image}: 1 of 1 workers on it" in proc.stdout
+    headers = {"Authorization": f"Bearer {SENTINEL_API_KEY}"}
+    job_input = make_input(run_config_of(load_run_config(copy.deepcopy(TINY_RUN))))
+    job = requests.post(f"{rolling_endpoint.base_url}/{ROLLING_ENDPOINT_ID}/run", json={"input": job_input},
+                        headers=headers, timeout=30).json()
+    deadline = time.monotonic() + 240
+    while (status := requests.get(f"{rolling_endpoint.base_url}/{ROLLING_ENDPOINT_ID}/status/{job['id']}",
+                                  headers=headers, timeout=30).json())["status"] not in ("COMPLETED", "FAILED"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["status"] == "COMPLETED", status
+    assert status["output"]["executed_on"]["image"] == image
+
+
+@pytest.mark.parametrize("case", ["unknown endpoint", "refused key", "v1 url",
                                   pytest.param("unreachable", marks=pytest.mark.slow)])  # 3 retries with backoff
 def test_a_failed_update_says_what_to_fix_and_never_the_key(deploy, case, checkout, bare_endpoint):
     key, endpoint, url = SENTINEL_API_KEY, BARE_ENDPOINT_ID, rest_url(bare_endpoint)
@@ -172,18 +247,19 @@ def test_a_failed_update_says_what_to_fix_and_never_the_key(deploy, case, checko
         endpoint = "no-such-endpoint"
     elif case == "refused key":
         key = "sk-wrong-key-5d1e"
-    elif case == "no template":
-        bare_endpoint.admin("faults", {"endpoints_without_template": 1})
+    elif case == "v1 url":
+        url = url.removesuffix("/v2") + "/v1"
     else:
-        url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
+        url = "http://127.0.0.1:9/v2"  # the discard port: nothing listens
     proc = deploy("--skip-build", "--skip-smoke-test", "--skip-push", "--source", str(checkout),
                   "--endpoint-id", endpoint, "--rest-url", url, env={"RUNPOD_API_KEY": key})
-    assert proc.returncode == 1 and proc.stdout == ""
-    expected = {
+    assert proc.returncode == (2 if case == "v1 url" else 1) and proc.stdout == ""
+    expected = {  # RunPod's RFC 9457 problem: its title and detail in the line
         "unknown endpoint": f"--endpoint-id no-such-endpoint (or RUNPOD_ENDPOINT_ID): no such endpoint for this key: "
-                            f"not found at {url}/endpoints/no-such-endpoint?includeTemplate=true (HTTP 404)",
-        "refused key": "RUNPOD_API_KEY: RunPod refused the key (HTTP 401 for GET",
-        "no template": f"--endpoint-id {BARE_ENDPOINT_ID}: RunPod's answer names no templateId",
+                            f"not found at {url}/serverless/no-such-endpoint (HTTP 404: Not Found: ",
+        "refused key": f"RUNPOD_API_KEY: RunPod refused the key (HTTP 401 for GET {url}/serverless/{endpoint}: "
+                       "Unauthorized",
+        "v1 url": f"--rest-url {url}: RunPod's REST API v1 is retired; use v2, https://api.runpod.io/v2",
         "unreachable": f"--rest-url {url}: cannot reach RunPod's REST API: ConnectionError",
     }[case]
     assert expected in proc.stderr
@@ -199,6 +275,10 @@ def test_settings_are_checked_before_any_step(deploy, checkout, docker_stand_in)
     proc = deploy("--source", str(checkout), "--registry", "r.example/me", "--endpoint-id", "e",
                   env={**docker_stand_in})
     assert proc.returncode == 2 and "RUNPOD_API_KEY is not set (environment or .env)" in proc.stderr
+    proc = deploy("--source", str(checkout), "--registry", "r.example/me", "--endpoint-id", "../../steal/x?",
+                  "--rollout-timeout", "-1", env={**docker_stand_in, "RUNPOD_API_KEY": SENTINEL_API_KEY})
+    assert proc.returncode == 2 and "--endpoint-id '../../steal/x?' (or RUNPOD_ENDPOINT_ID): allowed is" in proc.stderr
+    assert "--rollout-timeout -1: allowed is 0 (do not wait) to 86400 seconds" in proc.stderr
     git_only = checkout.parent / "git-only"  # a PATH with git and no docker
     git_only.mkdir()
     (git_only / "git").symlink_to(shutil.which("git"))

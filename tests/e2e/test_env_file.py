@@ -95,13 +95,13 @@ def test_the_environment_wins_over_dotenv_and_a_readable_file_is_warned_about(ba
 
 
 def test_deploy_reads_its_key_endpoint_and_rest_url_from_dotenv(bare_endpoint, tmp_path):
-    rest_url = bare_endpoint.base_url.rsplit("/v2", 1)[0] + "/v1"
+    rest_url = bare_endpoint.base_url.rsplit("/v2", 1)[0] + "/v2"
     write_env(tmp_path, f"RUNPOD_API_KEY={SENTINEL_API_KEY}\nRUNPOD_ENDPOINT_ID={BARE_ENDPOINT_ID}\n"
                         f"RUNPOD_REST_URL={rest_url}\n")
     proc = cli("cvsweep", "deploy", "--skip-build", "--skip-smoke-test", "--skip-push", "--allow-dirty", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     image = proc.stdout.splitlines()[-1].removeprefix("deployed: ")
-    assert bare_endpoint.admin("state")["templates"][f"tpl-{BARE_ENDPOINT_ID}"]["imageName"] == image
+    assert f"update: endpoint {BARE_ENDPOINT_ID} now names {image}" in proc.stdout
     assert SENTINEL_API_KEY not in proc.stdout + proc.stderr
 
 

@@ -168,7 +168,8 @@ def guarded_handler(monkeypatch):
         assert set(reply) == {"error"}, reply
         error = json.loads(reply["error"])
         assert set(error) == {"code", "problems"} and error["problems"], error
-        assert error["code"] in {"invalid_input", "invalid_config", "schema_version_mismatch", "fingerprint_mismatch"}
+        assert error["code"] in {"invalid_input", "invalid_config", "schema_version_mismatch", "fingerprint_mismatch",
+                                 "over_worker_caps", "store_not_allowed", "worker_misconfigured"}
         assert CANARY not in reply["error"] and os.environ.get("RUNPOD_API_KEY", CANARY) not in reply["error"]
         assert set(sys.modules) == modules, set(sys.modules) - modules  # nothing imported
         assert not os.path.exists(CANARY_FILE)  # nothing called
@@ -223,6 +224,67 @@ def test_another_valid_config_under_the_old_fingerprint_is_refused(guarded_handl
     assert guarded_handler(changed)["code"] == "fingerprint_mismatch"
     changed["fingerprint"] = sha256_of(changed["config"])
     assert guarded_handler(changed, allowed=changed) == {"trained": True}
+
+
+def _with(section: str, **values) -> dict:
+    """KNOWN_INPUT with ``values`` set in ``section`` and the test's own fingerprint of the result."""
+    changed = good_input()
+    changed["config"][section].update(values)
+    changed["fingerprint"] = sha256_of(changed["config"])
+    return changed
+
+
+@pytest.mark.parametrize("variable,cap,field,value", [
+    ("CVSWEEP_MAX_EPOCHS", "1", "epochs", None), ("CVSWEEP_MAX_PARAMS", "1000", "max_params", None),
+    ("CVSWEEP_MAX_ACTIVATION_MB", "64", "max_activation_mb", None),
+    (None, None, "max_params", 10**11), (None, None, "epochs", 5000),  # the defaults, 50,000,000 and 1000
+])
+def test_a_job_over_the_operators_caps_is_refused_before_training(guarded_handler, monkeypatch, variable, cap,
+                                                                  field, value):
+    """The caps are the endpoint's environment's, never the job's: a job may ask less, not more."""
+    if variable:
+        monkeypatch.setenv(variable, cap)
+    job = _with("training", **{field: value}) if value is not None else good_input()
+    error = guarded_handler(job)
+    assert error["code"] == "over_worker_caps", error
+    assert f"training.{field}=" in error["problems"][0] and "over this endpoint's cap CVSWEEP_MAX_" in error["problems"][0]
+    lower = _with("training", max_params=500, epochs=1, max_activation_mb=32.0)  # the job's own lower limits: accepted
+    monkeypatch.setenv("CVSWEEP_MAX_PARAMS", "1000")
+    assert guarded_handler(lower, allowed=lower) == {"trained": True}
+
+
+@pytest.mark.parametrize("variable", ["CVSWEEP_MAX_EPOCHS", "CVSWEEP_MAX_RESULT_BYTES", "CVSWEEP_ALLOWED_STORES"])
+def test_a_misconfigured_endpoint_fails_jobs_structured_before_training(guarded_handler, monkeypatch, variable):
+    monkeypatch.setenv(variable, "lots")
+    job = good_input()
+    if variable == "CVSWEEP_ALLOWED_STORES":  # read only for a job that names a store
+        job["transport"] = {"max_inline_bytes": 0, "store": {"url": "s3://models/x", "endpoint_url": None}}
+    error = guarded_handler(job)
+    assert error["code"] == "worker_misconfigured" and variable in error["problems"][0], error
+
+
+STORE = {"url": "s3://models/sweeps/a", "endpoint_url": "https://s3.example.com"}
+
+
+@pytest.mark.parametrize("allowed,verdict", [
+    (None, "store_not_allowed"), ("s3://models/sweeps@https://s3.example.com", "trained"),
+    ("s3://other, s3://models@https://s3.example.com/", "trained"),
+    ("s3://models/sweeps", "store_not_allowed"),  # AWS S3, not the job's endpoint
+    ("s3://models/sweeps@https://evil.example.com", "store_not_allowed"),
+    ("s3://models/sweepsX@https://s3.example.com", "store_not_allowed"),
+])
+def test_the_worker_uploads_only_to_stores_its_operator_allows(guarded_handler, monkeypatch, allowed, verdict):
+    if allowed is None:
+        monkeypatch.delenv("CVSWEEP_ALLOWED_STORES", raising=False)
+    else:
+        monkeypatch.setenv("CVSWEEP_ALLOWED_STORES", allowed)
+    job = good_input()
+    job["transport"] = {"max_inline_bytes": 1000, "store": STORE}  # outside the fingerprint
+    reply = guarded_handler(job)
+    if verdict == "trained":
+        assert reply == {"trained": True}
+    else:
+        assert reply["code"] == verdict and "CVSWEEP_ALLOWED_STORES" in reply["problems"][0], reply
 
 
 def test_every_field_with_target_or_interpolation_is_refused(guarded_handler):

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, EmulatorProcess, evaluate_here, read_json, run_cli
+from conftest import REPO, SENTINEL_API_KEY, TINY_OVERRIDES, TINY_RUN, EmulatorProcess, evaluate_here, read_json, run_cli
 from omegaconf import OmegaConf
 
 from cvsweep.config.schema import RunpodExecutorConfig, run_config_of
@@ -49,7 +49,8 @@ def _executor_cfg(**changes):
 
 
 # -- the job input -------------------------------------------------------------------------------
-def test_the_transport_travels_outside_the_run_config_and_its_fingerprint():
+def test_the_transport_travels_outside_the_run_config_and_its_fingerprint(monkeypatch):
+    monkeypatch.setenv("CVSWEEP_ALLOWED_STORES", STORE_URL)  # the worker's operator allows the store
     run_config = _run_config()
     plain = make_input(copy.deepcopy(run_config))
     transport = model_transport.transport_of(_executor_cfg(artifact_store={"url": STORE_URL}))
@@ -198,6 +199,63 @@ def test_a_large_model_is_not_read_for_inline_and_a_packing_error_is_a_missing_m
         model_transport.pack(small, tmp_path, transport, "f" * 64, "job-1")["missing"]
 
 
+# -- a result that must fit RunPod's payload limit ------------------------------------------------
+@pytest.fixture
+def worker(monkeypatch):
+    """remote/handler.py as a module (its import sets RUNPOD_LOG_LEVEL for its process only)."""
+    monkeypatch.syspath_prepend(str(REPO / "remote"))
+    monkeypatch.delenv("RUNPOD_LOG_LEVEL", raising=False)
+    import handler
+
+    return handler
+
+
+def _trained(folder: Path, size: int = 40_000) -> tuple[dict, dict]:
+    """A saved model of ``size`` incompressible bytes, train()'s record of it, and a result holding
+    it inline."""
+    data = os.urandom(size)
+    (folder / MODEL_FILE).write_bytes(data)
+    record = {"path": MODEL_FILE, "bytes": size, "sha256": hashlib.sha256(data).hexdigest()}
+    transport = {"max_inline_bytes": 2 * size, "store": None}
+    packed = model_transport.pack(record, folder, transport, "f" * 64, "job-1")
+    assert "inline" in packed
+    return record, {"status": "completed", "fingerprint": "f" * 64, "history": {"loss": [0.5, 0.4]}, "model": packed}
+
+
+def test_a_result_over_the_cap_leaves_its_inline_model_out_with_the_reason(worker, tmp_path, monkeypatch):
+    record, result = _trained(tmp_path)
+    transport = {"max_inline_bytes": 2 * record["bytes"], "store": None}
+    assert worker.fit_result(copy.deepcopy(result), record, str(tmp_path), transport, "job-1") == result
+    monkeypatch.setenv("CVSWEEP_MAX_RESULT_BYTES", "20000")  # the model inline is over twice that
+    fitted = worker.fit_result(copy.deepcopy(result), record, str(tmp_path), transport, "job-1")
+    assert worker.result_bytes(fitted) <= 20_000 and fitted["history"] == result["history"]
+    assert "over the worker's cap of 20000 (CVSWEEP_MAX_RESULT_BYTES" in fitted["model"]["missing"]
+    assert "executor.artifact_store.url is not set" in fitted["model"]["missing"]
+    monkeypatch.setenv("CVSWEEP_MAX_RESULT_BYTES", "50")  # not even the result without its model fits
+    error = json.loads(worker.fit_result(copy.deepcopy(result), record, str(tmp_path), transport, "job-1")["error"])
+    assert error["code"] == "result_too_large" and "over the worker's cap of 50" in error["problems"][0]
+    monkeypatch.setenv("CVSWEEP_MAX_RESULT_BYTES", str(10**9))  # never over RunPod's limit
+    assert worker.result_cap() == worker.PAYLOAD_LIMIT_BYTES == 10_000_000
+
+
+def test_a_result_over_the_cap_sends_its_model_to_the_store(worker, s3_server, tmp_path, monkeypatch):
+    import boto3
+
+    for name, value in STORE_ENV.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET)
+    record, result = _trained(tmp_path)
+    transport = {"max_inline_bytes": 2 * record["bytes"], "store": {"url": STORE_URL, "endpoint_url": s3_server}}
+    monkeypatch.setenv("CVSWEEP_MAX_RESULT_BYTES", "20000")
+    fitted = worker.fit_result(result, record, str(tmp_path), transport, "job-1")
+    assert fitted["model"]["store_url"] == f"{STORE_URL}/{'f' * 64}/job-1/{MODEL_FILE}"
+    assert "inline" not in fitted["model"] and worker.result_bytes(fitted) <= 20_000
+    model, how = model_transport.bring_home(fitted["model"], tmp_path / "home", transport)
+    assert how["via"] == "store" and model["sha256"] == record["sha256"]
+
+
 # -- through the emulator and a real S3 server ----------------------------------------------------
 @pytest.fixture(scope="module")
 def s3_server():
@@ -211,9 +269,12 @@ def s3_server():
 
 
 @pytest.fixture(scope="module")
-def store_endpoint(tmp_path_factory):
-    """An emulated endpoint whose worker holds the store's credentials in its environment."""
-    emu = EmulatorProcess(1, tmp_path_factory.mktemp("store-endpoint-logs"), env=STORE_ENV)
+def store_endpoint(s3_server, tmp_path_factory):
+    """An emulated endpoint whose worker holds the store's credentials in its environment, and
+    allows the stores the tests name (the last two: one down, one without the bucket)."""
+    allowed = f"{STORE_URL}@{s3_server}, {STORE_URL}@http://127.0.0.1:9, s3://no-such-bucket/x@{s3_server}"
+    emu = EmulatorProcess(1, tmp_path_factory.mktemp("store-endpoint-logs"),
+                          env={**STORE_ENV, "CVSWEEP_ALLOWED_STORES": allowed})
     yield emu
     emu.close()
 

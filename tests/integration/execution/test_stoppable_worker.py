@@ -31,7 +31,9 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory, data_root):
     emu = EmulatorProcess(1, tmp_path_factory.mktemp("one-worker-logs"), "--time-scale", "0.6",  # 5 s: 3 s
-                          env={"CVSWEEP_DATA_ROOTS": str(data_root)})
+                          # The operator's caps raised as far as a job's own may go: the out-of-memory case asks for it.
+                          env={"CVSWEEP_DATA_ROOTS": str(data_root), "CVSWEEP_MAX_PARAMS": str(10**11),
+                               "CVSWEEP_MAX_ACTIVATION_MB": str(10**7)})
     yield emu
     emu.close()
 
