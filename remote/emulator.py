@@ -9,8 +9,7 @@ It serves the part of RunPod's serverless API that the ``runpod`` SDK client cal
 loop polls (``RUNPOD_WEBHOOK_GET_JOB``, ``RUNPOD_WEBHOOK_POST_OUTPUT`` and the per-job stop
 channel), and it runs N real worker processes of ``remote/handler.py``. It also serves RunPod's
 REST v2 routes of a deploy (``GET``/``PATCH /v2/serverless/{id}``, ``GET .../releases``: a new
-image is a release that rolls out as workers cycle) and, until deploy has moved, the retired v1
-ones. So the real client and the real worker loop talk over HTTP as in production, but for the
+image is a release that rolls out as workers cycle; the retired v1 routes answer 404). So the real client and the real worker loop talk over HTTP as in production, but for the
 cloud, with RunPod's documented time and size rules (policy bounds, TTL, result retention,
 payload limits), each citing its page of RunPod's docs. Rehearse a remote sweep with:
 
@@ -43,7 +42,7 @@ from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 HANDLER = Path(__file__).resolve().with_name("handler.py")
 FINAL_STATES = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
@@ -78,16 +77,11 @@ class Settings:
     payload_limit_bytes: int = 10_000_000
     sync_payload_limit_bytes: int = 20_000_000
     max_requeues: int = 3  # a job whose worker died goes back to the queue this often, then TIMED_OUT
-    # api-reference/overview.mdx: REST v1 retired on November 15, 2026. Served until cvsweep
-    # deploy speaks v2 only; True answers every /v1 route with the retirement's 404.
-    v1_retired: bool = False
 
     def problem(self) -> Optional[str]:
         """What is wrong with these values, if anything."""
         if not isinstance(self.time_scale, (int, float)) or isinstance(self.time_scale, bool) or self.time_scale <= 0:
             return "time_scale must be a number > 0"
-        if not isinstance(self.v1_retired, bool):
-            return "v1_retired must be true or false"
         for name in ("retention_s", "sync_retention_s", "payload_limit_bytes", "sync_payload_limit_bytes", "max_requeues"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
@@ -132,7 +126,6 @@ class Faults:
     malformed_health: int = 0  # the next N health answers have no "workers" object
     unhealthy_workers: int = 0  # health counts this many more workers, all unhealthy (a crash-looping image)
     corrupt_models: int = 0  # the next N results with an inline model: one byte of the model changed
-    endpoints_without_template: int = 0  # the next N REST v1 endpoint answers have no templateId
     stuck_rollouts: int = 0  # the next N REST v2 releases never roll out (no worker is replaced)
     running_state_jobs: int = 0  # the next N jobs read RUNNING instead of IN_PROGRESS while they run
     pad_results_bytes: int = 0  # the next result counts this many bytes more against the payload limit
@@ -206,8 +199,6 @@ class Emulator:
         self.retried = 0  # jobs requeued after their worker died, and /retry calls (health's jobs.retried)
         self.port = 0
         self.closing = False
-        # RunPod's REST v1 view: each endpoint's template (made when the endpoint is first asked for).
-        self.templates: dict[str, dict] = {}
         # RunPod's REST v2 view of the endpoint these workers serve: its container and its releases.
         self.created_at = _now_iso()
         self.container = {"image": os.environ.get("CVSWEEP_IMAGE", DEFAULT_IMAGE), "env": {}, "args": None,
@@ -221,31 +212,6 @@ class Emulator:
         self.stuck_versions: set[int] = set()  # releases the stuck_rollouts fault holds back
         self.worker_versions: dict[str, int] = {}  # the release each worker process started from
         self.retiring: set[str] = set()  # workers being replaced by a newer release: they take no job
-
-    # -- REST API (rest.runpod.io/v1) ----------------------------------------------------------
-    def rest_endpoint(self, endpoint_id: str, include_template: bool = False) -> dict:
-        """``GET /v1/endpoints/{id}`` as RunPod documents it (the fields a deploy reads, and a few more)."""
-        with self.lock:
-            template = self.templates.setdefault(f"tpl-{endpoint_id}", {
-                "id": f"tpl-{endpoint_id}", "name": f"{endpoint_id} template", "imageName": "cvsweep-worker:emulated",
-                "isServerless": True, "containerDiskInGb": 20, "env": {}, "volumeInGb": 0})
-            body = {"id": endpoint_id, "name": endpoint_id, "computeType": "GPU", "templateId": template["id"],
-                    "workersMax": self.n_workers, "workersMin": 0, "version": 0}
-            if include_template:
-                body["template"] = dict(template)
-            if self.faults.take("endpoints_without_template"):
-                body.pop("templateId")
-                body.pop("template", None)
-            return body
-
-    def update_template(self, template_id: str, changes: dict) -> Optional[dict]:
-        """``PATCH /v1/templates/{id}``: the documented fields it is given change; None for an unknown template."""
-        with self.lock:
-            template = self.templates.get(template_id)
-            if template is None:
-                return None
-            template.update(changes)
-            return dict(template)
 
     # -- REST v2 (api.runpod.io/v2) -----------------------------------------------------------
     @property
@@ -648,7 +614,6 @@ class Emulator:
                 "cancelled": list(self.cancelled),
                 "deleted": dict(self.deleted),
                 "settings": asdict(self.settings),
-                "templates": {key: dict(value) for key, value in self.templates.items()},
                 "workers": {w: {"pid": p.pid, "alive": p.poll() is None, "ready": w in self.polled,
                                 "version": self.worker_versions.get(w)}
                             for w, p in self.processes.items()},
@@ -700,10 +665,8 @@ def make_handler(emulator: Emulator):
                 return self._rest_v2(method, parts[2:], body)
             if parts[:1] == ["v2"]:
                 return self._client_api(method, parts[1:], body)
-            if parts[:1] == ["v1"]:
-                if emulator.settings.v1_retired:
-                    return self._send(404, V1_RETIRED)
-                return self._rest_api(method, parts[1:], body)
+            if parts[:1] == ["v1"]:  # api-reference/overview.mdx: REST v1 retired on November 15, 2026
+                return self._send(404, V1_RETIRED)
             if parts[:1] == ["worker"]:
                 return self._worker_api(method, parts[1:], body)
             if parts[:1] == ["admin"]:
@@ -772,21 +735,6 @@ def make_handler(emulator: Emulator):
                 self._send(404, {"error": f"no endpoint {endpoint_id!r}"})
                 return True
             return False
-
-        def _rest_api(self, method: str, parts: list[str], body) -> None:
-            if self._refused():
-                return
-            if method == "GET" and parts[:1] == ["endpoints"] and len(parts) == 2:
-                if self._unknown_endpoint(parts[1]):
-                    return
-                query = parse_qs(urlparse(self.path).query)
-                return self._send(200, emulator.rest_endpoint(parts[1], query.get("includeTemplate") == ["true"]))
-            if method == "PATCH" and parts[:1] == ["templates"] and len(parts) == 2:
-                if not isinstance(body, dict) or not isinstance(body.get("imageName", ""), str):
-                    return self._send(400, {"error": "the body must be a JSON object; imageName a string"})
-                template = emulator.update_template(parts[1], body)
-                return self._send(200, template) if template else self._send(404, {"error": "template not found"})
-            self._send(404, {"error": f"no route {method} /v1/{'/'.join(parts)}"})
 
         def _client_api(self, method: str, parts: list[str], body) -> None:
             if self._refused() or self._unknown_endpoint(parts[0] if parts else ""):

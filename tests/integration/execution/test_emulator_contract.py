@@ -121,7 +121,7 @@ def test_settings_change_until_reset_and_unknown_ones_are_refused(endpoint):
     reset = requests.post(f"{endpoint.root}/admin/reset", json={}, timeout=10).json()
     assert reset["settings"] == {"time_scale": 1.0, "retention_s": 1800.0, "sync_retention_s": 60.0,
                                  "payload_limit_bytes": 10_000_000, "sync_payload_limit_bytes": 20_000_000,
-                                 "max_requeues": 3, "v1_retired": False}
+                                 "max_requeues": 3}
 
 
 # -- policy bounds and payload limits (send-requests.mdx, operation-reference.mdx) -------------
@@ -374,9 +374,8 @@ def test_rest_v2_errors_are_problem_details(endpoint, body, headers, status, det
     assert rest(endpoint, "GET", "ep/releases").json()["endpointVersion"] == 1
 
 
-def test_rest_v1_answers_its_retirement_once_retired(endpoint):
-    assert requests.get(f"{endpoint.root}/v1/endpoints/ep", headers=AUTH, timeout=10).status_code == 200
-    endpoint.settings(v1_retired=True)
-    answer = requests.get(f"{endpoint.root}/v1/endpoints/ep", headers=AUTH, timeout=10)
-    assert answer.status_code == 404 and answer.json() == {
-        "message": "REST API v1 was retired on November 15, 2026; use https://api.runpod.io/v2"}
+def test_rest_v1_answers_its_retirement(endpoint):
+    for method, path in (("GET", "endpoints/ep?includeTemplate=true"), ("PATCH", "templates/tpl-ep")):
+        answer = requests.request(method, f"{endpoint.root}/v1/{path}", headers=AUTH, json={}, timeout=10)
+        assert answer.status_code == 404 and answer.json() == {
+            "message": "REST API v1 was retired on November 15, 2026; use https://api.runpod.io/v2"}
