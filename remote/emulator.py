@@ -44,6 +44,51 @@ from urllib.parse import parse_qs, urlparse
 HANDLER = Path(__file__).resolve().with_name("handler.py")
 FINAL_STATES = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
 LONG_POLL_S = 2.0  # how long a worker's job-take or job-stop request is held open
+GONE = {"error": "request does not exist"}  # the answer for a job RunPod no longer keeps
+# serverless/endpoints/send-requests.mdx "Execution policies": executionTimeout 5 s to 7 days, ttl 10 s to 7 days (ms).
+POLICY_BOUNDS_MS = {"executionTimeout": (5_000, 604_800_000), "ttl": (10_000, 604_800_000)}
+# Same table: executionTimeout defaults to 10 minutes, ttl to 24 hours.
+DEFAULT_EXECUTION_TIMEOUT_S = 600.0
+DEFAULT_TTL_S = 86_400.0
+
+
+@dataclass
+class Settings:
+    """How the emulated endpoint keeps time and size (``POST /admin/settings``, ``--time-scale`` ...)."""
+
+    time_scale: float = 1.0  # real seconds per RunPod second, for every RunPod duration (policy, retention)
+    # serverless/endpoints/send-requests.mdx "Result retention": /run results kept 30 minutes after completion.
+    retention_s: float = 1800.0
+    sync_retention_s: float = 60.0  # same page: /runsync results kept 1 minute
+    # serverless/endpoints/operation-reference.mdx: maximum payload 10 MB for /run, 20 MB for /runsync.
+    payload_limit_bytes: int = 10_000_000
+    sync_payload_limit_bytes: int = 20_000_000
+    max_requeues: int = 3  # a job whose worker died goes back to the queue this often, then TIMED_OUT
+
+    def problem(self) -> Optional[str]:
+        """What is wrong with these values, if anything."""
+        if not isinstance(self.time_scale, (int, float)) or isinstance(self.time_scale, bool) or self.time_scale <= 0:
+            return "time_scale must be a number > 0"
+        for name in ("retention_s", "sync_retention_s", "payload_limit_bytes", "sync_payload_limit_bytes", "max_requeues"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                return f"{name} must be a number >= 0"
+        return None
+
+
+def policy_problem(policy) -> Optional[str]:
+    """Why RunPod would refuse this ``policy`` (None: it would not)."""
+    if policy is None:
+        return None
+    if not isinstance(policy, dict):
+        return "policy must be an object"
+    for name, (low, high) in POLICY_BOUNDS_MS.items():
+        value = policy.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            return f"policy.{name} must be between {low} and {high} ms (got {value})"
+    return None
 
 
 @dataclass
@@ -71,6 +116,7 @@ class Faults:
     endpoints_without_template: int = 0  # the next N REST endpoint answers have no templateId
 
     def take(self, name: str) -> bool:
+        """Whether the fault ``name`` fires now (its count is then one less)."""
         if getattr(self, name) > 0:
             setattr(self, name, getattr(self, name) - 1)
             return True
@@ -81,8 +127,10 @@ class Faults:
 class Job:
     id: str
     input: object
-    execution_timeout_s: Optional[float]
-    ttl_s: Optional[float]
+    execution_timeout_s: float  # RunPod seconds
+    ttl_s: float  # RunPod seconds
+    sync: bool = False  # sent with /runsync: its own retention and payload limit
+    time_scale: float = 1.0  # real seconds per RunPod second, for the times it reports
     submitted: float = field(default_factory=time.monotonic)
     status: str = "IN_QUEUE"
     started: Optional[float] = None
@@ -97,9 +145,9 @@ class Job:
     def to_status(self) -> dict:
         now = time.monotonic()
         body = {"id": self.id, "status": self.status}
-        if self.started is not None:
-            body["delayTime"] = round((self.started - self.submitted) * 1000)
-            body["executionTime"] = round(((self.finished or now) - self.started) * 1000)
+        if self.started is not None:  # in RunPod ms whatever the time scale, so costs add up as on RunPod
+            body["delayTime"] = round((self.started - self.submitted) * 1000 / self.time_scale)
+            body["executionTime"] = round(((self.finished or now) - self.started) * 1000 / self.time_scale)
         if self.worker_id:
             body["workerId"] = self.worker_id
         if self.status == "COMPLETED":
@@ -113,8 +161,10 @@ class Job:
 
 class Emulator:
     def __init__(self, workers: int, api_key: Optional[str], faults: Faults, log_dir: Path,
-                 endpoint_id: Optional[str] = None):
+                 endpoint_id: Optional[str] = None, settings: Optional[Settings] = None):
         self.n_workers = workers
+        self.settings = settings or Settings()
+        self.start_settings = asdict(self.settings)  # what POST /admin/reset goes back to
         self.api_key = api_key
         self.endpoint_id = endpoint_id  # the one endpoint served (404 for others); None: any id
         self.faults = faults
@@ -126,6 +176,7 @@ class Emulator:
         self.processes: dict[str, subprocess.Popen] = {}
         self.polled: set[str] = set()  # workers that have asked for a job: they are up
         self.cancelled: list[str] = []  # jobs a client cancelled while they were queued or running
+        self.deleted: dict[str, str] = {}  # job id -> why RunPod no longer keeps it (ttl, retention)
         self.port = 0
         self.closing = False
         # RunPod's REST view: each endpoint's template (made when the endpoint is first asked for).
@@ -157,10 +208,22 @@ class Emulator:
             return dict(template)
 
     # -- client API ------------------------------------------------------------------------
-    def submit(self, body: dict) -> Job:
+    def real_seconds(self, rp_seconds: float) -> float:
+        """Real seconds that stand for ``rp_seconds`` of RunPod time."""
+        return rp_seconds * self.settings.time_scale
+
+    def rp_seconds(self, real: float) -> float:
+        """RunPod seconds that ``real`` seconds stand for."""
+        return real / self.settings.time_scale
+
+    def submit(self, body: dict, sync: bool = False) -> Job:
+        """A new queued job for a /run or /runsync body whose policy was checked."""
         policy = body.get("policy") or {}
-        to_s = lambda ms: ms / 1000 if isinstance(ms, (int, float)) else None  # noqa: E731
-        job = Job(uuid.uuid4().hex, body.get("input"), to_s(policy.get("executionTimeout")), to_s(policy.get("ttl")))
+        job = Job(uuid.uuid4().hex, body.get("input"),
+                  policy.get("executionTimeout", DEFAULT_EXECUTION_TIMEOUT_S * 1000) / 1000,
+                  policy.get("ttl", DEFAULT_TTL_S * 1000) / 1000, sync=sync, time_scale=self.settings.time_scale)
+        if sync:
+            job.id = f"sync-{job.id}"
         with self.lock:
             if self.faults.take("slow_jobs"):
                 job.extra_delay_s = self.faults.slow_job_s
@@ -176,6 +239,8 @@ class Emulator:
                 self.lock.wait(timeout=0.2)
 
     def cancel(self, job_id: str) -> Optional[Job]:
+        # operation-reference.mdx "/cancel" says what a queued or running job answers; for a job
+        # that already ended the docs say nothing: it keeps (and answers) its final status.
         with self.lock:
             job = self.jobs.get(job_id)
             if job is not None and job.status not in FINAL_STATES:
@@ -250,17 +315,21 @@ class Emulator:
                 return True
         return False
 
-    def finish(self, worker_id: str, job_id: str, payload: dict) -> None:
+    def finish(self, worker_id: str, job_id: str, payload: dict) -> int:
+        """A worker's job-done (a progress update or the result); the HTTP status it gets."""
         with self.lock:
             job = self.jobs.get(job_id)
-            if job is None or job.status in FINAL_STATES or job.worker_id != worker_id:
-                return  # a late answer to a job that already ended (timed out, cancelled)
+            if job is None:
+                # runpod/runpod-python#56: job-done for a job its TTL deleted answers 404.
+                return 404
+            if job.status in FINAL_STATES or job.worker_id != worker_id:
+                return 200  # a late answer to a job that already ended (timed out, cancelled)
             if payload.get("status") == "IN_PROGRESS":
                 job.progress = payload.get("output")
-                return
+                return 200
             if payload.get("error") is not None:
                 self._end(job, "FAILED", error=payload["error"])
-                return
+                return 200
             output = payload.get("output")
             if self.faults.take("malformed_results"):
                 output = {"unexpected": "this is not a cvsweep result"}
@@ -272,6 +341,7 @@ class Emulator:
                 output = {**output, "model": {**output["model"], "inline": _corrupted(output["model"]["inline"])}}
             job.output = output
             self._end(job, "COMPLETED")
+            return 200
 
     def stops_for(self, worker_id: str) -> list[str]:
         deadline = time.monotonic() + LONG_POLL_S
@@ -292,16 +362,45 @@ class Emulator:
             self.stop_signals.setdefault(job.worker_id, []).append(job.id)
         self.lock.notify_all()
 
+    def _delete(self, job: Job, why: str) -> None:
+        """RunPod no longer keeps the job: every route answers 404 for it (the lock is held)."""
+        if job.id in self.queue:
+            self.queue.remove(job.id)
+        if job.status == "IN_PROGRESS" and job.worker_id:
+            # serverless/workers/handler-functions.mdx: a job stopped by its expiration is
+            # cancelled on the worker; the SDK's job-stop channel carries that.
+            self.stop_signals.setdefault(job.worker_id, []).append(job.id)
+        del self.jobs[job.id]
+        self.deleted[job.id] = why
+        self.lock.notify_all()
+
+    def _expired(self, job: Job, now: float) -> Optional[str]:
+        """Why RunPod would have deleted the job by ``now``, if it would."""
+        # send-requests.mdx "TTL vs. execution timeout": the TTL starts at submission and covers
+        # queue, run and result; when it runs out the job is deleted regardless of state.
+        if now - job.submitted > self.real_seconds(job.ttl_s):
+            return f"its ttl ({job.ttl_s:g}s) ran out"
+        # send-requests.mdx "Result retention": results are kept 30 minutes after completion
+        # (/runsync: 1 minute), separately from the TTL; endpoint-configurations.mdx: then
+        # permanently deleted. Every final state counts from when the job ended.
+        if job.status in FINAL_STATES and job.finished is not None:
+            kept = self.settings.sync_retention_s if job.sync else self.settings.retention_s
+            if now - job.finished > self.real_seconds(kept):
+                return f"its result was kept {kept:g}s after it ended"
+        return None
+
     def watch(self) -> None:
-        """Execution timeouts, queue TTLs, worker kills, and workers that died."""
+        """Execution timeouts, TTLs, retention, worker kills, and workers that died."""
         while not self.closing:
             now = time.monotonic()
             with self.lock:
                 for job in list(self.jobs.values()):
-                    if job.status == "IN_QUEUE" and job.ttl_s and now - job.submitted > job.ttl_s:
-                        self._end(job, "TIMED_OUT", error=f"waited in the queue longer than its ttl ({job.ttl_s:g}s)")
+                    why = self._expired(job, now)
+                    if why is not None:
+                        self._delete(job, why)
                     elif job.status == "IN_PROGRESS":
-                        if job.execution_timeout_s and now - job.started > job.execution_timeout_s:
+                        # job-states.mdx: TIMED_OUT when the worker did not report back within the timeout.
+                        if now - job.started > self.real_seconds(job.execution_timeout_s):
                             self._end(job, "TIMED_OUT", error=f"ran longer than its executionTimeout ({job.execution_timeout_s:g}s)")
                         elif job.kill_at and now >= job.kill_at:
                             job.kill_at = None
@@ -367,6 +466,8 @@ class Emulator:
                 "faults": asdict(self.faults),
                 "jobs": {job_id: job.to_status() for job_id, job in self.jobs.items()},
                 "cancelled": list(self.cancelled),
+                "deleted": dict(self.deleted),
+                "settings": asdict(self.settings),
                 "templates": {key: dict(value) for key, value in self.templates.items()},
                 "workers": {w: {"pid": p.pid, "alive": p.poll() is None, "ready": w in self.polled}
                             for w, p in self.processes.items()},
@@ -387,6 +488,7 @@ def _corrupted(inline: str) -> str:
 def make_handler(emulator: Emulator):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        raw_size = 0  # bytes of the request body being answered
 
         def log_message(self, *args) -> None:  # quiet: the state is at /admin/state
             pass
@@ -458,22 +560,39 @@ def make_handler(emulator: Emulator):
                 return
             route = (method, parts[1] if len(parts) > 1 else "")
             if route in (("POST", "run"), ("POST", "runsync")):
+                sync = route[1] == "runsync"
+                # operation-reference.mdx: maximum payload size 10 MB for /run, 20 MB for /runsync.
+                limit = emulator.settings.sync_payload_limit_bytes if sync else emulator.settings.payload_limit_bytes
+                if self.raw_size > limit:
+                    return self._send(400, {"error": f"payload of {self.raw_size} bytes is over the {limit}-byte "
+                                                     f"limit of /{route[1]}"})
                 if not isinstance(body, dict) or "input" not in body:
                     return self._send(400, {"error": "the body must be an object with an 'input'"})
-                job = emulator.submit(body)
-                if route[1] == "runsync":
+                # send-requests.mdx "Execution policies": the documented bounds of each policy field.
+                problem = policy_problem(body.get("policy"))
+                if problem:
+                    return self._send(400, {"error": problem})
+                job = emulator.submit(body, sync=True) if sync else emulator.submit(body)
+                if sync:
                     emulator.wait_final(job, seconds=60)
-                return self._send(200, job.to_status())
+                with emulator.lock:
+                    answer = job.to_status()
+                return self._send(200, answer)
             if route == ("GET", "status") and len(parts) == 3:
                 with emulator.lock:
                     outage = emulator.faults.http_status if emulator.faults.take("status_errors") else None
                 if outage:
                     return self._send(outage, {"error": f"injected HTTP {outage}"})
-                job = emulator.jobs.get(parts[2])
-                return self._send(200, job.to_status()) if job else self._send(404, {"error": "no such job"})
+                # send-requests.mdx "TTL vs. execution timeout": a deleted job's status checks return 404.
+                with emulator.lock:
+                    job = emulator.jobs.get(parts[2])
+                    answer = job.to_status() if job else None
+                return self._send(200, answer) if answer else self._send(404, GONE)
             if route == ("POST", "cancel") and len(parts) == 3:
                 job = emulator.cancel(parts[2])
-                return self._send(200, job.to_status()) if job else self._send(404, {"error": "no such job"})
+                with emulator.lock:
+                    answer = job.to_status() if job else None
+                return self._send(200, answer) if answer else self._send(404, GONE)
             if route == ("GET", "health"):
                 return self._send(200, emulator.health())
             if route == ("POST", "purge-queue"):
@@ -488,8 +607,8 @@ def make_handler(emulator: Emulator):
                 stops = emulator.stops_for(parts[1])
                 return self._send(200, {"jobsToStop": stops}) if stops else self._send(204, None)
             if method == "POST" and parts[:1] in (["job-done"], ["job-stream"]) and len(parts) == 3:
-                emulator.finish(parts[1], parts[2], body if isinstance(body, dict) else {"error": "unreadable result"})
-                return self._send(200, {})
+                status = emulator.finish(parts[1], parts[2], body if isinstance(body, dict) else {"error": "unreadable result"})
+                return self._send(status, {} if status == 200 else GONE)
             self._send(404, {"error": "not found"})
 
         def _admin(self, method: str, parts: list[str], body) -> None:
@@ -502,6 +621,22 @@ def make_handler(emulator: Emulator):
                     for key, value in body.items():
                         setattr(emulator.faults, key, value)
                 return self._send(200, asdict(emulator.faults))
+            if method == "POST" and parts == ["settings"] and isinstance(body, dict):
+                known = {f.name for f in fields(Settings)}
+                unknown = sorted(set(body) - known)
+                if unknown:
+                    return self._send(400, {"error": f"unknown settings {unknown}; known: {sorted(known)}"})
+                changed = Settings(**{**asdict(emulator.settings), **body})
+                if changed.problem():
+                    return self._send(400, {"error": changed.problem()})
+                with emulator.lock:
+                    emulator.settings = changed
+                return self._send(200, asdict(changed))
+            if method == "POST" and parts == ["reset"]:
+                with emulator.lock:  # faults all off, settings as the emulator was started with
+                    emulator.faults.__init__()
+                    emulator.settings = Settings(**emulator.start_settings)
+                return self._send(200, {"faults": asdict(emulator.faults), "settings": asdict(emulator.settings)})
             if method == "GET" and parts == ["state"]:
                 return self._send(200, emulator.state())
             self._send(404, {"error": "not found"})
@@ -509,6 +644,7 @@ def make_handler(emulator: Emulator):
         def _body(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            self.raw_size = len(raw)
             try:
                 return json.loads(raw) if raw else None
             except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
@@ -555,13 +691,19 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--faults", default="{}", help="JSON object of Faults fields to start with")
     parser.add_argument("--log-dir", default=None, help="worker logs (default: a new temporary folder)")
     parser.add_argument("--ready-timeout", type=float, default=180.0)
+    for setting in fields(Settings):
+        parser.add_argument(f"--{setting.name.replace('_', '-')}", type=type(setting.default), default=setting.default,
+                            help=f"(default {setting.default}; POST /admin/settings changes it)")
     args = parser.parse_args(argv)
+    settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
+    if settings.problem():
+        parser.error(settings.problem())
 
     # Clients must present the key this process was given in RUNPOD_API_KEY (any key if unset).
     api_key = os.environ.get("RUNPOD_API_KEY")
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="cvsweep-emulator-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    emulator = Emulator(args.workers, api_key, Faults(**json.loads(args.faults)), log_dir, args.endpoint_id)
+    emulator = Emulator(args.workers, api_key, Faults(**json.loads(args.faults)), log_dir, args.endpoint_id, settings)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(emulator))
     server.daemon_threads = True
     emulator.port = server.server_address[1]

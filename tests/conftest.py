@@ -208,13 +208,15 @@ class EmulatorProcess:
             return requests.get(f"{root}/admin/{path}", timeout=10).json()
         return requests.post(f"{root}/admin/{path}", json=body, timeout=10).json()
 
-    def reset_faults(self) -> None:
-        from dataclasses import fields
+    def reset(self) -> None:
+        """Every fault off and the settings (time_scale, retention_s, ...) as the emulator started."""
+        self.admin("reset", {})
 
-        sys.path.insert(0, str(REPO / "remote"))
-        from emulator import Faults
+    reset_faults = reset
 
-        self.admin("faults", {f.name: f.default for f in fields(Faults)})
+    def settings(self, **values) -> dict:
+        """Changes the emulator's settings (remote/emulator.py ``Settings``) until the next reset."""
+        return self.admin("settings", values)
 
     def wait_for_workers(self, timeout: float = 180) -> None:
         import time
@@ -412,11 +414,11 @@ def emulator(tmp_path_factory):
 
 @pytest.fixture
 def runpod_env(emulator, monkeypatch, tmp_path_factory):
-    """The client's environment for the emulator, with clean faults, every worker up, and a
+    """The client's environment for the emulator, with clean faults and settings, every worker up, and a
     remote job ledger of the test's own (cvsweep/execution/remote_jobs.py: otherwise a test would
     collect the finished job of an earlier test's trial with the same config)."""
     emulator.wait_for_workers()
-    emulator.reset_faults()
+    emulator.reset()
     monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)
     monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "local-endpoint")

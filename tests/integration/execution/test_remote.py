@@ -83,9 +83,10 @@ def test_timed_out_and_cancelled_jobs_fail_the_trial(fault, state, runpod_env):
 
 
 def test_execution_timeout_policy_is_sent_and_enforced(runpod_env):
+    runpod_env.settings(time_scale=0.2)  # RunPod's least executionTimeout, 5 s, is 1 s here
     slow = _run_config(TINY_RUN | {"training": {**TINY_RUN["training"], "epochs": 200}})
-    result = _executor(runpod_env.base_url, execution_timeout_s=1.0).run(slow)
-    assert result["status"] == "failed" and "ended TIMED_OUT: ran longer than its executionTimeout (1s)" in result["reason"]
+    result = _executor(runpod_env.base_url, execution_timeout_s=5.0).run(slow)
+    assert result["status"] == "failed" and "ended TIMED_OUT: ran longer than its executionTimeout (5s)" in result["reason"]
 
 
 @pytest.mark.parametrize("status", [429, 503])

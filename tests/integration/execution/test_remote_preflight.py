@@ -101,12 +101,13 @@ def test_a_bad_remote_setup_stops_the_real_command_with_exit_status_2(endpoint, 
 @pytest.mark.slow
 def test_an_endpoint_with_no_worker_up_is_a_cold_start_not_an_error(endpoint, tmp_path):
     # Scaled to zero and "max workers 0" give the same health answer: the sweep starts and
-    # says so. Here no worker ever comes, so the job leaves the queue at its ttl.
-    proc = _sweep(tmp_path, "executor.ttl_s=1", "executor.poll_interval_s=0.2", "plots=none")
+    # says so. Here no worker ever comes, so RunPod deletes the job at its ttl.
+    endpoint.settings(time_scale=0.1)  # RunPod's least ttl, 10 s, is 1 s here
+    proc = _sweep(tmp_path, "executor.ttl_s=10", "executor.poll_interval_s=0.2", "plots=none")
     shown = proc.stdout + proc.stderr
     assert "no worker is up now; the first trial waits for a cold start" in shown
-    assert proc.returncode == 1, shown[-3000:]  # the sweep ran; its one trial timed out in the queue
-    assert "ended TIMED_OUT" in shown and (tmp_path / "sweeps").exists()
+    assert proc.returncode == 1, shown[-3000:]  # the sweep ran; its one job was deleted at its ttl
+    assert "HTTP 404" in shown and (tmp_path / "sweeps").exists()
     assert SENTINEL_API_KEY not in shown
 
 

@@ -30,7 +30,8 @@ def data_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory, data_root):
-    emu = EmulatorProcess(1, tmp_path_factory.mktemp("one-worker-logs"), env={"CVSWEEP_DATA_ROOTS": str(data_root)})
+    emu = EmulatorProcess(1, tmp_path_factory.mktemp("one-worker-logs"), "--time-scale", "0.6",  # 5 s: 3 s
+                          env={"CVSWEEP_DATA_ROOTS": str(data_root)})
     yield emu
     emu.close()
 
@@ -81,7 +82,7 @@ def test_execution_timeout_stops_the_job_and_frees_the_worker(worker):
     worker.wait_for_workers()
     pid = worker.admin("state")["workers"]["worker-0"]["pid"]
     long = submit(worker, {"input": job_input(training={"epochs": 60, "early_stopping_patience": 0}),
-                           "policy": {"executionTimeout": 3000}})
+                           "policy": {"executionTimeout": 5000}})
     assert wait(worker, long)["status"] == "TIMED_OUT"
     assert_free_again(worker, pid)
 
@@ -114,7 +115,7 @@ def test_a_fifo_as_dataset_path_does_not_wedge_the_worker(worker, data_root):
     pid = worker.admin("state")["workers"]["worker-0"]["pid"]
     stuck = submit(worker, {"input": job_input(dataset={"name": "npz", "path": str(fifo), "pixel_scale": 255.0,
                                                          "test_fraction": None}),
-                            "policy": {"executionTimeout": 3000}})
+                            "policy": {"executionTimeout": 5000}})
     status = wait(worker, stuck)  # refused unread (a FIFO is no regular file), not timed out
     assert status["status"] == "FAILED" and json.loads(status["error"])["code"] == "data_refused", status
     assert_free_again(worker, pid)
