@@ -308,10 +308,25 @@ def test_a_killed_worker_process_fails_its_trials_and_the_sweep_goes_on(runpod_e
     assert "starting 2 new ones" in out
 
 
-def test_slow_queue_shows_as_queue_time(runpod_env):
+def test_slow_queue_shows_as_queue_time_and_is_billed(runpod_env):
     runpod_env.admin("faults", {"queue_delay_s": 1.5})
-    result = _executor(runpod_env.base_url).run(_run_config())
-    assert result["status"] == "completed" and result["remote"]["queue_ms"] >= 1500
+    result = _executor(runpod_env.base_url, price_per_hour=3.6).run(_run_config())
+    remote = result["remote"]
+    assert result["status"] == "completed" and remote["queue_ms"] >= 1500
+    # RunPod's delay (the cold start it bills) and execution, at $0.001 a second begun.
+    assert remote["billed_ms"] == remote["queue_ms"] + remote["execution_ms"]
+    assert remote["cost_usd"] == -(-remote["billed_ms"] // 1000) / 1000
+    assert remote["submitted_at"] < remote["finished_at"]
+
+
+def test_a_job_runpod_refuses_names_runpods_reason_and_the_setting(runpod_env):
+    # A policy below RunPod's minimum, sent past the checks before a sweep (which refuse it).
+    result = _executor(runpod_env.base_url, execution_timeout_s=1.0, ttl_s=3600.0).run(_run_config())
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("remote: RunPod refused the job (HTTP 400: policy.executionTimeout must be "
+                                       "between 5000 and 604800000 ms (got 1000)); it was sent with "
+                                       "executor.execution_timeout_s=1 and executor.ttl_s=3600")
+    assert "remote" not in result  # no job exists: nothing was paid
 
 
 def test_the_sdk_endpoint_api_works_against_the_emulator(runpod_env):
