@@ -127,7 +127,7 @@ def test_a_submission_whose_connection_dropped_is_not_sent_again(runpod_env):
 def test_transient_faults_beyond_the_retries_fail_the_trial(runpod_env):
     runpod_env.admin("faults", {"http_status": 503, "http_errors": 10})
     result = _executor(runpod_env.base_url, retries=2).run(_run_config())
-    assert result["status"] == "failed" and result["reason"] == "remote: submit request failed: HTTP 503"
+    assert result["status"] == "failed" and result["reason"] == "remote: submit request failed: HTTP 503: injected HTTP 503"
 
 
 def test_unreachable_endpoint_fails_or_falls_back_to_local(monkeypatch):
