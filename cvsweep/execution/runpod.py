@@ -37,7 +37,7 @@ from urllib3.exceptions import MaxRetryError
 from cvsweep import compat
 from cvsweep.config.fingerprint import fingerprint
 from cvsweep.config.schema import Fallback
-from cvsweep.config.validate import ENDPOINT_ID
+from cvsweep.config.validate import ENDPOINT_ID, QUEUE_MARGIN_S
 from cvsweep.errors import CvsweepError
 from cvsweep.execution import model_transport, remote_jobs
 from cvsweep.execution.http_retry import TRANSIENT_HTTP, RetriesStopped, policy
@@ -460,6 +460,8 @@ class RemoteJob:
             log.info("remote job %s of this config, submitted earlier, is %s: collecting it", job_id, state)
             self.entry = entry
             return job_id
+        if state == "TIMED_OUT" and self._requeued(entry):
+            return job_id
         if state is None:
             log.warning("remote job %s of this config expired at RunPod (%s); the trial trains again", job_id,
                         remote_jobs.expiry_reason(entry, time.time()))
@@ -467,6 +469,27 @@ class RemoteJob:
             log.warning("remote job %s of this config, submitted earlier, is %s; the trial trains again", job_id, state)
         remote_jobs.forget(self.cfg.endpoint_id, self.fingerprint)
         return None
+
+    def _requeued(self, entry: dict) -> bool:
+        """An earlier job that ended TIMED_OUT, re-queued with ``/retry`` (same id and input,
+        nothing sent again) instead of a new ``/run``, where its TTL, which still counts from
+        the first submission, leaves room for another execution timeout and the queue margin
+        (serverless/endpoints/operation-reference.mdx: /retry requeues FAILED or TIMED_OUT jobs)."""
+        job_id, timeout = entry["job_id"], entry.get("execution_timeout_s") or self.cfg.execution_timeout_s
+        if entry.get("submitted_at") is None or \
+                entry["submitted_at"] + entry["ttl_s"] - time.time() < timeout + QUEUE_MARGIN_S:
+            return False
+        try:
+            self.client.post("retry", f"retry/{quote(job_id, safe='')}", None, interruptible=True, resend_safe=False)
+        except JobInterrupted:
+            raise
+        except RemoteError as err:
+            log.warning("remote job %s of this config ended TIMED_OUT and could not be retried (%s)", job_id, err)
+            return False
+        log.info("remote job %s of this config, submitted earlier, ended TIMED_OUT: re-queued with /retry", job_id)
+        self.entry = {**entry, "started_at": None, "finished_at": None}
+        remote_jobs.mark(self.cfg.endpoint_id, self.fingerprint, started_at=None, finished_at=None)
+        return True
 
     def _wait(self, job_id: str) -> dict:
         """Poll until the job reaches a final state; cancel it if it outlives its policy, or

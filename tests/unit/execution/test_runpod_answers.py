@@ -33,12 +33,14 @@ DELETED = (404, {"error": "request does not exist"})
 
 class ScriptedRunpod:
     """RunPod's queue API as a script: ``statuses[job]`` are that job's /status answers in turn
-    (the last one repeats), ``submitted`` the answer to /run, ``cancelled`` the one to /cancel."""
+    (the last one repeats), ``submitted`` the answer to /run, ``cancelled`` the one to /cancel,
+    ``retried`` the one to /retry."""
 
     def __init__(self) -> None:
         self.statuses: dict[str, list] = {}
         self.submitted = (200, {"id": JOB, "status": "IN_QUEUE"})
         self.cancelled = (200, {"id": JOB, "status": "CANCELLED"})
+        self.retried = (200, {"id": EARLIER, "status": "IN_QUEUE"})
         self.requests: list[tuple[str, str]] = []
 
     def answer(self, method: str, path: str) -> tuple[int, dict]:
@@ -50,6 +52,8 @@ class ScriptedRunpod:
             return self.submitted
         if method == "POST" and route.startswith("cancel/"):
             return self.cancelled
+        if method == "POST" and route.startswith("retry/"):
+            return self.retried
         if method == "GET" and route.startswith("status/"):
             script = self.statuses.get(route.split("/", 1)[1], [DELETED])
             return script.pop(0) if len(script) > 1 else script[0]
@@ -295,3 +299,25 @@ def test_a_job_id_not_of_runpods_form_is_never_put_in_a_url(runpod):
     result = _executor(runpod).run(_run_config())
     assert result["status"] == "failed" and "no job id of RunPod's form" in result["reason"]
     assert runpod.routes("GET") == []
+
+
+def test_an_earlier_job_that_timed_out_is_requeued_with_retry_while_its_ttl_leaves_room(runpod, caplog):
+    _left_behind(submitted_at=time.time() - 600)
+    run_config = _run_config()
+    done = _completed(_worker_result(run_config))[1]
+    runpod.statuses[EARLIER] = [(200, {"id": EARLIER, "status": "TIMED_OUT"}), (200, {"id": EARLIER, "status": "IN_QUEUE"}),
+                                (200, {**done, "id": EARLIER})]
+    with caplog.at_level(logging.INFO, logger="cvsweep.runpod"):
+        result = _executor(runpod).run(run_config)
+    assert result["status"] == "completed" and result["remote"]["job_id"] == EARLIER
+    assert runpod.routes("POST") == [f"retry/{EARLIER}"]  # the same job again: no second /run
+    assert f"remote job {EARLIER} of this config, submitted earlier, ended TIMED_OUT: re-queued with /retry" in caplog.text
+
+
+def test_an_earlier_job_that_timed_out_with_too_little_ttl_left_is_trained_again_in_a_new_job(runpod):
+    _left_behind(submitted_at=time.time() - 86_400 + 3_000)  # 50 min of its TTL left: less than one more hour's run
+    runpod.statuses[EARLIER] = [(200, {"id": EARLIER, "status": "TIMED_OUT"})]
+    runpod.statuses[JOB] = [_completed(_worker_result(_run_config()))]
+    result = _executor(runpod).run(_run_config())
+    assert result["status"] == "completed" and result["remote"]["job_id"] == JOB
+    assert runpod.routes("POST") == ["run"]
