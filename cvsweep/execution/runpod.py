@@ -6,8 +6,18 @@ runs the same ``train`` and echoes the fingerprint, which must match. Transient 
 (HTTP 408, 429, 5xx, dropped connections) are retried with backoff (cvsweep/execution/http_retry.py; a
 submission only when it was not taken, so a job is never sent twice); a job that ends FAILED,
 TIMED_OUT or CANCELLED, an unreachable endpoint or a malformed answer fails the trial with
-the reason, or with ``fallback: local`` trains here instead, recorded as such. The API key
-comes from RUNPOD_API_KEY and appears in no result, log line or error message.
+the reason (RunPod's own words where it gave any, and the setting to change), or with
+``fallback: local`` trains here instead, recorded as such. The API key comes from RUNPOD_API_KEY
+and appears in no result, log line or error message; the endpoint id and job ids that go into
+URLs are of RunPod's form only.
+
+RunPod keeps a job until its TTL runs out (from submission, over queue, run and result) and a
+finished job's result 30 minutes (cvsweep/execution/remote_jobs.py): a job deleted before it
+ended fails its trial naming executor.ttl_s, a status outage is waited out only while RunPod
+can still answer, and a killed sweep's job is collected by the next trial of its config while
+RunPod keeps it (a TIMED_OUT one re-queued with /retry), said expired in one line after.
+A result records its job's billed time and, with executor.price_per_hour, its cost; with
+executor.image, a result from a worker on another image fails its trial.
 
 A trial with a ``prune`` hook (the sweep's pruner) asks it after each epoch the worker reports;
 when it says stop, the job is cancelled at once (the GPU stops billing) and the trial comes back
@@ -547,6 +557,9 @@ class RemoteJob:
         elif state in RUNNING_STATES and self.entry.get("started_at") is None:
             self.entry["started_at"] = now
             remote_jobs.mark(self.cfg.endpoint_id, self.fingerprint, started_at=now)
+        elif state == "IN_QUEUE" and self.entry.get("started_at") is not None:  # requeued: it starts again
+            self.entry["started_at"] = None
+            remote_jobs.mark(self.cfg.endpoint_id, self.fingerprint, started_at=None)
         update = status.get("output")
         if state in RUNNING_STATES and isinstance(update, dict):
             epoch = update.get("epoch")
