@@ -140,6 +140,23 @@ MUTANTS = [
     ("worker-data-read-here-for-its-shape", "cvsweep/sweep/trial.py",
      "    if not pin:  # a download, or data on the worker", "    if not pin and dataset.path is None:  # a download",
      ["tests/unit/study/test_max_params_on_worker_data.py::test_a_trial_on_worker_data_takes_its_shape_without_reading_the_path"]),
+    # The remote client as RunPod behaves: RUNNING is running, the outage wait bounded by the TTL,
+    # RunPod's bounds and endpoint ids checked before any request.
+    ("running-not-counted-as-running", "cvsweep/execution/runpod.py",
+     'RUNNING_STATES = ("IN_PROGRESS", "RUNNING")', 'RUNNING_STATES = ("IN_PROGRESS",)',
+     ["tests/unit/execution/test_runpod_answers.py::test_running_is_relayed_and_asks_the_pruner_as_in_progress_does",
+      "tests/unit/execution/test_runpod_answers.py::test_a_killed_sweeps_running_job_is_collected_with_no_second_run"]),
+    ("outage-waited-out-past-the-ttl", "cvsweep/execution/remote_jobs.py",
+     '    ends = [entry["submitted_at"] + entry["ttl_s"]]\n', '    ends = [entry["submitted_at"] + 100 * entry["ttl_s"]]\n',
+     ["tests/unit/execution/test_runpod_answers.py::test_a_status_outage_is_waited_out_only_while_runpod_can_still_answer"]),
+    ("ttl-not-checked-against-the-timeout", "cvsweep/config/validate.py",
+     "ttl < timeout + QUEUE_MARGIN_S", "ttl < timeout",
+     ["tests/unit/config/test_runpod_policy_settings.py::"
+      "test_a_ttl_that_cannot_cover_the_execution_timeout_is_refused_in_one_line_naming_both"]),
+    ("endpoint-id-not-checked", "cvsweep/config/validate.py",
+     "    if endpoint_id and not ENDPOINT_ID.fullmatch(str(endpoint_id)):", "    if False:",
+     ["tests/unit/config/test_runpod_policy_settings.py::"
+      "test_an_endpoint_id_that_is_not_one_is_refused_before_any_request"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).
@@ -205,24 +222,7 @@ def main() -> int:
     if args.tests_from:
         chosen = [(n, f, o, r, BEFORE.get(n, ids)) for n, f, o, r, ids in chosen]
 
-    rows = [    # The remote client as RunPod behaves: RUNNING is running, the outage wait bounded by the TTL,
-    # RunPod's bounds and endpoint ids checked before any request.
-    ("running-not-counted-as-running", "cvsweep/execution/runpod.py",
-     'RUNNING_STATES = ("IN_PROGRESS", "RUNNING")', 'RUNNING_STATES = ("IN_PROGRESS",)',
-     ["tests/unit/execution/test_runpod_answers.py::test_running_is_relayed_and_asks_the_pruner_as_in_progress_does",
-      "tests/unit/execution/test_runpod_answers.py::test_a_killed_sweeps_running_job_is_collected_with_no_second_run"]),
-    ("outage-waited-out-past-the-ttl", "cvsweep/execution/remote_jobs.py",
-     '    ends = [entry["submitted_at"] + entry["ttl_s"]]\n', '    ends = [entry["submitted_at"] + 100 * entry["ttl_s"]]\n',
-     ["tests/unit/execution/test_runpod_answers.py::test_a_status_outage_is_waited_out_only_while_runpod_can_still_answer"]),
-    ("ttl-not-checked-against-the-timeout", "cvsweep/config/validate.py",
-     "ttl < timeout + QUEUE_MARGIN_S", "ttl < timeout",
-     ["tests/unit/config/test_runpod_policy_settings.py::"
-      "test_a_ttl_that_cannot_cover_the_execution_timeout_is_refused_in_one_line_naming_both"]),
-    ("endpoint-id-not-checked", "cvsweep/config/validate.py",
-     "    if endpoint_id and not ENDPOINT_ID.fullmatch(str(endpoint_id)):", "    if False:",
-     ["tests/unit/config/test_runpod_policy_settings.py::"
-      "test_an_endpoint_id_that_is_not_one_is_refused_before_any_request"]),
-]
+    rows = []
     if not args.no_baseline:
         with tempfile.TemporaryDirectory(prefix="cvsweep-mutant-") as tmp:
             copy_tree(Path(tmp), args.tests_from)

@@ -247,8 +247,8 @@ def test_an_earlier_job_past_what_runpod_keeps_is_not_asked_for(runpod, caplog, 
 def test_a_status_outage_is_waited_out_only_while_runpod_can_still_answer(runpod):
     fp = _left_behind(submitted_at=time.time() - 100, ttl_s=101.5)  # its TTL ends in about 1.5 s
     runpod.statuses[EARLIER] = [(200, {"id": EARLIER, "status": "IN_QUEUE"}), (503, {"error": "unavailable"})]
-    # Retried every 0.2 s: 1000 retries would take minutes; the TTL leaves room for a few.
-    result = _executor(runpod, retries=1000, backoff_s=0.2, backoff_max_s=0.2).run(_run_config())
+    # Retried every 0.2 s: 150 retries would take half a minute; the TTL leaves room for a few.
+    result = _executor(runpod, retries=150, backoff_s=0.2, backoff_max_s=0.2).run(_run_config())
     assert result["status"] == "failed" and result["reason"].startswith(f"remote: lost contact with job {EARLIER}")
     assert runpod.routes("GET").count(f"status/{EARLIER}") < 20  # nothing to wait for past the TTL
     assert remote_jobs.recall(ENDPOINT, fp)["job_id"] == EARLIER  # it stays for the next run to ask
