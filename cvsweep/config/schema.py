@@ -595,8 +595,9 @@ class RunpodExecutorConfig:
     # What a trial does when its remote job fails: fail (none) or train here (local).
     fallback: Fallback = Fallback.none
     # A trained model comes home in the job's output when its file, and its text compressed and
-    # base64-encoded, are at most this large. At most 8: RunPod refuses a job's input over 10 MB
-    # (/run) and results near 20 MB, and the result's history and diagnostics come on top.
+    # base64-encoded, are at most this large. At most 8: RunPod's payload limit of 10 MB for /run
+    # holds for the result too (a larger one is refused at job-done and dropped), and the
+    # result's history and diagnostics come on top.
     max_inline_model_mb: float = field(default=5.0, metadata=bounds(0, 8))
     # Where larger models go (executor.artifact_store.url=s3://bucket/prefix).
     artifact_store: ArtifactStoreConfig = field(default_factory=ArtifactStoreConfig)

@@ -110,7 +110,7 @@ def _check_endpoint(executor) -> None:
     if not any(workers.values()):
         # Scaled to zero (normal) and max workers 0 (a mistake) look alike here: say it, don't refuse.
         log.warning("%s: no worker is up now; the first trial waits for a cold start (if the endpoint's max "
-                    "workers is 0, its jobs wait in the queue until executor.ttl_s)", endpoint)
+                    "workers is 0, its jobs wait in the queue until RunPod deletes them at executor.ttl_s)", endpoint)
 
 
 def _worker_counts(health: dict) -> dict | None:
