@@ -50,6 +50,7 @@ def test_every_fault_in_one_remote_sweep(runpod_env, tmp_path):
     # The first job waits 3 s in the queue, so the transient faults meet its status polls
     # (retried), not a submission (never sent twice: cvsweep/execution/http_retry.py).
     runpod_env.admin("faults", {**JOB_FAULTS, "kill_after_s": 0.3, "slow_jobs": 1, "slow_job_s": 3})
+    runpod_env.settings(max_requeues=0)  # the killed worker's job ends TIMED_OUT, not run again
     injector = _once_a_job_is_sent(runpod_env, TRANSIENT)
     proc = run_cli(
         "-m", "executor=runpod", "executor.max_in_flight=1", "executor.poll_interval_s=0.1",

@@ -163,6 +163,7 @@ def test_fingerprint_mismatch_fails_loudly_even_with_fallback(runpod_env):
 
 def test_worker_killed_mid_job_fails_the_trial_and_is_replaced(runpod_env):
     runpod_env.admin("faults", {"kill_workers": 1, "kill_after_s": 0.5})
+    runpod_env.settings(max_requeues=0)  # no second run: the job ends TIMED_OUT at once
     slow = _run_config(TINY_RUN | {"training": {**TINY_RUN["training"], "epochs": 200}})
     result = _executor(runpod_env.base_url).run(slow)
     assert result["status"] == "failed" and "died while running the job" in result["reason"]
