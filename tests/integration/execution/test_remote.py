@@ -320,6 +320,21 @@ def test_slow_queue_shows_as_queue_time_and_is_billed(runpod_env):
     assert remote["submitted_at"] < remote["finished_at"]
 
 
+def test_a_result_runpod_drops_at_job_done_is_said_so_and_its_time_recorded(runpod_env):
+    runpod_env.admin("faults", {"pad_results_bytes": 10_000_000})  # over RunPod's 10 MB, however small the result
+    result = _executor(runpod_env.base_url, price_per_hour=3.6).run(_run_config())
+    assert result["status"] == "failed" and "malformed" not in result["reason"]
+    assert f"job {result['remote']['job_id']} ended COMPLETED, but RunPod dropped the worker's result" in result["reason"]
+    assert result["remote"]["billed_ms"] > 0 and result["remote"]["cost_usd"] > 0  # paid for all the same
+
+
+def test_a_result_from_another_image_than_executor_image_fails_its_trial(runpod_env):
+    result = _executor(runpod_env.base_url, image="registry.example/cvsweep-worker:other").run(_run_config())
+    assert result["status"] == "failed" and "fallback" not in result
+    assert result["reason"].startswith(f"remote: job {result['remote']['job_id']} ran on image ")
+    assert ", not executor.image=registry.example/cvsweep-worker:other: " in result["reason"]
+
+
 def test_a_job_runpod_refuses_names_runpods_reason_and_the_setting(runpod_env):
     # A policy below RunPod's minimum, sent past the checks before a sweep (which refuse it).
     result = _executor(runpod_env.base_url, execution_timeout_s=1.0, ttl_s=3600.0).run(_run_config())

@@ -138,3 +138,33 @@ def test_a_job_whose_ttl_runs_out_mid_run_fails_its_trial_naming_the_setting(run
                                 "deletes the job when it runs out, even mid-run); raise executor.ttl_s")
     assert "epochs_trained" in result["remote"] and result["remote"]["execution_ms"] is not None  # its GPU time
     runpod_env.wait_for_workers()  # the worker was stopped and takes jobs again
+
+
+def test_a_killed_sweeps_running_job_is_collected_and_pruned_as_in_progress_would_be(runpod_env, caplog):
+    """RUNNING (job-states.mdx) is running: the re-run collects the job (no second /run) and
+    its pruner is asked at each epoch the worker reports, so the job is cancelled mid-run."""
+    runpod_env.admin("faults", {"running_state_jobs": 1})
+    slow = _run_config()
+    slow["training"]["epochs"] = 200
+    job_id = _left_behind(runpod_env, slow)
+    _when(lambda: _jobs(runpod_env)[job_id]["status"] == "RUNNING")
+    before = set(_jobs(runpod_env))
+    with caplog.at_level("INFO", logger="cvsweep.runpod"):
+        result = _executor(runpod_env.base_url).run(slow, prune=lambda report: report["epoch"] >= 2)
+    assert f"remote job {job_id} of this config, submitted earlier, is RUNNING: collecting it" in caplog.text
+    assert set(_jobs(runpod_env)) == before  # no second job
+    assert result["status"] == "pruned" and result["remote"]["job_id"] == job_id
+    assert _jobs(runpod_env)[job_id]["status"] == "CANCELLED"
+    assert result["remote"]["epochs_trained"] >= result["pruned"]["epoch"] == 2
+
+
+def test_a_killed_sweeps_timed_out_job_is_retried_under_its_own_id(runpod_env, caplog):
+    runpod_env.admin("faults", {"time_out_jobs": 1})
+    job_id = _left_behind(runpod_env, _run_config())
+    _when(lambda: _jobs(runpod_env)[job_id]["status"] == "TIMED_OUT")
+    before = set(_jobs(runpod_env))
+    with caplog.at_level("INFO", logger="cvsweep.runpod"):
+        result = _executor(runpod_env.base_url).run(_run_config())
+    assert result["status"] == "completed" and result["remote"]["job_id"] == job_id
+    assert set(_jobs(runpod_env)) == before  # /retry, not a second /run
+    assert f"remote job {job_id} of this config, submitted earlier, ended TIMED_OUT: re-queued with /retry" in caplog.text
