@@ -360,8 +360,8 @@ class RemoteJob:
         # Where it trained, as far as its progress says; the worker's own record never came.
         result["executed_on"] = {"executor": "runpod", "worker_id": update.get("worker_id"), "hostname": None}
         result["client_versions"], result["versions"] = result["versions"], {}
-        result["remote"] = {**self.ids, "worker_id": update.get("worker_id"), "cancelled_at": update.get("cancelled_at"),
-                            **self._spent()}
+        result["remote"] = {**self.ids, "worker_id": update.get("worker_id"),
+                            "cancelled_at": update.get("cancelled_at"), **self._spent()}
         return result
 
     def failed(self, reason: str, code: str = failures.REMOTE_ERROR) -> Result:
@@ -510,7 +510,8 @@ class RemoteJob:
         self.epochs_handed_on = 0
         route = f"status/{quote(job_id, safe='')}"
         while True:
-            give_up = time.monotonic() + max(0.0, (remote_jobs.answerable_until(self.entry) or time.time()) - time.time())
+            until = remote_jobs.answerable_until(self.entry) or time.time()
+            give_up = time.monotonic() + max(0.0, until - time.time())
             try:
                 status = self.client.get("status", route, until=give_up, interruptible=True)
             except JobInterrupted:
