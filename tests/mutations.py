@@ -161,6 +161,23 @@ MUTANTS = [
     ("result-size-unchecked", "remote/handler.py",
      "    if size <= cap:\n        return result\n    if isinstance", "    if True:\n        return result\n    if isinstance",
      ["tests/integration/execution/test_model_transport.py::test_a_result_over_the_cap_leaves_its_inline_model_out_with_the_reason"]),
+    # The remote client as RunPod behaves: RUNNING is running, the outage wait bounded by the TTL,
+    # RunPod's bounds and endpoint ids checked before any request.
+    ("running-not-counted-as-running", "cvsweep/execution/runpod.py",
+     'RUNNING_STATES = ("IN_PROGRESS", "RUNNING")', 'RUNNING_STATES = ("IN_PROGRESS",)',
+     ["tests/unit/execution/test_runpod_answers.py::test_running_is_relayed_and_asks_the_pruner_as_in_progress_does",
+      "tests/unit/execution/test_runpod_answers.py::test_a_killed_sweeps_running_job_is_collected_with_no_second_run"]),
+    ("outage-waited-out-past-the-ttl", "cvsweep/execution/remote_jobs.py",
+     '    ends = [entry["submitted_at"] + entry["ttl_s"]]\n', '    ends = [entry["submitted_at"] + 100 * entry["ttl_s"]]\n',
+     ["tests/unit/execution/test_runpod_answers.py::test_a_status_outage_is_waited_out_only_while_runpod_can_still_answer"]),
+    ("ttl-not-checked-against-the-timeout", "cvsweep/config/validate.py",
+     "ttl < timeout + QUEUE_MARGIN_S", "ttl < timeout",
+     ["tests/unit/config/test_runpod_policy_settings.py::"
+      "test_a_ttl_that_cannot_cover_the_execution_timeout_is_refused_in_one_line_naming_both"]),
+    ("endpoint-id-not-checked", "cvsweep/config/validate.py",
+     "    if endpoint_id and not ENDPOINT_ID.fullmatch(str(endpoint_id)):", "    if False:",
+     ["tests/unit/config/test_runpod_policy_settings.py::"
+      "test_an_endpoint_id_that_is_not_one_is_refused_before_any_request"]),
 ]
 
 # The tests of the commit before issue 19 that stood for each mutant (--tests-from).

@@ -571,12 +571,18 @@ class RunpodExecutorConfig:
     RUNPOD_API_KEY at run time only: it is never part of a config."""
 
     name: str = "runpod"
+    # RunPod's id of the endpoint: letters, digits, '-' and '_' only (it becomes part of every
+    # request's URL, sent with the API key).
     endpoint_id: Optional[str] = None
     base_url: str = field(default="https://api.runpod.ai/v2", metadata={
         **operator_only("the RunPod API key is sent there"), **default_from_env("RUNPOD_ENDPOINT_BASE_URL")})
-    # Sent as the job's RunPod policy: executionTimeout and ttl (time allowed in the queue).
-    execution_timeout_s: float = field(default=3600.0, metadata=bounds(0, low_open=True))
-    ttl_s: float = field(default=86400.0, metadata=bounds(0, low_open=True))
+    # The job's policy.executionTimeout: how long a worker may run it once it took it; past it the
+    # job ends TIMED_OUT. RunPod allows 5 s to 7 days (serverless/endpoints/send-requests.mdx).
+    execution_timeout_s: float = field(default=3600.0, metadata=bounds(5, 604_800))
+    # The job's policy.ttl: its whole life at RunPod from submission (queue, run and result);
+    # when it runs out the job is deleted, even mid-run, and its result with it. RunPod allows
+    # 10 s to 7 days; it must cover execution_timeout_s plus a minute in the queue.
+    ttl_s: float = field(default=86400.0, metadata=bounds(10, 604_800))
     poll_interval_s: float = field(default=2.0, metadata=bounds(0, low_open=True))
     request_timeout_s: float = field(default=30.0, metadata=bounds(0, low_open=True))
     # Transient faults (HTTP 408, 429, 5xx, dropped connections) are retried this many times,
@@ -589,11 +595,19 @@ class RunpodExecutorConfig:
     # What a trial does when its remote job fails: fail (none) or train here (local).
     fallback: Fallback = Fallback.none
     # A trained model comes home in the job's output when its file, and its text compressed and
-    # base64-encoded, are at most this large. At most 8: RunPod refuses a job's input over 10 MB
-    # (/run) and results near 20 MB, and the result's history and diagnostics come on top.
+    # base64-encoded, are at most this large. At most 8: RunPod's payload limit of 10 MB for /run
+    # holds for the result too (a larger one is refused at job-done and dropped), and the
+    # result's history and diagnostics come on top.
     max_inline_model_mb: float = field(default=5.0, metadata=bounds(0, 8))
     # Where larger models go (executor.artifact_store.url=s3://bucket/prefix).
     artifact_store: ArtifactStoreConfig = field(default_factory=ArtifactStoreConfig)
+    # USD per hour for one worker of the endpoint's GPU type: the "Cost per second" of RunPod's
+    # serverless pricing table (Endpoint settings, GPU configuration; runpod.io/pricing) times
+    # 3600. Each remote result then records cost_usd, an estimate; null: no cost recorded.
+    price_per_hour: Optional[float] = field(default=None, metadata=bounds(0, low_open=True))
+    # The worker image the sweep expects (e.g. what cvsweep deploy pushed): a result from a
+    # worker on another image fails its trial, so a rolling release never mixes two. null: any.
+    image: Optional[str] = None
 
 
 EXECUTOR_SCHEMAS = {"local": LocalExecutorConfig, "runpod": RunpodExecutorConfig}

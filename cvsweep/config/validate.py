@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, Mapping, Optional
 
@@ -26,11 +27,20 @@ from cvsweep.config.schema import (
     ConfigError,
     DataLocation,
     RunConfig,
+    RunpodExecutorConfig,
     SamplingStrategy,
     dataset_schema,
     model_schema,
     setting,
 )
+
+
+# RunPod's endpoint ids are letters and digits, public ones with '-' (the issue's form adds '_'):
+# nothing that could steer a URL (no '/', '.', '?', '%', '#').
+ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# serverless/endpoints/send-requests.mdx: the TTL's timer starts at submission and covers the
+# queue too, so it must outlast the execution timeout by at least this much queue time.
+QUEUE_MARGIN_S = 60
 
 
 def omegaconf_problem(err: Exception) -> str:
@@ -260,6 +270,8 @@ def _rule_problems(cfg: DictConfig) -> list[str]:
     if size is not None and (len(size) != 2 or not all(isinstance(v, int) and 4 <= v <= MAX_IMAGE_SIDE for v in size)):
         problems.append(f"dataset.image_size={list(size)}: allowed is [height, width], each in [4, {MAX_IMAGE_SIDE}]")
     problems += _location_problems(dataset)
+    if "executor" in cfg and cfg.executor.name == "runpod":
+        problems += _runpod_rule_problems(cfg.executor)
     problems += _download_count_problems(dataset, entry) if dataset.location != DataLocation.worker else []
     if dataset.sha256 is not None and not (isinstance(dataset.sha256, str) and len(dataset.sha256) == 64):
         problems.append(f"dataset.sha256={dataset.sha256}: a sha256 hex digest (64 characters) or null")
@@ -329,3 +341,35 @@ def _kind_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"model.architecture=lstm reads token sequences; dataset={dataset.name.value} is images: "
                         f"use model=cnn, or a text dataset ({', '.join(names_of(Kind.text))})")
     return problems
+
+
+def runpod_problems(executor: Any) -> list[str]:
+    """executor=runpod's values that RunPod would refuse or act on badly, before any request:
+    the policy's bounds, a TTL too short for the execution timeout, an endpoint id that is
+    not one.
+
+    Args:
+        executor: executor=runpod's settings.
+
+    Returns:
+        One message per problem, each naming the setting and what is allowed; empty when none.
+    """
+    return list(_range_problems(executor, RunpodExecutorConfig, "executor.")) + _runpod_rule_problems(executor)
+
+
+def _runpod_rule_problems(executor: Any) -> list[str]:
+    problems = []
+    endpoint_id = executor.endpoint_id
+    if endpoint_id and not ENDPOINT_ID.fullmatch(str(endpoint_id)):
+        problems.append(f"executor.endpoint_id={endpoint_id!r}: not a RunPod endpoint id (letters, digits, '-' and "
+                        "'_', at most 64); copy the id from the endpoint's page in the RunPod console")
+    timeout, ttl = executor.execution_timeout_s, executor.ttl_s
+    if _finite(timeout) and _finite(ttl) and ttl < timeout + QUEUE_MARGIN_S:
+        problems.append(f"executor.ttl_s={ttl:g}: must be at least executor.execution_timeout_s={timeout:g} + "
+                        f"{QUEUE_MARGIN_S} s, as RunPod deletes a job when its TTL runs out, even mid-run; "
+                        f"raise executor.ttl_s to {timeout + QUEUE_MARGIN_S:g} or more")
+    return problems
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -9,6 +9,7 @@ import logging
 import os
 
 from cvsweep.config.schema import ConfigError
+from cvsweep.config.validate import runpod_problems
 from cvsweep.execution import model_transport
 from cvsweep.execution.env_file import ENDPOINT_VARIABLE
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
@@ -39,7 +40,7 @@ def missing_settings(cfg) -> list[str]:
         )
     if not str(cfg.base_url).startswith(("http://", "https://")):
         problems.append(f"executor.base_url={cfg.base_url}: must start with http:// or https://")
-    return problems + model_transport.client_problems(cfg)
+    return problems + runpod_problems(cfg) + model_transport.client_problems(cfg)
 
 
 def endpoint_health(cfg) -> dict:
@@ -109,7 +110,7 @@ def _check_endpoint(executor) -> None:
     if not any(workers.values()):
         # Scaled to zero (normal) and max workers 0 (a mistake) look alike here: say it, don't refuse.
         log.warning("%s: no worker is up now; the first trial waits for a cold start (if the endpoint's max "
-                    "workers is 0, its jobs wait in the queue until executor.ttl_s)", endpoint)
+                    "workers is 0, its jobs wait in the queue until RunPod deletes them at executor.ttl_s)", endpoint)
 
 
 def _worker_counts(health: dict) -> dict | None:

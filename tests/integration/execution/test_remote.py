@@ -127,7 +127,7 @@ def test_a_submission_whose_connection_dropped_is_not_sent_again(runpod_env):
 def test_transient_faults_beyond_the_retries_fail_the_trial(runpod_env):
     runpod_env.admin("faults", {"http_status": 503, "http_errors": 10})
     result = _executor(runpod_env.base_url, retries=2).run(_run_config())
-    assert result["status"] == "failed" and result["reason"] == "remote: submit request failed: HTTP 503"
+    assert result["status"] == "failed" and result["reason"] == "remote: submit request failed: HTTP 503: injected HTTP 503"
 
 
 def test_unreachable_endpoint_fails_or_falls_back_to_local(monkeypatch):
@@ -309,10 +309,40 @@ def test_a_killed_worker_process_fails_its_trials_and_the_sweep_goes_on(runpod_e
     assert "starting 2 new ones" in out
 
 
-def test_slow_queue_shows_as_queue_time(runpod_env):
+def test_slow_queue_shows_as_queue_time_and_is_billed(runpod_env):
     runpod_env.admin("faults", {"queue_delay_s": 1.5})
-    result = _executor(runpod_env.base_url).run(_run_config())
-    assert result["status"] == "completed" and result["remote"]["queue_ms"] >= 1500
+    result = _executor(runpod_env.base_url, price_per_hour=3.6).run(_run_config())
+    remote = result["remote"]
+    assert result["status"] == "completed" and remote["queue_ms"] >= 1500
+    # RunPod's delay (the cold start it bills) and execution, at $0.001 a second begun.
+    assert remote["billed_ms"] == remote["queue_ms"] + remote["execution_ms"]
+    assert remote["cost_usd"] == -(-remote["billed_ms"] // 1000) / 1000
+    assert remote["submitted_at"] < remote["finished_at"]
+
+
+def test_a_result_runpod_drops_at_job_done_is_said_so_and_its_time_recorded(runpod_env):
+    runpod_env.admin("faults", {"pad_results_bytes": 10_000_000})  # over RunPod's 10 MB, however small the result
+    result = _executor(runpod_env.base_url, price_per_hour=3.6).run(_run_config())
+    assert result["status"] == "failed" and "malformed" not in result["reason"]
+    assert f"job {result['remote']['job_id']} ended COMPLETED, but RunPod dropped the worker's result" in result["reason"]
+    assert result["remote"]["billed_ms"] > 0 and result["remote"]["cost_usd"] > 0  # paid for all the same
+
+
+def test_a_result_from_another_image_than_executor_image_fails_its_trial(runpod_env):
+    result = _executor(runpod_env.base_url, image="registry.example/cvsweep-worker:other").run(_run_config())
+    assert result["status"] == "failed" and "fallback" not in result
+    assert result["reason"].startswith(f"remote: job {result['remote']['job_id']} ran on image ")
+    assert ", not executor.image=registry.example/cvsweep-worker:other: " in result["reason"]
+
+
+def test_a_job_runpod_refuses_names_runpods_reason_and_the_setting(runpod_env):
+    # A policy below RunPod's minimum, sent past the checks before a sweep (which refuse it).
+    result = _executor(runpod_env.base_url, execution_timeout_s=1.0, ttl_s=3600.0).run(_run_config())
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("remote: RunPod refused the job (HTTP 400: policy.executionTimeout must be "
+                                       "between 5000 and 604800000 ms (got 1000)); it was sent with "
+                                       "executor.execution_timeout_s=1 and executor.ttl_s=3600")
+    assert "remote" not in result  # no job exists: nothing was paid
 
 
 def test_the_sdk_endpoint_api_works_against_the_emulator(runpod_env):

@@ -102,12 +102,14 @@ def test_a_bad_remote_setup_stops_the_real_command_with_exit_status_2(endpoint, 
 def test_an_endpoint_with_no_worker_up_is_a_cold_start_not_an_error(endpoint, tmp_path):
     # Scaled to zero and "max workers 0" give the same health answer: the sweep starts and
     # says so. Here no worker ever comes, so RunPod deletes the job at its ttl.
-    endpoint.settings(time_scale=0.1)  # RunPod's least ttl, 10 s, is 1 s here
-    proc = _sweep(tmp_path, "executor.ttl_s=10", "executor.poll_interval_s=0.2", "plots=none")
+    endpoint.settings(time_scale=0.02)  # the least ttl that covers RunPod's least executionTimeout, 65 s, is 1.3 s here
+    proc = _sweep(tmp_path, "executor.execution_timeout_s=5", "executor.ttl_s=65", "executor.poll_interval_s=0.2",
+                  "plots=none")
     shown = proc.stdout + proc.stderr
     assert "no worker is up now; the first trial waits for a cold start" in shown
     assert proc.returncode == 1, shown[-3000:]  # the sweep ran; its one job was deleted at its ttl
-    assert "HTTP 404" in shown and (tmp_path / "sweeps").exists()
+    assert "was deleted at RunPod (HTTP 404) before it ended: its TTL ran out (executor.ttl_s=65 s" in shown
+    assert (tmp_path / "sweeps").exists()
     assert SENTINEL_API_KEY not in shown
 
 
