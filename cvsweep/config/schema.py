@@ -604,7 +604,8 @@ class RunpodExecutorConfig:
     # USD per hour for one worker of the endpoint's GPU type: the "Cost per second" of RunPod's
     # serverless pricing table (Endpoint settings, GPU configuration; runpod.io/pricing) times
     # 3600. Each remote result then records cost_usd, an estimate; null: no cost recorded.
-    price_per_hour: Optional[float] = field(default=None, metadata=bounds(0, low_open=True))
+    price_per_hour: Optional[float] = field(default=None, metadata={
+        **bounds(0, low_open=True), **operator_only("it prices the endpoint's GPU time, which a budget counts")})
     # The worker image the sweep expects (e.g. what cvsweep deploy pushed): a result from a
     # worker on another image fails its trial, so a rolling release never mixes two. null: any.
     image: Optional[str] = None

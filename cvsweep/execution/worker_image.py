@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cvsweep.config.validate import ENDPOINT_ID  # the one form, also checked for executor.endpoint_id
 from cvsweep.errors import CvsweepError, UserError
 from cvsweep.execution.env_file import ENDPOINT_VARIABLE, REST_URL_VARIABLE
 from cvsweep.execution.redact import API_KEY_VARIABLE, scrub
@@ -39,8 +39,6 @@ ROLLOUT_TIMEOUT_S = 600.0
 ROLLOUT_POLL_S = 2.0
 # api-reference-v2/openapi.json: a release's diff names an image change "template.imageName".
 IMAGE_FIELDS = ("template.imageName", "image")
-# An id goes into the keyed request's path: nothing that could steer it ("../", "?", "%").
-_ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository this package runs from
 DOCKERFILE = "remote/Dockerfile"
 LOCK = "remote/requirements.lock"
@@ -370,7 +368,7 @@ def deploy(args) -> int:
     if not args.skip_push and "/" not in name:
         problems.append(f"--registry is not set: RunPod pulls {name} from a registry (e.g. --registry docker.io/<user>)"
                         ", or --skip-push")
-    if not args.skip_update and plan.endpoint_id and not _ENDPOINT_ID.fullmatch(plan.endpoint_id):
+    if not args.skip_update and plan.endpoint_id and not ENDPOINT_ID.fullmatch(plan.endpoint_id):
         problems.append(f"--endpoint-id {plan.endpoint_id!r} (or {ENDPOINT_VARIABLE}): allowed is RunPod's endpoint id "
                         "form, letters, digits, - and _ (at most 64), as the RunPod console shows it")
     if not args.skip_update and not plan.endpoint_id:

@@ -41,6 +41,7 @@ from cvsweep.sweep.preflight import check_sweep
 # its settings. Everything else of Hydra (launcher, sweep folder, callbacks, storage) is the
 # operator's.
 CLIENT_HYDRA_KEYS = ("hydra.sweeper.n_trials", "hydra.sweeper.sampler.seed", "hydra.sweeper.timeout_s",
+                     "hydra.sweeper.budget_usd",
                      *(f"hydra.sweeper.constraints.{name}" for name in CONSTRAINTS))
 PRUNER_GROUP = "hydra/sweeper/pruner"
 PRUNER_SETTING = re.compile(r"^hydra\.sweeper\.pruner\.[a-z_]+$")

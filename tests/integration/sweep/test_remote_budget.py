@@ -9,14 +9,7 @@ from __future__ import annotations
 import pytest
 from conftest import TINY_OVERRIDES, read_json, run_cli
 
-from cvsweep.config.schema import RunpodExecutorConfig
-
-pytestmark = [
-    pytest.mark.slow,  # two sweep processes, one remote trial
-    # Checked before the emulator starts: a branch whose client does not price jobs yet.
-    pytest.mark.skipif("price_per_hour" not in RunpodExecutorConfig.__dataclass_fields__,
-                       reason="needs the RunPod client's executor.price_per_hour"),
-]
+pytestmark = pytest.mark.slow  # two sweep processes, one remote trial
 
 
 def test_a_spent_budget_ends_the_sweep_with_exit_0_and_a_rerun_starts_nothing(runpod_env, tmp_path):
