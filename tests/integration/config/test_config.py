@@ -9,7 +9,8 @@ import yaml
 from conftest import BARE_ENDPOINT_ID, CONF_DIR, SENTINEL_API_KEY, TINY_RUN, as_the_command_checks, compose, run_cli
 from omegaconf import OmegaConf
 
-from cvsweep.config.schema import RUN_KEYS, ConfigError
+from cvsweep.config.schema import ConfigError, run_config_of
+from cvsweep.data.source_identity import pin_dataset
 from cvsweep.config.validate import load_run_config
 from cvsweep.sweep.preflight import check_run, check_sweep
 
@@ -86,7 +87,8 @@ def test_every_option_composes_and_passes_value_checks(group, option, tmp_path, 
     app_keys = [key for key in cfg if key != "hydra"]
     OmegaConf.to_container(OmegaConf.masked_copy(cfg, app_keys), resolve=True, throw_on_missing=True)
     OmegaConf.to_container(cfg.hydra.sweeper, resolve=True, throw_on_missing=True)
-    load_run_config({key: OmegaConf.to_container(cfg[key], resolve=True) for key in RUN_KEYS})
+    # What a trial sends: the run config, its dataset pinned (an .npz's num_classes counted).
+    load_run_config(pin_dataset(run_config_of(cfg)))
     if group == "dataset":
         composed = OmegaConf.to_container(cfg.dataset, resolve=True, enum_to_str=True)
         overridden = {override.split("=")[0].removeprefix("dataset.") for override in extra}
