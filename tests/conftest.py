@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cvsweep.compose import CONF_DIR, compose, compose_sweep  # noqa: F401 (the tests import them from here)
+from cvsweep.data.source_identity import FILE as SOURCE_IDENTITIES
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
@@ -419,7 +420,11 @@ def runpod_env(emulator, monkeypatch, tmp_path_factory):
     collect the finished job of an earlier test's trial with the same config)."""
     emulator.wait_for_workers()
     emulator.reset()
-    monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    cache = tmp_path_factory.mktemp("cache")
+    remembered = Path(os.environ["CVSWEEP_CACHE_DIR"]) / SOURCE_IDENTITIES
+    if remembered.exists():  # the session's digits identity: no sweep of the test imports scikit-learn for it
+        shutil.copy(remembered, cache / SOURCE_IDENTITIES)
+    monkeypatch.setenv("CVSWEEP_CACHE_DIR", str(cache))
     monkeypatch.setenv("RUNPOD_API_KEY", SENTINEL_API_KEY)
     monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "local-endpoint")
     monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", emulator.base_url)

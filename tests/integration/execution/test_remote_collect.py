@@ -106,7 +106,8 @@ def test_a_job_left_behind_is_collected_within_runpods_retention(runpod_env, cap
     with caplog.at_level("INFO", logger="cvsweep.runpod"):
         result = _executor(runpod_env.base_url).run(_run_config())
     assert result["status"] == "completed" and result["remote"]["job_id"] == job_id
-    assert set(_jobs(runpod_env)) == before  # no second job: nothing trained or paid twice
+    # No second job: nothing trained or paid twice (an earlier test's may expire meanwhile).
+    assert set(_jobs(runpod_env)) <= before
     assert f"remote job {job_id} of this config, submitted earlier, is COMPLETED: collecting it" in caplog.text
 
 

@@ -262,16 +262,12 @@ def test_a_remote_trial_the_pruner_stops_has_its_job_cancelled(runpod_env, tmp_p
         # The job was cancelled (its GPU stops billing), not left to run all its epochs.
         assert remote["job_id"] in state["cancelled"] and state["jobs"][remote["job_id"]]["status"] == "CANCELLED"
         assert results[trial.number]["executed_on"]["worker_id"] == remote["worker_id"] is not None
-        # The next trial's job went out before this one would have ended unpruned.
+        # Its worker had not trained all its epochs when the cancel came (what it trained is
+        # recorded, not only the epoch the pruner judged), and the next job went out after it.
+        assert results[trial.number]["metrics"]["epochs_run"] <= remote["epochs_trained"] < epochs
         following = results.get(trial.number + 1)
         if following is not None:
-            per_epoch = results[trial.number]["metrics"]["train_seconds"] / remote_epochs(results[trial.number])
-            assert following["remote"]["submitted_at"] < remote["submitted_at"] + epochs * per_epoch
             assert following["remote"]["submitted_at"] >= remote["cancelled_at"]
-
-
-def remote_epochs(result: dict) -> int:
-    return max(1, result["metrics"]["epochs_run"])
 
 
 @pytest.mark.slow
