@@ -21,6 +21,8 @@ RESULT_CAP = 200_000
 # What remote/Dockerfile's build arguments set in an image built by cvsweep deploy.
 IMAGE, COMMIT = "registry.example/me/cvsweep-worker:0123456789ab-cafe0123", "0123456789ab" + "0" * 28
 
+pytestmark = pytest.mark.slow  # a server process that imports TensorFlow, and real training
+
 
 @pytest.fixture(scope="module")
 def sdk_server(tmp_path_factory):
