@@ -167,5 +167,5 @@ def test_a_killed_sweeps_timed_out_job_is_retried_under_its_own_id(runpod_env, c
     with caplog.at_level("INFO", logger="cvsweep.runpod"):
         result = _executor(runpod_env.base_url).run(_run_config())
     assert result["status"] == "completed" and result["remote"]["job_id"] == job_id
-    assert set(_jobs(runpod_env)) == before  # /retry, not a second /run
+    assert set(_jobs(runpod_env)) <= before  # /retry, not a second /run
     assert f"remote job {job_id} of this config, submitted earlier, ended TIMED_OUT: re-queued with /retry" in caplog.text

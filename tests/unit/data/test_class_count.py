@@ -30,15 +30,25 @@ def test_the_classes_are_the_folders_of_one_tree_or_of_train(tmp_path):
     assert class_names(str(split)) == ["a", "b", "c", "d"]
 
 
-def test_unset_is_counted_into_the_config_and_fingerprinted_as_if_typed(tmp_path):
-    root = class_folder_tree(tmp_path / "photos")
-    cfg = compose("dataset=image_folder", f"dataset.path={root}")
+# An image folder's classes are its folders; an .npz's its labels: here 12, the last one only in
+# the test set (the preset 10 of old refused it).
+COUNTED = {
+    "image_folder": (lambda tmp_path: class_folder_tree(tmp_path / "photos"), 3),
+    "npz": (lambda tmp_path: labelled_npz(tmp_path / "twelve.npz", np.arange(44) % 11, np.arange(12)), 12),
+}
+
+
+@pytest.mark.parametrize("name", COUNTED)
+def test_unset_is_counted_into_the_config_and_fingerprinted_as_if_typed(tmp_path, name):
+    make, count = COUNTED[name]
+    given = [f"dataset={name}", f"dataset.path={make(tmp_path)}"]
+    cfg = compose(*given)
     assert cfg.dataset.num_classes is None
     settle_num_classes(cfg.dataset)
-    assert cfg.dataset.num_classes == 3
-    typed = run_config_of(compose("dataset=image_folder", f"dataset.path={root}", "dataset.num_classes=3"))
+    assert cfg.dataset.num_classes == count
+    typed = run_config_of(compose(*given, f"dataset.num_classes={count}"))
     assert run_config_of(cfg) == typed
-    unset = run_config_of(compose("dataset=image_folder", f"dataset.path={root}"))
+    unset = run_config_of(compose(*given))
     assert fingerprint(pin_dataset(unset)) == fingerprint(pin_dataset(typed))  # the study's identity too
 
 
@@ -74,19 +84,6 @@ def labelled_npz(path, train_labels, test_labels):
              x_test=rng.integers(0, 255, (len(test_labels), 6, 6), dtype=np.uint8),
              y_test=np.asarray(test_labels, dtype=np.uint8))
     return path
-
-
-def test_an_npz_counts_its_labels_from_train_and_test_and_fingerprints_as_if_typed(tmp_path):
-    # 12 classes, the last one only in the test set: the preset 10 of old would refuse it.
-    data = labelled_npz(tmp_path / "twelve.npz", np.arange(44) % 11, np.arange(12))
-    cfg = compose("dataset=npz", f"dataset.path={data}")
-    assert cfg.dataset.num_classes is None
-    settle_num_classes(cfg.dataset)
-    assert cfg.dataset.num_classes == 12
-    typed = run_config_of(compose("dataset=npz", f"dataset.path={data}", "dataset.num_classes=12"))
-    assert run_config_of(cfg) == typed
-    unset = run_config_of(compose("dataset=npz", f"dataset.path={data}"))
-    assert fingerprint(pin_dataset(unset)) == fingerprint(pin_dataset(typed))
 
 
 def test_an_npz_of_more_classes_than_given_is_refused_and_unset_passes_the_command_checks(tmp_path, capsys):
