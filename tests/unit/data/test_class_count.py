@@ -67,15 +67,6 @@ def test_a_given_number_the_folders_do_not_have_is_refused_in_one_line(tmp_path,
     assert status == 0, said
 
 
-def test_on_the_worker_the_number_is_needed(capsys):
-    args = ["executor=runpod", "executor.fallback=none", "dataset=image_folder", "dataset.location=worker",
-            "dataset.path=/runpod-volume/photos"]
-    status, said = as_the_command_checks(args, capsys, multirun=False)
-    assert status == 2 and said.strip() == (
-        "cvsweep: dataset.num_classes=None: with dataset.location=worker the class folders of /runpod-volume/photos "
-        "are not here to count; set dataset.num_classes to their number")
-
-
 def labelled_npz(path, train_labels, test_labels):
     """A Keras-layout .npz of 6x6 noise images with the given labels."""
     rng = np.random.default_rng(0)
@@ -110,17 +101,25 @@ def test_labels_of_one_class_or_below_zero_are_refused_naming_the_file(tmp_path)
         assert str(err.value).startswith(f"dataset.path={path}: {expected}"), err.value
 
 
-def test_an_npz_on_the_worker_or_a_download_needs_the_number(capsys):
-    args = ["executor=runpod", "executor.fallback=none", "dataset=npz", "dataset.location=worker",
-            "dataset.path=/runpod-volume/data.npz"]
+ON_THE_WORKER = ["executor=runpod", "executor.fallback=none", "dataset.location=worker"]
+NOT_HERE = {
+    "folder-on-the-worker": ([*ON_THE_WORKER, "dataset=image_folder", "dataset.path=/runpod-volume/photos"],
+                             "with dataset.location=worker the class folders of /runpod-volume/photos are not here "
+                             "to count; set dataset.num_classes to their number"),
+    "npz-on-the-worker": ([*ON_THE_WORKER, "dataset=npz", "dataset.path=/runpod-volume/data.npz"],
+                          "with dataset.location=worker the labels of /runpod-volume/data.npz are not here to "
+                          "count; set dataset.num_classes to their number"),
+    "download": (["dataset=mnist", "dataset.num_classes=null"],
+                 "dataset=mnist is downloaded by the trial, not read here to count its labels; set "
+                 "dataset.num_classes (or dataset.path to a local copy)"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_HERE)
+def test_where_the_data_is_not_here_the_number_is_needed(capsys, case):
+    args, why = NOT_HERE[case]
     status, said = as_the_command_checks(args, capsys, multirun=False)
-    assert status == 2 and said.strip() == (
-        "cvsweep: dataset.num_classes=None: with dataset.location=worker the labels of /runpod-volume/data.npz "
-        "are not here to count; set dataset.num_classes to their number")
-    status, said = as_the_command_checks(["dataset=mnist", "dataset.num_classes=null"], capsys, multirun=False)
-    assert status == 2 and said.strip() == (
-        "cvsweep: dataset.num_classes=None: dataset=mnist is downloaded by the trial, not read here to count its "
-        "labels; set dataset.num_classes (or dataset.path to a local copy)")
+    assert status == 2 and said.strip() == f"cvsweep: dataset.num_classes=None: {why}"
 
 
 def test_a_run_config_without_the_number_is_refused_where_it_arrives():
