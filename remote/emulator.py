@@ -665,7 +665,7 @@ def make_handler(emulator: Emulator):
                 return self._rest_v2(method, parts[2:], body)
             if parts[:1] == ["v2"]:
                 return self._client_api(method, parts[1:], body)
-            if parts[:1] == ["v1"]:  # api-reference/overview.mdx: REST v1 retired on November 15, 2026
+            if parts[:1] == ["v1"]:  # api-reference/overview.mdx: REST v1 is retired
                 return self._send(404, V1_RETIRED)
             if parts[:1] == ["worker"]:
                 return self._worker_api(method, parts[1:], body)

@@ -19,7 +19,7 @@ from typing import Optional
 from cvsweep.config.datasets import REGISTRY, Kind, Loader
 from cvsweep.config.schema import dataset_config
 from cvsweep.data.access import cache_root
-from cvsweep.data.sources import DataError, load_source, pinnable, settle_num_classes
+from cvsweep.data.sources import check_pinned, load_source, pinnable, settle_num_classes
 from cvsweep.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,7 @@ def identify(dataset) -> SourceIdentity:
     known = _remembered().get(key) if key else None
     if _valid(known):
         identity = SourceIdentity(known["sha256"], tuple(known["shape"]), Kind(known["kind"]))
-        if dataset.sha256 is not None and dataset.sha256 != identity.sha256:
-            raise DataError(
-                f"dataset.sha256={dataset.sha256}: the data loaded now hashes to {identity.sha256}; "
-                "it changed since the run was configured (or differs on this machine)"
-            )
+        check_pinned(dataset, identity.sha256)
         return identity
     source = load_source(dataset)
     identity = SourceIdentity(source.sha256, tuple(int(n) for n in source.x_train.shape[1:]), source.kind)

@@ -127,12 +127,25 @@ def load_source(dataset, policy: Optional[Policy] = None) -> Source:
         DataError: When the data cannot be used, or does not hash to a pinned ``dataset.sha256``.
     """
     source = _load(dataset, policy or Policy.current())
-    if dataset.sha256 is not None and dataset.sha256 != source.sha256:
+    check_pinned(dataset, source.sha256)
+    return source
+
+
+def check_pinned(dataset, sha256: str) -> None:
+    """Refuse data that does not hash to the ``dataset.sha256`` the run was configured with.
+
+    Args:
+        dataset: The dataset's config node.
+        sha256: What the data hashes to now.
+
+    Raises:
+        DataError: When a pinned sha256 differs.
+    """
+    if dataset.sha256 is not None and dataset.sha256 != sha256:
         raise DataError(
-            f"dataset.sha256={dataset.sha256}: the data loaded now hashes to {source.sha256}; "
+            f"dataset.sha256={dataset.sha256}: the data loaded now hashes to {sha256}; "
             "it changed since the run was configured (or differs on this machine)"
         )
-    return source
 
 
 def settle_num_classes(dataset) -> None:

@@ -47,7 +47,7 @@ def _entry(endpoint_id: str, fingerprint: str) -> Path:
 
 
 def remember(endpoint_id: str, fingerprint: str, job_id: str, submitted_at: float, ttl_s: float,
-             execution_timeout_s: float) -> None:
+             execution_timeout_s: float) -> dict:
     """Note a submitted job of this config on this endpoint, until it is collected.
 
     Args:
@@ -57,9 +57,14 @@ def remember(endpoint_id: str, fingerprint: str, job_id: str, submitted_at: floa
         submitted_at: When it was sent (seconds since the epoch).
         ttl_s: The job's policy ttl, in seconds.
         execution_timeout_s: The job's policy executionTimeout, in seconds.
+
+    Returns:
+        The entry written (its start and end not yet known).
     """
-    write_json_atomic(_entry(endpoint_id, fingerprint), {
-        "job_id": job_id, "submitted_at": submitted_at, "ttl_s": ttl_s, "execution_timeout_s": execution_timeout_s})
+    entry = {"job_id": job_id, "submitted_at": submitted_at, "ttl_s": ttl_s, "execution_timeout_s": execution_timeout_s,
+             "started_at": None, "finished_at": None}
+    write_json_atomic(_entry(endpoint_id, fingerprint), entry)
+    return entry
 
 
 def mark(endpoint_id: str, fingerprint: str, **seen: float) -> None:

@@ -395,14 +395,14 @@ class RemoteJob:
         if not all(isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms >= 0 for ms in parts):
             return {"billed_ms": None, "cost_usd": None}
         billed_ms = int(sum(parts))
-        price = getattr(self.cfg, "price_per_hour", None)
+        price = self.cfg.price_per_hour
         cost = None if price is None else round(math.ceil(billed_ms / 1000) * price / 3600, 6)
         return {"billed_ms": billed_ms, "cost_usd": cost}
 
     def _check_image(self, job_id: str, result: dict) -> None:
         """With ``executor.image`` set, a result from a worker on another image fails the trial:
         during a rolling release a sweep is never silently mixed."""
-        expected = getattr(self.cfg, "image", None)
+        expected = self.cfg.image
         ran = result["executed_on"].get("image")
         if expected and ran != expected:
             raise ImageMismatch(
@@ -443,11 +443,8 @@ class RemoteJob:
         if not isinstance(job_id, str) or not remote_jobs.JOB_ID.fullmatch(job_id):
             raise RemoteError(f"the submit answer has no job id of RunPod's form: {scrub(str(answer))[:200]}")
         submitted_at = time.time()
-        remote_jobs.remember(self.cfg.endpoint_id, self.fingerprint, job_id, submitted_at, self.cfg.ttl_s,
-                             self.cfg.execution_timeout_s)
-        self.entry = remote_jobs.recall(self.cfg.endpoint_id, self.fingerprint) or {
-            "job_id": job_id, "submitted_at": submitted_at, "ttl_s": self.cfg.ttl_s,
-            "execution_timeout_s": self.cfg.execution_timeout_s}
+        self.entry = remote_jobs.remember(self.cfg.endpoint_id, self.fingerprint, job_id, submitted_at,
+                                          self.cfg.ttl_s, self.cfg.execution_timeout_s)
         log.info("remote job %s submitted (%d bytes)", job_id, len(json.dumps(body)))
         return job_id
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cvsweep.jsonio import write_text_atomic
 from cvsweep.layout import TRIAL_PLOTS, report_of
+from cvsweep.study.cost import COST_KEY, cell_text, spend_line
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
@@ -33,8 +34,6 @@ def write_report(summary: dict, sweep_dir: Path, sweep_plots: list[Path]) -> Pat
     Returns:
         The report's path.
     """
-    from cvsweep.study.cost import COST_KEY, cell_text, spend_line
-
     sweep_dir = Path(sweep_dir)
     names = summary["objectives"]
     best = summary["best"]
